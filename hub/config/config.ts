@@ -1,0 +1,89 @@
+import { Ajv } from 'ajv';
+import { ConfigError } from '../errors.ts';
+
+/**
+ * Every setting of the hub, in one place. Each entry is an environment variable with its
+ * JSON-Schema type, default and documentation; `docs/configuration.md` is generated from this
+ * table (`npm run docs:config`), so the two cannot drift.
+ */
+export const settings = {
+  ORGHUB_PORT: { type: 'integer', minimum: 0, maximum: 65535, default: 8080, description: 'HTTP + WebSocket port (0 picks a free port).' },
+  ORGHUB_HOST: { type: 'string', default: '0.0.0.0', description: 'Address the HTTP/WebSocket listener binds to.' },
+  ORGHUB_NODE_ID: { type: 'string', default: '', description: 'Name of this hub node in logs and event metadata; empty means hostname:pid.' },
+  ORGHUB_MQTT_PORT: { type: 'integer', minimum: 0, maximum: 65535, default: 1883, description: 'MQTT TCP port; 0 turns the bridge off. If left at the default and busy, the hub runs without MQTT.' },
+  NATS_URL: { type: 'string', default: 'nats://127.0.0.1:4222', description: 'NATS server(s), comma-separated.' },
+  DATABASE_URL: { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/orghub', description: 'Postgres for the event store and read models (an owner role that runs migrations).' },
+  ORGHUB_DATABASE_APP_ROLE: { type: 'string', pattern: '^[a-z_][a-z0-9_]*$', default: 'orghub_app', description: 'Non-superuser role, without BYPASSRLS, that queries run as (SET ROLE).' },
+  REDIS_URL: { type: 'string', default: 'redis://127.0.0.1:6379', description: 'Redis for retained MQTT messages, presence and rate-limit buckets.' },
+  ORGHUB_JWT_ISSUER: { type: 'string', minLength: 1, default: 'orghub-dev', description: 'Required `iss` of every token.' },
+  ORGHUB_JWT_AUDIENCE: { type: 'string', minLength: 1, default: 'orghub', description: 'Required `aud` of every token.' },
+  ORGHUB_JWT_JWKS: { type: 'string', default: '', description: 'JWKS file path or http(s) URL with the ES256/EdDSA/RS256 verification keys.' },
+  ORGHUB_JWT_HS256_SECRET: { type: 'string', default: '', description: 'Development only: enables HS256 with this secret (at least 32 bytes).' },
+  ORGHUB_JWT_CLOCK_TOLERANCE: { type: 'integer', minimum: 0, maximum: 300, default: 0, description: 'Seconds of clock skew tolerated for `exp`/`nbf`.' },
+  ORGHUB_JWT_MAX_LENGTH: { type: 'integer', minimum: 256, maximum: 65536, default: 8192, description: 'Longest token accepted, in bytes.' },
+  ORGHUB_ORG_CLAIM: { type: 'string', minLength: 1, default: 'org', description: 'Claim that carries the org id.' },
+  ORGHUB_ROLE_GRANTS: { type: 'string', default: '', description: 'JSON object replacing the role defaults: `{"role":{"pub":[..],"sub":[..],"cmd":[..]}}`.' },
+  ORGHUB_MAX_FRAME_BYTES: { type: 'integer', minimum: 1024, maximum: 16777216, default: 65536, description: 'Largest inbound WebSocket frame; larger closes with 1009.' },
+  ORGHUB_MAX_SUBSCRIPTIONS: { type: 'integer', minimum: 1, maximum: 100000, default: 256, description: 'Subscriptions per connection.' },
+  ORGHUB_IDLE_TIMEOUT: { type: 'integer', minimum: 8, maximum: 960, default: 120, description: 'Seconds without any inbound frame before the connection is closed (clients should ping).' },
+  ORGHUB_MAX_BACKPRESSURE: { type: 'integer', minimum: 65536, maximum: 268435456, default: 4194304, description: 'Bytes buffered for one slow connection before it is closed with 4001.' },
+  ORGHUB_HTTP_MAX_BODY: { type: 'integer', minimum: 1024, maximum: 16777216, default: 262144, description: 'Largest HTTP request body; larger gets 413.' },
+  ORGHUB_HTTP_MAX_BATCH: { type: 'integer', minimum: 1, maximum: 10000, default: 1000, description: 'Most messages in one POST /v1/publish/batch.' },
+  ORGHUB_GROUP_COMMIT_MS: { type: 'number', minimum: 0, maximum: 100, default: 2, description: 'Window in which event-store appends share one transaction.' },
+  ORGHUB_GROUP_COMMIT_MAX: { type: 'integer', minimum: 1, maximum: 10000, default: 500, description: 'Most appends in one group-commit transaction.' },
+  ORGHUB_AUDIT_BUFFER: { type: 'integer', minimum: 100, maximum: 10000000, default: 100000, description: 'Audit events held in memory while the event store is unreachable; beyond this they are counted and dropped.' },
+  ORGHUB_LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'pino log level.' },
+} as const;
+
+type Settings = typeof settings;
+type ValueOf<S> = S extends { type: 'integer' | 'number' } ? number : string;
+export type Config = { readonly [K in keyof Settings]: ValueOf<Settings[K]> };
+
+const schema = {
+  type: 'object',
+  properties: settings,
+  additionalProperties: true,
+} as const;
+
+const ajv = new Ajv({ coerceTypes: true, useDefaults: true, allErrors: true });
+const validate = ajv.compile(schema);
+
+/**
+ * Builds the config from an environment. Empty strings count as unset. Throws ConfigError naming
+ * every variable at fault.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const raw: Record<string, unknown> = {};
+  for (const key of Object.keys(settings)) {
+    const v = env[key];
+    if (v !== undefined && v !== '') raw[key] = v;
+  }
+  if (!validate(raw)) {
+    const msgs = (validate.errors ?? []).map((e) => {
+      const name = e.instancePath.replace(/^\//, '') || String(e.params?.missingProperty ?? '');
+      return `${name} ${e.message}`;
+    });
+    throw new ConfigError(`invalid configuration: ${msgs.join('; ')}`);
+  }
+  const cfg = raw as unknown as Config;
+  if (cfg.ORGHUB_JWT_HS256_SECRET && Buffer.byteLength(cfg.ORGHUB_JWT_HS256_SECRET) < 32) {
+    throw new ConfigError('ORGHUB_JWT_HS256_SECRET must be at least 32 bytes');
+  }
+  if (!cfg.ORGHUB_JWT_JWKS && !cfg.ORGHUB_JWT_HS256_SECRET) {
+    throw new ConfigError('ORGHUB_JWT_JWKS must name a JWKS file or URL (or set ORGHUB_JWT_HS256_SECRET for development)');
+  }
+  if (cfg.ORGHUB_ROLE_GRANTS) {
+    try {
+      JSON.parse(cfg.ORGHUB_ROLE_GRANTS);
+    } catch {
+      throw new ConfigError('ORGHUB_ROLE_GRANTS is not valid JSON');
+    }
+  }
+  /** Whether the MQTT port was set explicitly (then a busy port is fatal). */
+  return Object.freeze(cfg);
+}
+
+/** True when the variable was given in the environment rather than defaulted. */
+export function isExplicit(name: keyof Settings, env: NodeJS.ProcessEnv = process.env): boolean {
+  return env[name] !== undefined && env[name] !== '';
+}

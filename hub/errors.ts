@@ -1,0 +1,75 @@
+/**
+ * Typed errors with stable wire codes. Every failure a client can see maps to one
+ * `ErrorCode`; the string is part of the public protocol (docs/protocol.md) and never changes.
+ */
+export type ErrorCode =
+  | 'bad_frame' // not JSON / not msgpack / not an object
+  | 'unknown_op'
+  | 'invalid' // a field is missing or has the wrong type, or a command payload fails its schema
+  | 'bad_topic'
+  | 'forbidden'
+  | 'unauthorized'
+  | 'too_large'
+  | 'limit' // a per-connection limit (subscriptions, rate) was hit
+  | 'unavailable' // a dependency (NATS, event store) is down; nothing was accepted
+  | 'conflict' // optimistic concurrency check failed
+  | 'unknown_command'
+  | 'not_found'
+  | 'internal';
+
+export class HubError extends Error {
+  override name = 'HubError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** Raised by token verification; `reason` is short and safe to show to the client. */
+export class AuthError extends HubError {
+  override name = 'AuthError';
+  constructor(readonly reason: string, options?: { cause?: unknown }) {
+    super('unauthorized', reason, options);
+  }
+}
+
+/** Invalid configuration: names the environment variable at fault. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/**
+ * WebSocket close codes, in ranges that tell a client what to do next:
+ * 4000-4099 reconnect (with backoff), 4100-4199 get a fresh token then reconnect,
+ * 4200-4299 do not reconnect until the client is fixed.
+ */
+export const CloseCode = {
+  shutdown: 4000,
+  slowConsumer: 4001,
+  idleTimeout: 4002,
+  tokenExpired: 4100,
+  tokenRevoked: 4101,
+  protocolViolation: 4200,
+  forbidden: 4201,
+} as const;
+export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
+
+/** HTTP status for each wire code, used by the HTTP API. */
+export const httpStatus: Record<ErrorCode, number> = {
+  bad_frame: 400,
+  unknown_op: 400,
+  invalid: 400,
+  bad_topic: 400,
+  forbidden: 403,
+  unauthorized: 401,
+  too_large: 413,
+  limit: 429,
+  unavailable: 503,
+  conflict: 409,
+  unknown_command: 400,
+  not_found: 404,
+  internal: 500,
+};
