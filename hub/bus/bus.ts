@@ -1,0 +1,36 @@
+/** How a message's payload bytes are to be read: JSON text, or opaque bytes. */
+export type ContentType = 'json' | 'bytes';
+
+/** A message as it crosses nodes. `topic` is org-relative; `payload` is exactly the published bytes. */
+export interface BusMessage {
+  readonly org: string;
+  readonly topic: string;
+  readonly payload: Uint8Array;
+  readonly contentType: ContentType;
+  /** `sub` of the publishing principal, when known (absent for raw NATS publishers). */
+  readonly from?: string;
+  /** Publish time in ms since the epoch, stamped by the publishing hub (0 when unknown). */
+  readonly ts: number;
+}
+
+export type BusHandler = (msg: BusMessage) => void;
+
+export interface PublishMeta {
+  contentType: ContentType;
+  from?: string;
+}
+
+/**
+ * Cross-node fan-out. One underlying subscription per distinct (org, pattern), reference-counted
+ * across handlers. Patterns whose first segment is a wildcard never deliver `$` system topics.
+ */
+export interface Bus {
+  /** Throws HubError('unavailable') while the bus is disconnected: never a silent drop. */
+  publish(org: string, topic: string, payload: Uint8Array, meta: PublishMeta): void;
+  /** Returns a disposer; the underlying subscription closes when the last handler is disposed. */
+  subscribe(org: string, pattern: string, handler: BusHandler): () => void;
+  readonly connected: boolean;
+  /** Resolves once everything published so far has reached the server. */
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
