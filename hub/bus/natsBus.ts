@@ -1,0 +1,149 @@
+import { connect, headers, type NatsConnection, type Subscription, type Msg } from '@nats-io/transport-node';
+import { HubError } from '../errors.ts';
+import { patternToSubject, subjectToTopic, topicToSubject } from '../acl/topic.ts';
+import type { Logger } from '../log.ts';
+import type { Bus, BusHandler, BusMessage, ContentType, PublishMeta } from './bus.ts';
+
+/** NATS header names carrying message metadata; the payload itself is never wrapped. */
+export const H_CONTENT_TYPE = 'Orghub-Content-Type';
+export const H_FROM = 'Orghub-From';
+export const H_TS = 'Orghub-Ts';
+
+interface Entry {
+  readonly org: string;
+  readonly subject: string;
+  /** A pattern starting with a wildcard must not deliver `$` system topics (MQTT rule). */
+  readonly skipSystem: boolean;
+  readonly handlers: Set<BusHandler>;
+  sub?: Subscription;
+}
+
+const textDecoder = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Reads the content type of a NATS message. JSON is verified even when a header claims it:
+ * hub frames embed the JSON text verbatim, so invalid JSON from a raw publisher must never
+ * reach a client as if it were JSON.
+ */
+function contentTypeOf(data: Uint8Array, claimed: string | undefined): ContentType {
+  if (claimed === 'bytes') return 'bytes';
+  if (data.length === 0) return 'bytes';
+  try {
+    JSON.parse(textDecoder.decode(data));
+    return 'json';
+  } catch {
+    return 'bytes';
+  }
+}
+
+export interface NatsBusOptions {
+  servers: string;
+  name: string;
+  log: Logger;
+}
+
+/**
+ * The Bus over core NATS. Connects in the background and keeps retrying forever; while
+ * disconnected, `publish` throws `unavailable` (nats.js would otherwise buffer silently) and
+ * nats.js re-establishes every subscription after a reconnect.
+ */
+export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void> } {
+  const entries = new Map<string, Entry>();
+  let nc: NatsConnection | undefined;
+  let connected = false;
+  let closing = false;
+
+  const attach = (e: Entry) => {
+    if (!nc || e.sub) return;
+    e.sub = nc.subscribe(e.subject, { callback: (err, msg) => (err ? opts.log.warn({ err: err.message, subject: e.subject }, 'nats subscription error') : deliver(e, msg)) });
+  };
+
+  const deliver = (e: Entry, msg: Msg) => {
+    const parsed = subjectToTopic(msg.subject);
+    if (!parsed || parsed.org !== e.org) return; // junk subject from a raw publisher
+    if (e.skipSystem && parsed.topic.charCodeAt(0) === 36 /* $ */) return;
+    const h = msg.headers;
+    const out: BusMessage = {
+      org: parsed.org,
+      topic: parsed.topic,
+      payload: msg.data,
+      contentType: contentTypeOf(msg.data, h?.get(H_CONTENT_TYPE) || undefined),
+      from: h?.get(H_FROM) || undefined,
+      ts: Number(h?.get(H_TS)) || 0,
+    };
+    for (const handler of e.handlers) {
+      try {
+        handler(out);
+      } catch (err) {
+        opts.log.error({ err }, 'bus handler failed');
+      }
+    }
+  };
+
+  const ready = (async () => {
+    const servers = opts.servers.split(',').map((s) => s.trim()).filter(Boolean);
+    for (let attempt = 0; !closing; attempt++) {
+      try {
+        nc = await connect({ servers, name: opts.name, reconnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 250, pingInterval: 5000, maxPingOut: 2 });
+        break;
+      } catch (err) {
+        if (attempt === 0 || attempt % 20 === 0) opts.log.warn({ err: (err as Error).message }, 'NATS not reachable yet; retrying');
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+    if (!nc) return;
+    connected = true;
+    opts.log.info({ server: nc.getServer() }, 'connected to NATS');
+    for (const e of entries.values()) attach(e);
+    void (async () => {
+      for await (const s of nc!.status()) {
+        if (s.type === 'disconnect') {
+          connected = false;
+          opts.log.warn('NATS disconnected; publishes are refused with "unavailable" until it returns');
+        } else if (s.type === 'reconnect') {
+          connected = true;
+          opts.log.info('NATS reconnected');
+        }
+      }
+    })();
+  })();
+
+  return {
+    ready,
+    get connected() {
+      return connected && !closing;
+    },
+    publish(org: string, topic: string, payload: Uint8Array, meta: PublishMeta) {
+      if (!nc || !connected || closing) throw new HubError('unavailable', 'message bus unavailable; nothing was published');
+      const h = headers();
+      h.set(H_CONTENT_TYPE, meta.contentType);
+      if (meta.from) h.set(H_FROM, meta.from);
+      h.set(H_TS, String(Date.now()));
+      nc.publish(topicToSubject(org, topic), payload, { headers: h });
+    },
+    subscribe(org: string, pattern: string, handler: BusHandler) {
+      const key = `${org}\u0000${pattern}`;
+      let e = entries.get(key);
+      if (!e) {
+        const first = pattern.split('/', 1)[0];
+        e = { org, subject: patternToSubject(org, pattern), skipSystem: first === '+' || first === '#', handlers: new Set() };
+        entries.set(key, e);
+        attach(e);
+      }
+      e.handlers.add(handler);
+      const entry = e;
+      return () => {
+        if (!entry.handlers.delete(handler) || entry.handlers.size > 0) return;
+        entries.delete(key);
+        entry.sub?.unsubscribe();
+      };
+    },
+    async flush() {
+      if (nc && connected) await nc.flush();
+    },
+    async close() {
+      closing = true;
+      if (nc) await nc.drain().catch(() => nc?.close());
+    },
+  };
+}

@@ -1,0 +1,130 @@
+import type { TemplatedApp, HttpResponse, HttpRequest } from '@trufflesuite/uws-js-unofficial';
+import { randomUUID } from 'node:crypto';
+import { Ajv } from 'ajv';
+import { compileGrants, type RoleGrants } from '../acl/grants.ts';
+import type { AuditSink } from '../audit/audit.ts';
+import { extractToken } from '../auth/joseVerifier.ts';
+import type { TokenVerifier } from '../auth/principal.ts';
+import type { CommandHandler } from '../core/commands.ts';
+import type { ClientContext } from '../core/context.ts';
+import { payloadOf, type Publisher } from '../core/publisher.ts';
+import { AuthError, HubError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { readBody, reply } from './respond.ts';
+
+export interface HttpApiDeps {
+  app: TemplatedApp;
+  verifier: TokenVerifier;
+  roleGrants: RoleGrants;
+  publisher: Publisher;
+  audit: AuditSink;
+  commands?: CommandHandler;
+  log: Logger;
+  maxBody: number;
+  maxBatch: number;
+}
+
+const message = { type: 'object', required: ['topic', 'data'], properties: { topic: { type: 'string', minLength: 1, maxLength: 512 }, data: {} }, additionalProperties: false };
+const command = {
+  type: 'object',
+  required: ['type', 'topic', 'data'],
+  properties: { type: { type: 'string', minLength: 1, maxLength: 128 }, topic: { type: 'string', minLength: 1, maxLength: 512 }, data: {}, key: { type: 'string', minLength: 1, maxLength: 200 } },
+  additionalProperties: false,
+};
+
+/** The HTTP API for backends: publish, batch publish and commands, with the WebSocket's auth and ACL. */
+export function mountHttpApi(deps: HttpApiDeps): void {
+  const { app, verifier, roleGrants, publisher, audit, log } = deps;
+  const ajv = new Ajv({ allErrors: false });
+  const validateOne = ajv.compile(message);
+  const validateBatch = ajv.compile({ type: 'array', minItems: 1, maxItems: deps.maxBatch, items: message });
+  const validateCommand = ajv.compile(command);
+  const invalid = (v: { errors?: { instancePath: string; message?: string }[] | null }) => {
+    const e = v.errors?.[0];
+    return new HubError('invalid', `body${e?.instancePath ?? ''} ${e?.message ?? 'is invalid'}`);
+  };
+
+  /** Authenticates, reads and parses the body; the handler gets a verified context and JSON. */
+  const route = (handler: (ctx: ClientContext, body: unknown) => Promise<{ status: number; body: unknown }> | { status: number; body: unknown }) => (res: HttpResponse, req: HttpRequest) => {
+    const token = extractToken(req.getHeader('authorization'), req.getQuery() ?? '');
+    const contentType = req.getHeader('content-type');
+    const r = reply(res, (err) => log.error({ err }, 'http handler failed'));
+    const body = readBody(res, req.getHeader('content-length'), deps.maxBody);
+    body.catch(() => {}); // observed below; a 413 may be known before auth finishes
+    void (async () => {
+      try {
+        if (!token) throw new AuthError('token_missing');
+        const principal = await verifier.verify(token).catch((err) => {
+          audit.record(undefined, 'session.rejected', { reason: err instanceof AuthError ? err.reason : 'token_invalid', transport: 'http' });
+          throw err instanceof AuthError ? err : new AuthError('token_invalid');
+        });
+        const buf = await body;
+        if (!/^application\/json\b/i.test(contentType)) throw new HubError('invalid', 'content-type must be application/json');
+        let json: unknown;
+        try {
+          json = JSON.parse(buf.toString('utf8'));
+        } catch {
+          throw new HubError('bad_frame', 'body is not valid JSON');
+        }
+        const ctx: ClientContext = { principal, grants: compileGrants(principal, roleGrants), session: randomUUID() };
+        const out = await handler(ctx, json);
+        r.json(out.status, out.body);
+      } catch (err) {
+        r.error(err);
+      }
+    })();
+  };
+
+  const denied = (ctx: ClientContext, topic: unknown) => (err: unknown) => {
+    if (err instanceof HubError && err.code === 'forbidden') audit.record(ctx.principal.org, 'publish.denied', { topic, transport: 'http' }, { actor: ctx.principal.sub, session: ctx.session });
+    return err;
+  };
+
+  app.post(
+    '/v1/publish',
+    route((ctx, body) => {
+      if (!validateOne(body)) throw invalid(validateOne);
+      const { topic, data } = body as { topic: string; data: unknown };
+      const { payload, contentType } = payloadOf(data);
+      try {
+        publisher.publish(ctx, topic, payload, contentType);
+      } catch (err) {
+        throw denied(ctx, topic)(err);
+      }
+      return { status: 200, body: { ok: true } };
+    }),
+  );
+
+  // All-or-nothing: every topic is checked before anything is published, so a 4xx publishes nothing.
+  app.post(
+    '/v1/publish/batch',
+    route((ctx, body) => {
+      if (!validateBatch(body)) throw invalid(validateBatch);
+      const items = body as { topic: string; data: unknown }[];
+      items.forEach((m, i) => {
+        try {
+          publisher.check(ctx, m.topic);
+        } catch (err) {
+          const e = denied(ctx, m.topic)(err) as HubError;
+          throw new HubError(e.code, `[${i}] ${e.message}`);
+        }
+      });
+      if (!publisher.available) throw new HubError('unavailable', 'message bus unavailable; nothing was published');
+      for (const m of items) {
+        const { payload, contentType } = payloadOf(m.data);
+        publisher.publish(ctx, m.topic, payload, contentType);
+      }
+      return { status: 200, body: { ok: true, published: items.length } };
+    }),
+  );
+
+  app.post(
+    '/v1/commands',
+    route(async (ctx, body) => {
+      if (!deps.commands) throw new HubError('unavailable', 'commands are not enabled on this hub');
+      if (!validateCommand(body)) throw invalid(validateCommand);
+      const result = await deps.commands.execute(ctx, body as { type: string; topic: string; data: unknown; key?: string }, 'http');
+      return { status: 200, body: { ok: true, ...result } };
+    }),
+  );
+}

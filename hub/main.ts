@@ -1,0 +1,48 @@
+import { loadConfig } from './config/config.ts';
+import { ConfigError } from './errors.ts';
+import { createLogger } from './log.ts';
+import { startHub } from './server.ts';
+
+/** Process entry: config errors exit with status 2 and a message naming the variable. */
+async function main() {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`orghub: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = createLogger(config.ORGHUB_LOG_LEVEL);
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err }, 'uncaught exception');
+    process.exit(1);
+  });
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
+
+  let hub;
+  try {
+    hub = await startHub(config, log);
+  } catch (err) {
+    if (err instanceof ConfigError || (err instanceof Error && /ORGHUB_|NATS_URL|DATABASE_URL|REDIS_URL/.test(err.message))) {
+      log.fatal(err.message);
+      process.stderr.write(`orghub: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    await hub.stop().catch((err) => log.error({ err }, 'shutdown failed'));
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+void main();

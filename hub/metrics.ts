@@ -1,0 +1,27 @@
+import { Registry, Gauge, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * Prometheus metrics. Hot-path figures are read from plain counters at scrape time (collect
+ * callbacks) rather than incremented per message through prom-client.
+ */
+export function createMetrics(sources: { connections(): number; fanout(): { messages: number; deliveries: number; frames: number }; fanoutPatterns(): number; auditBacklog(): number; auditDropped(): number }): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'orghub_process_' });
+  const gauge = (name: string, help: string, read: () => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read());
+      },
+    });
+  gauge('orghub_ws_connections', 'Open WebSocket connections', sources.connections);
+  gauge('orghub_fanout_patterns', 'Distinct (org, pattern) bus subscriptions held for WebSocket clients', sources.fanoutPatterns);
+  gauge('orghub_fanout_messages_total', 'Messages received from the bus for WebSocket fan-out', () => sources.fanout().messages);
+  gauge('orghub_fanout_deliveries_total', 'Messages delivered to WebSocket clients', () => sources.fanout().deliveries);
+  gauge('orghub_fanout_frames_total', 'Coalesced frames published to uWS topics', () => sources.fanout().frames);
+  gauge('orghub_audit_backlog', 'Audit events waiting for the event store', sources.auditBacklog);
+  gauge('orghub_audit_dropped_total', 'Audit events dropped past the buffer bound', sources.auditDropped);
+  return registry;
+}

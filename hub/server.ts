@@ -1,0 +1,119 @@
+import uws from '@trufflesuite/uws-js-unofficial';
+import { hostname } from 'node:os';
+import { parseRoleGrants, defaultRoleGrants } from './acl/roles.ts';
+import type { RoleGrants } from './acl/grants.ts';
+import type { AuditSink } from './audit/audit.ts';
+import { createLogAuditSink } from './audit/logAuditSink.ts';
+import { createJoseVerifier } from './auth/joseVerifier.ts';
+import type { TokenVerifier } from './auth/principal.ts';
+import { createNatsBus } from './bus/natsBus.ts';
+import type { Config } from './config/config.ts';
+import type { CommandHandler } from './core/commands.ts';
+import { Publisher } from './core/publisher.ts';
+import { mountOpsApi, type ReadinessCheck } from './http/opsApi.ts';
+import { mountHttpApi } from './http/publishApi.ts';
+import type { Logger } from './log.ts';
+import { createMetrics } from './metrics.ts';
+import { WsFanout } from './transport/ws/fanout.ts';
+import { activeConnections, mountWebSocket } from './transport/ws/wsTransport.ts';
+import type { Bus } from './bus/bus.ts';
+
+/** What the outside world may plug in: everything else is built from the config. */
+export interface HubParts {
+  audit?: AuditSink;
+  commands?: CommandHandler;
+  /** Extra readiness checks (event store, Redis, ...) reported by `/ready`. */
+  checks?: ReadinessCheck[];
+  /** Mounts further routes or listeners (the MQTT bridge) once the core exists. */
+  extensions?: HubExtension[];
+}
+
+export interface HubCore {
+  app: uws.TemplatedApp;
+  bus: Bus;
+  verifier: TokenVerifier;
+  roleGrants: RoleGrants;
+  publisher: Publisher;
+  audit: AuditSink;
+  commands?: CommandHandler;
+  config: Config;
+  log: Logger;
+  nodeId: string;
+}
+
+export interface HubExtension {
+  name: string;
+  start(core: HubCore): Promise<{ checks?: ReadinessCheck[]; stop(): Promise<void> }>;
+}
+
+export interface RunningHub {
+  port: number;
+  core: HubCore;
+  stop(): Promise<void>;
+}
+
+/** Builds and starts one hub node. The HTTP listener is up before NATS is, so `/health` answers at once. */
+export async function startHub(config: Config, log: Logger, parts: HubParts = {}): Promise<RunningHub> {
+  const nodeId = config.ORGHUB_NODE_ID || `${hostname()}:${process.pid}`;
+  const roleGrants = config.ORGHUB_ROLE_GRANTS ? parseRoleGrants(config.ORGHUB_ROLE_GRANTS) : defaultRoleGrants;
+  const verifier = await createJoseVerifier(config, { onWarning: (m) => log.warn(m) });
+  const audit = parts.audit ?? createLogAuditSink(log);
+  const bus = createNatsBus({ servers: config.NATS_URL, name: `orghub ${nodeId}`, log });
+  const app = uws.App();
+  const publisher = new Publisher(bus);
+  const fanout = new WsFanout(app, bus);
+  const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands: parts.commands, config, log, nodeId };
+
+  mountWebSocket({
+    app,
+    verifier,
+    roleGrants,
+    publisher,
+    fanout,
+    audit,
+    commands: parts.commands,
+    log,
+    limits: {
+      maxFrameBytes: config.ORGHUB_MAX_FRAME_BYTES,
+      maxSubscriptions: config.ORGHUB_MAX_SUBSCRIPTIONS,
+      idleTimeoutSeconds: config.ORGHUB_IDLE_TIMEOUT,
+      maxBackpressure: config.ORGHUB_MAX_BACKPRESSURE,
+    },
+  });
+  mountHttpApi({ app, verifier, roleGrants, publisher, audit, commands: parts.commands, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBatch: config.ORGHUB_HTTP_MAX_BATCH });
+
+  const stops: (() => Promise<void>)[] = [];
+  const checks: ReadinessCheck[] = [{ name: 'nats', check: async () => ({ up: bus.connected }) }, ...(parts.checks ?? [])];
+  for (const ext of parts.extensions ?? []) {
+    const started = await ext.start(core);
+    checks.push(...(started.checks ?? []));
+    stops.push(started.stop);
+  }
+  checks.push({ name: 'audit', check: async () => ({ up: true, detail: audit.stats() }) });
+  const registry = createMetrics({
+    connections: activeConnections,
+    fanout: () => fanout.stats,
+    fanoutPatterns: () => fanout.size,
+    auditBacklog: () => audit.stats().backlog,
+    auditDropped: () => audit.stats().dropped,
+  });
+  mountOpsApi(app, checks, registry, log);
+
+  const listenSocket = await new Promise<uws.us_listen_socket>((resolve, reject) => {
+    app.listen(config.ORGHUB_HOST, config.ORGHUB_PORT, (s) => (s ? resolve(s) : reject(new Error(`cannot listen on ${config.ORGHUB_HOST}:${config.ORGHUB_PORT} (ORGHUB_PORT)`))));
+  });
+  const port = uws.us_socket_local_port(listenSocket as unknown as uws.us_socket);
+  log.info({ port, nodeId }, 'hub listening');
+
+  return {
+    port,
+    core,
+    async stop() {
+      uws.us_listen_socket_close(listenSocket);
+      for (const s of stops.reverse()) await s().catch((err) => log.warn({ err }, 'extension stop failed'));
+      await bus.close();
+      await audit.close();
+      verifier.close?.();
+    },
+  };
+}

@@ -1,0 +1,291 @@
+import type { TemplatedApp, WebSocket, HttpResponse, HttpRequest, us_socket_context_t } from '@trufflesuite/uws-js-unofficial';
+import { randomUUID } from 'node:crypto';
+import { compileGrants, type RoleGrants } from '../../acl/grants.ts';
+import { parsePattern } from '../../acl/topic.ts';
+import type { AuditSink } from '../../audit/audit.ts';
+import { extractToken } from '../../auth/joseVerifier.ts';
+import type { Principal, TokenVerifier } from '../../auth/principal.ts';
+import type { ClientContext } from '../../core/context.ts';
+import { payloadOf, type Publisher } from '../../core/publisher.ts';
+import { AuthError, CloseCode, HubError } from '../../errors.ts';
+import type { Logger } from '../../log.ts';
+import { decodeFrame, encodeFrame, FrameError, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, type ClientFrame, type Encoding } from '../../protocol/frames.ts';
+import type { CommandHandler } from '../../core/commands.ts';
+import { uwsTopic, type WsFanout } from './fanout.ts';
+
+export interface WsLimits {
+  maxFrameBytes: number;
+  maxSubscriptions: number;
+  idleTimeoutSeconds: number;
+  maxBackpressure: number;
+}
+
+export interface WsDeps {
+  app: TemplatedApp;
+  verifier: TokenVerifier;
+  roleGrants: RoleGrants;
+  publisher: Publisher;
+  fanout: WsFanout;
+  audit: AuditSink;
+  commands?: CommandHandler;
+  log: Logger;
+  limits: WsLimits;
+}
+
+/** Per-socket state. Kept small: 10k idle connections must stay under ~3 KiB each. */
+interface Conn extends ClientContext {
+  enc: Encoding;
+  subs: Set<string>;
+  expTimer?: NodeJS.Timeout;
+  openedAt: number;
+  closed: boolean;
+  closeReason?: string;
+}
+
+type Id = number | string | undefined;
+
+function pickProtocol(header: string): Encoding | undefined | null {
+  if (!header) return undefined; // none offered: JSON, and no protocol echoed
+  for (const p of header.split(',')) {
+    const name = p.trim();
+    if (name === SUBPROTOCOL_JSON) return 'json';
+    if (name === SUBPROTOCOL_MSGPACK) return 'msgpack';
+  }
+  return null;
+}
+
+/** Milliseconds until `exp`, clamped so that setTimeout never overflows. */
+function msUntil(exp: number): number {
+  return Math.min(Math.max(exp * 1000 - Date.now(), 0), 2 ** 31 - 1);
+}
+
+export function activeConnections(): number {
+  return open;
+}
+let open = 0;
+
+/**
+ * The WebSocket endpoint `/v1/ws`: authenticates the upgrade, then serves the frame protocol
+ * of docs/protocol.md. Every frame is answered; only protocol violations close the socket.
+ */
+export function mountWebSocket(deps: WsDeps): void {
+  const { app, verifier, roleGrants, publisher, fanout, audit, log, limits } = deps;
+
+  const send = (ws: WebSocket<Conn>, frame: object) => {
+    const c = ws.getUserData();
+    if (c.closed) return;
+    const out = encodeFrame(frame, c.enc);
+    ws.send(out, typeof out !== 'string');
+  };
+  const ok = (ws: WebSocket<Conn>, id: Id, extra?: object) => {
+    if (id !== undefined) send(ws, extra ? { op: 'ok', id, ...extra } : { op: 'ok', id });
+  };
+  const fail = (ws: WebSocket<Conn>, id: Id, code: string, message: string, extra?: object) => {
+    send(ws, id === undefined ? { op: 'err', code, message, ...extra } : { op: 'err', id, code, message, ...extra });
+  };
+  const close = (ws: WebSocket<Conn>, code: number, reason: string) => {
+    const c = ws.getUserData();
+    if (c.closed) return;
+    c.closeReason = reason;
+    ws.end(code, reason);
+  };
+
+  const armExpiry = (ws: WebSocket<Conn>) => {
+    const c = ws.getUserData();
+    if (c.expTimer) clearTimeout(c.expTimer);
+    c.expTimer = setTimeout(() => close(ws, CloseCode.tokenExpired, 'token expired'), msUntil(c.principal.exp));
+  };
+
+  const subscribe = async (ws: WebSocket<Conn>, c: Conn, id: Id, pattern: string) => {
+    parsePattern(pattern);
+    if (!c.grants.canSubscribe(pattern)) {
+      audit.record(c.principal.org, 'subscribe.denied', { pattern, transport: 'ws' }, { actor: c.principal.sub, session: c.session });
+      throw new HubError('forbidden', `subscribe to "${pattern}" is not granted`);
+    }
+    if (c.subs.has(pattern)) return ok(ws, id);
+    if (c.subs.size >= limits.maxSubscriptions) {
+      audit.record(c.principal.org, 'limit.hit', { limit: 'subscriptions', max: limits.maxSubscriptions, transport: 'ws' }, { actor: c.principal.sub, session: c.session });
+      throw new HubError('limit', `at most ${limits.maxSubscriptions} subscriptions per connection`);
+    }
+    c.subs.add(pattern);
+    ws.subscribe(uwsTopic(c.enc, c.principal.org, pattern));
+    if (fanout.retain(c.principal.org, pattern)) await fanout.confirm();
+    if (!c.closed) ws.cork(() => ok(ws, id));
+  };
+
+  const unsubscribe = (ws: WebSocket<Conn>, c: Conn, pattern: string) => {
+    if (!c.subs.delete(pattern)) return;
+    ws.unsubscribe(uwsTopic(c.enc, c.principal.org, pattern));
+    fanout.release(c.principal.org, pattern);
+  };
+
+  const refresh = async (ws: WebSocket<Conn>, c: Conn, id: Id, token: string) => {
+    let next: Principal;
+    try {
+      next = await verifier.verify(token);
+    } catch (err) {
+      const reason = err instanceof AuthError ? err.reason : 'token_invalid';
+      audit.record(c.principal.org, 'session.refresh_rejected', { reason }, { actor: c.principal.sub, session: c.session });
+      throw new HubError('unauthorized', reason);
+    }
+    if (c.closed) return;
+    if (next.org !== c.principal.org || next.sub !== c.principal.sub) {
+      audit.record(c.principal.org, 'session.refresh_rejected', { reason: 'identity_changed' }, { actor: c.principal.sub, session: c.session });
+      throw new HubError('forbidden', 'a refreshed token must carry the same org and sub');
+    }
+    c.principal = next;
+    c.grants = compileGrants(next, roleGrants);
+    armExpiry(ws);
+    ws.cork(() => {
+      for (const pattern of [...c.subs]) {
+        if (c.grants.canSubscribe(pattern)) continue;
+        unsubscribe(ws, c, pattern);
+        fail(ws, undefined, 'forbidden', `subscription "${pattern}" dropped: no longer granted`, { topic: pattern });
+      }
+      audit.record(c.principal.org, 'session.refreshed', { exp: next.exp, jti: next.jti }, { actor: c.principal.sub, session: c.session });
+      ok(ws, id);
+    });
+  };
+
+  const handle = async (ws: WebSocket<Conn>, c: Conn, f: ClientFrame) => {
+    switch (f.op) {
+      case 'pub': {
+        const { payload, contentType } = payloadOf(f.data);
+        try {
+          publisher.publish(c, f.topic, payload, contentType);
+        } catch (err) {
+          if (err instanceof HubError && err.code === 'forbidden') {
+            audit.record(c.principal.org, 'publish.denied', { topic: f.topic, transport: 'ws' }, { actor: c.principal.sub, session: c.session });
+          }
+          throw err;
+        }
+        return ok(ws, f.id);
+      }
+      case 'sub':
+        return subscribe(ws, c, f.id, f.topic);
+      case 'unsub':
+        parsePattern(f.topic);
+        unsubscribe(ws, c, f.topic);
+        return ok(ws, f.id);
+      case 'ping':
+        return send(ws, f.id === undefined ? { op: 'pong' } : { op: 'pong', id: f.id });
+      case 'auth':
+        return refresh(ws, c, f.id, f.token);
+      case 'cmd': {
+        if (!deps.commands) throw new HubError('unavailable', 'commands are not enabled on this hub');
+        const result = await deps.commands.execute(c, { type: f.type, topic: f.topic, data: f.data, key: f.key }, 'ws');
+        if (!c.closed) ws.cork(() => ok(ws, f.id, result));
+        return;
+      }
+    }
+  };
+
+  const reportError = (ws: WebSocket<Conn>, id: Id, err: unknown) => {
+    const c = ws.getUserData();
+    if (c.closed) return;
+    if (err instanceof HubError) {
+      ws.cork(() => fail(ws, id, err.code, err.message));
+      return;
+    }
+    log.error({ err, session: c.session }, 'frame handling failed');
+    ws.cork(() => fail(ws, id, 'internal', 'internal error'));
+  };
+
+  app.ws<Conn>('/v1/ws', {
+    maxPayloadLength: limits.maxFrameBytes,
+    idleTimeout: limits.idleTimeoutSeconds,
+    sendPingsAutomatically: true,
+    maxBackpressure: limits.maxBackpressure,
+    closeOnBackpressureLimit: 1,
+
+    upgrade: (res: HttpResponse, req: HttpRequest, context: us_socket_context_t) => {
+      // Everything needed from req is copied before the first await (uWS invalidates it).
+      const key = req.getHeader('sec-websocket-key');
+      const protoHeader = req.getHeader('sec-websocket-protocol');
+      const extensions = req.getHeader('sec-websocket-extensions');
+      const token = extractToken(req.getHeader('authorization'), req.getQuery() ?? '');
+      let aborted = false;
+      res.onAborted(() => {
+        aborted = true;
+      });
+      const refuse = (status: string, reason: string) => {
+        if (!aborted) res.cork(() => res.writeStatus(status).writeHeader('content-type', 'text/plain').end(reason));
+      };
+      const enc = pickProtocol(protoHeader);
+      if (enc === null) {
+        audit.record(undefined, 'session.rejected', { reason: 'unsupported_subprotocol', transport: 'ws' });
+        return refuse('400 Bad Request', 'unsupported_subprotocol');
+      }
+      if (!token) {
+        audit.record(undefined, 'session.rejected', { reason: 'token_missing', transport: 'ws' });
+        return refuse('401 Unauthorized', 'token_missing');
+      }
+      verifier.verify(token).then(
+        (principal) => {
+          if (aborted) return;
+          const conn: Conn = {
+            principal,
+            grants: compileGrants(principal, roleGrants),
+            session: randomUUID(),
+            enc: enc ?? 'json',
+            subs: new Set(),
+            openedAt: Date.now(),
+            closed: false,
+          };
+          const proto = enc === undefined ? '' : enc === 'json' ? SUBPROTOCOL_JSON : SUBPROTOCOL_MSGPACK;
+          res.cork(() => res.upgrade(conn, key, proto, extensions, context));
+        },
+        (err) => {
+          const reason = err instanceof AuthError ? err.reason : 'token_invalid';
+          if (!(err instanceof AuthError)) log.warn({ err }, 'token verification failed unexpectedly');
+          audit.record(undefined, 'session.rejected', { reason, transport: 'ws' });
+          refuse('401 Unauthorized', reason);
+        },
+      );
+    },
+
+    open: (ws) => {
+      open++;
+      const c = ws.getUserData();
+      armExpiry(ws);
+      audit.record(c.principal.org, 'session.connected', { transport: 'ws', encoding: c.enc, roles: c.principal.roles, jti: c.principal.jti }, { actor: c.principal.sub, session: c.session });
+    },
+
+    message: (ws, message, isBinary) => {
+      const c = ws.getUserData();
+      let frame: ClientFrame;
+      try {
+        frame = decodeFrame(message, isBinary, c.enc);
+      } catch (err) {
+        const fe = err as FrameError;
+        if (fe.code === 'bad_frame' && isBinary !== (c.enc === 'msgpack')) {
+          audit.record(c.principal.org, 'session.protocol_violation', { reason: fe.message }, { actor: c.principal.sub, session: c.session });
+          return close(ws, CloseCode.protocolViolation, fe.message);
+        }
+        reportError(ws, fe.requestId, fe);
+        return;
+      }
+      try {
+        const pending = handle(ws, c, frame);
+        if (pending) pending.catch((err) => reportError(ws, frame.id, err));
+      } catch (err) {
+        reportError(ws, frame.id, err);
+      }
+    },
+
+    close: (ws, code) => {
+      open--;
+      const c = ws.getUserData();
+      c.closed = true;
+      if (c.expTimer) clearTimeout(c.expTimer);
+      for (const pattern of c.subs) fanout.release(c.principal.org, pattern);
+      c.subs.clear();
+      audit.record(
+        c.principal.org,
+        'session.disconnected',
+        { transport: 'ws', code, reason: c.closeReason ?? (code === 1006 ? 'connection lost or slow consumer' : 'client closed'), durationMs: Date.now() - c.openedAt },
+        { actor: c.principal.sub, session: c.session },
+      );
+    },
+  });
+}
