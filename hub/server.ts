@@ -9,6 +9,10 @@ import type { TokenVerifier } from './auth/principal.ts';
 import { createNatsBus } from './bus/natsBus.ts';
 import type { Config } from './config/config.ts';
 import type { CommandHandler } from './core/commands.ts';
+import { createStoreAuditSink } from './audit/storeAuditSink.ts';
+import { CommandRegistry } from './commands/registry.ts';
+import { createCommandService } from './commands/commandService.ts';
+import type { EventStore } from './eventstore/eventStore.ts';
 import { Publisher } from './core/publisher.ts';
 import { mountOpsApi, type ReadinessCheck } from './http/opsApi.ts';
 import { mountHttpApi } from './http/publishApi.ts';
@@ -20,8 +24,8 @@ import type { Bus } from './bus/bus.ts';
 
 /** What the outside world may plug in: everything else is built from the config. */
 export interface HubParts {
-  audit?: AuditSink;
-  commands?: CommandHandler;
+  /** The system of record. With it, audit events are appended to it and commands are enabled. */
+  store?: EventStore;
   /** Extra readiness checks (event store, Redis, ...) reported by `/ready`. */
   checks?: ReadinessCheck[];
   /** Mounts further routes or listeners (the MQTT bridge) once the core exists. */
@@ -57,12 +61,14 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   const nodeId = config.ORGHUB_NODE_ID || `${hostname()}:${process.pid}`;
   const roleGrants = config.ORGHUB_ROLE_GRANTS ? parseRoleGrants(config.ORGHUB_ROLE_GRANTS) : defaultRoleGrants;
   const verifier = await createJoseVerifier(config, { onWarning: (m) => log.warn(m) });
-  const audit = parts.audit ?? createLogAuditSink(log);
   const bus = createNatsBus({ servers: config.NATS_URL, name: `orghub ${nodeId}`, log });
+  const store = parts.store;
+  const audit = store ? createStoreAuditSink({ store, log, nodeId, maxBuffer: config.ORGHUB_AUDIT_BUFFER }) : createLogAuditSink(log);
+  const commands = store ? createCommandService({ store, registry: new CommandRegistry(), bus, audit, log, nodeId }) : undefined;
   const app = uws.App();
   const publisher = new Publisher(bus);
   const fanout = new WsFanout(app, bus);
-  const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands: parts.commands, config, log, nodeId };
+  const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, config, log, nodeId };
 
   mountWebSocket({
     app,
@@ -71,7 +77,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     publisher,
     fanout,
     audit,
-    commands: parts.commands,
+    commands,
     log,
     limits: {
       maxFrameBytes: config.ORGHUB_MAX_FRAME_BYTES,
@@ -80,10 +86,11 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
       maxBackpressure: config.ORGHUB_MAX_BACKPRESSURE,
     },
   });
-  mountHttpApi({ app, verifier, roleGrants, publisher, audit, commands: parts.commands, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBatch: config.ORGHUB_HTTP_MAX_BATCH });
+  mountHttpApi({ app, verifier, roleGrants, publisher, audit, commands, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBatch: config.ORGHUB_HTTP_MAX_BATCH });
 
   const stops: (() => Promise<void>)[] = [];
   const checks: ReadinessCheck[] = [{ name: 'nats', check: async () => ({ up: bus.connected }) }, ...(parts.checks ?? [])];
+  if (store) checks.push({ name: 'eventstore', check: async () => (await store.readStream('_health', 'ping', { maxCount: 1 }), { up: true }) });
   for (const ext of parts.extensions ?? []) {
     const started = await ext.start(core);
     checks.push(...(started.checks ?? []));
@@ -111,8 +118,9 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     async stop() {
       uws.us_listen_socket_close(listenSocket);
       for (const s of stops.reverse()) await s().catch((err) => log.warn({ err }, 'extension stop failed'));
-      await bus.close();
       await audit.close();
+      await bus.close();
+      await store?.close();
       verifier.close?.();
     },
   };

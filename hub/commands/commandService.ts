@@ -1,0 +1,62 @@
+import { randomUUID } from 'node:crypto';
+import { parseTopic } from '../acl/topic.ts';
+import type { AuditSink } from '../audit/audit.ts';
+import type { Bus } from '../bus/bus.ts';
+import type { CommandHandler, CommandRequest, CommandResult } from '../core/commands.ts';
+import type { ClientContext } from '../core/context.ts';
+import { HubError } from '../errors.ts';
+import { ANY, type EventStore } from '../eventstore/eventStore.ts';
+import type { Logger } from '../log.ts';
+import type { CommandRegistry } from './registry.ts';
+
+/** The stream a command is recorded in: one per target topic, so a device's commands read in order. */
+export function commandStream(topic: string): string {
+  return `commands:${topic}`;
+}
+
+/**
+ * Records a command in the event store, and only then acknowledges and publishes it. A retry with
+ * the same `key` returns the original answer and appends nothing (unique per org in the store).
+ */
+export function createCommandService(deps: { store: EventStore; registry: CommandRegistry; bus: Bus; audit: AuditSink; log: Logger; nodeId: string }): CommandHandler {
+  const { store, registry, bus, audit, log, nodeId } = deps;
+  return {
+    async execute(ctx: ClientContext, req: CommandRequest, transport): Promise<CommandResult> {
+      const { principal } = ctx;
+      if (!registry.has(req.type)) throw new HubError('unknown_command', `unknown command type "${req.type}"`);
+      parseTopic(req.topic);
+      if (!ctx.grants.canCommand(req.type, req.topic)) {
+        audit.record(principal.org, 'command.denied', { type: req.type, topic: req.topic, transport }, { actor: principal.sub, session: ctx.session });
+        throw new HubError('forbidden', `command "${req.type}" on "${req.topic}" is not granted`);
+      }
+      const problem = registry.check(req.type, req.data);
+      if (problem) throw new HubError('invalid', `${req.type}: ${problem}`);
+
+      let result;
+      try {
+        result = await store.appendToStream(
+          principal.org,
+          commandStream(req.topic),
+          [{ type: req.type, data: req.data, metadata: { actor: principal.sub, session: ctx.session, node: nodeId, correlationId: randomUUID(), idempotencyKey: req.key } }],
+          { expectedVersion: ANY },
+        );
+      } catch (err) {
+        if (err instanceof HubError) throw err;
+        log.error({ err }, 'command append failed');
+        throw new HubError('unavailable', 'event store unavailable; the command was not recorded');
+      }
+      const eventId = result.ids[0];
+      const position = String(result.positions[0]);
+      if (!result.duplicate) {
+        const payload = Buffer.from(JSON.stringify({ commandId: eventId, type: req.type, data: req.data, issuedBy: principal.sub, position }));
+        try {
+          bus.publish(principal.org, req.topic, payload, { contentType: 'json', from: principal.sub });
+        } catch (err) {
+          // Recorded is what was promised; devices that missed the live copy read it from the log.
+          log.warn({ err: (err as Error).message, eventId }, 'command recorded but not published live');
+        }
+      }
+      return result.duplicate ? { eventId, position, duplicate: true } : { eventId, position };
+    },
+  };
+}
