@@ -12,6 +12,8 @@ export const settings = {
   ORGHUB_NODE_ID: { type: 'string', default: '', description: 'Name of this hub node in logs and event metadata; empty means hostname:pid.' },
   ORGHUB_MQTT_PORT: { type: 'integer', minimum: 0, maximum: 65535, default: 1883, description: 'MQTT TCP port; 0 turns the bridge off. If left at the default and busy, the hub runs without MQTT.' },
   NATS_URL: { type: 'string', default: 'nats://127.0.0.1:4222', description: 'NATS server(s), comma-separated.' },
+  ORGHUB_EVENT_STORE: { type: 'string', enum: ['postgres', 'eventstoredb', 'none'], default: 'postgres', description: 'The event store: `postgres` (default), `eventstoredb` (needs EVENTSTORE_URL) or `none` (commands disabled, audit only logged; for transport-only deployments and tests).' },
+  EVENTSTORE_URL: { type: 'string', default: '', description: 'EventStoreDB connection string, for ORGHUB_EVENT_STORE=eventstoredb (e.g. `esdb://127.0.0.1:2113?tls=false`).' },
   DATABASE_URL: { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/orghub', description: 'Postgres for the event store and read models (an owner role that runs migrations).' },
   ORGHUB_DATABASE_APP_ROLE: { type: 'string', pattern: '^[a-z_][a-z0-9_]*$', default: 'orghub_app', description: 'Non-superuser role, without BYPASSRLS, that queries run as (SET ROLE).' },
   REDIS_URL: { type: 'string', default: 'redis://127.0.0.1:6379', description: 'Redis for retained MQTT messages, presence and rate-limit buckets.' },
@@ -33,6 +35,9 @@ export const settings = {
   ORGHUB_GROUP_COMMIT_MAX: { type: 'integer', minimum: 1, maximum: 10000, default: 500, description: 'Most appends in one group-commit transaction.' },
   ORGHUB_AUDIT_BUFFER: { type: 'integer', minimum: 100, maximum: 10000000, default: 100000, description: 'Audit events held in memory while the event store is unreachable; beyond this they are counted and dropped.' },
   ORGHUB_LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'pino log level.' },
+  ORGHUB_MQTT_MAX_PACKET: { type: 'integer', minimum: 1024, maximum: 268435455, default: 262144, description: 'Largest MQTT packet accepted (and advertised in MQTT 5 CONNACK); larger disconnects (MQTT 5 reason 0x95).' },
+  ORGHUB_MQTT_MAX_INFLIGHT: { type: 'integer', minimum: 1, maximum: 65535, default: 100, description: 'Unacknowledged outbound QoS 1 messages per MQTT connection (lowered to the client\'s receive maximum); later ones queue.' },
+  ORGHUB_MQTT_RATE: { type: 'integer', minimum: 0, maximum: 10000000, default: 1000, description: 'Inbound PUBLISH packets per second per MQTT connection (token bucket, burst = 2 s worth); 0 disables. Over it disconnects (MQTT 5 reason 0x96).' },
 } as const;
 
 type Settings = typeof settings;
