@@ -60,7 +60,7 @@ export interface RunningHub {
 export async function startHub(config: Config, log: Logger, parts: HubParts = {}): Promise<RunningHub> {
   const nodeId = config.ORGHUB_NODE_ID || `${hostname()}:${process.pid}`;
   const roleGrants = config.ORGHUB_ROLE_GRANTS ? parseRoleGrants(config.ORGHUB_ROLE_GRANTS) : defaultRoleGrants;
-  const verifier = await createJoseVerifier(config, { onWarning: (m) => log.warn(m) });
+  const verifier = await createJoseVerifier(config, { reloadOnSighup: true, onWarning: (m) => log.warn(m) });
   const bus = createNatsBus({ servers: config.NATS_URL, name: `orghub ${nodeId}`, log });
   const store = parts.store;
   const audit = store ? createStoreAuditSink({ store, log, nodeId, maxBuffer: config.ORGHUB_AUDIT_BUFFER }) : createLogAuditSink(log);

@@ -236,6 +236,11 @@ export function mountWebSocket(deps: WsDeps): void {
           res.cork(() => res.upgrade(conn, key, proto, extensions, context));
         },
         (err) => {
+          if (err instanceof HubError && err.code === 'unavailable') {
+            // The keys could not be fetched: our problem, not the token's. The client retries as is.
+            log.warn({ err: err.message }, 'token keys unavailable');
+            return refuse('503 Service Unavailable', err.message);
+          }
           const reason = err instanceof AuthError ? err.reason : 'token_invalid';
           if (!(err instanceof AuthError)) log.warn({ err }, 'token verification failed unexpectedly');
           audit.record(undefined, 'session.rejected', { reason, transport: 'ws' });
