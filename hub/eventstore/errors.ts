@@ -1,0 +1,34 @@
+import { HubError } from '../errors.ts';
+
+/** The stream's version did not match `expectedVersion`; nothing was appended. Wire code `conflict`. */
+export class ConcurrencyError extends HubError {
+  override name = 'ConcurrencyError';
+  constructor(
+    readonly stream: string,
+    /** What the caller expected (a constant or a version). */
+    readonly expected: string,
+    /** The stream's version when checked; -1 when the stream does not exist, undefined when unknown. */
+    readonly actual: bigint | undefined,
+    options?: { cause?: unknown },
+  ) {
+    super('conflict', `stream ${stream}: expected version ${expected}, actual ${actual === undefined ? 'unknown' : actual === -1n ? 'no stream' : actual}`, options);
+  }
+}
+
+/** The store cannot be reached; nothing was accepted (the caller may retry with the same idempotency key). */
+export class EventStoreUnavailableError extends HubError {
+  override name = 'EventStoreUnavailableError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('unavailable', message, options);
+  }
+}
+
+/** An envelope failed `schemas/event-envelope.schema.json`, or another per-append rejection. */
+export class InvalidEventError extends HubError {
+  override name = 'InvalidEventError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('invalid', message, options);
+  }
+}
+
+export const errors = { ConcurrencyError, EventStoreUnavailableError, InvalidEventError };

@@ -1,0 +1,142 @@
+/**
+ * Group commit: requests that arrive within `windowMs` of the first queued one (or until `maxBatch`
+ * are queued) are handed to `flush` together, so that they share one transaction and one fsync.
+ * Up to `concurrency` batches are in flight at once (each on its own connection); while all are busy
+ * new requests keep queueing, which makes batches grow exactly when load does.
+ *
+ * `flush` returns one outcome per request, in order: a value or an Error. A rejected flush fails
+ * every request of that batch (the transaction did not commit).
+ */
+export interface GroupCommitOptions<I, R> {
+  windowMs: number;
+  maxBatch: number;
+  concurrency: number;
+  flush: (items: I[]) => Promise<Array<R | Error>>;
+  /**
+   * Requests with the same conflict key never share a batch: the later one waits for the next
+   * (used for idempotency keys, so a retry sees the original as already recorded).
+   */
+  conflictKeys?: (item: I) => readonly string[];
+}
+
+export interface GroupCommit<I, R> {
+  submit(item: I): Promise<R>;
+  /** Requests queued or in flight. */
+  readonly pending: number;
+  /** Flushes what is queued and waits for every batch in flight. */
+  drain(): Promise<void>;
+}
+
+interface Pending<I, R> {
+  item: I;
+  resolve: (r: R) => void;
+  reject: (e: unknown) => void;
+}
+
+export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCommit<I, R> {
+  if (!(opts.windowMs >= 0)) throw new RangeError('windowMs must be >= 0');
+  if (!(opts.maxBatch >= 1)) throw new RangeError('maxBatch must be >= 1');
+  if (!(opts.concurrency >= 1)) throw new RangeError('concurrency must be >= 1');
+
+  let queue: Pending<I, R>[] = [];
+  let inFlight = 0;
+  let inFlightItems = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let windowOpen = false;
+  const idle: Array<() => void> = [];
+
+  function schedule(): void {
+    if (queue.length === 0 || inFlight >= opts.concurrency) return;
+    if (queue.length >= opts.maxBatch) {
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+      windowOpen = false;
+      void run();
+      return;
+    }
+    if (windowOpen) return;
+    windowOpen = true;
+    timer = setTimeout(() => {
+      timer = undefined;
+      windowOpen = false;
+      void run();
+    }, opts.windowMs);
+  }
+
+  function take(): Pending<I, R>[] {
+    if (!opts.conflictKeys) {
+      const batch = queue.slice(0, opts.maxBatch);
+      queue = queue.slice(batch.length);
+      return batch;
+    }
+    const seen = new Set<string>();
+    const batch: Pending<I, R>[] = [];
+    const rest: Pending<I, R>[] = [];
+    for (const p of queue) {
+      if (batch.length >= opts.maxBatch) {
+        rest.push(p);
+        continue;
+      }
+      const keys = opts.conflictKeys(p.item);
+      if (keys.some((k) => seen.has(k))) {
+        rest.push(p);
+        continue;
+      }
+      for (const k of keys) seen.add(k);
+      batch.push(p);
+    }
+    queue = rest;
+    return batch;
+  }
+
+  async function run(): Promise<void> {
+    if (queue.length === 0 || inFlight >= opts.concurrency) return;
+    const batch = take();
+    inFlight++;
+    inFlightItems += batch.length;
+    try {
+      const outcomes = await opts.flush(batch.map((p) => p.item));
+      batch.forEach((p, i) => {
+        const o = outcomes[i];
+        if (o instanceof Error) p.reject(o);
+        else if (o === undefined) p.reject(new Error('group commit: flush returned no outcome'));
+        else p.resolve(o);
+      });
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+    } finally {
+      inFlight--;
+      inFlightItems -= batch.length;
+      // Whatever queued meanwhile has already waited for a free slot: send it without a new window.
+      if (queue.length > 0) {
+        if (timer) clearTimeout(timer);
+        timer = undefined;
+        windowOpen = false;
+        void run();
+      }
+      if (inFlight === 0 && queue.length === 0) for (const f of idle.splice(0)) f();
+    }
+  }
+
+  return {
+    submit(item: I): Promise<R> {
+      return new Promise<R>((resolve, reject) => {
+        queue.push({ item, resolve, reject });
+        schedule();
+      });
+    },
+    get pending() {
+      return queue.length + inFlightItems;
+    },
+    drain(): Promise<void> {
+      if (inFlight === 0 && queue.length === 0) return Promise.resolve();
+      if (timer) {
+        clearTimeout(timer);
+        timer = undefined;
+        windowOpen = false;
+        void run();
+      }
+      return new Promise((resolve) => idle.push(resolve));
+    },
+  };
+}

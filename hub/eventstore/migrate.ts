@@ -1,0 +1,65 @@
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import pg from 'pg';
+import { runner } from 'node-pg-migrate';
+import { rolesSql, DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE } from './roles.ts';
+
+/** Versioned migrations live in `migrations/` at the repository root (node-pg-migrate files). */
+export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations', import.meta.url));
+const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/orghub';
+
+export interface MigrateOptions {
+  databaseUrl?: string;
+  appRole?: string;
+  projectorRole?: string;
+  /** Silences node-pg-migrate's progress lines (tests). */
+  quiet?: boolean;
+}
+
+/**
+ * Applies every pending migration, then re-asserts the roles and grants (idempotent, so a changed
+ * ORGHUB_DATABASE_APP_ROLE takes effect without a new migration). Safe to run concurrently: the
+ * runner's advisory lock makes a second caller wait, then find nothing to do.
+ */
+export async function migrate(opts: MigrateOptions = {}): Promise<string[]> {
+  const databaseUrl = opts.databaseUrl ?? process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL;
+  const appRole = opts.appRole ?? (process.env.ORGHUB_DATABASE_APP_ROLE || DEFAULT_APP_ROLE);
+  const projectorRole = opts.projectorRole ?? (process.env.ORGHUB_DATABASE_PROJECTOR_ROLE || DEFAULT_PROJECTOR_ROLE);
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const noop = () => {};
+    const ran = await runner({
+      dbClient: client,
+      dir: MIGRATIONS_DIR,
+      migrationsTable: 'pgmigrations',
+      direction: 'up',
+      count: Infinity,
+      singleTransaction: true,
+      checkOrder: true,
+      advisoryLockMode: 'wait',
+      ...(opts.quiet ? { logger: { debug: noop, info: noop, warn: console.warn, error: console.error } } : {}),
+    });
+    // Roles are cluster-wide: concurrent migrators (parallel test files) may race on CREATE ROLE.
+    await client.query('SELECT pg_advisory_lock(7241865325823965)');
+    try {
+      await client.query(rolesSql(appRole, projectorRole));
+    } finally {
+      await client.query('SELECT pg_advisory_unlock(7241865325823965)');
+    }
+    return ran.map((m) => m.name);
+  } finally {
+    await client.end();
+  }
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  migrate()
+    .then((ran) => {
+      console.log(ran.length ? `applied: ${ran.join(', ')}` : 'database is up to date');
+    })
+    .catch((err: unknown) => {
+      console.error(err);
+      process.exitCode = 1;
+    });
+}

@@ -1,0 +1,66 @@
+/**
+ * The database roles of the event store, as idempotent SQL. Shared by the first migration and by
+ * `migrate.ts`, which re-applies it on every run so that a changed ORGHUB_DATABASE_APP_ROLE or a
+ * freshly restored database gets its roles and grants without a new migration.
+ */
+
+/** Runs tenant statements: not superuser, no BYPASSRLS, owns nothing, sees one org at a time. */
+export const DEFAULT_APP_ROLE = 'orghub_app';
+/** Cross-org reader for the projector (a trusted system component): SELECT only, BYPASSRLS. */
+export const DEFAULT_PROJECTOR_ROLE = 'orghub_projector';
+
+const ROLE_NAME = /^[a-z_][a-z0-9_]*$/;
+
+export function assertRoleName(name: string): string {
+  if (!ROLE_NAME.test(name)) throw new Error(`invalid role name ${JSON.stringify(name)} (expected ${ROLE_NAME})`);
+  return name;
+}
+
+/**
+ * SQL that creates the roles if missing, pins their attributes and grants what the event store needs.
+ * Role names are validated identifiers, so interpolating them is safe. Creating a BYPASSRLS role
+ * needs a superuser: when the migrating user is not one, the projector role must be made by a DBA
+ * and this block only reports it.
+ */
+export function rolesSql(appRole: string = DEFAULT_APP_ROLE, projectorRole: string = DEFAULT_PROJECTOR_ROLE): string {
+  const app = assertRoleName(appRole);
+  const proj = assertRoleName(projectorRole);
+  return `
+DO $roles$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${app}') THEN
+    CREATE ROLE ${app} NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+  END IF;
+  ALTER ROLE ${app} NOSUPERUSER NOBYPASSRLS;
+  BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${proj}') THEN
+      CREATE ROLE ${proj} NOLOGIN NOSUPERUSER BYPASSRLS NOCREATEDB NOCREATEROLE;
+    END IF;
+  EXCEPTION WHEN insufficient_privilege THEN
+    RAISE NOTICE 'cannot create role ${proj} with BYPASSRLS (needs a superuser); cross-org readAll will fail until a DBA creates it';
+  END;
+  -- The owner connects and switches to these roles with SET LOCAL ROLE, so it must be a member.
+  IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+    EXECUTE format('GRANT ${app} TO %I', current_user);
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${proj}') THEN
+      EXECUTE format('GRANT ${proj} TO %I', current_user);
+    END IF;
+  END IF;
+END
+$roles$;
+GRANT USAGE ON SCHEMA public TO ${app};
+GRANT SELECT, INSERT ON events TO ${app};
+GRANT SELECT, INSERT, UPDATE ON streams TO ${app};
+GRANT USAGE ON SEQUENCE events_global_position_seq TO ${app};
+GRANT EXECUTE ON FUNCTION eventstore_append(jsonb) TO ${app};
+GRANT EXECUTE ON FUNCTION eventstore_append_step(text, jsonb, jsonb, int) TO ${app};
+DO $proj$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${proj}') THEN
+    GRANT USAGE ON SCHEMA public TO ${proj};
+    GRANT SELECT ON events, streams TO ${proj};
+  END IF;
+END
+$proj$;
+`;
+}

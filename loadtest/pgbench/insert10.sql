@@ -1,0 +1,16 @@
+-- Ceiling for comparison: 10 plain single-row INSERTs into events per transaction, no version check,
+-- no function (as the owner, RLS still forced: set app.org_id). Needs: CREATE SEQUENCE IF NOT EXISTS pgbench_raw_pos;
+--   pgbench -h 127.0.0.1 -U postgres -n -c 8 -j 2 -T 10 -f loadtest/pgbench/insert10.sql orghub
+BEGIN;
+SELECT set_config('app.org_id', 'pgbench-raw', true);
+INSERT INTO events (org_id, stream_id, stream_position, event_id, type, data, metadata) VALUES ('pgbench-raw', 'pgb-' || :client_id, nextval('pgbench_raw_pos'), gen_random_uuid(), 'bench.event', jsonb_build_object('c', :client_id), jsonb_build_object('actor', 'bench', 'node', 'bench'));
+INSERT INTO events (org_id, stream_id, stream_position, event_id, type, data, metadata) VALUES ('pgbench-raw', 'pgb-' || :client_id, nextval('pgbench_raw_pos'), gen_random_uuid(), 'bench.event', jsonb_build_object('c', :client_id), jsonb_build_object('actor', 'bench', 'node', 'bench'));
+INSERT INTO events (org_id, stream_id, stream_position, event_id, type, data, metadata) VALUES ('pgbench-raw', 'pgb-' || :client_id, nextval('pgbench_raw_pos'), gen_random_uuid(), 'bench.event', jsonb_build_object('c', :client_id), jsonb_build_object('actor', 'bench', 'node', 'bench'));
+INSERT INTO events (org_id, stream_id, stream_position, event_id, type, data, metadata) VALUES ('pgbench-raw', 'pgb-' || :client_id, nextval('pgbench_raw_pos'), gen_random_uuid(), 'bench.event', jsonb_build_object('c', :client_id), jsonb_build_object('actor', 'bench', 'node', 'bench'));
+INSERT INTO events (org_id, stream_id, stream_position, event_id, type, data, metadata) VALUES ('pgbench-raw', 'pgb-' || :client_id, nextval('pgbench_raw_pos'), gen_random_uuid(), 'bench.event', jsonb_build_object('c', :client_id), jsonb_build_object('actor', 'bench', 'node', 'bench'));
+INSERT INTO events (org_id, stream_id, stream_position, event_id, type, data, metadata) VALUES ('pgbench-raw', 'pgb-' || :client_id, nextval('pgbench_raw_pos'), gen_random_uuid(), 'bench.event', jsonb_build_object('c', :client_id), jsonb_build_object('actor', 'bench', 'node', 'bench'));
+INSERT INTO events (org_id, stream_id, stream_position, event_id, type, data, metadata) VALUES ('pgbench-raw', 'pgb-' || :client_id, nextval('pgbench_raw_pos'), gen_random_uuid(), 'bench.event', jsonb_build_object('c', :client_id), jsonb_build_object('actor', 'bench', 'node', 'bench'));
+INSERT INTO events (org_id, stream_id, stream_position, event_id, type, data, metadata) VALUES ('pgbench-raw', 'pgb-' || :client_id, nextval('pgbench_raw_pos'), gen_random_uuid(), 'bench.event', jsonb_build_object('c', :client_id), jsonb_build_object('actor', 'bench', 'node', 'bench'));
+INSERT INTO events (org_id, stream_id, stream_position, event_id, type, data, metadata) VALUES ('pgbench-raw', 'pgb-' || :client_id, nextval('pgbench_raw_pos'), gen_random_uuid(), 'bench.event', jsonb_build_object('c', :client_id), jsonb_build_object('actor', 'bench', 'node', 'bench'));
+INSERT INTO events (org_id, stream_id, stream_position, event_id, type, data, metadata) VALUES ('pgbench-raw', 'pgb-' || :client_id, nextval('pgbench_raw_pos'), gen_random_uuid(), 'bench.event', jsonb_build_object('c', :client_id), jsonb_build_object('actor', 'bench', 'node', 'bench'));
+COMMIT;
