@@ -32,6 +32,8 @@ export function createStoreAuditSink(opts: StoreAuditOptions): AuditSink & { flu
   const { store, log, nodeId, maxBuffer } = opts;
   const flushMs = opts.flushMs ?? 50;
   let buffer: Pending[] = [];
+  /** Events taken from the buffer by the flush in progress: still backlog until the append succeeds. */
+  let flushing = 0;
   let dropped = 0;
   let lastDropLog = 0;
   let failing = false;
@@ -53,6 +55,7 @@ export function createStoreAuditSink(opts: StoreAuditOptions): AuditSink & { flu
     if (buffer.length === 0) return;
     const batch = buffer;
     buffer = [];
+    flushing = batch.length;
     const byOrg = new Map<string, NewEvent[]>();
     for (const p of batch) {
       let list = byOrg.get(p.org);
@@ -71,6 +74,7 @@ export function createStoreAuditSink(opts: StoreAuditOptions): AuditSink & { flu
         }
       }),
     );
+    flushing = 0;
     if (failed.length) {
       // Failed events go back in front, in order; the bound still applies.
       buffer = failed.concat(buffer);
@@ -107,7 +111,7 @@ export function createStoreAuditSink(opts: StoreAuditOptions): AuditSink & { flu
       trim();
       schedule(failing ? backoff : flushMs);
     },
-    stats: () => ({ backlog: buffer.length, dropped }),
+    stats: () => ({ backlog: buffer.length + flushing, dropped }),
     async flushNow() {
       await inflight;
       if (timer) {

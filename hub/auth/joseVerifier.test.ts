@@ -216,7 +216,7 @@ describe('joseVerifier', () => {
       { name: 'missing aud', reason: 'missing_claim:aud', make: () => issuer.sign({ sub: 'u', org: 'acme', aud: undefined }) },
       // Identity claims
       { name: 'missing org claim', reason: 'missing_claim:org', make: () => issuer.sign({ sub: 'u' }) },
-      ...['a.b', '*', '>', 'ac me', ' ', '', 'acme\n', '$sys', 'x'.repeat(65), 'é'].map((org) => ({
+      ...['a.b', '*', '>', 'ac me', ' ', '', 'acme\n', '$sys', 'x'.repeat(65), 'é', '_unauthenticated', '_health'].map((org) => ({
         name: `org claim ${JSON.stringify(org)}`,
         reason: 'bad_claim:org',
         make: () => issuer.sign({ sub: 'u', org }),

@@ -31,7 +31,8 @@ export interface JoseVerifier extends TokenVerifier {
   close(): void;
 }
 
-const ORG_RE = /^[A-Za-z0-9_-]{1,64}$/;
+/** Org ids starting with `_` are reserved for the hub itself (`_unauthenticated` holds pre-auth refusals). */
+const ORG_RE = /^[A-Za-z0-9-][A-Za-z0-9_-]{0,63}$/;
 /** An empty signature is let through so that `alg: none` is refused by name, not as malformed. */
 const COMPACT_RE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 const MAX_SUB = 128;

@@ -26,6 +26,8 @@ export interface PostgresEventStoreOptions {
   groupCommitConcurrency?: number;
   /** Pool size; default 8 (appends use at most groupCommitConcurrency of them). */
   poolSize?: number;
+  /** How long one statement may take before failing with `unavailable`; default 5000 ms. */
+  queryTimeoutMs?: number;
   /** How long to wait for a connection before failing with `unavailable`; default 1500 ms. */
   connectTimeoutMs?: number;
   /** Subscription poll interval when no NOTIFY arrives; default 200 ms. */
@@ -77,13 +79,20 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions = {}
     connectionTimeoutMillis: options.connectTimeoutMs ?? 1500,
     idleTimeoutMillis: 30_000,
     keepAlive: true,
+    // A server that stops answering (partition) must not hang callers: the query fails as
+    // `unavailable`, and a retry with the same idempotency key settles whether it committed.
+    query_timeout: options.queryTimeoutMs ?? 5000,
   });
   // An idle client losing its server emits here; without a listener the process would crash.
   pool.on('error', (err) => onError(wrap(err, 'idle connection')));
   let closed = false;
 
-  /** Runs `fn` in a transaction as `role`; with `org`, app.org_id is set so RLS shows only that org. */
-  async function tx<T>(what: string, role: string, org: string | undefined, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  /**
+   * Checks a client out with an error listener attached. pg-pool removes its own listener while a
+   * client is checked out, so a connection lost mid-transaction would otherwise emit an unhandled
+   * 'error' and crash the process.
+   */
+  async function checkout(what: string): Promise<{ client: pg.PoolClient; release(broken: unknown): void }> {
     if (closed) throw new EventStoreUnavailableError('event store is closed');
     let client: pg.PoolClient;
     try {
@@ -91,6 +100,22 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions = {}
     } catch (err) {
       throw wrap(err, what);
     }
+    let lost: unknown;
+    const onLost = (err: unknown) => (lost = err);
+    client.on('error', onLost);
+    return {
+      client,
+      release(broken: unknown) {
+        client.off('error', onLost);
+        const b = broken ?? lost;
+        client.release(b instanceof Error ? b : b === undefined ? undefined : true);
+      },
+    };
+  }
+
+  /** Runs `fn` in a transaction as `role`; with `org`, app.org_id is set so RLS shows only that org. */
+  async function tx<T>(what: string, role: string, org: string | undefined, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    const { client, release } = await checkout(what);
     let broken: unknown;
     try {
       await client.query(`BEGIN; SET LOCAL ROLE ${role}`);
@@ -103,7 +128,7 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions = {}
       else await client.query('ROLLBACK').catch((e: unknown) => (broken = e));
       throw wrap(err, what);
     } finally {
-      client.release(broken instanceof Error ? broken : broken === undefined ? undefined : true);
+      release(broken);
     }
   }
 
@@ -122,13 +147,7 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions = {}
    * SQL, dominate small batches.
    */
   async function appendBatch(call: string): Promise<OutcomeRow[]> {
-    if (closed) throw new EventStoreUnavailableError('event store is closed');
-    let client: pg.PoolClient;
-    try {
-      client = await pool.connect();
-    } catch (err) {
-      throw wrap(err, 'append');
-    }
+    const { client, release } = await checkout('append');
     let broken: unknown;
     try {
       const sql = `BEGIN; SET LOCAL ROLE ${appRole}; SELECT * FROM eventstore_append(${client.escapeLiteral(call)}::jsonb); COMMIT`;
@@ -139,7 +158,7 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions = {}
       else await client.query('ROLLBACK').catch((e: unknown) => (broken = e));
       throw wrap(err, 'append');
     } finally {
-      client.release(broken instanceof Error ? broken : broken === undefined ? undefined : true);
+      release(broken);
     }
   }
 

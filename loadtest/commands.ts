@@ -1,0 +1,262 @@
+/**
+ * Durable command acks: many WebSocket connections send keyed `cmd` frames to a real hub child
+ * process (dedicated nats-server, the machine's Postgres); each `ok` means the event is committed.
+ * In the same run, pgbench runs the event store's own append, 10 events per transaction, as the
+ * ceiling to compare with; then a paced run at half the measured maximum gives the latency target.
+ *
+ *   npm run bench:commands        (node --import tsx loadtest/commands.ts)
+ *   options: --conns 64 --inflight 8 --total 40000 --warmup 4000 --paced-seconds 10
+ *            --pgbench-seconds 10 --payload 128
+ *
+ * Targets (issue 3): max acks/s >= 0.8 x pgbench events/s; ack p99 < 10 ms at half the max rate.
+ */
+import { parseArgs } from 'node:util';
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import pg from 'pg';
+import WebSocket from 'ws';
+import { migrate } from '../hub/eventstore/migrate.ts';
+import { startChild } from './lib/proc.ts';
+import { startHub, REPO_ROOT, type HubServer } from './lib/servers.ts';
+import { createBenchIssuer } from './lib/tokens.ts';
+import { percentiles, fixed, si } from './lib/stats.ts';
+import { Progress, printTable } from './lib/report.ts';
+
+const { values } = parseArgs({
+  options: {
+    conns: { type: 'string', default: '64' },
+    inflight: { type: 'string', default: '8' },
+    total: { type: 'string', default: '40000' },
+    warmup: { type: 'string', default: '4000' },
+    'paced-seconds': { type: 'string', default: '10' },
+    'pgbench-seconds': { type: 'string', default: '10' },
+    payload: { type: 'string', default: '128' },
+    orgs: { type: 'string', default: '8' },
+  },
+});
+const CONNS = Number(values.conns);
+const IN_FLIGHT = Number(values.inflight);
+const TOTAL = Number(values.total);
+const WARMUP = Number(values.warmup);
+const PACED_S = Number(values['paced-seconds']);
+const PGBENCH_S = Number(values['pgbench-seconds']);
+const PAYLOAD = Number(values.payload);
+const ORGS = Number(values.orgs);
+const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/orghub';
+const PGBENCH_FILE = 'loadtest/pgbench/append10.sql';
+for (const [k, v] of Object.entries({ CONNS, IN_FLIGHT, TOTAL, WARMUP, PACED_S, PGBENCH_S, PAYLOAD, ORGS })) {
+  if (!Number.isInteger(v) || v < (k === 'WARMUP' ? 0 : 1)) throw new Error(`--${k.toLowerCase()} must be a positive integer`);
+}
+
+const progress = new Progress();
+const run = randomUUID().slice(0, 8);
+
+/** One connection that pipelines commands; each answer resolves the request with its id. */
+class CmdConn {
+  private readonly pending = new Map<number, (ok: boolean) => void>();
+  private nextId = 1;
+  private readonly pad: string;
+  closed = false;
+
+  private constructor(private readonly ws: WebSocket, readonly index: number) {
+    // `data` of about PAYLOAD bytes once JSON-encoded: {"settings":{"p":"xxx…"}}
+    this.pad = 'x'.repeat(Math.max(1, PAYLOAD - 20));
+    ws.on('message', (buf: Buffer) => {
+      const v = JSON.parse(buf.toString());
+      for (const f of Array.isArray(v) ? v : [v]) {
+        const done = this.pending.get(f.id);
+        if (!done) continue;
+        this.pending.delete(f.id);
+        done(f.op === 'ok');
+        if (f.op !== 'ok' && errorSamples.length < 3) errorSamples.push(JSON.stringify(f));
+      }
+    });
+    ws.on('close', () => {
+      this.closed = true;
+      for (const done of this.pending.values()) done(false);
+      this.pending.clear();
+    });
+    ws.on('error', () => {});
+  }
+
+  static open(url: string, token: string, index: number): Promise<CmdConn> {
+    const ws = new WebSocket(url, ['orghub.v1.json'], { headers: { authorization: `Bearer ${token}` }, perMessageDeflate: false });
+    return new Promise((resolve, reject) => {
+      ws.once('open', () => resolve(new CmdConn(ws, index)));
+      ws.once('error', reject);
+    });
+  }
+
+  /** Sends one command with a unique key; resolves true on `ok` (durably recorded). */
+  send(seq: number): Promise<boolean> {
+    if (this.closed) return Promise.resolve(false);
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      this.pending.set(id, resolve);
+      this.ws.send(`{"op":"cmd","id":${id},"type":"device.config","topic":"devices/d${this.index}/config","key":"${run}-${this.index}-${seq}","data":{"settings":{"p":"${this.pad}"}}}`);
+    });
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+}
+
+const errorSamples: string[] = [];
+
+interface PhaseResult {
+  name: string;
+  sent: number;
+  acked: number;
+  errors: number;
+  seconds: number;
+  latencies: number[];
+}
+
+/** Closed loop: every connection keeps IN_FLIGHT commands outstanding until `total` were sent. */
+async function saturate(name: string, conns: CmdConn[], total: number, seqBase: number): Promise<PhaseResult> {
+  let sent = 0;
+  let acked = 0;
+  let errors = 0;
+  const latencies: number[] = [];
+  progress.start(name, () => ({ delivered: acked, note: `errors=${errors}` }));
+  const t0 = performance.now();
+  await Promise.all(
+    conns.flatMap((c) =>
+      Array.from({ length: IN_FLIGHT }, async () => {
+        while (sent < total && !c.closed) {
+          const seq = seqBase + sent++;
+          const s = performance.now();
+          if (await c.send(seq)) {
+            acked++;
+            latencies.push(performance.now() - s);
+          } else errors++;
+        }
+      }),
+    ),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  progress.stop();
+  return { name, sent, acked, errors, seconds, latencies };
+}
+
+/**
+ * Open loop at `rate` commands/s spread round-robin over the connections. Latency is measured from
+ * each command's scheduled time, so a stall is charged to every command it delays.
+ */
+async function paced(name: string, conns: CmdConn[], rate: number, seconds: number, seqBase: number): Promise<PhaseResult> {
+  const latencies: number[] = [];
+  let sent = 0;
+  let acked = 0;
+  let errors = 0;
+  const total = Math.floor(rate * seconds);
+  const inflight: Promise<void>[] = [];
+  progress.start(name, () => ({ delivered: acked, note: `target=${Math.round(rate)}/s errors=${errors}` }));
+  const t0 = performance.now();
+  while (sent < total) {
+    const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * rate));
+    while (sent < due) {
+      const scheduled = t0 + (sent * 1000) / rate;
+      const c = conns[sent % conns.length];
+      inflight.push(
+        c.send(seqBase + sent).then((ok) => {
+          if (ok) {
+            acked++;
+            latencies.push(performance.now() - scheduled);
+          } else errors++;
+        }),
+      );
+      sent++;
+    }
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  await Promise.all(inflight);
+  const elapsed = (performance.now() - t0) / 1000;
+  progress.stop();
+  return { name, sent, acked, errors, seconds: elapsed, latencies };
+}
+
+/** pgbench of the adapter's append, 10 single-event appends per transaction; returns tps. */
+async function pgbench(): Promise<number> {
+  progress.start(`pgbench -T ${PGBENCH_S}`);
+  const child = startChild('pgbench', 'pgbench', ['-n', '-c', '8', '-j', '2', '-T', String(PGBENCH_S), '-f', PGBENCH_FILE, '-h', '127.0.0.1', '-U', 'postgres', 'orghub'], { cwd: REPO_ROOT });
+  const code = await new Promise<number | null>((resolve) => child.proc.once('exit', (c) => resolve(c)));
+  progress.stop();
+  const out = child.tail();
+  const m = /tps = ([\d.]+) \(without initial connection time\)/.exec(out);
+  if (code !== 0 || !m) throw new Error(`pgbench failed (exit ${code}):\n${out}`);
+  return Number(m[1]);
+}
+
+async function recordedCount(orgs: string[]): Promise<number> {
+  const c = new pg.Client({ connectionString: DATABASE_URL });
+  await c.connect();
+  try {
+    await c.query('BEGIN; SET LOCAL ROLE orghub_projector');
+    const r = await c.query<{ n: string }>(`SELECT count(*)::text AS n FROM events WHERE org_id = ANY($1) AND stream_id LIKE 'commands:%'`, [orgs]);
+    await c.query('ROLLBACK');
+    return Number(r.rows[0].n);
+  } finally {
+    await c.end();
+  }
+}
+
+async function main(): Promise<void> {
+  progress.log(`bench:commands run ${run}: ${CONNS} connections x ${IN_FLIGHT} in flight, ${TOTAL} commands, ~${PAYLOAD} B data`);
+  await migrate({ quiet: true });
+  const issuer = await createBenchIssuer();
+  let hub: HubServer | undefined;
+  const conns: CmdConn[] = [];
+  try {
+    progress.start('starting nats-server and hub');
+    hub = await startHub(issuer.env, { ORGHUB_LOG_LEVEL: 'warn' });
+    const orgs = Array.from({ length: ORGS }, (_, i) => `bench-cmd-${run}-${i}`);
+    for (let i = 0; i < CONNS; i++) conns.push(await CmdConn.open(hub.wsUrl, await issuer.token(orgs[i % ORGS], `admin-${i}`), i));
+    progress.stop();
+
+    // each phase has its own range of sequence numbers, so every key is unique (no duplicate shortcut)
+    const warm = WARMUP > 0 ? await saturate('warm-up', conns, WARMUP, 0) : undefined;
+    const max = await saturate('max rate', conns, TOTAL, WARMUP);
+    const maxRate = max.acked / max.seconds;
+    progress.log(`max: ${Math.round(maxRate)} acks/s`);
+    const tps = await pgbench();
+    const pgEvents = tps * 10;
+    progress.log(`pgbench: ${fixed(tps, 1)} tps = ${Math.round(pgEvents)} events/s`);
+    const half = await paced('paced 50%', conns, maxRate / 2, PACED_S, TOTAL + WARMUP);
+
+    const recorded = await recordedCount(orgs);
+    const expected = max.acked + half.acked + (warm?.acked ?? 0);
+    for (const c of conns) c.close();
+
+    const row = (r: PhaseResult, target: string) => {
+      const [p50, p99, p999] = percentiles(r.latencies, [50, 99, 99.9]);
+      return [r.name, r.acked, r.errors, fixed(r.seconds, 1), si(r.acked / r.seconds), fixed(p50), fixed(p99), fixed(p999), target];
+    };
+    const [, halfP99] = percentiles(half.latencies, [50, 99]);
+    const ratio = maxRate / pgEvents;
+    process.stdout.write(`\n## bench:commands (${new Date().toISOString()}, ${CONNS} conns x ${IN_FLIGHT} in flight, ~${PAYLOAD} B data)\n\n`);
+    printTable(
+      ['phase', 'acked', 'errors', 's', 'acks/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'target'],
+      [
+        row(max, `>= 0.8 x pgbench: ${fixed(ratio, 2)}x ${ratio >= 0.8 ? 'PASS' : 'FAIL'}`),
+        row(half, `p99 < 10 ms: ${halfP99 < 10 ? 'PASS' : 'FAIL'}`),
+        [`pgbench append10 (-c 8 -j 2 -T ${PGBENCH_S})`, '', '', String(PGBENCH_S), `${si(pgEvents)} events/s (${fixed(tps, 0)} tps x 10)`, '', '', '', 'ceiling'],
+      ],
+    );
+    process.stdout.write(`\nrecorded in the store: ${recorded} of ${expected} acked (${recorded === expected ? 'all' : 'MISMATCH'})\n`);
+    if (errorSamples.length) process.stdout.write(`errors, first ones: ${errorSamples.join(' ')}\n`);
+  } finally {
+    progress.stop();
+    for (const c of conns) c.close();
+    await hub?.stop();
+    issuer.dispose();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`\nbench:commands failed: ${(err as Error)?.stack ?? err}\n`);
+    process.exit(1);
+  },
+);
