@@ -32,5 +32,13 @@ export class Publisher {
 /** The bytes of a JSON frame's `data`: its JSON text. Binary values (msgpack) travel as-is. */
 export function payloadOf(data: unknown): { payload: Uint8Array; contentType: ContentType } {
   if (data instanceof Uint8Array) return { payload: data, contentType: 'bytes' };
-  return { payload: Buffer.from(JSON.stringify(data)), contentType: 'json' };
+  let text: string;
+  try {
+    text = JSON.stringify(data);
+  } catch (err) {
+    // JSON.stringify recurses: a value nested ~5000 deep (a 10 KB frame) overflows the stack.
+    if (err instanceof RangeError) throw new HubError('invalid', 'data is nested too deeply');
+    throw err;
+  }
+  return { payload: Buffer.from(text), contentType: 'json' };
 }

@@ -109,11 +109,16 @@ export function mountHttpApi(deps: HttpApiDeps): void {
           throw new HubError(e.code, `[${i}] ${e.message}`);
         }
       });
+      // Encoded up front too: payloadOf may refuse a value, and that must not cut a batch in half.
+      const encoded = items.map((m, i) => {
+        try {
+          return payloadOf(m.data);
+        } catch (err) {
+          throw err instanceof HubError ? new HubError(err.code, `[${i}] ${err.message}`) : err;
+        }
+      });
       if (!publisher.available) throw new HubError('unavailable', 'message bus unavailable; nothing was published');
-      for (const m of items) {
-        const { payload, contentType } = payloadOf(m.data);
-        publisher.publish(ctx, m.topic, payload, contentType);
-      }
+      items.forEach((m, i) => publisher.publish(ctx, m.topic, encoded[i]!.payload, encoded[i]!.contentType));
       return { status: 200, body: { ok: true, published: items.length } };
     }),
   );

@@ -111,8 +111,11 @@ export class WsFanout {
         this.stats.frames++;
       }
       if (nPack > 0) {
-        this.app.publish(e.msgpackTopic, msgpackFrame(e.pattern, msgs), true);
-        this.stats.frames++;
+        const frame = msgpackFrame(e.pattern, msgs);
+        if (frame) {
+          this.app.publish(e.msgpackTopic, frame, true);
+          this.stats.frames++;
+        }
       }
       this.stats.deliveries += (nJson + nPack) * msgs.length;
     }
@@ -139,6 +142,27 @@ function msgpackMsg(pattern: string, m: BusMessage): object {
   return m.from === undefined ? { op: 'msg', sub: pattern, topic: m.topic, data, ts: m.ts } : { op: 'msg', sub: pattern, topic: m.topic, data, from: m.from, ts: m.ts };
 }
 
-export function msgpackFrame(pattern: string, msgs: BusMessage[]): Uint8Array {
-  return encodeMsgpack(msgs.length === 1 ? msgpackMsg(pattern, msgs[0]) : msgs.map((m) => msgpackMsg(pattern, m)));
+/**
+ * msgpackr packs recursively, so a JSON value nested a few thousand levels deep (a 4 KB payload)
+ * overflows the stack. Such a message is left out of msgpack frames (JSON subscribers still get
+ * its text verbatim) rather than throwing out of the flush, which would kill the process.
+ * Returns undefined when no message of the batch could be encoded.
+ */
+export function msgpackFrame(pattern: string, msgs: BusMessage[]): Uint8Array | undefined {
+  try {
+    return encodeMsgpack(msgs.length === 1 ? msgpackMsg(pattern, msgs[0]) : msgs.map((m) => msgpackMsg(pattern, m)));
+  } catch (err) {
+    if (!(err instanceof RangeError)) throw err;
+  }
+  const packable: object[] = [];
+  for (const m of msgs) {
+    try {
+      const o = msgpackMsg(pattern, m);
+      encodeMsgpack(o);
+      packable.push(o);
+    } catch (err) {
+      if (!(err instanceof RangeError)) throw err;
+    }
+  }
+  return packable.length === 0 ? undefined : encodeMsgpack(packable.length === 1 ? packable[0] : packable);
 }
