@@ -70,7 +70,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   const fanout = new WsFanout(app, bus);
   const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, config, log, nodeId };
 
-  mountWebSocket({
+  const ws = mountWebSocket({
     app,
     verifier,
     roleGrants,
@@ -117,6 +117,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     core,
     async stop() {
       uws.us_listen_socket_close(listenSocket);
+      ws.stop();
       for (const s of stops.reverse()) await s().catch((err) => log.warn({ err }, 'extension stop failed'));
       await audit.close();
       await bus.close();

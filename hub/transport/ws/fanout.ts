@@ -111,11 +111,8 @@ export class WsFanout {
         this.stats.frames++;
       }
       if (nPack > 0) {
-        const frame = msgpackFrame(e.pattern, msgs);
-        if (frame) {
-          this.app.publish(e.msgpackTopic, frame, true);
-          this.stats.frames++;
-        }
+        this.app.publish(e.msgpackTopic, msgpackFrame(e.pattern, msgs), true);
+        this.stats.frames++;
       }
       this.stats.deliveries += (nJson + nPack) * msgs.length;
     }
@@ -144,25 +141,25 @@ function msgpackMsg(pattern: string, m: BusMessage): object {
 
 /**
  * msgpackr packs recursively, so a JSON value nested a few thousand levels deep (a 4 KB payload)
- * overflows the stack. Such a message is left out of msgpack frames (JSON subscribers still get
- * its text verbatim) rather than throwing out of the flush, which would kill the process.
- * Returns undefined when no message of the batch could be encoded.
+ * overflows the stack. Such a message still reaches msgpack subscribers, as its JSON text in a
+ * binary `data` with `"enc":"json"`, instead of throwing out of the flush (which would end the
+ * process) or being left out.
  */
-export function msgpackFrame(pattern: string, msgs: BusMessage[]): Uint8Array | undefined {
+export function msgpackFrame(pattern: string, msgs: BusMessage[]): Uint8Array {
   try {
     return encodeMsgpack(msgs.length === 1 ? msgpackMsg(pattern, msgs[0]) : msgs.map((m) => msgpackMsg(pattern, m)));
   } catch (err) {
     if (!(err instanceof RangeError)) throw err;
   }
-  const packable: object[] = [];
-  for (const m of msgs) {
+  const frames = msgs.map((m) => {
     try {
       const o = msgpackMsg(pattern, m);
       encodeMsgpack(o);
-      packable.push(o);
+      return o;
     } catch (err) {
       if (!(err instanceof RangeError)) throw err;
+      return { ...msgpackMsg(pattern, { ...m, contentType: 'bytes' }), enc: 'json' };
     }
-  }
-  return packable.length === 0 ? undefined : encodeMsgpack(packable.length === 1 ? packable[0] : packable);
+  });
+  return encodeMsgpack(frames.length === 1 ? frames[0] : frames);
 }

@@ -68,8 +68,26 @@ let open = 0;
  * The WebSocket endpoint `/v1/ws`: authenticates the upgrade, then serves the frame protocol
  * of docs/protocol.md. Every frame is answered; only protocol violations close the socket.
  */
-export function mountWebSocket(deps: WsDeps): void {
+export function mountWebSocket(deps: WsDeps): { stop(): void } {
   const { app, verifier, roleGrants, publisher, fanout, audit, log, limits } = deps;
+  const sockets = new Set<WebSocket<Conn>>();
+
+  /**
+   * Slow-consumer policy. A socket holding more than half of ORGHUB_MAX_BACKPRESSURE unsent is told
+   * 4001 (the close frame queues behind the data it has not read). uWS itself drops any socket
+   * that reaches the full bound (closeOnBackpressureLimit), so memory stays bounded even between
+   * sweeps; that cut is abrupt and the client sees 1006.
+   */
+  const slowThreshold = limits.maxBackpressure / 2;
+  const sweep = setInterval(() => {
+    for (const ws of sockets) {
+      if (ws.getBufferedAmount() <= slowThreshold) continue;
+      const c = ws.getUserData();
+      audit.record(c.principal.org, 'limit.hit', { limit: 'backpressure', max: limits.maxBackpressure, transport: 'ws' }, { actor: c.principal.sub, session: c.session });
+      close(ws, CloseCode.slowConsumer, 'slow consumer');
+    }
+  }, 250);
+  sweep.unref();
 
   const send = (ws: WebSocket<Conn>, frame: object) => {
     const c = ws.getUserData();
@@ -251,6 +269,7 @@ export function mountWebSocket(deps: WsDeps): void {
 
     open: (ws) => {
       open++;
+      sockets.add(ws);
       const c = ws.getUserData();
       armExpiry(ws);
       audit.record(c.principal.org, 'session.connected', { transport: 'ws', encoding: c.enc, roles: c.principal.roles, jti: c.principal.jti }, { actor: c.principal.sub, session: c.session });
@@ -280,6 +299,7 @@ export function mountWebSocket(deps: WsDeps): void {
 
     close: (ws, code) => {
       open--;
+      sockets.delete(ws);
       const c = ws.getUserData();
       c.closed = true;
       if (c.expTimer) clearTimeout(c.expTimer);
@@ -288,9 +308,16 @@ export function mountWebSocket(deps: WsDeps): void {
       audit.record(
         c.principal.org,
         'session.disconnected',
-        { transport: 'ws', code, reason: c.closeReason ?? (code === 1006 ? 'connection lost or slow consumer' : 'client closed'), durationMs: Date.now() - c.openedAt },
+        { transport: 'ws', code, reason: c.closeReason ?? (code === 1006 ? 'connection lost, idle, oversized frame or backpressure bound' : 'client closed'), durationMs: Date.now() - c.openedAt },
         { actor: c.principal.sub, session: c.session },
       );
     },
   });
+
+  return {
+    stop() {
+      clearInterval(sweep);
+      for (const ws of [...sockets]) close(ws, CloseCode.shutdown, 'hub shutting down');
+    },
+  };
 }
