@@ -68,8 +68,8 @@ function canConnect(port: number): Promise<boolean> {
   });
 }
 
-/** Spawns `nats-server -a 127.0.0.1 -p <free port>`; call `start()` before use. */
-export async function natsServer(port?: number): Promise<NatsServer> {
+/** Spawns `nats-server -a 127.0.0.1 -p <free port> [...extraArgs]`; call `start()` before use. */
+export async function natsServer(port?: number, extraArgs: string[] = []): Promise<NatsServer> {
   const p = port ?? (await freePort());
   let child: ChildProcess | undefined;
   const server: NatsServer = {
@@ -77,7 +77,7 @@ export async function natsServer(port?: number): Promise<NatsServer> {
     url: `nats://127.0.0.1:${p}`,
     async start() {
       if (child && child.exitCode === null && child.signalCode === null) return;
-      const c = spawn(NATS_SERVER_BIN, ['-a', '127.0.0.1', '-p', String(p)], { stdio: 'ignore' });
+      const c = spawn(NATS_SERVER_BIN, ['-a', '127.0.0.1', '-p', String(p), ...extraArgs], { stdio: 'ignore' });
       child = c;
       const deadline = Date.now() + 5000;
       while (Date.now() < deadline) {
