@@ -5,6 +5,7 @@ import type { RoleGrants } from './acl/grants.ts';
 import type { AuditSink } from './audit/audit.ts';
 import { createLogAuditSink } from './audit/logAuditSink.ts';
 import { createJoseVerifier } from './auth/joseVerifier.ts';
+import { createCachingVerifier } from './auth/cachingVerifier.ts';
 import type { TokenVerifier } from './auth/principal.ts';
 import { createNatsBus } from './bus/natsBus.ts';
 import type { Config } from './config/config.ts';
@@ -60,7 +61,10 @@ export interface RunningHub {
 export async function startHub(config: Config, log: Logger, parts: HubParts = {}): Promise<RunningHub> {
   const nodeId = config.ORGHUB_NODE_ID || `${hostname()}:${process.pid}`;
   const roleGrants = config.ORGHUB_ROLE_GRANTS ? parseRoleGrants(config.ORGHUB_ROLE_GRANTS) : defaultRoleGrants;
-  const verifier = await createJoseVerifier(config, { reloadOnSighup: true, onWarning: (m) => log.warn(m) });
+  const verifier = createCachingVerifier(await createJoseVerifier(config, { reloadOnSighup: true, onWarning: (m) => log.warn(m) }), {
+    max: config.ORGHUB_JWT_CACHE_SIZE,
+    ttlMs: 60_000,
+  });
   const bus = createNatsBus({ servers: config.NATS_URL, name: `orghub ${nodeId}`, log });
   const store = parts.store;
   const audit = store ? createStoreAuditSink({ store, log, nodeId, maxBuffer: config.ORGHUB_AUDIT_BUFFER }) : createLogAuditSink(log);

@@ -23,6 +23,7 @@ export const settings = {
   ORGHUB_JWT_HS256_SECRET: { type: 'string', default: '', description: 'Development only: enables HS256 with this secret (at least 32 bytes).' },
   ORGHUB_JWT_CLOCK_TOLERANCE: { type: 'integer', minimum: 0, maximum: 300, default: 0, description: 'Seconds of clock skew tolerated for `exp`/`nbf`.' },
   ORGHUB_JWT_MAX_LENGTH: { type: 'integer', minimum: 256, maximum: 65536, default: 8192, description: 'Longest token accepted, in bytes.' },
+  ORGHUB_JWT_CACHE_SIZE: { type: 'integer', minimum: 1, maximum: 1000000, default: 10000, description: 'Verified tokens remembered (by exact token string, until exp, re-verified after 60 s); saves the signature check for repeated HTTP requests and reconnects.' },
   ORGHUB_ORG_CLAIM: { type: 'string', minLength: 1, default: 'org', description: 'Claim that carries the org id.' },
   ORGHUB_ROLE_GRANTS: { type: 'string', default: '', description: 'JSON object replacing the role defaults: `{"role":{"pub":[..],"sub":[..],"cmd":[..]}}`.' },
   ORGHUB_MAX_FRAME_BYTES: { type: 'integer', minimum: 1024, maximum: 16777216, default: 65536, description: 'Largest inbound WebSocket frame; larger closes with 1009.' },

@@ -35,8 +35,10 @@ export interface WsDeps {
 /** Per-socket state. Kept small: 10k idle connections must stay under ~3 KiB each. */
 interface Conn extends ClientContext {
   enc: Encoding;
-  subs: Set<string>;
-  expTimer?: NodeJS.Timeout;
+  /** Subscribed patterns; an array, not a Set: most connections hold one or two. */
+  subs: string[];
+  /** Token expiry in ms, checked by the sweep (no timer per connection: memory at 10k idle sockets). */
+  expMs: number;
   openedAt: number;
   closed: boolean;
   closeReason?: string;
@@ -52,11 +54,6 @@ function pickProtocol(header: string): Encoding | undefined | null {
     if (name === SUBPROTOCOL_MSGPACK) return 'msgpack';
   }
   return null;
-}
-
-/** Milliseconds until `exp`, clamped so that setTimeout never overflows. */
-function msUntil(exp: number): number {
-  return Math.min(Math.max(exp * 1000 - Date.now(), 0), 2 ** 31 - 1);
 }
 
 export function activeConnections(): number {
@@ -80,9 +77,14 @@ export function mountWebSocket(deps: WsDeps): { stop(): void } {
    */
   const slowThreshold = limits.maxBackpressure / 2;
   const sweep = setInterval(() => {
+    const now = Date.now();
     for (const ws of sockets) {
-      if (ws.getBufferedAmount() <= slowThreshold) continue;
       const c = ws.getUserData();
+      if (c.expMs <= now) {
+        close(ws, CloseCode.tokenExpired, 'token expired');
+        continue;
+      }
+      if (ws.getBufferedAmount() <= slowThreshold) continue;
       audit.record(c.principal.org, 'limit.hit', { limit: 'backpressure', max: limits.maxBackpressure, transport: 'ws' }, { actor: c.principal.sub, session: c.session });
       close(ws, CloseCode.slowConsumer, 'slow consumer');
     }
@@ -108,31 +110,27 @@ export function mountWebSocket(deps: WsDeps): { stop(): void } {
     ws.end(code, reason);
   };
 
-  const armExpiry = (ws: WebSocket<Conn>) => {
-    const c = ws.getUserData();
-    if (c.expTimer) clearTimeout(c.expTimer);
-    c.expTimer = setTimeout(() => close(ws, CloseCode.tokenExpired, 'token expired'), msUntil(c.principal.exp));
-  };
-
   const subscribe = async (ws: WebSocket<Conn>, c: Conn, id: Id, pattern: string) => {
     parsePattern(pattern);
     if (!c.grants.canSubscribe(pattern)) {
       audit.record(c.principal.org, 'subscribe.denied', { pattern, transport: 'ws' }, { actor: c.principal.sub, session: c.session });
       throw new HubError('forbidden', `subscribe to "${pattern}" is not granted`);
     }
-    if (c.subs.has(pattern)) return ok(ws, id);
-    if (c.subs.size >= limits.maxSubscriptions) {
+    if (c.subs.includes(pattern)) return ok(ws, id);
+    if (c.subs.length >= limits.maxSubscriptions) {
       audit.record(c.principal.org, 'limit.hit', { limit: 'subscriptions', max: limits.maxSubscriptions, transport: 'ws' }, { actor: c.principal.sub, session: c.session });
       throw new HubError('limit', `at most ${limits.maxSubscriptions} subscriptions per connection`);
     }
-    c.subs.add(pattern);
+    c.subs.push(pattern);
     ws.subscribe(uwsTopic(c.enc, c.principal.org, pattern));
     if (fanout.retain(c.principal.org, pattern)) await fanout.confirm();
     if (!c.closed) ws.cork(() => ok(ws, id));
   };
 
   const unsubscribe = (ws: WebSocket<Conn>, c: Conn, pattern: string) => {
-    if (!c.subs.delete(pattern)) return;
+    const i = c.subs.indexOf(pattern);
+    if (i < 0) return;
+    c.subs.splice(i, 1);
     ws.unsubscribe(uwsTopic(c.enc, c.principal.org, pattern));
     fanout.release(c.principal.org, pattern);
   };
@@ -153,7 +151,7 @@ export function mountWebSocket(deps: WsDeps): { stop(): void } {
     }
     c.principal = next;
     c.grants = compileGrants(next, roleGrants);
-    armExpiry(ws);
+    c.expMs = next.exp * 1000;
     ws.cork(() => {
       for (const pattern of [...c.subs]) {
         if (c.grants.canSubscribe(pattern)) continue;
@@ -246,7 +244,8 @@ export function mountWebSocket(deps: WsDeps): { stop(): void } {
             grants: compileGrants(principal, roleGrants),
             session: randomUUID(),
             enc: enc ?? 'json',
-            subs: new Set(),
+            subs: [],
+            expMs: principal.exp * 1000,
             openedAt: Date.now(),
             closed: false,
           };
@@ -271,7 +270,6 @@ export function mountWebSocket(deps: WsDeps): { stop(): void } {
       open++;
       sockets.add(ws);
       const c = ws.getUserData();
-      armExpiry(ws);
       audit.record(c.principal.org, 'session.connected', { transport: 'ws', encoding: c.enc, roles: c.principal.roles, jti: c.principal.jti }, { actor: c.principal.sub, session: c.session });
     },
 
@@ -302,9 +300,8 @@ export function mountWebSocket(deps: WsDeps): { stop(): void } {
       sockets.delete(ws);
       const c = ws.getUserData();
       c.closed = true;
-      if (c.expTimer) clearTimeout(c.expTimer);
       for (const pattern of c.subs) fanout.release(c.principal.org, pattern);
-      c.subs.clear();
+      c.subs = [];
       audit.record(
         c.principal.org,
         'session.disconnected',
