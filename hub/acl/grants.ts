@@ -10,7 +10,7 @@
  */
 import { ConfigError } from '../errors.ts';
 import type { GrantSpec, Principal } from '../auth/principal.ts';
-import { isPlainSegment, isValidPattern, parsePattern, MAX_TOPIC_LENGTH } from './topic.ts';
+import { isPlainSegment, isValidPattern, parsePattern } from './topic.ts';
 
 /** Role name → its default grants. Treat as immutable once passed to `compileGrants` (it is cached). */
 export type RoleGrants = Record<string, GrantSpec>;
@@ -31,10 +31,23 @@ const SUB = '{sub}';
 const ORG = '{org}';
 const MAX_COMMAND_TYPE_LENGTH = 128;
 
-/** One node of a grant trie. A `#` grant ends at the node where it appears (`hash`). */
+/** Values that placeholders stand for, for one principal; undefined when not a plain segment. */
+interface Who {
+  readonly sub: string | undefined;
+  readonly org: string | undefined;
+}
+
+/**
+ * One node of a grant trie. A `#` grant ends at the node where it appears (`hash`). Placeholder
+ * segments stay placeholders (`subPh`, `orgPh`) and are compared with the principal's values during
+ * the walk, so tries are built once per role set and shared by every connection: filling `{sub}`
+ * in per connection cost ~1.9 KB of tries per device socket.
+ */
 class Node {
   lit: Map<string, Node> | undefined = undefined;
   plus: Node | undefined = undefined;
+  subPh: Node | undefined = undefined;
+  orgPh: Node | undefined = undefined;
   /** A grant continues here with `#`: covers one or more further segments. */
   hash = false;
   /** A grant ends exactly here. */
@@ -51,6 +64,10 @@ function insert(root: Node, segs: readonly string[]): void {
     }
     if (s === '+') {
       n = n.plus ??= new Node();
+    } else if (s === SUB) {
+      n = n.subPh ??= new Node();
+    } else if (s === ORG) {
+      n = n.orgPh ??= new Node();
     } else {
       const lit = (n.lit ??= new Map());
       let next = lit.get(s);
@@ -62,28 +79,50 @@ function insert(root: Node, segs: readonly string[]): void {
 }
 
 /**
- * Topic match from node `n` at segment `i`. At most one node per depth is reachable through `lit`
- * and one through `plus`, and each trie node sits at one depth, so the walk is bounded by trie size.
+ * The next node for a concrete segment `s`: tries every branch but one recursively (`rest`), and
+ * returns the last candidate to continue with in a loop, or undefined when none is left. A
+ * placeholder branch is a candidate only when `s` equals the principal's value, so a placeholder
+ * whose value is not a plain segment never matches (the grant is dropped, never widened).
  */
-function matchFrom(n: Node, segs: readonly string[], i: number): boolean {
+function step(n: Node, s: string, w: Who, rest: (next: Node) => boolean): Node | undefined | true {
+  let next: Node | undefined = n.plus;
+  const ph = n.orgPh !== undefined && s === w.org ? n.orgPh : undefined;
+  if (ph !== undefined) {
+    if (next !== undefined && rest(next)) return true;
+    next = ph;
+  }
+  const sp = n.subPh !== undefined && s === w.sub ? n.subPh : undefined;
+  if (sp !== undefined) {
+    if (next !== undefined && rest(next)) return true;
+    next = sp;
+  }
+  const lit = n.lit?.get(s);
+  if (lit !== undefined) {
+    if (next !== undefined && rest(next)) return true;
+    next = lit;
+  }
+  return next;
+}
+
+/**
+ * Topic match from node `n` at segment `i`. Each trie node sits at one depth and each branch is
+ * tried at most once per node, so the walk is bounded by trie size.
+ */
+function matchFrom(n: Node, segs: readonly string[], i: number, w: Who): boolean {
   for (;;) {
     if (i === segs.length) return n.end;
     if (n.hash) return true;
-    const next = n.lit?.get(segs[i]);
-    if (n.plus !== undefined) {
-      if (next !== undefined && matchFrom(next, segs, i + 1)) return true;
-      n = n.plus;
-    } else if (next !== undefined) {
-      n = next;
-    } else {
-      return false;
-    }
-    i++;
+    const j = i + 1;
+    const next = step(n, segs[i], w, (m) => matchFrom(m, segs, j, w));
+    if (next === true) return true;
+    if (next === undefined) return false;
+    n = next;
+    i = j;
   }
 }
 
 /** Subsumption from node `n` at segment `i`: does one grant cover the pattern rest `segs[i..]`? */
-function coverFrom(n: Node, segs: readonly string[], i: number): boolean {
+function coverFrom(n: Node, segs: readonly string[], i: number, w: Who): boolean {
   for (;;) {
     // A grant `#` here covers any non-empty rest, including a pattern `+`, literal or `#`.
     if (i < segs.length && n.hash) return true;
@@ -91,32 +130,29 @@ function coverFrom(n: Node, segs: readonly string[], i: number): boolean {
     const s = segs[i];
     // A pattern `#` needs a grant `#` at this position or earlier (handled above).
     if (s === '#') return false;
+    const j = i + 1;
     if (s === '+') {
+      // Only a grant `+` covers every value; a literal or a placeholder covers one.
       if (n.plus === undefined) return false;
       n = n.plus;
     } else {
-      const next = n.lit?.get(s);
-      if (n.plus !== undefined) {
-        if (next !== undefined && coverFrom(next, segs, i + 1)) return true;
-        n = n.plus;
-      } else if (next !== undefined) {
-        n = next;
-      } else {
-        return false;
-      }
+      const next = step(n, s, w, (m) => coverFrom(m, segs, j, w));
+      if (next === true) return true;
+      if (next === undefined) return false;
+      n = next;
     }
-    i++;
+    i = j;
   }
 }
 
 /** Root step shared by match and cover: a `$` first segment is only reached through a literal grant. */
-function fromRoot(root: Node, segs: readonly string[], walk: typeof matchFrom): boolean {
+function fromRoot(root: Node, segs: readonly string[], w: Who, walk: typeof matchFrom): boolean {
   const first = segs[0];
   if (first.charCodeAt(0) === 36 /* $ */) {
     const next = root.lit?.get(first);
-    return next !== undefined && walk(next, segs, 1);
+    return next !== undefined && walk(next, segs, 1, w);
   }
-  return walk(root, segs, 0);
+  return walk(root, segs, 0, w);
 }
 
 function isEmpty(n: Node): boolean {
@@ -263,71 +299,17 @@ function rolesFor(roleDefaults: RoleGrants): Map<string, CompiledSpec> {
   return compiled;
 }
 
-/**
- * Fills placeholders. Returns undefined when the grant must be dropped: a placeholder whose value is
- * not a plain segment, or a result longer than any topic can be (it could never match).
- */
-function fill(t: Template, sub: string | undefined, org: string | undefined): readonly string[] | undefined {
-  let out: string[] | undefined;
-  let len = t.length - 1;
-  for (let i = 0; i < t.length; i++) {
-    let s = t[i];
-    if (s === SUB || s === ORG) {
-      const v = s === SUB ? sub : org;
-      if (v === undefined) return undefined;
-      out ??= t.slice();
-      out[i] = s = v;
-    }
-    len += s.length;
-  }
-  if (len > MAX_TOPIC_LENGTH) return undefined;
-  return out ?? t;
-}
-
-class CompiledGrants implements Grants {
+/** Grant tries with placeholders kept, built once per role set (or per `acl` claim). */
+class GrantTries {
   readonly pub = new Node();
   readonly sub = new Node();
   readonly cmdByType = new Map<string, Node>();
   cmdAny: Node | undefined = undefined;
 
-  canPublish(topic: string): boolean {
-    const root = this.pub;
-    // `#` grant at the root (admin, service): every non-system topic, without splitting.
-    if (root.hash && topic.charCodeAt(0) !== 36) return true;
-    if (isEmpty(root)) return false;
-    return fromRoot(root, topic.split('/'), matchFrom);
-  }
-
-  canSubscribe(pattern: string): boolean {
-    const root = this.sub;
-    if (root.hash && pattern.charCodeAt(0) !== 36) return true;
-    if (isEmpty(root)) return false;
-    return fromRoot(root, pattern.split('/'), coverFrom);
-  }
-
-  canCommand(type: string, topic: string): boolean {
-    const exact = this.cmdByType.get(type);
-    const any = this.cmdAny;
-    if (exact === undefined && any === undefined) return false;
-    const segs = topic.split('/');
-    return (
-      (exact !== undefined && fromRoot(exact, segs, matchFrom)) ||
-      (any !== undefined && fromRoot(any, segs, matchFrom))
-    );
-  }
-
-  add(spec: CompiledSpec, sub: string | undefined, org: string | undefined): void {
-    for (const t of spec.pub) {
-      const segs = fill(t, sub, org);
-      if (segs !== undefined) insert(this.pub, segs);
-    }
-    for (const t of spec.sub) {
-      const segs = fill(t, sub, org);
-      if (segs !== undefined) insert(this.sub, segs);
-    }
+  add(spec: CompiledSpec): void {
+    for (const t of spec.pub) insert(this.pub, t);
+    for (const t of spec.sub) insert(this.sub, t);
     for (const c of spec.cmd) {
-      const segs = fill(c.topic, sub, org);
-      if (segs === undefined) continue;
       let root: Node | undefined;
       if (c.type === '*') {
         root = this.cmdAny ??= new Node();
@@ -335,28 +317,90 @@ class CompiledGrants implements Grants {
         root = this.cmdByType.get(c.type);
         if (root === undefined) this.cmdByType.set(c.type, (root = new Node()));
       }
-      insert(root, segs);
+      insert(root, c.topic);
     }
   }
+
+  canPublish(topic: string, w: Who): boolean {
+    const root = this.pub;
+    // `#` grant at the root (admin, service): every non-system topic, without splitting.
+    if (root.hash && topic.charCodeAt(0) !== 36) return true;
+    if (isEmpty(root)) return false;
+    return fromRoot(root, topic.split('/'), w, matchFrom);
+  }
+
+  canSubscribe(pattern: string, w: Who): boolean {
+    const root = this.sub;
+    if (root.hash && pattern.charCodeAt(0) !== 36) return true;
+    if (isEmpty(root)) return false;
+    return fromRoot(root, pattern.split('/'), w, coverFrom);
+  }
+
+  canCommand(type: string, topic: string, w: Who): boolean {
+    const exact = this.cmdByType.get(type);
+    const any = this.cmdAny;
+    if (exact === undefined && any === undefined) return false;
+    const segs = topic.split('/');
+    return (exact !== undefined && fromRoot(exact, segs, w, matchFrom)) || (any !== undefined && fromRoot(any, segs, w, matchFrom));
+  }
+}
+
+/** One principal's grants: shared role tries, its own claim tries (if any), and its placeholder values. */
+class BoundGrants implements Grants, Who {
+  constructor(
+    private readonly roles: GrantTries | undefined,
+    private readonly claim: GrantTries | undefined,
+    readonly sub: string | undefined,
+    readonly org: string | undefined,
+  ) {}
+
+  canPublish(topic: string): boolean {
+    return (this.roles?.canPublish(topic, this) ?? false) || (this.claim?.canPublish(topic, this) ?? false);
+  }
+
+  canSubscribe(pattern: string): boolean {
+    return (this.roles?.canSubscribe(pattern, this) ?? false) || (this.claim?.canSubscribe(pattern, this) ?? false);
+  }
+
+  canCommand(type: string, topic: string): boolean {
+    return (this.roles?.canCommand(type, topic, this) ?? false) || (this.claim?.canCommand(type, topic, this) ?? false);
+  }
+}
+
+/** Role-set tries per role-defaults object, keyed by the principal's distinct known roles in order. */
+const roleTriesCache = new WeakMap<RoleGrants, Map<string, GrantTries | undefined>>();
+
+function roleTries(roleDefaults: RoleGrants, roleList: readonly unknown[]): GrantTries | undefined {
+  const roles = rolesFor(roleDefaults);
+  const known: string[] = [];
+  for (const r of roleList) if (typeof r === 'string' && roles.has(r) && !known.includes(r)) known.push(r);
+  if (known.length === 0) return undefined;
+  const key = known.join('\u0000');
+  let byKey = roleTriesCache.get(roleDefaults);
+  if (byKey === undefined) roleTriesCache.set(roleDefaults, (byKey = new Map()));
+  let tries = byKey.get(key);
+  if (tries === undefined) {
+    tries = new GrantTries();
+    for (const r of known) tries.add(roles.get(r)!);
+    byKey.set(key, tries);
+  }
+  return tries;
 }
 
 /**
  * Compiles the effective grants of `principal`: its `acl` claim (invalid entries ignored) plus the
  * defaults of each of its roles (unknown roles grant nothing). Throws ConfigError if `roleDefaults`
- * is invalid; they are validated once per object and cached.
+ * is invalid; they are validated once per object and cached. Role tries are shared across
+ * principals; only a principal with an `acl` claim gets tries of its own.
  */
 export function compileGrants(principal: Principal, roleDefaults: RoleGrants): Grants {
-  const roles = rolesFor(roleDefaults);
   const sub = isPlainSegment(principal.sub) ? principal.sub : undefined;
   const org = isPlainSegment(principal.org) ? principal.org : undefined;
-  const g = new CompiledGrants();
-  if (principal.acl !== undefined) g.add(compileClaim(principal.acl), sub, org);
-  const seen = new Set<string>();
-  for (const role of Array.isArray(principal.roles) ? principal.roles : []) {
-    if (typeof role !== 'string' || seen.has(role)) continue;
-    seen.add(role);
-    const spec = roles.get(role);
-    if (spec !== undefined) g.add(spec, sub, org);
+  const shared = roleTries(roleDefaults, Array.isArray(principal.roles) ? principal.roles : []);
+  let claim: GrantTries | undefined;
+  if (principal.acl !== undefined) {
+    claim = new GrantTries();
+    claim.add(compileClaim(principal.acl));
   }
-  return g;
+  return new BoundGrants(shared, claim, sub, org);
 }
