@@ -3,7 +3,8 @@
  * (a) storm: C WebSocket connections opened `concurrency` at a time (a pool), connects/s counted
  *     at `open` (the hub verifies the ES256 token before it upgrades, so `open` includes auth;
  *     nats-server is counted at its INFO). Tokens are signed before timing, fresh for every run.
- * (b) idle: N authenticated connections with one subscription each (`devices/<sub>/#`), server RSS
+ * (b) idle: after --warm connections (kept open), N more authenticated connections with one
+ *     subscription each (`devices/<sub>/#`); marginal server RSS
  *     growth per connection (median of 5 VmRSS samples before and after, after a settle).
  *
  *   node --import tsx loadtest/connections.ts [--mode storm|idle|both] [--target hub,uws[,nats]]
@@ -26,6 +27,7 @@ const { values: args } = parseArgs({
     runs: { type: 'string', default: process.env.BENCH_RUNS ?? '3' },
     concurrency: { type: 'string', default: '100' },
     idle: { type: 'string', default: process.env.BENCH_IDLE ?? '10000' },
+    warm: { type: 'string', default: '2000' },
     sources: { type: 'string', default: '1' },
   },
 });
@@ -33,6 +35,7 @@ const C = Number(args.connections);
 const RUNS = Number(args.runs);
 const CONC = Number(args.concurrency);
 const IDLE = Number(args.idle);
+const WARM = Number(args.warm);
 const SOURCES = Number(args.sources);
 const modes = args.mode === 'both' ? ['storm', 'idle'] : [args.mode];
 for (const m of modes) if (m !== 'storm' && m !== 'idle') throw new Error(`unknown --mode ${m}`);
@@ -109,13 +112,15 @@ interface IdleRow { target: Target; n: number; failed: number; beforeKiB: number
 
 async function idle(t: Target, issuer: BenchIssuer): Promise<IdleRow> {
   const tokens = t.needsToken ? await (progress.start(`${t.label}: signing ${IDLE} tokens`), issuer.tokens(BENCH_ORG, IDLE, 'd-')) : undefined;
-  // Warm the server's code paths first so one-time allocations do not count as per-connection.
-  progress.start(`${t.label}: warm-up`);
+  const warmTokens = t.needsToken ? await issuer.tokens(BENCH_ORG, WARM, 'w-') : undefined;
+  // Warm-up: WARM connections opened and KEPT open, so the server's code paths, its heap and
+  // allocator have reached a working size before the first sample. The figure is then the marginal
+  // growth from WARM to WARM + IDLE connections, not start-up heap growth.
+  progress.start(`${t.label}: warm-up (${WARM} connections kept open)`);
   const warm = await openMany({
-    proto: t.proto, baseUrl: topicFor(t, 0).baseUrl, tally: newTally(), count: 200, concurrency: CONC,
-    tokens, topicFor: (i) => topicFor(t, i).topic,
+    proto: t.proto, baseUrl: topicFor(t, 0).baseUrl, tally: newTally(), count: WARM, concurrency: CONC,
+    tokens: tokens && warmTokens, topicFor: (i) => topicFor(t, IDLE + i).topic,
   });
-  await closeAll(warm.clients);
   await sleep(2000);
   progress.start(`${t.label}: RSS before`);
   const before = await rssMedianKiB(t.pid);
@@ -162,6 +167,7 @@ async function idle(t: Target, issuer: BenchIssuer): Promise<IdleRow> {
   progress.log(`${t.label} idle: ${row.n} connections, RSS ${before} → ${after} KiB, ${fixed(row.perConnKiB)} KiB/connection${failed ? `, ${failed} failed (${firstError})` : ''}`);
   progress.start(`${t.label}: closing`);
   await closeAll(clients);
+  await closeAll(warm.clients);
   return row;
 }
 

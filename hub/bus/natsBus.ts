@@ -14,7 +14,8 @@ interface Entry {
   readonly subject: string;
   /** A pattern starting with a wildcard must not deliver `$` system topics (MQTT rule). */
   readonly skipSystem: boolean;
-  readonly handlers: Set<BusHandler>;
+  /** An array: almost every entry has exactly one handler (memory per distinct pattern). */
+  handlers: BusHandler[];
   sub?: Subscription;
 }
 
@@ -126,14 +127,17 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
       let e = entries.get(key);
       if (!e) {
         const first = pattern.split('/', 1)[0];
-        e = { org, subject: patternToSubject(org, pattern), skipSystem: first === '+' || first === '#', handlers: new Set() };
+        e = { org, subject: patternToSubject(org, pattern), skipSystem: first === '+' || first === '#', handlers: [] };
         entries.set(key, e);
         attach(e);
       }
-      e.handlers.add(handler);
+      e.handlers.push(handler);
       const entry = e;
       return () => {
-        if (!entry.handlers.delete(handler) || entry.handlers.size > 0) return;
+        const i = entry.handlers.indexOf(handler);
+        if (i < 0) return;
+        entry.handlers.splice(i, 1);
+        if (entry.handlers.length > 0) return;
         entries.delete(key);
         entry.sub?.unsubscribe();
       };

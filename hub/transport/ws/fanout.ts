@@ -3,12 +3,10 @@ import type { Bus, BusMessage } from '../../bus/bus.ts';
 import { encodeMsgpack } from '../../protocol/frames.ts';
 import type { Encoding } from '../../protocol/frames.ts';
 
+/** One per distinct (org, pattern) held locally; kept small, as devices each hold their own pattern. */
 interface Entry {
   readonly org: string;
   readonly pattern: string;
-  readonly patternJson: string;
-  readonly jsonTopic: string;
-  readonly msgpackTopic: string;
   refs: number;
   pending: BusMessage[];
   dispose: () => void;
@@ -59,9 +57,6 @@ export class WsFanout {
     const entry: Entry = {
       org,
       pattern,
-      patternJson: JSON.stringify(pattern),
-      jsonTopic: uwsTopic('json', org, pattern),
-      msgpackTopic: uwsTopic('msgpack', org, pattern),
       refs: 1,
       pending: [],
       dispose: () => {},
@@ -104,14 +99,17 @@ export class WsFanout {
       const msgs = e.pending;
       e.pending = [];
       this.stats.messages += msgs.length;
-      const nJson = this.app.numSubscribers(e.jsonTopic);
-      const nPack = this.app.numSubscribers(e.msgpackTopic);
+      const jsonTopic = uwsTopic('json', e.org, e.pattern);
+      const msgpackTopic = uwsTopic('msgpack', e.org, e.pattern);
+      const nJson = this.app.numSubscribers(jsonTopic);
+      const nPack = this.app.numSubscribers(msgpackTopic);
       if (nJson > 0) {
-        this.app.publish(e.jsonTopic, jsonFrame(e.patternJson, msgs), false);
+        // Topic segments and patterns use a restricted alphabet: no escaping needed, but stringify is cheap and safe.
+        this.app.publish(jsonTopic, jsonFrame(JSON.stringify(e.pattern), msgs), false);
         this.stats.frames++;
       }
       if (nPack > 0) {
-        this.app.publish(e.msgpackTopic, msgpackFrame(e.pattern, msgs), true);
+        this.app.publish(msgpackTopic, msgpackFrame(e.pattern, msgs), true);
         this.stats.frames++;
       }
       this.stats.deliveries += (nJson + nPack) * msgs.length;
