@@ -2,6 +2,7 @@ import { loadConfig } from './config/config.ts';
 import { ConfigError } from './errors.ts';
 import { createLogger } from './log.ts';
 import { startHub } from './server.ts';
+import { createMqttBridge } from './mqtt/mqttBridge.ts';
 import { createEventStore } from './eventstore/factory.ts';
 
 /** Process entry: config errors exit with status 2 and a message naming the variable. */
@@ -26,7 +27,7 @@ async function main() {
   let hub;
   try {
     const store = await createEventStore(config, log);
-    hub = await startHub(config, log, { store });
+    hub = await startHub(config, log, { store, extensions: [createMqttBridge()] });
   } catch (err) {
     if (err instanceof ConfigError || (err instanceof Error && /ORGHUB_|NATS_URL|DATABASE_URL|REDIS_URL/.test(err.message))) {
       log.fatal(err.message);

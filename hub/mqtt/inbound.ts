@@ -1,0 +1,68 @@
+import { isValidTopic } from '../acl/topic.ts';
+import type { ContentType } from '../bus/bus.ts';
+import { HubError } from '../errors.ts';
+import type { ClientContext } from '../core/context.ts';
+import type { BridgeContext } from './bridgeContext.ts';
+import { COMMAND_PREFIX, Reason } from './codes.ts';
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * `json` when the bytes are UTF-8 JSON text, else `bytes`. The payload itself is never changed:
+ * this only tells WebSocket clients whether to show it as `data` or base64.
+ */
+export function contentTypeOf(payload: Uint8Array): ContentType {
+  if (payload.length === 0) return 'bytes';
+  // Cheap pre-check: JSON text starts with one of `{ [ " - 0-9 t f n` or whitespace.
+  const c = payload[0];
+  if (!(c === 0x7b || c === 0x5b || c === 0x22 || c === 0x2d || (c >= 0x30 && c <= 0x39) || c === 0x74 || c === 0x66 || c === 0x6e || c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09)) return 'bytes';
+  try {
+    JSON.parse(utf8.decode(payload));
+    return 'json';
+  } catch {
+    return 'bytes';
+  }
+}
+
+export function isCommandTopic(topic: string): boolean {
+  return topic.startsWith(COMMAND_PREFIX);
+}
+
+/**
+ * A PUBLISH on `$cmd/<topic>` with a JSON body `{"type", "data", "key"?}` is a recorded command:
+ * the CommandHandler appends it to the event store before this resolves, so the PUBACK that
+ * follows means "durably recorded". Resolves to the MQTT 5 reason code for the ack.
+ */
+export async function handleCommand(ctx: BridgeContext, client: ClientContext, rawTopic: string, payload: Uint8Array): Promise<number> {
+  const topic = rawTopic.slice(COMMAND_PREFIX.length);
+  if (!isValidTopic(topic)) return Reason.topicNameInvalid;
+  let body: { type?: unknown; data?: unknown; key?: unknown };
+  try {
+    body = JSON.parse(utf8.decode(payload));
+  } catch {
+    return Reason.payloadFormatInvalid;
+  }
+  if (body === null || typeof body !== 'object' || typeof body.type !== 'string' || (body.key !== undefined && typeof body.key !== 'string')) {
+    return Reason.payloadFormatInvalid;
+  }
+  if (!ctx.commands) return Reason.implementationSpecific;
+  try {
+    await ctx.commands.execute(client, { type: body.type, topic, data: body.data, key: body.key as string | undefined }, 'mqtt');
+    return Reason.success;
+  } catch (err) {
+    if (!(err instanceof HubError)) throw err;
+    switch (err.code) {
+      case 'forbidden':
+        return Reason.notAuthorized;
+      case 'unavailable':
+        return Reason.unspecified;
+      case 'bad_topic':
+        return Reason.topicNameInvalid;
+      case 'invalid':
+      case 'unknown_command':
+        return Reason.payloadFormatInvalid;
+      default:
+        return Reason.implementationSpecific;
+    }
+  }
+}

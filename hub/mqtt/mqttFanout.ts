@@ -1,0 +1,96 @@
+import type { Bus, BusMessage } from '../bus/bus.ts';
+import { encodePublish, packetIdOffset, type Version } from './outbound.ts';
+
+/** What the fan-out needs from a session. */
+export interface Subscriber {
+  readonly version: Version;
+  /** Largest packet the client accepts (MQTT 5 Maximum Packet Size); Infinity when unset. */
+  readonly maxOut: number;
+  /** Queues shared QoS 0 bytes (must not be modified). */
+  sendShared(bytes: Buffer): void;
+  /** Queues a QoS 1 delivery from a shared encoding with its packet id at `idOffset`. */
+  sendQos1(template: Buffer, idOffset: number): void;
+}
+
+interface Entry {
+  readonly org: string;
+  readonly pattern: string;
+  /** Subscriber → granted QoS of its subscription to this pattern. */
+  readonly subs: Map<Subscriber, 0 | 1>;
+  dispose: () => void;
+}
+
+export interface MqttFanoutStats {
+  messages: number;
+  deliveries: number;
+}
+
+/**
+ * Bridges the bus to MQTT subscribers: one bus subscription per distinct (org, pattern) held by
+ * local MQTT sessions. Each message is encoded at most once per (protocol version, QoS) and the
+ * bytes are queued to every subscriber; each session writes its queue once per turn.
+ *
+ * Messages crossing the bus carry no MQTT QoS or retain flag, so live deliveries go out at the
+ * subscription's granted QoS with RETAIN 0 (docs/mqtt.md).
+ */
+export class MqttFanout {
+  private readonly entries = new Map<string, Entry>();
+  readonly stats: MqttFanoutStats = { messages: 0, deliveries: 0 };
+
+  constructor(private readonly bus: Bus) {}
+
+  /** Adds or updates `s`'s subscription; true when a new bus subscription was opened (flush before SUBACK). */
+  add(org: string, pattern: string, s: Subscriber, qos: 0 | 1): boolean {
+    const key = `${org}\u0000${pattern}`;
+    const existing = this.entries.get(key);
+    if (existing) {
+      existing.subs.set(s, qos);
+      return false;
+    }
+    const e: Entry = { org, pattern, subs: new Map([[s, qos]]), dispose: () => {} };
+    e.dispose = this.bus.subscribe(org, pattern, (m) => this.deliver(e, m));
+    this.entries.set(key, e);
+    return true;
+  }
+
+  remove(org: string, pattern: string, s: Subscriber): void {
+    const key = `${org}\u0000${pattern}`;
+    const e = this.entries.get(key);
+    if (!e || !e.subs.delete(s) || e.subs.size > 0) return;
+    this.entries.delete(key);
+    e.dispose();
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  private deliver(e: Entry, m: BusMessage): void {
+    this.stats.messages++;
+    const out = { topic: m.topic, payload: m.payload, retain: false };
+    // Lazily encoded, indexed by version (4|5) * 2 + qos.
+    let q0v4: Buffer | undefined;
+    let q0v5: Buffer | undefined;
+    let q1v4: Buffer | undefined;
+    let q1v5: Buffer | undefined;
+    let off4 = 0;
+    let off5 = 0;
+    let n = 0;
+    for (const [s, qos] of e.subs) {
+      if (qos === 0) {
+        const b = s.version === 5 ? (q0v5 ??= encodePublish(out, 0, 5)) : (q0v4 ??= encodePublish(out, 0, 4));
+        if (b.length > s.maxOut) continue;
+        s.sendShared(b);
+      } else if (s.version === 5) {
+        if (!q1v5) off5 = packetIdOffset((q1v5 = encodePublish(out, 1, 5)));
+        if (q1v5.length > s.maxOut) continue;
+        s.sendQos1(q1v5, off5);
+      } else {
+        if (!q1v4) off4 = packetIdOffset((q1v4 = encodePublish(out, 1, 4)));
+        s.sendQos1(q1v4, off4);
+      }
+      n++;
+    }
+    this.stats.deliveries += n;
+  }
+}

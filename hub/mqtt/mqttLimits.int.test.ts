@@ -1,0 +1,79 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { IDisconnectPacket, IPublishPacket } from 'mqtt-packet';
+import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
+import { testOrg } from '../testing/hubProcess.ts';
+import { connect, RawClient, sleep, startMqttHub, type Collector, type MqttHub } from './mqttTestKit.ts';
+
+/** Per-connection limits, against a hub started with small ones. */
+describe('mqtt limits', () => {
+  let issuer: TestIssuer;
+  let h: MqttHub;
+  const open: Collector[] = [];
+  const raws: RawClient[] = [];
+  const raw = async (org: string, sub: string, version: 4 | 5, extra: Record<string, unknown> = {}) => {
+    const r = await RawClient.open(h.mqttPort, version);
+    raws.push(r);
+    r.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: version, clientId: `raw-${sub}`, clean: true, keepalive: 60, username: 'x', password: Buffer.from(await issuer.token(org, sub)), ...extra } as never, version);
+    await r.waitFor((p) => p.cmd === 'connack');
+    return r;
+  };
+
+  before(async () => {
+    issuer = await createTestIssuer();
+    h = await startMqttHub(issuer, { ORGHUB_MQTT_MAX_PACKET: '4096', ORGHUB_MQTT_MAX_INFLIGHT: '5', ORGHUB_MQTT_RATE: '20' });
+  });
+  after(async () => {
+    for (const c of open) c.client.end(true);
+    for (const r of raws) r.socket.destroy();
+    await h?.hub.stop();
+  });
+
+  it('packet size - a PUBLISH over ORGHUB_MQTT_MAX_PACKET gets DISCONNECT 0x95 and the socket closes', async () => {
+    const r = await raw(testOrg(), 'big', 5);
+    r.send({ cmd: 'publish', topic: 'big/x', payload: Buffer.alloc(8192, 7), qos: 0, retain: false, dup: false }, 5);
+    const d = (await r.waitFor((p) => p.cmd === 'disconnect')) as IDisconnectPacket;
+    assert.equal(d.reasonCode, 0x95);
+    await r.closed;
+  });
+
+  it('keepalive - a silent client is closed after 1.5 × keepalive and its will is published', async () => {
+    const org = testOrg();
+    const watcher = await connect(h.tcpUrl, await issuer.token(org, 'w'));
+    open.push(watcher);
+    await watcher.client.subscribeAsync('lwt/#');
+    const t0 = Date.now();
+    const r = await raw(org, 'silent', 4, { keepalive: 1, will: { topic: 'lwt/silent', payload: Buffer.from('bye'), qos: 0, retain: false } });
+    await r.closed;
+    const took = Date.now() - t0;
+    assert.ok(took >= 1400 && took < 4000, `closed after ${took} ms`);
+    const [m] = await watcher.waitFor(1);
+    assert.equal(m.payload.toString(), 'bye');
+  });
+
+  it('rate - a burst beyond ORGHUB_MQTT_RATE disconnects with 0x96', async () => {
+    const r = await raw(testOrg(), 'fast', 5);
+    for (let i = 0; i < 200; i++) r.send({ cmd: 'publish', topic: 'fast/x', payload: Buffer.from('x'), qos: 0, retain: false, dup: false }, 5);
+    const d = (await r.waitFor((p) => p.cmd === 'disconnect')) as IDisconnectPacket;
+    assert.equal(d.reasonCode, 0x96);
+  });
+
+  it('in-flight - QoS 1 deliveries stop at min(ORGHUB_MQTT_MAX_INFLIGHT, receive maximum) until PUBACK', async () => {
+    const org = testOrg();
+    const r = await raw(org, 'slow', 5, { properties: { receiveMaximum: 3 } });
+    r.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'inf/#', qos: 1 }] }, 5);
+    await r.waitFor((p) => p.cmd === 'suback');
+    const p = await connect(h.tcpUrl, await issuer.token(org, 'p'));
+    open.push(p);
+    for (let i = 0; i < 10; i++) await p.client.publishAsync('inf/x', String(i), { qos: 1 });
+    await sleep(300);
+    const pubs = () => r.packets.filter((x) => x.cmd === 'publish') as IPublishPacket[];
+    assert.equal(pubs().length, 3);
+    r.send({ cmd: 'puback', messageId: pubs()[0].messageId }, 5);
+    await sleep(200);
+    assert.equal(pubs().length, 4);
+    assert.deepEqual(pubs().map((x) => x.payload.toString()), ['0', '1', '2', '3']);
+    const ids = new Set(pubs().map((x) => x.messageId));
+    assert.equal(ids.size, 4, 'distinct packet ids');
+  });
+});

@@ -1,0 +1,174 @@
+/**
+ * Helpers for the MQTT integration suites: a hub child with the bridge on a free port, MQTT.js
+ * clients that collect what they receive, and mosquitto_sub / mosquitto_pub run as real processes.
+ */
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import mqttPacket, { type Packet } from 'mqtt-packet';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { freePort, startHubProcess, type HubProcess } from '../testing/hubProcess.ts';
+import type { TestIssuer } from '../testing/issuer.ts';
+
+export interface MqttHub {
+  hub: HubProcess;
+  mqttPort: number;
+  tcpUrl: string;
+  wsUrl: string;
+}
+
+export async function startMqttHub(issuer: TestIssuer, env: Record<string, string> = {}): Promise<MqttHub> {
+  const mqttPort = await freePort();
+  const hub = await startHubProcess({ ...issuer.env, ORGHUB_MQTT_PORT: String(mqttPort), ORGHUB_MQTT_RATE: '100000', ...env });
+  return { hub, mqttPort, tcpUrl: `mqtt://127.0.0.1:${mqttPort}`, wsUrl: `ws://127.0.0.1:${hub.port}/mqtt` };
+}
+
+export interface Received {
+  topic: string;
+  payload: Buffer;
+  retain: boolean;
+  qos: number;
+}
+
+/** An MQTT.js client plus everything it received, in order. */
+export interface Collector {
+  client: MqttClient;
+  got: Received[];
+  /** Resolves once `pred` holds for `n` received messages; rejects after `ms`. */
+  waitFor(n: number, pred?: (m: Received) => boolean, ms?: number): Promise<Received[]>;
+}
+
+export async function connect(url: string, token: string, opts: IClientOptions = {}): Promise<Collector> {
+  const client = await mqtt.connectAsync(url, { username: 'any', password: token, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000, ...opts });
+  const got: Received[] = [];
+  client.on('message', (topic, payload, packet) => got.push({ topic, payload, retain: packet.retain, qos: packet.qos }));
+  client.on('error', () => {});
+  return {
+    client,
+    got,
+    async waitFor(n, pred = () => true, ms = 5000) {
+      const deadline = Date.now() + ms;
+      for (;;) {
+        const hits = got.filter(pred);
+        if (hits.length >= n) return hits;
+        if (Date.now() > deadline) throw new Error(`expected ${n} messages, got ${hits.length}: ${JSON.stringify(got.map((m) => `${m.topic}=${m.payload.toString('hex').slice(0, 40)}`))}`);
+        await sleep(20);
+      }
+    },
+  };
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Resolves with the CONNACK error of a refused connection (MQTT.js `code` = return/reason code). */
+export async function refusedCode(url: string, token: string, protocolVersion: 4 | 5): Promise<number | undefined> {
+  try {
+    const c = await mqtt.connectAsync(url, { username: 'any', password: token, protocolVersion, reconnectPeriod: 0, connectTimeout: 5000 });
+    await c.endAsync(true);
+    return undefined;
+  } catch (err) {
+    return (err as { code?: number }).code;
+  }
+}
+
+export interface MosquittoSub {
+  /** Messages as `topic` and raw payload bytes (decoded from mosquitto_sub's hex output). */
+  got: Received[];
+  /** Resolves once SUBACK arrived (mosquitto_sub's debug line). */
+  subscribed: Promise<void>;
+  waitFor(n: number, ms?: number): Promise<Received[]>;
+  exited: Promise<{ code: number | null; stderr: string; stdout: string }>;
+  kill(): void;
+}
+
+/** Spawns `mosquitto_sub` with `-d` so that SUBACK can be waited for; payloads come out as hex. */
+export function mosquittoSub(port: number, token: string, version: 'mqttv311' | 'mqttv5', topics: string[], extra: string[] = []): MosquittoSub {
+  const args = ['-h', '127.0.0.1', '-p', String(port), '-u', 'any', '-P', token, '-V', version, '-d', '-F', 'MSG|%r|%q|%t|%x', ...topics.flatMap((t) => ['-t', t]), ...extra];
+  // mosquitto_sub block-buffers a piped stdout; line buffering lets SUBACK and messages through at once.
+  const child = spawn('stdbuf', ['-oL', 'mosquitto_sub', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const got: Received[] = [];
+  let stdout = '';
+  let stderr = '';
+  let buf = '';
+  let onSuback: () => void = () => {};
+  const subscribed = new Promise<void>((r) => (onSuback = r));
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d;
+    buf += d;
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      if (line.includes('received SUBACK')) onSuback();
+      if (!line.startsWith('MSG|')) continue;
+      const [, r, q, topic, hex] = line.split('|');
+      got.push({ topic, payload: Buffer.from(hex, 'hex'), retain: r === '1', qos: Number(q) });
+    }
+  });
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise<{ code: number | null; stderr: string; stdout: string }>((resolve) => child.once('exit', (code) => resolve({ code, stderr, stdout })));
+  return {
+    got,
+    subscribed,
+    exited,
+    kill: () => child.kill('SIGKILL'),
+    async waitFor(n, ms = 5000) {
+      const deadline = Date.now() + ms;
+      while (got.length < n) {
+        if (Date.now() > deadline) throw new Error(`mosquitto_sub: expected ${n} messages, got ${got.length}; stderr: ${stderr}`);
+        await sleep(20);
+      }
+      return got;
+    },
+  };
+}
+
+/** Runs `mosquitto_pub` to completion; `payload` is sent from stdin (`-s`), so any bytes work. */
+export function mosquittoPub(port: number, token: string, version: 'mqttv311' | 'mqttv5', topic: string, payload: Buffer | string, extra: string[] = []): Promise<{ code: number | null; stderr: string }> {
+  const args = ['-h', '127.0.0.1', '-p', String(port), '-u', 'any', '-P', token, '-V', version, '-t', topic, '-s', ...extra];
+  const child = spawn('mosquitto_pub', args, { stdio: ['pipe', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  child.stdin.end(payload);
+  return new Promise((resolve) => child.once('exit', (code) => resolve({ code, stderr })));
+}
+
+/** A raw TCP MQTT client (mqtt-packet both ways) for tests that need exact packets or silence. */
+export class RawClient {
+  readonly packets: Packet[] = [];
+  readonly closed: Promise<void>;
+  private readonly parser;
+
+  private constructor(readonly socket: net.Socket, version: 4 | 5) {
+    this.parser = mqttPacket.parser({ protocolVersion: version });
+    this.parser.on('packet', (p: Packet) => this.packets.push(p));
+    this.parser.on('error', () => {});
+    socket.on('data', (d) => this.parser.parse(d));
+    socket.on('error', () => {});
+    this.closed = new Promise((r) => socket.once('close', () => r()));
+  }
+
+  static async open(port: number, version: 4 | 5 = 4): Promise<RawClient> {
+    const socket = net.connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
+    return new RawClient(socket, version);
+  }
+
+  send(p: Packet, version: 4 | 5 = 4): void {
+    this.socket.write(mqttPacket.generate(p, { protocolVersion: version }));
+  }
+
+  async waitFor(pred: (p: Packet) => boolean, ms = 5000): Promise<Packet> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const hit = this.packets.find(pred);
+      if (hit) return hit;
+      if (Date.now() > deadline) throw new Error(`raw client: no matching packet; got ${this.packets.map((p) => p.cmd).join(',')}`);
+      await sleep(10);
+    }
+  }
+}
