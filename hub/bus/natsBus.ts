@@ -63,15 +63,19 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
     const parsed = subjectToTopic(msg.subject);
     if (!parsed || parsed.org !== e.org) return; // junk subject from a raw publisher
     if (e.skipSystem && parsed.topic.charCodeAt(0) === 36 /* $ */) return;
+    // One pass over the headers: MsgHdrs.get() allocates key lists on every call.
+    let claimed: string | undefined;
+    let from: string | undefined;
+    let ts = 0;
     const h = msg.headers;
-    const out: BusMessage = {
-      org: parsed.org,
-      topic: parsed.topic,
-      payload: msg.data,
-      contentType: contentTypeOf(msg.data, h?.get(H_CONTENT_TYPE) || undefined),
-      from: h?.get(H_FROM) || undefined,
-      ts: Number(h?.get(H_TS)) || 0,
-    };
+    if (h) {
+      for (const [k, v] of h) {
+        if (k === H_CONTENT_TYPE) claimed = v[0];
+        else if (k === H_FROM) from = v[0] || undefined;
+        else if (k === H_TS) ts = Number(v[0]) || 0;
+      }
+    }
+    const out: BusMessage = { org: parsed.org, topic: parsed.topic, payload: msg.data, contentType: contentTypeOf(msg.data, claimed), from, ts };
     for (const handler of e.handlers) {
       try {
         handler(out);
