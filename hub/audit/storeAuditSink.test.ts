@@ -1,21 +1,12 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { createLogger } from '../log.ts';
 import { createPostgresEventStore } from '../eventstore/postgresEventStore.ts';
 import { createStoreAuditSink } from './storeAuditSink.ts';
+import { freePort } from '../testing/hubProcess.ts';
 
 /** A loopback port nothing listens on (bound, then released). */
-function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
+const closedPort = freePort;
 
 /** A pino destination that keeps every line, parsed. */
 function captureLog() {
