@@ -50,3 +50,38 @@ export const COMMAND_PREFIX = '$cmd/';
 
 /** MQTT 5 shared-subscription prefix; refused by this bridge. */
 export const SHARE_PREFIX = '$share/';
+
+/** Why a CONNECT is refused (the audit `reason` of `session.rejected`, except `token_invalid`, which audits the verifier's reason). */
+export type ConnectRefusal = 'auth_method_unsupported' | 'client_id_required' | 'token_missing' | 'token_invalid' | 'will_topic_invalid' | 'will_not_granted';
+
+/** CONNACK code per refusal: `v4` for MQTT 3.1.1 (return code), `v5` for MQTT 5 (reason code). docs/mqtt.md "Authentication". */
+export const CONNECT_REFUSALS: Readonly<Record<ConnectRefusal, { readonly v4: number; readonly v5: number }>> = {
+  // 3.1.1 has no code for an unsupported auth method; it is unreachable there (no AUTH properties).
+  auth_method_unsupported: { v4: ConnackV4.notAuthorized, v5: Reason.badAuthenticationMethod },
+  // MQTT 5 assigns an id instead, so `v5` is only a fallback.
+  client_id_required: { v4: ConnackV4.identifierRejected, v5: Reason.clientIdentifierNotValid },
+  token_missing: { v4: ConnackV4.badUserNameOrPassword, v5: Reason.badUserNameOrPassword },
+  token_invalid: { v4: ConnackV4.notAuthorized, v5: Reason.notAuthorized },
+  will_topic_invalid: { v4: ConnackV4.notAuthorized, v5: Reason.topicNameInvalid },
+  will_not_granted: { v4: ConnackV4.notAuthorized, v5: Reason.notAuthorized },
+};
+
+/** Why one SUBSCRIBE filter is refused (the other filters of the packet are unaffected). */
+export type FilterRefusal = 'shared' | 'invalid' | 'denied' | 'quota';
+
+const SUBACK_REFUSALS_V5: Readonly<Record<FilterRefusal, number>> = {
+  shared: Reason.sharedSubscriptionsNotSupported,
+  invalid: Reason.topicFilterInvalid,
+  denied: Reason.notAuthorized,
+  quota: Reason.quotaExceeded,
+};
+
+/** SUBACK code of a refused filter: the specific MQTT 5 reason, or 0x80 for every case in 3.1.1. */
+export function subackRefusal(r: FilterRefusal, version: 4 | 5): number {
+  return version === 5 ? SUBACK_REFUSALS_V5[r] : SUBACK_FAILURE_V4;
+}
+
+/** True for an MQTT 5 shared-subscription filter (`$share/<group>/<filter>`), which the bridge refuses. */
+export function isSharedFilter(filter: string): boolean {
+  return filter.startsWith(SHARE_PREFIX);
+}

@@ -28,14 +28,38 @@ export function isCommandTopic(topic: string): boolean {
   return topic.startsWith(COMMAND_PREFIX);
 }
 
+/** The topic a `$cmd/<topic>` PUBLISH commands; undefined when it is not a command or `<topic>` breaks the grammar. */
+export function commandTopicOf(rawTopic: string): string | undefined {
+  if (!isCommandTopic(rawTopic)) return undefined;
+  const topic = rawTopic.slice(COMMAND_PREFIX.length);
+  return isValidTopic(topic) ? topic : undefined;
+}
+
+/** MQTT 5 reason code for a command the CommandHandler refused with HubError `code` (docs/mqtt.md "Commands over MQTT"). */
+export function commandErrorReason(code: string): number {
+  switch (code) {
+    case 'forbidden':
+      return Reason.notAuthorized;
+    case 'unavailable':
+      return Reason.unspecified;
+    case 'bad_topic':
+      return Reason.topicNameInvalid;
+    case 'invalid':
+    case 'unknown_command':
+      return Reason.payloadFormatInvalid;
+    default:
+      return Reason.implementationSpecific;
+  }
+}
+
 /**
  * A PUBLISH on `$cmd/<topic>` with a JSON body `{"type", "data", "key"?}` is a recorded command:
  * the CommandHandler appends it to the event store before this resolves, so the PUBACK that
  * follows means "durably recorded". Resolves to the MQTT 5 reason code for the ack.
  */
 export async function handleCommand(ctx: BridgeContext, client: ClientContext, rawTopic: string, payload: Uint8Array): Promise<number> {
-  const topic = rawTopic.slice(COMMAND_PREFIX.length);
-  if (!isValidTopic(topic)) return Reason.topicNameInvalid;
+  const topic = commandTopicOf(rawTopic);
+  if (topic === undefined) return Reason.topicNameInvalid;
   let body: { type?: unknown; data?: unknown; key?: unknown };
   try {
     body = JSON.parse(utf8.decode(payload));
@@ -51,18 +75,6 @@ export async function handleCommand(ctx: BridgeContext, client: ClientContext, r
     return Reason.success;
   } catch (err) {
     if (!(err instanceof HubError)) throw err;
-    switch (err.code) {
-      case 'forbidden':
-        return Reason.notAuthorized;
-      case 'unavailable':
-        return Reason.unspecified;
-      case 'bad_topic':
-        return Reason.topicNameInvalid;
-      case 'invalid':
-      case 'unknown_command':
-        return Reason.payloadFormatInvalid;
-      default:
-        return Reason.implementationSpecific;
-    }
+    return commandErrorReason(err.code);
   }
 }

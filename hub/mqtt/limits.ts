@@ -20,10 +20,8 @@ export class TokenBucket {
   /** Takes one token; false when the bucket is empty (the caller decides what to do). */
   take(): boolean {
     if (this.rate === 0) return true;
-    if (this.tokens >= 1) {
-      this.tokens--;
-      return true;
-    }
+    // Refill on every take: refilling only once empty credited the idle time before a full
+    // bucket was drained a second time, so a burst could reach twice `burst`.
     const t = this.now();
     this.tokens = Math.min(this.burst, this.tokens + ((t - this.last) * this.rate) / 1000);
     this.last = t;
@@ -48,4 +46,23 @@ export interface MqttLimits {
   maxBackpressure: number;
   /** Milliseconds a fresh connection may take to send CONNECT. */
   connectTimeoutMs: number;
+}
+
+/**
+ * True when the packet being parsed is over `max` bytes: by its declared remaining length, or by
+ * the bytes buffered for it (8 bytes of slack for the fixed header). Checked before the body is
+ * buffered in full.
+ */
+export function overPacketLimit(declaredLength: number, bufferedBytes: number, max: number): boolean {
+  return declaredLength > max || bufferedBytes > max + 8;
+}
+
+/** True once a connection with keepalive `keepaliveMs` (0 = off) has been silent for 1.5 × it (MQTT §3.1.2.10). */
+export function keepaliveExpired(keepaliveMs: number, lastSeen: number, now: number): boolean {
+  return keepaliveMs > 0 && now - lastSeen > keepaliveMs * 1.5;
+}
+
+/** Shortens client-chosen strings (client ids, user names, topics) before they reach logs and audit data. */
+export function clip(s: string | undefined, n = 128): string | undefined {
+  return s === undefined ? undefined : s.length > n ? `${s.slice(0, n)}…` : s;
 }

@@ -3,7 +3,7 @@ import { isExplicit } from '../config/config.ts';
 import type { HubCore, HubExtension } from '../server.ts';
 import { createClientIds, type BridgeContext } from './bridgeContext.ts';
 import { Reason } from './codes.ts';
-import type { MqttLimits } from './limits.ts';
+import { keepaliveExpired, type MqttLimits } from './limits.ts';
 import { listenTcp, mountMqttWebSocket } from './mqttListeners.ts';
 import { MqttFanout } from './mqttFanout.ts';
 import type { MqttSession } from './mqttSession.ts';
@@ -79,7 +79,7 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
         const now = Date.now();
         for (const s of sessions) {
           if (s.state === 'open') {
-            if (s.keepaliveMs > 0 && now - s.lastSeen > s.keepaliveMs * 1.5) s.disconnect(Reason.keepAliveTimeout, 'keepalive timeout');
+            if (keepaliveExpired(s.keepaliveMs, s.lastSeen, now)) s.disconnect(Reason.keepAliveTimeout, 'keepalive timeout');
           } else if (s.state === 'connecting' && now - s.openedAt > limits.connectTimeoutMs) {
             s.disconnect(Reason.protocolError, 'no CONNECT in time');
           }

@@ -1,47 +1,13 @@
 import { Redis } from 'ioredis';
 import { isValidTopic, matches } from '../acl/topic.ts';
 import type { Logger } from '../log.ts';
-import type { RetainedMessage, RetainedStore } from './retained.ts';
+import { decodeRetained, encodeRetained, type RetainedMessage, type RetainedStore } from './retained.ts';
+
+export { decodeRetained, encodeRetained };
 
 /** Redis key of an org's retained messages: a hash of topic → encoded message. */
 export function retainedKey(org: string): string {
   return `orghub:retained:${org}`;
-}
-
-/**
- * Encoding of one hash value: a 1-byte format version, a 4-byte big-endian length of a JSON
- * metadata object, the metadata, then the payload bytes verbatim (binary-safe, no base64).
- */
-const FORMAT = 1;
-
-export function encodeRetained(m: RetainedMessage): Buffer {
-  const meta = Buffer.from(JSON.stringify({ ct: m.contentType, q: m.qos, f: m.from, ts: m.ts }));
-  const out = Buffer.allocUnsafe(5 + meta.length + m.payload.length);
-  out[0] = FORMAT;
-  out.writeUInt32BE(meta.length, 1);
-  meta.copy(out, 5);
-  out.set(m.payload, 5 + meta.length);
-  return out;
-}
-
-/** Decodes a hash value; undefined for anything not written by `encodeRetained`. */
-export function decodeRetained(topic: string, v: Buffer): RetainedMessage | undefined {
-  if (v.length < 5 || v[0] !== FORMAT) return undefined;
-  const n = v.readUInt32BE(1);
-  if (5 + n > v.length) return undefined;
-  try {
-    const meta = JSON.parse(v.subarray(5, 5 + n).toString('utf8')) as { ct?: string; q?: number; f?: string; ts?: number };
-    return {
-      topic,
-      payload: v.subarray(5 + n),
-      contentType: meta.ct === 'json' ? 'json' : 'bytes',
-      qos: meta.q === 1 ? 1 : 0,
-      from: typeof meta.f === 'string' ? meta.f : undefined,
-      ts: typeof meta.ts === 'number' ? meta.ts : 0,
-    };
-  } catch {
-    return undefined;
-  }
 }
 
 /**

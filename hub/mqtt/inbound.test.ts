@@ -1,0 +1,78 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { HubError } from '../errors.ts';
+import type { CommandRequest } from '../core/commands.ts';
+import type { ClientContext } from '../core/context.ts';
+import type { BridgeContext } from './bridgeContext.ts';
+import { commandErrorReason, commandTopicOf, contentTypeOf, handleCommand, isCommandTopic } from './inbound.ts';
+
+const client = {} as ClientContext;
+/** A context whose CommandHandler records requests and fails with `fail` when given. */
+function ctxWith(fail?: unknown): { ctx: BridgeContext; seen: CommandRequest[] } {
+  const seen: CommandRequest[] = [];
+  const commands = {
+    async execute(_c: ClientContext, req: CommandRequest) {
+      seen.push(req);
+      if (fail) throw fail;
+      return { eventId: 'e', position: '1' };
+    },
+  };
+  return { ctx: { commands } as unknown as BridgeContext, seen };
+}
+const body = (o: unknown) => Buffer.from(JSON.stringify(o));
+
+describe('mqtt inbound', () => {
+  it('content type - json only for complete UTF-8 JSON text', () => {
+    assert.equal(contentTypeOf(Buffer.from('{"a":1}')), 'json');
+    assert.equal(contentTypeOf(Buffer.from(' [1]')), 'json');
+    assert.equal(contentTypeOf(Buffer.from('21.5')), 'json');
+    assert.equal(contentTypeOf(Buffer.from('"s"')), 'json');
+    assert.equal(contentTypeOf(Buffer.from('null')), 'json');
+    assert.equal(contentTypeOf(Buffer.alloc(0)), 'bytes');
+    assert.equal(contentTypeOf(Buffer.from('hello')), 'bytes');
+    assert.equal(contentTypeOf(Buffer.from('{"a":')), 'bytes');
+    assert.equal(contentTypeOf(Buffer.from([0x22, 0xff, 0x22])), 'bytes', 'invalid UTF-8 inside a string');
+  });
+
+  it('commands - `$cmd/` prefix detection and target topic', () => {
+    assert.equal(isCommandTopic('$cmd/devices/d1'), true);
+    assert.equal(isCommandTopic('$cmd'), false);
+    assert.equal(isCommandTopic('cmd/devices'), false);
+    assert.equal(commandTopicOf('$cmd/devices/d1/commands'), 'devices/d1/commands');
+    assert.equal(commandTopicOf('$cmd/'), undefined);
+    assert.equal(commandTopicOf('$cmd/a.b'), undefined);
+    assert.equal(commandTopicOf('devices/d1'), undefined);
+  });
+
+  it('commands - HubError codes map to the documented MQTT 5 reason codes', () => {
+    assert.equal(commandErrorReason('forbidden'), 0x87);
+    assert.equal(commandErrorReason('unavailable'), 0x80);
+    assert.equal(commandErrorReason('bad_topic'), 0x90);
+    assert.equal(commandErrorReason('invalid'), 0x99);
+    assert.equal(commandErrorReason('unknown_command'), 0x99);
+    assert.equal(commandErrorReason('conflict'), 0x83);
+  });
+
+  it('commands - a valid body reaches the CommandHandler with the org-relative topic', async () => {
+    const { ctx, seen } = ctxWith();
+    assert.equal(await handleCommand(ctx, client, '$cmd/devices/d1', body({ type: 'reboot', data: { a: 1 }, key: 'k1' })), 0);
+    assert.deepEqual(seen, [{ type: 'reboot', topic: 'devices/d1', data: { a: 1 }, key: 'k1' }]);
+  });
+
+  it('commands - bad topic, bad body and a hub without an event store never reach the handler', async () => {
+    const { ctx, seen } = ctxWith();
+    assert.equal(await handleCommand(ctx, client, '$cmd/a b', body({ type: 't' })), 0x90);
+    assert.equal(await handleCommand(ctx, client, '$cmd/a', Buffer.from('not json')), 0x99);
+    assert.equal(await handleCommand(ctx, client, '$cmd/a', body(null)), 0x99);
+    assert.equal(await handleCommand(ctx, client, '$cmd/a', body({ data: 1 })), 0x99);
+    assert.equal(await handleCommand(ctx, client, '$cmd/a', body({ type: 't', key: 5 })), 0x99);
+    assert.equal(seen.length, 0);
+    assert.equal(await handleCommand({} as BridgeContext, client, '$cmd/a', body({ type: 't' })), 0x83);
+  });
+
+  it('commands - handler failures become reason codes; non-HubErrors propagate', async () => {
+    assert.equal(await handleCommand(ctxWith(new HubError('forbidden', 'no')).ctx, client, '$cmd/a', body({ type: 't' })), 0x87);
+    assert.equal(await handleCommand(ctxWith(new HubError('unavailable', 'down')).ctx, client, '$cmd/a', body({ type: 't' })), 0x80);
+    await assert.rejects(handleCommand(ctxWith(new TypeError('bug')).ctx, client, '$cmd/a', body({ type: 't' })), TypeError);
+  });
+});

@@ -1,0 +1,63 @@
+import { withPacketId } from './outbound.ts';
+
+/**
+ * Outbound QoS 1 window of one connection: packet ids awaiting PUBACK (at most `quota`) and the
+ * deliveries waiting for a free slot (at most `maxQueued`). Pure: the session writes what it returns.
+ * Unacknowledged messages are never redelivered (clean sessions only, docs/mqtt.md).
+ */
+export class InflightWindow {
+  private readonly ids = new Set<number>();
+  private waiting: { template: Buffer; offset: number }[] = [];
+  private nextId = 1;
+
+  constructor(
+    private quota: number,
+    private readonly maxQueued: number,
+  ) {}
+
+  /** Lowers the window to an MQTT 5 client's Receive Maximum; 0 or undefined (not sent) leaves it. */
+  limitTo(receiveMaximum: number | undefined): void {
+    if (receiveMaximum) this.quota = Math.min(this.quota, receiveMaximum);
+  }
+
+  /**
+   * Offers a delivery encoded with its packet id at `offset`: the bytes to write now (a copy
+   * carrying a fresh id), `'queued'` while the window is full, or `'full'` when the queue is too.
+   */
+  offer(template: Buffer, offset: number): Buffer | 'queued' | 'full' {
+    if (this.ids.size < this.quota) return withPacketId(template, offset, this.allocId());
+    if (this.waiting.length >= this.maxQueued) return 'full';
+    this.waiting.push({ template, offset });
+    return 'queued';
+  }
+
+  /** Frees `id` on PUBACK and returns the next queued delivery to write, if any. Unknown ids change nothing. */
+  ack(id: number): Buffer | undefined {
+    if (!this.ids.delete(id)) return undefined;
+    const next = this.waiting.shift();
+    return next ? withPacketId(next.template, next.offset, this.allocId()) : undefined;
+  }
+
+  /** Drops the queued deliveries (the connection is gone). */
+  clear(): void {
+    this.waiting = [];
+  }
+
+  /** Ids currently awaiting PUBACK. */
+  get inFlight(): number {
+    return this.ids.size;
+  }
+
+  get queued(): number {
+    return this.waiting.length;
+  }
+
+  private allocId(): number {
+    // Called only with fewer than `quota` (≤ 65535) ids in use, so a free id exists and this ends.
+    let id = this.nextId;
+    while (this.ids.has(id)) id = id === 65535 ? 1 : id + 1;
+    this.nextId = id === 65535 ? 1 : id + 1;
+    this.ids.add(id);
+    return id;
+  }
+}

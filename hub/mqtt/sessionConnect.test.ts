@@ -1,0 +1,39 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { MqttLimits } from './limits.ts';
+import { connackProperties, msUntil, willOf } from './sessionConnect.ts';
+
+const limits = { maxInflight: 100, maxPacket: 262144 } as MqttLimits;
+
+describe('mqtt connect', () => {
+  it('token expiry - ms until exp, 0 when past, capped at the setTimeout maximum', () => {
+    assert.equal(msUntil(1000, 990_500), 9500);
+    assert.equal(msUntil(1000, 2_000_000), 0);
+    assert.equal(msUntil(4_000_000_000, 0), 2 ** 31 - 1);
+  });
+
+  it('will - QoS 2 is kept as 1, a string payload becomes bytes, retain is a boolean', () => {
+    assert.deepEqual(willOf({ topic: 'lwt/a', payload: 'bye' as unknown as Buffer, qos: 2, retain: true }), { topic: 'lwt/a', payload: Buffer.from('bye'), qos: 1, retain: true });
+    assert.deepEqual(willOf({ topic: 'lwt/a', payload: Buffer.from([0]), qos: 0, retain: false }), { topic: 'lwt/a', payload: Buffer.from([0]), qos: 0, retain: false });
+  });
+
+  it('connack - MQTT 5 properties announce what the bridge supports', () => {
+    assert.deepEqual(connackProperties(limits, undefined, undefined), {
+      receiveMaximum: 100,
+      maximumPacketSize: 262144,
+      topicAliasMaximum: 0,
+      retainAvailable: true,
+      wildcardSubscriptionAvailable: true,
+      subscriptionIdentifiersAvailable: false,
+      sharedSubscriptionAvailable: false,
+    });
+  });
+
+  it('connack - session expiry 0 only when a persistent session was asked for; assigned id when given', () => {
+    const p = connackProperties({ ...limits, maxInflight: 70000 }, 3600, 'orghub-x');
+    assert.equal(p.sessionExpiryInterval, 0);
+    assert.equal(p.assignedClientIdentifier, 'orghub-x');
+    assert.equal(p.receiveMaximum, 65535, 'capped at the protocol maximum');
+    assert.equal('sessionExpiryInterval' in connackProperties(limits, 0, undefined), false);
+  });
+});

@@ -1,0 +1,96 @@
+import type { ISubscribePacket, IUnsubscribePacket, Packet } from 'mqtt-packet';
+import type { Grants } from '../acl/grants.ts';
+import { isValidPattern } from '../acl/topic.ts';
+import { isSharedFilter, Reason, subackRefusal, type FilterRefusal } from './codes.ts';
+import type { MqttSession } from './mqttSession.ts';
+import { encodePublish, packetIdOffset, type Version } from './outbound.ts';
+import type { RetainedMessage } from './retained.ts';
+
+/**
+ * Why `filter` cannot be subscribed, checked in the documented order (shared, grammar, grants,
+ * subscription count); undefined when it can. `isNew`: not yet subscribed by this session.
+ */
+export function filterRefusal(filter: string, grants: Pick<Grants, 'canSubscribe'>, isNew: boolean, held: number, maxSubscriptions: number): FilterRefusal | undefined {
+  if (isSharedFilter(filter)) return 'shared';
+  if (!isValidPattern(filter)) return 'invalid';
+  if (!grants.canSubscribe(filter)) return 'denied';
+  if (isNew && held >= maxSubscriptions) return 'quota';
+  return undefined;
+}
+
+/** Whether MQTT 5 Retain Handling `rh` asks for retained messages: 0 always, 1 for a new subscription, 2 never. */
+export function wantsRetained(rh: number | undefined, isNew: boolean): boolean {
+  const h = rh ?? 0;
+  return h === 0 || (h === 1 && isNew);
+}
+
+/** Outbound QoS granted for a requested one: at most 1 (the bridge never sends QoS 2). */
+export function grantedQos(requested: number): 0 | 1 {
+  return requested === 0 ? 0 : 1;
+}
+
+/** UNSUBACK: MQTT 5 carries a code per filter (0x00, or 0x11 when it was not subscribed); 3.1.1 carries none. */
+export function unsubackPacket(messageId: number | undefined, removed: boolean[], version: Version): Packet {
+  const granted = version === 5 ? removed.map((r) => (r ? Reason.success : Reason.noSubscriptionExisted)) : [];
+  return { cmd: 'unsuback', messageId, granted };
+}
+
+/**
+ * SUBSCRIBE: each filter is granted or refused on its own. The bus subscription is confirmed
+ * before SUBACK, and retained messages follow SUBACK.
+ */
+export async function handleSubscribe(s: MqttSession, p: ISubscribePacket): Promise<void> {
+  const granted: number[] = [];
+  const retainedFor: { pattern: string; qos: 0 | 1 }[] = [];
+  let opened = false;
+  for (const sub of p.subscriptions) {
+    const pattern = sub.topic;
+    const isNew = !s.subs.has(pattern);
+    const refusal = filterRefusal(pattern, s.grants, isNew, s.subs.size, s.ctx.limits.maxSubscriptions);
+    if (refusal) {
+      if (refusal === 'denied') s.audit('subscribe.denied', { pattern, transport: 'mqtt' });
+      if (refusal === 'quota') s.audit('limit.hit', { limit: 'subscriptions', max: s.ctx.limits.maxSubscriptions, transport: 'mqtt' });
+      granted.push(subackRefusal(refusal, s.version));
+      continue;
+    }
+    const qos = grantedQos(sub.qos);
+    s.subs.set(pattern, qos);
+    if (s.ctx.fanout.add(s.principal.org, pattern, s, qos)) opened = true;
+    granted.push(qos);
+    if (wantsRetained(sub.rh, isNew)) retainedFor.push({ pattern, qos });
+  }
+  // The bus subscription is confirmed before SUBACK, so no publish after SUBACK is missed.
+  if (opened) await s.ctx.bus.flush().catch(() => {});
+  if (s.state !== 'open') return;
+  s.send({ cmd: 'suback', messageId: p.messageId, granted });
+  for (const r of retainedFor) await sendRetained(s, r.pattern, r.qos);
+}
+
+/** Sends the org's retained messages matching `pattern` with RETAIN 1 at min(stored, granted) QoS. A store failure sends none. */
+async function sendRetained(s: MqttSession, pattern: string, granted: 0 | 1): Promise<void> {
+  let list: RetainedMessage[];
+  try {
+    list = await s.ctx.retained.match(s.principal.org, pattern);
+  } catch (err) {
+    s.ctx.log.warn({ err: (err as Error).message, session: s.session }, 'retained messages unavailable for a subscription');
+    return;
+  }
+  if (s.state !== 'open') return;
+  for (const m of list) {
+    const qos: 0 | 1 = m.qos < granted ? m.qos : granted;
+    const bytes = encodePublish({ topic: m.topic, payload: m.payload, retain: true }, qos, s.version);
+    if (bytes.length > s.maxOut) continue;
+    if (qos === 0) s.push(bytes);
+    else s.sendQos1(bytes, packetIdOffset(bytes));
+  }
+}
+
+/** UNSUBSCRIBE: drops each filter this session holds. */
+export function handleUnsubscribe(s: MqttSession, p: IUnsubscribePacket): void {
+  const removed = p.unsubscriptions.map((pattern) => {
+    if (!s.subs.delete(pattern)) return false;
+    s.ctx.fanout.remove(s.principal.org, pattern, s);
+    return true;
+  });
+  s.send(unsubackPacket(p.messageId, removed, s.version));
+}
