@@ -140,6 +140,15 @@ describe('mqtt bridge', () => {
     assert.match(r.stderr + r.stdout, /not authori[sz]ed/i);
   });
 
+  it('last will - a will on a $cmd/ topic is refused at CONNECT even when granted (it would not run as a command)', async () => {
+    const org = testOrg();
+    const tok = await issuer.token(org, 'ops', ['admin'], { acl: { pub: ['$cmd/#'] } });
+    const sub = mosquittoSub(h.mqttPort, tok, 'mqttv5', ['devices/x'], ['-W', '5', '--will-topic', '$cmd/devices/d1/commands', '--will-payload', '{"type":"device.reboot","data":{}}']);
+    const r = await sub.exited;
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr + r.stdout, /topic name invalid|not authori[sz]ed/i);
+  });
+
   it('auth - bad, expired and alg-none tokens are refused at CONNACK (rc 5 / 0x87)', async () => {
     const org = testOrg();
     const expired = await issuer.sign({ sub: 'u', org, roles: ['admin'] }, { ttlSeconds: -60 });

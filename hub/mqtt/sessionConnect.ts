@@ -4,7 +4,7 @@ import { isValidTopic } from '../acl/topic.ts';
 import { AuthError } from '../errors.ts';
 import type { Principal } from '../auth/principal.ts';
 import { CONNECT_REFUSALS, ConnackV4, Reason, type ConnectRefusal } from './codes.ts';
-import { contentTypeOf } from './inbound.ts';
+import { contentTypeOf, isCommandTopic } from './inbound.ts';
 import { clip, type MqttLimits } from './limits.ts';
 import type { MqttSession } from './mqttSession.ts';
 import type { RetainedMessage } from './retained.ts';
@@ -88,7 +88,8 @@ export async function handleConnect(s: MqttSession, p: IConnectPacket): Promise<
   s.principal = principal;
   s.grants = compileGrants(principal, s.ctx.roleGrants);
   if (p.will) {
-    if (!isValidTopic(p.will.topic)) return refuse(s, 'will_topic_invalid');
+    // A will on `$cmd/...` would be published as a plain message, not run as a command: refuse it.
+    if (!isValidTopic(p.will.topic) || isCommandTopic(p.will.topic)) return refuse(s, 'will_topic_invalid');
     if (!s.grants.canPublish(p.will.topic)) {
       s.audit('publish.denied', { topic: p.will.topic, transport: 'mqtt', will: true });
       return refuse(s, 'will_not_granted');
