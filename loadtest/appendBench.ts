@@ -20,6 +20,7 @@ const { values } = parseArgs({
     window: { type: 'string', default: process.env.ORGHUB_GROUP_COMMIT_MS ?? '2' },
     max: { type: 'string', default: process.env.ORGHUB_GROUP_COMMIT_MAX ?? '500' },
     concurrency: { type: 'string', default: '4' },
+    split: { type: 'string', default: '16' },
   },
 });
 const callers = Number(values.callers);
@@ -31,6 +32,7 @@ const store = createPostgresEventStore({
   groupCommitMs: Number(values.window),
   groupCommitMax: Number(values.max),
   groupCommitConcurrency: Number(values.concurrency),
+  groupCommitSplitMin: Number(values.split),
 });
 
 const latencies: number[] = [];
@@ -60,5 +62,5 @@ await store.close();
 latencies.sort((a, b) => a - b);
 const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))]?.toFixed(2);
 console.log(
-  JSON.stringify({ callers, seconds: +elapsed.toFixed(2), events: count, errors, eventsPerSec: Math.round(count / elapsed), p50ms: pct(50), p99ms: pct(99), windowMs: Number(values.window), concurrency: Number(values.concurrency) }),
+  JSON.stringify({ callers, seconds: +elapsed.toFixed(2), events: count, errors, eventsPerSec: Math.round(count / elapsed), p50ms: pct(50), p99ms: pct(99), windowMs: Number(values.window), concurrency: Number(values.concurrency), splitMin: Number(values.split) }),
 );

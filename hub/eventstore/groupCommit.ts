@@ -17,6 +17,15 @@ export interface GroupCommitOptions<I, R> {
    * (used for idempotency keys, so a retry sees the original as already recorded).
    */
   conflictKeys?: (item: I) => readonly string[];
+  /**
+   * When set, a queue of at least 2 x `splitMin` requests is split over the idle slots (up to one
+   * batch per `splitMin` requests), so that several connections (and cores) work on it at once.
+   * Requests with the same partition key always stay in one batch (for the event store: the org,
+   * which keeps a stream's appends of one window in one transaction, in order).
+   */
+  partitionKey?: (item: I) => string;
+  /** Smallest share of a split; default 32. */
+  splitMin?: number;
 }
 
 export interface GroupCommit<I, R> {
@@ -51,7 +60,7 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
       if (timer) clearTimeout(timer);
       timer = undefined;
       windowOpen = false;
-      void run();
+      run();
       return;
     }
     if (windowOpen) return;
@@ -59,13 +68,13 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
     timer = setTimeout(() => {
       timer = undefined;
       windowOpen = false;
-      void run();
+      run();
     }, opts.windowMs);
   }
 
-  function take(): Pending<I, R>[] {
+  function take(max: number): Pending<I, R>[] {
     if (!opts.conflictKeys) {
-      const batch = queue.slice(0, opts.maxBatch);
+      const batch = queue.slice(0, max);
       queue = queue.slice(batch.length);
       return batch;
     }
@@ -73,7 +82,7 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
     const batch: Pending<I, R>[] = [];
     const rest: Pending<I, R>[] = [];
     for (const p of queue) {
-      if (batch.length >= opts.maxBatch) {
+      if (batch.length >= max) {
         rest.push(p);
         continue;
       }
@@ -89,9 +98,45 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
     return batch;
   }
 
-  async function run(): Promise<void> {
+  const splitMin = Math.max(1, opts.splitMin ?? 32);
+
+  /** Splits `items` into at most `parts` batches, keeping each partition key in one batch. */
+  function split(items: Pending<I, R>[], parts: number): Pending<I, R>[][] {
+    const groups = new Map<string, Pending<I, R>[]>();
+    for (const p of items) {
+      const k = opts.partitionKey!(p.item);
+      let g = groups.get(k);
+      if (!g) groups.set(k, (g = []));
+      g.push(p);
+    }
+    if (groups.size < 2) return [items];
+    const bins: Pending<I, R>[][] = Array.from({ length: Math.min(parts, groups.size) }, () => []);
+    // largest groups first, each into the emptiest bin; a group keeps its arrival order
+    for (const g of [...groups.values()].sort((a, b) => b.length - a.length)) {
+      let min = bins[0];
+      for (const b of bins) if (b.length < min.length) min = b;
+      for (const p of g) min.push(p);
+    }
+    return bins.filter((b) => b.length > 0);
+  }
+
+  function run(): void {
     if (queue.length === 0 || inFlight >= opts.concurrency) return;
-    const batch = take();
+    const free = opts.concurrency - inFlight;
+    const parts = opts.partitionKey ? Math.min(free, Math.floor(queue.length / splitMin)) : 1;
+    if (parts < 2) {
+      void runBatch(take(opts.maxBatch));
+      return;
+    }
+    const batches = split(take(opts.maxBatch * parts), parts);
+    // A bin over maxBatch (one big partition) gives its tail back, in order, to the front of the queue.
+    const back: Pending<I, R>[] = [];
+    for (const b of batches) if (b.length > opts.maxBatch) back.push(...b.splice(opts.maxBatch));
+    if (back.length) queue = back.concat(queue);
+    for (const batch of batches) void runBatch(batch);
+  }
+
+  async function runBatch(batch: Pending<I, R>[]): Promise<void> {
     inFlight++;
     inFlightItems += batch.length;
     try {
@@ -112,7 +157,7 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
         if (timer) clearTimeout(timer);
         timer = undefined;
         windowOpen = false;
-        void run();
+        run();
       }
       if (inFlight === 0 && queue.length === 0) for (const f of idle.splice(0)) f();
     }
@@ -134,7 +179,7 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
         clearTimeout(timer);
         timer = undefined;
         windowOpen = false;
-        void run();
+        run();
       }
       return new Promise((resolve) => idle.push(resolve));
     },

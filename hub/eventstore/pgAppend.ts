@@ -11,10 +11,10 @@ export interface AppendRequest {
   events: PreparedEvent[];
 }
 
-/** The argument of `eventstore_append(p_steps jsonb)` for one batch: JSON text of its steps. */
+/** The SQL that runs one batch: a call of `eventstore_append_v2(...)` with the batch as array literals. */
 export type AppendCall = string;
 
-/** Kind codes understood by eventstore_append_step. */
+/** Kind codes understood by eventstore_append_step_v2. */
 function kindOf(expected: ExpectedVersion): { k: number; v: number | null } {
   if (expected === ANY) return { k: 0, v: null };
   if (expected === NO_STREAM) return { k: 1, v: null };
@@ -29,29 +29,137 @@ export function checkExpected(expected: ExpectedVersion): void {
   kindOf(expected);
 }
 
+/** Byte order of the UTF-8 encodings, which is Postgres' COLLATE "C" order (the lock order). */
+function byteOrder(a: string, b: string): number {
+  return a === b ? 0 : Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+/** One element of a Postgres array literal (always quoted, so any text is safe). */
+function el(v: string | number | null | undefined): string {
+  if (v === null || v === undefined) return 'NULL';
+  if (typeof v === 'number') return String(v);
+  return `"${v.replace(/[\\"]/g, '\\$&')}"`;
+}
+
+/** A Postgres array literal as an SQL string literal with a cast (`'{...}'::type[]`). */
+function arr(values: ReadonlyArray<string | number | null | undefined>, type: string): string {
+  let body = '';
+  for (let i = 0; i < values.length; i++) body += (i ? ',' : '') + el(values[i]);
+  return `${literal(`{${body}}`)}::${type}[]`;
+}
+
+/** Same as pg's escapeLiteral: '...' with quotes doubled, E'...' when backslashes are present. */
+function literal(s: string): string {
+  const q = s.replace(/'/g, "''");
+  return s.includes('\\') ? ` E'${q.replace(/\\/g, '\\\\')}'` : `'${q}'`;
+}
+
 /**
- * Builds the one-call form of a batch: steps of (org, round). Round r holds each stream's r-th
- * append of the batch, so a step touches each stream once and a stream's appends keep their order.
+ * Builds the call for one batch, as steps of one org each, orgs in a fixed order (so row locks
+ * are taken in one global (org, stream) order across batches). The common case, an org whose
+ * appends are all ANY, is one step in which a stream may appear several times (each append gets
+ * its slice of the stream, in batch order). Streams with a NO_STREAM / STREAM_EXISTS / numeric
+ * expectation are split into rounds: round r holds the r-th append of each such stream, so every
+ * check sees the outcome of the appends before it; round 0 also carries the org's ANY-only streams.
  */
 export function buildAppendCall(batch: readonly AppendRequest[]): AppendCall {
-  const rounds = new Map<string, number>();
-  const steps = new Map<string, { o: string; r: number; a: unknown[]; e: unknown[] }>();
+  const byOrg = new Map<string, number[]>();
   batch.forEach((req, i) => {
-    const key = `${req.org}\u0000${req.stream}`;
-    const r = rounds.get(key) ?? 0;
-    rounds.set(key, r + 1);
-    const stepKey = `${req.org}\u0000${r}`;
-    let step = steps.get(stepKey);
-    if (!step) steps.set(stepKey, (step = { o: req.org, r, a: [], e: [] }));
-    const { k, v } = kindOf(req.expected);
-    step.a.push({ i, s: req.stream, k, v, n: req.events.length });
-    req.events.forEach((e, q) => {
-      step.e.push({ a: i, q, id: e.id, t: e.type, sv: e.schemaVersion, d: e.data, m: e.metadata, key: e.metadata.idempotencyKey ?? null });
-    });
+    let list = byOrg.get(req.org);
+    if (!list) byOrg.set(req.org, (list = []));
+    list.push(i);
   });
-  // A fixed org order (and the SQL's stream order) keeps row locks in one global order across batches.
-  const ordered = [...steps.values()].sort((x, y) => (x.o < y.o ? -1 : x.o > y.o ? 1 : x.r - y.r));
-  return JSON.stringify(ordered.map(({ o, a, e }) => ({ o, a, e })));
+  const orgs: string[] = [];
+  const flags: number[] = [];
+  const aEnd: number[] = [];
+  const eEnd: number[] = [];
+  const ai: number[] = [], as: string[] = [], ak: number[] = [], av: (number | null)[] = [], an: number[] = [];
+  const ea: number[] = [], eq: number[] = [], eid: string[] = [], et: string[] = [], esv: number[] = [];
+  const ed: string[] = [], em: string[] = [], ekey: (string | null)[] = [];
+  // the lean ANY path's layout (see eventstore_append_step_v2)
+  const uEnd: number[] = [], us: string[] = [], ut: number[] = [];
+  const au: number[] = [], aoff: number[] = [], ae0: number[] = [], es: string[] = [], eu: number[] = [], eoff: number[] = [];
+
+  const pushStep = (org: string, idx: readonly number[], conditional: boolean) => {
+    let f = conditional ? 2 : 0;
+    // distinct streams in byte order (= COLLATE "C"), with their event totals
+    const totals = new Map<string, number>();
+    for (const i of idx) totals.set(batch[i].stream, (totals.get(batch[i].stream) ?? 0) + batch[i].events.length);
+    const distinct = [...totals.keys()].sort(byteOrder);
+    const uIndex = new Map<string, number>();
+    distinct.forEach((st, j) => {
+      uIndex.set(st, j + 1);
+      us.push(st);
+      ut.push(totals.get(st)!);
+    });
+    const seen = new Map<string, number>();
+    const eStart = ea.length;
+    for (const i of idx) {
+      const req = batch[i];
+      const { k, v } = kindOf(req.expected);
+      const u = uIndex.get(req.stream)!;
+      const off = seen.get(req.stream) ?? 0;
+      seen.set(req.stream, off + req.events.length);
+      ai.push(i);
+      as.push(req.stream);
+      ak.push(k);
+      av.push(v);
+      an.push(req.events.length);
+      au.push(u);
+      aoff.push(off);
+      ae0.push(ea.length - eStart + 1);
+      req.events.forEach((e, q) => {
+        const key = e.metadata.idempotencyKey ?? null;
+        if (key !== null) f |= 1;
+        es.push(req.stream);
+        eu.push(u);
+        eoff.push(off + q);
+        ea.push(i);
+        eq.push(q);
+        eid.push(e.id);
+        et.push(e.type);
+        esv.push(e.schemaVersion);
+        ed.push(JSON.stringify(e.data ?? null));
+        em.push(JSON.stringify(e.metadata));
+        ekey.push(key);
+      });
+    }
+    orgs.push(org);
+    flags.push(f);
+    aEnd.push(ai.length);
+    eEnd.push(ea.length);
+    uEnd.push(us.length);
+  };
+
+  for (const org of [...byOrg.keys()].sort()) {
+    const idx = byOrg.get(org)!;
+    const conditional = new Set<string>();
+    for (const i of idx) if (kindOf(batch[i].expected).k !== 0) conditional.add(batch[i].stream);
+    if (conditional.size === 0) {
+      pushStep(org, idx, false);
+      continue;
+    }
+    const rounds: number[][] = [[]];
+    const seen = new Map<string, number>();
+    for (const i of idx) {
+      const s = batch[i].stream;
+      if (!conditional.has(s)) {
+        rounds[0].push(i);
+        continue;
+      }
+      const r = seen.get(s) ?? 0;
+      seen.set(s, r + 1);
+      (rounds[r] ??= []).push(i);
+    }
+    for (const round of rounds) pushStep(org, round, true);
+  }
+
+  return (
+    `SELECT * FROM eventstore_append_v2(${arr(orgs, 'text')}, ${arr(flags, 'int')}, ${arr(aEnd, 'int')}, ${arr(eEnd, 'int')}, ${arr(uEnd, 'int')}, ` +
+    `${arr(ai, 'int')}, ${arr(as, 'text')}, ${arr(ak, 'int')}, ${arr(av, 'bigint')}, ${arr(an, 'int')}, ` +
+    `${arr(ea, 'int')}, ${arr(eq, 'int')}, ${arr(eid, 'uuid')}, ${arr(et, 'text')}, ${arr(esv, 'int')}, ${arr(ed, 'jsonb')}, ${arr(em, 'jsonb')}, ${arr(ekey, 'text')}, ` +
+    `${arr(us, 'text')}, ${arr(ut, 'int')}, ${arr(au, 'int')}, ${arr(aoff, 'int')}, ${arr(ae0, 'int')}, ${arr(es, 'text')}, ${arr(eu, 'int')}, ${arr(eoff, 'int')})`
+  );
 }
 
 export interface OutcomeRow {
@@ -90,6 +198,6 @@ export function mapOutcomes(batch: readonly AppendRequest[], rows: readonly Outc
         out[row.idx] = new InvalidEventError(`append to ${req.stream} rejected: ${row.message ?? 'unknown error'}`);
     }
   }
-  for (let i = 0; i < out.length; i++) out[i] ??= new Error(`append ${i}: no outcome from eventstore_append`);
+  for (let i = 0; i < out.length; i++) out[i] ??= new Error(`append ${i}: no outcome from eventstore_append_v2`);
   return out;
 }

@@ -52,8 +52,24 @@ GRANT USAGE ON SCHEMA public TO ${app};
 GRANT SELECT, INSERT ON events TO ${app};
 GRANT SELECT, INSERT, UPDATE ON streams TO ${app};
 GRANT USAGE ON SEQUENCE events_global_position_seq TO ${app};
-GRANT EXECUTE ON FUNCTION eventstore_append(jsonb) TO ${app};
-GRANT EXECUTE ON FUNCTION eventstore_append_step(text, jsonb, jsonb, int) TO ${app};
+DO $fns$
+DECLARE
+  f text;
+BEGIN
+  -- Only the append functions that exist yet (this block also runs inside the first migration,
+  -- before later migrations have added theirs). EXECUTE is granted to PUBLIC by default anyway.
+  FOREACH f IN ARRAY ARRAY[
+    'eventstore_append(jsonb)',
+    'eventstore_append_step(text, jsonb, jsonb, int)',
+    'eventstore_append_v2(text[], int[], int[], int[], int[], int[], text[], int[], bigint[], int[], int[], int[], uuid[], text[], int[], jsonb[], jsonb[], text[], text[], int[], int[], int[], int[], text[], int[], int[])',
+    'eventstore_append_step_v2(text, int, int[], text[], int[], bigint[], int[], int[], int[], uuid[], text[], int[], jsonb[], jsonb[], text[], text[], int[], int[], int[], int[], text[], int[], int[])'
+  ] LOOP
+    IF to_regprocedure(f) IS NOT NULL THEN
+      EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO ${app}', f);
+    END IF;
+  END LOOP;
+END
+$fns$;
 DO $proj$
 BEGIN
   IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${proj}') THEN
