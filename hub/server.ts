@@ -20,7 +20,7 @@ import { mountHttpApi } from './http/publishApi.ts';
 import type { Logger } from './log.ts';
 import { createMetrics } from './metrics.ts';
 import { WsFanout } from './transport/ws/fanout.ts';
-import { activeConnections, mountWebSocket } from './transport/ws/wsTransport.ts';
+import { mountWebSocket } from './transport/ws/wsTransport.ts';
 import type { Bus } from './bus/bus.ts';
 
 /** What the outside world may plug in: everything else is built from the config. */
@@ -102,7 +102,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   }
   checks.push({ name: 'audit', check: async () => ({ up: true, detail: audit.stats() }) });
   const registry = createMetrics({
-    connections: activeConnections,
+    connections: ws.connections,
     fanout: () => fanout.stats,
     fanoutPatterns: () => fanout.size,
     auditBacklog: () => audit.stats().backlog,

@@ -56,16 +56,11 @@ function pickProtocol(header: string): Encoding | undefined | null {
   return null;
 }
 
-export function activeConnections(): number {
-  return open;
-}
-let open = 0;
-
 /**
  * The WebSocket endpoint `/v1/ws`: authenticates the upgrade, then serves the frame protocol
  * of docs/protocol.md. Every frame is answered; only protocol violations close the socket.
  */
-export function mountWebSocket(deps: WsDeps): { stop(): void } {
+export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): void } {
   const { app, verifier, roleGrants, publisher, fanout, audit, log, limits } = deps;
   const sockets = new Set<WebSocket<Conn>>();
 
@@ -267,7 +262,6 @@ export function mountWebSocket(deps: WsDeps): { stop(): void } {
     },
 
     open: (ws) => {
-      open++;
       sockets.add(ws);
       const c = ws.getUserData();
       audit.record(c.principal.org, 'session.connected', { transport: 'ws', encoding: c.enc, roles: c.principal.roles, jti: c.principal.jti }, { actor: c.principal.sub, session: c.session });
@@ -296,7 +290,6 @@ export function mountWebSocket(deps: WsDeps): { stop(): void } {
     },
 
     close: (ws, code) => {
-      open--;
       sockets.delete(ws);
       const c = ws.getUserData();
       c.closed = true;
@@ -312,6 +305,7 @@ export function mountWebSocket(deps: WsDeps): { stop(): void } {
   });
 
   return {
+    connections: () => sockets.size,
     stop() {
       clearInterval(sweep);
       for (const ws of [...sockets]) close(ws, CloseCode.shutdown, 'hub shutting down');
