@@ -150,6 +150,8 @@ async function paced(name: string, conns: CmdConn[], rate: number, seconds: numb
   let acked = 0;
   let errors = 0;
   const total = Math.floor(rate * seconds);
+  const sendLag: number[] = [];
+  const fromSend: number[] = [];
   const inflight: Promise<void>[] = [];
   progress.start(name, () => ({ delivered: acked, note: `target=${Math.round(rate)}/s errors=${errors}` }));
   const t0 = performance.now();
@@ -158,10 +160,13 @@ async function paced(name: string, conns: CmdConn[], rate: number, seconds: numb
     while (sent < due) {
       const scheduled = t0 + (sent * 1000) / rate;
       const c = conns[sent % conns.length];
+      const sentAt = performance.now();
+      sendLag.push(sentAt - scheduled);
       inflight.push(
         c.send(seqBase + sent).then((ok) => {
           if (ok) {
             acked++;
+            fromSend.push(performance.now() - sentAt);
             latencies.push(performance.now() - scheduled);
           } else errors++;
         }),
@@ -173,6 +178,9 @@ async function paced(name: string, conns: CmdConn[], rate: number, seconds: numb
   await Promise.all(inflight);
   const elapsed = (performance.now() - t0) / 1000;
   progress.stop();
+  const [l50, l99] = percentiles(sendLag, [50, 99]);
+  const [s50, s99] = percentiles(fromSend, [50, 99]);
+  progress.log(`${name}: generator send lag (send time - scheduled) p50 ${fixed(l50)} ms, p99 ${fixed(l99)} ms; ack latency from send p50 ${fixed(s50)} ms, p99 ${fixed(s99)} ms`);
   return { name, sent, acked, errors, seconds: elapsed, latencies };
 }
 
