@@ -54,4 +54,12 @@ describe('caching verifier', () => {
     await v.verify('a');
     assert.equal(inner.calls, 4);
   });
+
+  it('caching verifier - a reused signature with another payload is a miss, never the cached principal', async () => {
+    const inner = counting(() => Math.floor(Date.now() / 1000) + 3600);
+    const v = createCachingVerifier(inner, { max: 10, ttlMs: 60_000 });
+    assert.equal((await v.verify('hdr.payloadA.sig')).sub, 'hdr.payloadA.sig');
+    assert.equal((await v.verify('hdr.payloadB.sig')).sub, 'hdr.payloadB.sig');
+    assert.equal(inner.calls, 2);
+  });
 });
