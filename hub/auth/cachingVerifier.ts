@@ -7,7 +7,7 @@ import type { Principal, TokenVerifier } from './principal.ts';
  * payload must not hit).
  */
 function keyOf(token: string): string {
-  return createHash('sha256').update(token).digest('latin1');
+  return createHash('sha256').update(token).digest('base64');
 }
 
 export interface CacheOptions {

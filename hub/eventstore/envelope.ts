@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
-import { v7 as uuidv7 } from 'uuid';
+import { uuidv7 } from './uuidv7.ts';
 import type { NewEvent, EventMetadata, RecordedEvent } from './eventStore.ts';
 import { formatPosition } from './eventStore.ts';
 import { InvalidEventError } from './errors.ts';
