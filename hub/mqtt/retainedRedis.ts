@@ -23,7 +23,10 @@ export function createRedisRetainedStore(url: string, log: Logger): RetainedStor
     retryStrategy: (times) => Math.min(times * 200, 2000),
   });
   let warned = false;
+  let closing = false;
   redis.on('error', (err) => {
+    // Closing while still connecting (the bridge found its port busy) is not an outage.
+    if (closing) return;
     if (!warned) log.warn({ err: err.message }, 'Redis (retained MQTT messages) unreachable; retrying');
     warned = true;
   });
@@ -57,6 +60,7 @@ export function createRedisRetainedStore(url: string, log: Logger): RetainedStor
       }
     },
     async close() {
+      closing = true;
       await redis.quit().catch(() => redis.disconnect());
     },
   };
