@@ -1,4 +1,4 @@
-import { Registry, Gauge, collectDefaultMetrics } from 'prom-client';
+import { Registry, Gauge, Counter, collectDefaultMetrics } from 'prom-client';
 
 /**
  * Prometheus metrics. Hot-path figures are read from plain counters at scrape time (collect
@@ -16,12 +16,26 @@ export function createMetrics(sources: { connections(): number; fanout(): { mess
         this.set(read());
       },
     });
+  /** A counter over a plain monotonic number: advanced by the difference at each scrape. */
+  const counter = (name: string, help: string, read: () => number) => {
+    let seen = 0;
+    return new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        const v = read();
+        if (v > seen) this.inc(v - seen);
+        seen = v;
+      },
+    });
+  };
   gauge('orghub_ws_connections', 'Open WebSocket connections', sources.connections);
   gauge('orghub_fanout_patterns', 'Distinct (org, pattern) bus subscriptions held for WebSocket clients', sources.fanoutPatterns);
-  gauge('orghub_fanout_messages_total', 'Messages received from the bus for WebSocket fan-out', () => sources.fanout().messages);
-  gauge('orghub_fanout_deliveries_total', 'Messages delivered to WebSocket clients', () => sources.fanout().deliveries);
-  gauge('orghub_fanout_frames_total', 'Coalesced frames published to uWS topics', () => sources.fanout().frames);
+  counter('orghub_fanout_messages_total', 'Messages received from the bus for WebSocket fan-out', () => sources.fanout().messages);
+  counter('orghub_fanout_deliveries_total', 'Messages delivered to WebSocket clients', () => sources.fanout().deliveries);
+  counter('orghub_fanout_frames_total', 'Coalesced frames published to uWS topics', () => sources.fanout().frames);
   gauge('orghub_audit_backlog', 'Audit events waiting for the event store', sources.auditBacklog);
-  gauge('orghub_audit_dropped_total', 'Audit events dropped past the buffer bound', sources.auditDropped);
+  counter('orghub_audit_dropped_total', 'Audit events dropped past the buffer bound', sources.auditDropped);
   return registry;
 }

@@ -1,0 +1,23 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createMetrics } from './metrics.ts';
+
+describe('metrics', () => {
+  it('metrics - counters follow their sources across scrapes and gauges show current values', async () => {
+    const stats = { messages: 0, deliveries: 0, frames: 0 };
+    let dropped = 0;
+    const registry = createMetrics({ connections: () => 3, fanout: () => stats, fanoutPatterns: () => 2, auditBacklog: () => 7, auditDropped: () => dropped });
+    const value = async (name: string) => (await registry.getSingleMetric(name)!.get()).values[0]?.value;
+    stats.deliveries = 1000;
+    assert.equal(await value('orghub_fanout_deliveries_total'), 1000);
+    stats.deliveries = 1500;
+    dropped = 4;
+    assert.equal(await value('orghub_fanout_deliveries_total'), 1500);
+    assert.equal(await value('orghub_audit_dropped_total'), 4);
+    assert.equal(await value('orghub_ws_connections'), 3);
+    assert.equal(await value('orghub_audit_backlog'), 7);
+    const text = await registry.metrics();
+    assert.match(text, /# TYPE orghub_fanout_deliveries_total counter/);
+    assert.match(text, /# TYPE orghub_ws_connections gauge/);
+  });
+});
