@@ -38,6 +38,7 @@ export const settings = {
   ORGHUB_LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'pino log level.' },
   ORGHUB_MQTT_MAX_PACKET: { type: 'integer', minimum: 1024, maximum: 268435455, default: 262144, description: 'Largest MQTT packet accepted (and advertised in MQTT 5 CONNACK); larger disconnects (MQTT 5 reason 0x95).' },
   ORGHUB_MQTT_MAX_INFLIGHT: { type: 'integer', minimum: 1, maximum: 65535, default: 100, description: 'Unacknowledged outbound QoS 1 messages per MQTT connection (lowered to the client\'s receive maximum); later ones queue.' },
+  ORGHUB_MQTT_MAX_RETAINED: { type: 'integer', minimum: 1, maximum: 10000000, default: 10000, description: 'Retained topics per org (shared by all nodes, in Redis). A retained PUBLISH on a new topic past it is refused (MQTT 5 PUBACK 0x97) and audited as limit.hit; replacing or deleting is always allowed.' },
   ORGHUB_MQTT_RATE: { type: 'integer', minimum: 0, maximum: 10000000, default: 1000, description: 'Inbound PUBLISH packets per second per MQTT connection (token bucket, burst = 2 s worth); 0 disables. Over it disconnects (MQTT 5 reason 0x96).' },
 } as const;
 

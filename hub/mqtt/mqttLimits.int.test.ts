@@ -21,7 +21,7 @@ describe('mqtt limits', () => {
 
   before(async () => {
     issuer = await createTestIssuer();
-    h = await startMqttHub(issuer, { ORGHUB_MQTT_MAX_PACKET: '4096', ORGHUB_MQTT_MAX_INFLIGHT: '5', ORGHUB_MQTT_RATE: '20' });
+    h = await startMqttHub(issuer, { ORGHUB_MQTT_MAX_PACKET: '4096', ORGHUB_MQTT_MAX_INFLIGHT: '5', ORGHUB_MQTT_RATE: '20', ORGHUB_MQTT_MAX_RETAINED: '3' });
   });
   after(async () => {
     for (const c of open) c.client.end(true);
@@ -49,6 +49,32 @@ describe('mqtt limits', () => {
     assert.ok(took >= 1400 && took < 4000, `closed after ${took} ms`);
     const [m] = await watcher.waitFor(1);
     assert.equal(m.payload.toString(), 'bye');
+  });
+
+  it('retained - an org holds at most ORGHUB_MQTT_MAX_RETAINED topics; past it PUBACK 0x97, other orgs unaffected', async () => {
+    const [orgA, orgB] = [testOrg(), testOrg()];
+    const r = await raw(orgA, 'keeper', 5);
+    let id = 0;
+    const retain = async (client: RawClient, topic: string, payload: string) => {
+      const messageId = ++id;
+      client.send({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain: true, dup: false, messageId }, 5);
+      const ack = (await client.waitFor((p) => p.cmd === 'puback' && (p as { messageId?: number }).messageId === messageId)) as { reasonCode?: number };
+      return ack.reasonCode ?? 0;
+    };
+    for (const t of ['ret/1', 'ret/2', 'ret/3']) assert.equal(await retain(r, t, t), 0);
+    assert.equal(await retain(r, 'ret/4', 'x'), 0x97, 'a 4th retained topic is refused');
+    assert.equal(await retain(r, 'ret/1', 'replaced'), 0, 'replacing a retained topic is always allowed');
+    assert.equal(await retain(r, 'ret/2', ''), 0, 'deleting is always allowed');
+    assert.equal(await retain(r, 'ret/4', 'now fits'), 0);
+    // Org B's quota is its own.
+    const rb = await raw(orgB, 'other', 5);
+    assert.equal(await retain(rb, 'ret/1', 'b'), 0);
+    // What org A's subscribers get: exactly its three retained topics, and ret/4 was never published live while refused.
+    const sub = await connect(h.tcpUrl, await issuer.token(orgA, 'reader'), { protocolVersion: 5 });
+    open.push(sub);
+    await sub.client.subscribeAsync('ret/#');
+    const got = await sub.waitFor(3);
+    assert.deepEqual(got.map((m) => `${m.topic}=${m.payload}`).sort(), ['ret/1=replaced', 'ret/3=ret/3', 'ret/4=now fits']);
   });
 
   it('rate - a burst beyond ORGHUB_MQTT_RATE disconnects with 0x96', async () => {

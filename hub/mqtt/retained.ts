@@ -16,8 +16,12 @@ export interface RetainedMessage {
  * org-relative and valid; the org comes from the verified token only.
  */
 export interface RetainedStore {
-  /** Stores (or, for an empty payload, deletes) the retained message of `topic`. Rejects when the store is down. */
-  set(org: string, msg: RetainedMessage): Promise<void>;
+  /**
+   * Stores (or, for an empty payload, deletes) the retained message of `topic`. Resolves false,
+   * storing nothing, when `topic` is new and the org already holds its maximum of retained topics.
+   * Rejects when the store is down.
+   */
+  set(org: string, msg: RetainedMessage): Promise<boolean>;
   /** Every retained message of the org whose topic matches `pattern` (hub semantics, `$` rule included). */
   match(org: string, pattern: string): Promise<RetainedMessage[]>;
   /** Readiness: true once the store answers. */

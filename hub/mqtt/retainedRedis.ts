@@ -14,7 +14,15 @@ export function retainedKey(org: string): string {
  * Retained messages in Redis (`orghub:retained:<org>`, field = topic). Commands fail fast while
  * Redis is down (no offline queue), so a PUBLISH with retain is refused rather than parked.
  */
-export function createRedisRetainedStore(url: string, log: Logger): RetainedStore {
+/** Store unless the topic is new and the org is at its cap; atomic, so nodes cannot race past it. */
+const RETAIN_LUA = `
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 or redis.call('HLEN', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return 1
+end
+return 0`;
+
+export function createRedisRetainedStore(url: string, log: Logger, maxPerOrg: number): RetainedStore {
   const redis = new Redis(url, {
     lazyConnect: false,
     enableOfflineQueue: false,
@@ -38,8 +46,11 @@ export function createRedisRetainedStore(url: string, log: Logger): RetainedStor
   return {
     async set(org, m) {
       const key = retainedKey(org);
-      if (m.payload.length === 0) await redis.hdel(key, m.topic);
-      else await redis.hset(key, m.topic, encodeRetained(m));
+      if (m.payload.length === 0) {
+        await redis.hdel(key, m.topic);
+        return true;
+      }
+      return (await redis.eval(RETAIN_LUA, 1, key, m.topic, encodeRetained(m), maxPerOrg)) === 1;
     },
     async match(org, pattern) {
       const all = await redis.hgetallBuffer(retainedKey(org));

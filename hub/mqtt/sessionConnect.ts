@@ -141,8 +141,14 @@ export function publishWill(s: MqttSession, w: Will): void {
   };
   if (!w.retain) return go();
   const msg: RetainedMessage = { topic: w.topic, payload: w.payload, contentType, qos: w.qos, from: s.principal.sub, ts: Date.now() };
-  s.ctx.retained.set(org, msg).then(go, (err) => {
-    s.ctx.log.warn({ err: (err as Error).message }, 'retained will not stored');
-    go();
-  });
+  s.ctx.retained.set(org, msg).then(
+    (stored) => {
+      if (!stored) s.ctx.log.warn({ topic: w.topic, session: s.session }, 'retained will not stored: org at ORGHUB_MQTT_MAX_RETAINED; published live only');
+      go();
+    },
+    (err) => {
+      s.ctx.log.warn({ err: (err as Error).message }, 'retained will not stored');
+      go();
+    },
+  );
 }

@@ -45,7 +45,12 @@ export function handlePublish(s: MqttSession, p: IPublishPacket): void | Promise
   if (!p.retain) return afterInbound(s, toBus(s, p.topic, payload, contentType), p);
   const msg: RetainedMessage = { topic: p.topic, payload: Buffer.from(payload), contentType, qos: qos === 0 ? 0 : 1, from: s.principal.sub, ts: Date.now() };
   return s.ctx.retained.set(s.principal.org, msg).then(
-    () => afterInbound(s, toBus(s, p.topic, payload, contentType), p),
+    (stored) => {
+      if (stored) return afterInbound(s, toBus(s, p.topic, payload, contentType), p);
+      // Over the org's retained-topic cap: refused whole (not published), as MQTT 5 0x97 says.
+      s.audit('limit.hit', { limit: 'retained_topics', topic: p.topic, transport: 'mqtt' });
+      ack(s, Reason.quotaExceeded, p);
+    },
     (err) => {
       s.ctx.log.warn({ err: (err as Error).message }, 'retained store unavailable');
       afterInbound(s, Reason.unspecified, p);
