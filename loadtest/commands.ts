@@ -71,12 +71,15 @@ class CmdConn {
         if (f.op !== 'ok' && errorSamples.length < 3) errorSamples.push(JSON.stringify(f));
       }
     });
-    ws.on('close', () => {
+    ws.on('close', (code: number, reason: Buffer) => {
+      if (!closing && errorSamples.length < 3) errorSamples.push(`connection ${this.index} closed (${code} ${reason.toString()}) with ${this.pending.size} pending`);
       this.closed = true;
       for (const done of this.pending.values()) done(false);
       this.pending.clear();
     });
-    ws.on('error', () => {});
+    ws.on('error', (err) => {
+      if (!closing && errorSamples.length < 3) errorSamples.push(`connection ${this.index} error: ${err.message}`);
+    });
   }
 
   static open(url: string, token: string, index: number): Promise<CmdConn> {
@@ -98,11 +101,14 @@ class CmdConn {
   }
 
   close(): void {
+    closing = true;
     this.ws.close();
   }
 }
 
 const errorSamples: string[] = [];
+/** Set once the bench closes its own connections, so only unexpected closes are reported. */
+let closing = false;
 
 interface PhaseResult {
   name: string;
