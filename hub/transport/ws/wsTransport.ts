@@ -245,7 +245,11 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
             closed: false,
           };
           const proto = enc === undefined ? '' : enc === 'json' ? SUBPROTOCOL_JSON : SUBPROTOCOL_MSGPACK;
-          res.cork(() => res.upgrade(conn, key, proto, extensions, context));
+          // Not corked: uWS's cork() after an ASYNC upgrade can mistake the new WebSocket for the old
+          // HTTP response (the socket's memory is reallocated in place) and close it ~1 ms after
+          // `open`, a dirty 1006 on both ends (uNetworking/uWebSockets#1928, fixed upstream by #1929,
+          // not in the 20.30 build we use). Seen here as a connection dropped right after upgrade.
+          res.upgrade(conn, key, proto, extensions, context);
         },
         (err) => {
           if (err instanceof HubError && err.code === 'unavailable') {
