@@ -27,7 +27,7 @@ export interface FanoutStats {
 
 /**
  * Bridges the bus to WebSocket subscribers. Each distinct (org, pattern) held by local sockets
- * has one bus subscription. Messages that arrive in the same event-loop turn are coalesced into
+ * has one bus subscription. Messages that arrive within about a millisecond are coalesced into
  * one frame per (pattern, subprotocol) and handed to uWS's native publish, which writes the
  * same bytes to every subscribed socket without crossing back into JavaScript per socket.
  * That keeps per-delivery cost in C++ (see BASELINES.md, "What coalescing buys").
@@ -88,7 +88,11 @@ export class WsFanout {
     e.pending.push(m);
     if (!this.scheduled) {
       this.scheduled = true;
-      setImmediate(this.flush);
+      // A 1 ms window rather than the end of this turn: NATS hands messages over a few per socket
+      // read, so waiting one timer tick packs several reads into each frame. Measured with
+      // bench:fanout: 1.00-1.12x nats-server's deliveries/s instead of 0.84-0.87x, and at 100 k
+      // deliveries/s the p50/p99 stay on par with nats-server's (which coalesces writes the same way).
+      setTimeout(this.flush, 1);
     }
   }
 
