@@ -70,7 +70,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   const audit = store ? createStoreAuditSink({ store, log, nodeId, maxBuffer: config.ORGHUB_AUDIT_BUFFER }) : createLogAuditSink(log);
   const commands = store ? createCommandService({ store, registry: new CommandRegistry(), bus, audit, log, nodeId }) : undefined;
   const app = uws.App();
-  const publisher = new Publisher(bus);
+  const publisher = new Publisher(bus, audit);
   const fanout = new WsFanout(app, bus);
   const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, config, log, nodeId };
 

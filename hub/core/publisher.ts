@@ -1,27 +1,41 @@
 import { parseTopic } from '../acl/topic.ts';
+import type { AuditSink } from '../audit/audit.ts';
 import type { Bus, ContentType } from '../bus/bus.ts';
 import { HubError } from '../errors.ts';
 import type { ClientContext } from './context.ts';
 
+export type Transport = 'ws' | 'http' | 'mqtt';
+
 /**
- * The one publish path shared by WebSocket, HTTP and MQTT: validate the topic, check the
- * grant, hand the exact bytes to the bus. The org is always the principal's.
+ * The one publish path shared by WebSocket and HTTP: validate the topic, check the grant (a
+ * refusal is audited as `publish.denied`), hand the exact bytes to the bus. The org is always the
+ * principal's.
  */
 export class Publisher {
-  constructor(private readonly bus: Bus) {}
+  constructor(
+    private readonly bus: Bus,
+    private readonly audit: AuditSink,
+  ) {}
 
   /** Throws HubError: `bad_topic`, `forbidden`, or `unavailable` (nothing was published). */
-  publish(ctx: ClientContext, topic: unknown, payload: Uint8Array, contentType: ContentType): void {
-    const t = this.check(ctx, topic);
-    this.bus.publish(ctx.principal.org, t, payload, { contentType, from: ctx.principal.sub });
+  publish(ctx: ClientContext, topic: unknown, payload: Uint8Array, contentType: ContentType, transport: Transport): void {
+    this.send(ctx, this.check(ctx, topic, transport), payload, contentType);
   }
 
   /** Validates and authorises a topic without publishing; returns the topic string. */
-  check(ctx: ClientContext, topic: unknown): string {
+  check(ctx: ClientContext, topic: unknown, transport: Transport): string {
     parseTopic(topic);
     const t = topic as string;
-    if (!ctx.grants.canPublish(t)) throw new HubError('forbidden', `publish to "${t}" is not granted`);
+    if (!ctx.grants.canPublish(t)) {
+      this.audit.record(ctx.principal.org, 'publish.denied', { topic: t, transport }, { actor: ctx.principal.sub, session: ctx.session });
+      throw new HubError('forbidden', `publish to "${t}" is not granted`);
+    }
     return t;
+  }
+
+  /** Publishes to a topic that `check` has already accepted. Throws `unavailable` when the bus is down. */
+  send(ctx: ClientContext, checkedTopic: string, payload: Uint8Array, contentType: ContentType): void {
+    this.bus.publish(ctx.principal.org, checkedTopic, payload, { contentType, from: ctx.principal.sub });
   }
 
   get available(): boolean {

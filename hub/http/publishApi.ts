@@ -75,22 +75,13 @@ export function mountHttpApi(deps: HttpApiDeps): void {
     })();
   };
 
-  const denied = (ctx: ClientContext, topic: unknown) => (err: unknown) => {
-    if (err instanceof HubError && err.code === 'forbidden') audit.record(ctx.principal.org, 'publish.denied', { topic, transport: 'http' }, { actor: ctx.principal.sub, session: ctx.session });
-    return err;
-  };
-
   app.post(
     '/v1/publish',
     route((ctx, body) => {
       if (!validateOne(body)) throw invalid(validateOne);
       const { topic, data } = body as { topic: string; data: unknown };
       const { payload, contentType } = payloadOf(data);
-      try {
-        publisher.publish(ctx, topic, payload, contentType);
-      } catch (err) {
-        throw denied(ctx, topic)(err);
-      }
+      publisher.publish(ctx, topic, payload, contentType, 'http');
       return { status: 200, body: { ok: true } };
     }),
   );
@@ -101,24 +92,17 @@ export function mountHttpApi(deps: HttpApiDeps): void {
     route((ctx, body) => {
       if (!validateBatch(body)) throw invalid(validateBatch);
       const items = body as { topic: string; data: unknown }[];
-      items.forEach((m, i) => {
+      // Every topic is checked and every payload encoded before anything is sent: a refused item
+      // (named by its index) must not cut the batch in half.
+      const ready = items.map((m, i) => {
         try {
-          publisher.check(ctx, m.topic);
-        } catch (err) {
-          const e = denied(ctx, m.topic)(err) as HubError;
-          throw new HubError(e.code, `[${i}] ${e.message}`);
-        }
-      });
-      // Encoded up front too: payloadOf may refuse a value, and that must not cut a batch in half.
-      const encoded = items.map((m, i) => {
-        try {
-          return payloadOf(m.data);
+          return { topic: publisher.check(ctx, m.topic, 'http'), ...payloadOf(m.data) };
         } catch (err) {
           throw err instanceof HubError ? new HubError(err.code, `[${i}] ${err.message}`) : err;
         }
       });
       if (!publisher.available) throw new HubError('unavailable', 'message bus unavailable; nothing was published');
-      items.forEach((m, i) => publisher.publish(ctx, m.topic, encoded[i]!.payload, encoded[i]!.contentType));
+      for (const m of ready) publisher.send(ctx, m.topic, m.payload, m.contentType);
       return { status: 200, body: { ok: true, published: items.length } };
     }),
   );

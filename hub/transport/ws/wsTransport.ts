@@ -162,14 +162,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
     switch (f.op) {
       case 'pub': {
         const { payload, contentType } = payloadOf(f.data);
-        try {
-          publisher.publish(c, f.topic, payload, contentType);
-        } catch (err) {
-          if (err instanceof HubError && err.code === 'forbidden') {
-            audit.record(c.principal.org, 'publish.denied', { topic: f.topic, transport: 'ws' }, { actor: c.principal.sub, session: c.session });
-          }
-          throw err;
-        }
+        publisher.publish(c, f.topic, payload, contentType, 'ws');
         return ok(ws, f.id);
       }
       case 'sub':
