@@ -8,6 +8,7 @@ import mqttPacket, { type Packet } from 'mqtt-packet';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { freePort, startHubProcess, type HubProcess } from '../testing/hubProcess.ts';
 import type { TestIssuer } from '../testing/issuer.ts';
+import { sleep } from '../testing/wsClient.ts';
 
 export interface MqttHub {
   hub: HubProcess;
@@ -57,9 +58,7 @@ export async function connect(url: string, token: string, opts: IClientOptions =
   };
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
+export { sleep };
 
 /** Resolves with the CONNACK error of a refused connection (MQTT.js `code` = return/reason code). */
 export async function refusedCode(url: string, token: string, protocolVersion: 4 | 5): Promise<number | undefined> {

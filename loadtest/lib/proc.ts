@@ -92,18 +92,8 @@ export function startChild(name: string, cmd: string, args: string[], opts: Spaw
   };
 }
 
-/** A TCP port that was free a moment ago on 127.0.0.1. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+/** A TCP port that was free a moment ago on 127.0.0.1 (the test helpers' own). */
+export { freePort } from '../../hub/testing/hubProcess.ts';
 
 /** Resolves once something accepts TCP on 127.0.0.1:port; throws after `timeoutMs`. */
 export async function waitForPort(port: number, timeoutMs = 10_000, child?: Child): Promise<void> {
