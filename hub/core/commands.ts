@@ -1,4 +1,4 @@
-import type { ClientContext } from './context.ts';
+import type { ClientContext, Transport } from './context.ts';
 
 export interface CommandRequest {
   type: string;
@@ -16,5 +16,5 @@ export interface CommandResult {
 
 /** Records a tenant command durably, then publishes it. Throws HubError with a wire code. */
 export interface CommandHandler {
-  execute(ctx: ClientContext, req: CommandRequest, transport: 'ws' | 'http' | 'mqtt'): Promise<CommandResult>;
+  execute(ctx: ClientContext, req: CommandRequest, transport: Transport): Promise<CommandResult>;
 }

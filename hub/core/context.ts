@@ -8,3 +8,6 @@ export interface ClientContext {
   /** Connection or request id, for logs and audit metadata. */
   session: string;
 }
+
+/** The transport a request arrived on, as recorded in audit events. */
+export type Transport = 'ws' | 'http' | 'mqtt';

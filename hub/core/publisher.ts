@@ -2,9 +2,7 @@ import { parseTopic } from '../acl/topic.ts';
 import type { AuditSink } from '../audit/audit.ts';
 import type { Bus, ContentType } from '../bus/bus.ts';
 import { HubError } from '../errors.ts';
-import type { ClientContext } from './context.ts';
-
-export type Transport = 'ws' | 'http' | 'mqtt';
+import type { ClientContext, Transport } from './context.ts';
 
 /**
  * The one publish path shared by WebSocket and HTTP: validate the topic, check the grant (a
