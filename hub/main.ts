@@ -29,7 +29,8 @@ async function main() {
     const store = await createEventStore(config, log);
     hub = await startHub(config, log, { store, extensions: [createMqttBridge()] });
   } catch (err) {
-    if (err instanceof ConfigError || (err instanceof Error && /ORGHUB_|NATS_URL|DATABASE_URL|REDIS_URL/.test(err.message))) {
+    // Start-up failures that name a setting (bad value, busy port) exit 2 with that message.
+    if (err instanceof ConfigError) {
       log.fatal(err.message);
       process.stderr.write(`orghub: ${err.message}\n`);
       process.exit(2);

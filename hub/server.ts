@@ -22,6 +22,7 @@ import { createMetrics } from './metrics.ts';
 import { WsFanout } from './transport/ws/fanout.ts';
 import { mountWebSocket } from './transport/ws/wsTransport.ts';
 import type { Bus } from './bus/bus.ts';
+import { ConfigError } from './errors.ts';
 
 /** What the outside world may plug in: everything else is built from the config. */
 export interface HubParts {
@@ -111,7 +112,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   mountOpsApi(app, checks, registry, log);
 
   const listenSocket = await new Promise<uws.us_listen_socket>((resolve, reject) => {
-    app.listen(config.ORGHUB_HOST, config.ORGHUB_PORT, (s) => (s ? resolve(s) : reject(new Error(`cannot listen on ${config.ORGHUB_HOST}:${config.ORGHUB_PORT} (ORGHUB_PORT)`))));
+    app.listen(config.ORGHUB_HOST, config.ORGHUB_PORT, (s) => (s ? resolve(s) : reject(new ConfigError(`cannot listen on ${config.ORGHUB_HOST}:${config.ORGHUB_PORT} (ORGHUB_PORT)`))));
   });
   const port = uws.us_socket_local_port(listenSocket as unknown as uws.us_socket);
   log.info({ port, nodeId }, 'hub listening');

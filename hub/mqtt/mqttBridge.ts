@@ -1,4 +1,5 @@
 import type { Server } from 'node:net';
+import { ConfigError } from '../errors.ts';
 import { isExplicit } from '../config/config.ts';
 import type { HubCore, HubExtension } from '../server.ts';
 import { createClientIds, type BridgeContext } from './bridgeContext.ts';
@@ -69,7 +70,7 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
           log.warn(`MQTT bridge off: port ${port} (the ORGHUB_MQTT_PORT default) is in use by another process; set ORGHUB_MQTT_PORT to a free port, or 0 to silence this`);
           return { stop: async () => {} };
         }
-        throw new Error(`cannot listen for MQTT on ${config.ORGHUB_HOST}:${port} (ORGHUB_MQTT_PORT): ${code ?? (err as Error).message}`, { cause: err });
+        throw new ConfigError(`cannot listen for MQTT on ${config.ORGHUB_HOST}:${port} (ORGHUB_MQTT_PORT): ${code ?? (err as Error).message}`, { cause: err });
       }
       mountMqttWebSocket(core.app, ctx);
       log.info({ port, ws: '/mqtt' }, 'mqtt bridge listening');
