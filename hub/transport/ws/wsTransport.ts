@@ -278,12 +278,8 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
         reportError(ws, fe.requestId, fe);
         return;
       }
-      try {
-        const pending = handle(ws, c, frame);
-        if (pending) pending.catch((err) => reportError(ws, frame.id, err));
-      } catch (err) {
-        reportError(ws, frame.id, err);
-      }
+      // `handle` is async: every failure, synchronous or not, arrives as a rejection.
+      handle(ws, c, frame).catch((err) => reportError(ws, frame.id, err));
     },
 
     close: (ws, code) => {
