@@ -2,7 +2,8 @@ import { connect, headers, type NatsConnection, type Subscription, type Msg } fr
 import { HubError } from '../errors.ts';
 import { patternToSubject, subjectToTopic, topicToSubject } from '../acl/topic.ts';
 import type { Logger } from '../log.ts';
-import type { Bus, BusHandler, BusMessage, ContentType, PublishMeta } from './bus.ts';
+import type { Bus, BusHandler, BusMessage, PublishMeta } from './bus.ts';
+import { detectContentType } from './contentType.ts';
 
 /** NATS header names carrying message metadata; the payload itself is never wrapped. */
 export const H_CONTENT_TYPE = 'Orghub-Content-Type';
@@ -17,24 +18,6 @@ interface Entry {
   /** An array: almost every entry has exactly one handler (memory per distinct pattern). */
   handlers: BusHandler[];
   sub?: Subscription;
-}
-
-const textDecoder = new TextDecoder('utf-8', { fatal: true });
-
-/**
- * Reads the content type of a NATS message. JSON is verified even when a header claims it:
- * hub frames embed the JSON text verbatim, so invalid JSON from a raw publisher must never
- * reach a client as if it were JSON.
- */
-function contentTypeOf(data: Uint8Array, claimed: string | undefined): ContentType {
-  if (claimed === 'bytes') return 'bytes';
-  if (data.length === 0) return 'bytes';
-  try {
-    JSON.parse(textDecoder.decode(data));
-    return 'json';
-  } catch {
-    return 'bytes';
-  }
 }
 
 export interface NatsBusOptions {
@@ -75,7 +58,7 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
         else if (k === H_TS) ts = Number(v[0]) || 0;
       }
     }
-    const out: BusMessage = { org: parsed.org, topic: parsed.topic, payload: msg.data, contentType: contentTypeOf(msg.data, claimed), from, ts };
+    const out: BusMessage = { org: parsed.org, topic: parsed.topic, payload: msg.data, contentType: claimed === 'bytes' ? 'bytes' : detectContentType(msg.data), from, ts };
     for (const handler of e.handlers) {
       try {
         handler(out);

@@ -4,7 +4,7 @@ import { HubError } from '../errors.ts';
 import type { CommandRequest } from '../core/commands.ts';
 import type { ClientContext } from '../core/context.ts';
 import type { BridgeContext } from './bridgeContext.ts';
-import { commandErrorReason, commandTopicOf, contentTypeOf, handleCommand, isCommandTopic } from './inbound.ts';
+import { commandErrorReason, commandTopicOf, handleCommand, isCommandTopic } from './inbound.ts';
 
 const client = {} as ClientContext;
 /** A context whose CommandHandler records requests and fails with `fail` when given. */
@@ -22,18 +22,6 @@ function ctxWith(fail?: unknown): { ctx: BridgeContext; seen: CommandRequest[] }
 const body = (o: unknown) => Buffer.from(JSON.stringify(o));
 
 describe('mqtt inbound', () => {
-  it('content type - json only for complete UTF-8 JSON text', () => {
-    assert.equal(contentTypeOf(Buffer.from('{"a":1}')), 'json');
-    assert.equal(contentTypeOf(Buffer.from(' [1]')), 'json');
-    assert.equal(contentTypeOf(Buffer.from('21.5')), 'json');
-    assert.equal(contentTypeOf(Buffer.from('"s"')), 'json');
-    assert.equal(contentTypeOf(Buffer.from('null')), 'json');
-    assert.equal(contentTypeOf(Buffer.alloc(0)), 'bytes');
-    assert.equal(contentTypeOf(Buffer.from('hello')), 'bytes');
-    assert.equal(contentTypeOf(Buffer.from('{"a":')), 'bytes');
-    assert.equal(contentTypeOf(Buffer.from([0x22, 0xff, 0x22])), 'bytes', 'invalid UTF-8 inside a string');
-  });
-
   it('commands - `$cmd/` prefix detection and target topic', () => {
     assert.equal(isCommandTopic('$cmd/devices/d1'), true);
     assert.equal(isCommandTopic('$cmd'), false);

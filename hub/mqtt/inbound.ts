@@ -1,28 +1,10 @@
 import { isValidTopic } from '../acl/topic.ts';
-import type { ContentType } from '../bus/bus.ts';
 import { HubError } from '../errors.ts';
 import type { ClientContext } from '../core/context.ts';
 import type { BridgeContext } from './bridgeContext.ts';
 import { COMMAND_PREFIX, Reason } from './codes.ts';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-/**
- * `json` when the bytes are UTF-8 JSON text, else `bytes`. The payload itself is never changed:
- * this only tells WebSocket clients whether to show it as `data` or base64.
- */
-export function contentTypeOf(payload: Uint8Array): ContentType {
-  if (payload.length === 0) return 'bytes';
-  // Cheap pre-check: JSON text starts with one of `{ [ " - 0-9 t f n` or whitespace.
-  const c = payload[0];
-  if (!(c === 0x7b || c === 0x5b || c === 0x22 || c === 0x2d || (c >= 0x30 && c <= 0x39) || c === 0x74 || c === 0x66 || c === 0x6e || c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09)) return 'bytes';
-  try {
-    JSON.parse(utf8.decode(payload));
-    return 'json';
-  } catch {
-    return 'bytes';
-  }
-}
 
 export function isCommandTopic(topic: string): boolean {
   return topic.startsWith(COMMAND_PREFIX);

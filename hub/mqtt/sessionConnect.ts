@@ -4,7 +4,8 @@ import { isValidTopic } from '../acl/topic.ts';
 import { AuthError } from '../errors.ts';
 import type { Principal } from '../auth/principal.ts';
 import { CONNECT_REFUSALS, ConnackV4, Reason, type ConnectRefusal } from './codes.ts';
-import { contentTypeOf, isCommandTopic } from './inbound.ts';
+import { detectContentType } from '../bus/contentType.ts';
+import { isCommandTopic } from './inbound.ts';
 import { clip, type MqttLimits } from './limits.ts';
 import type { MqttSession } from './mqttSession.ts';
 import type { RetainedMessage } from './retained.ts';
@@ -130,7 +131,7 @@ export async function handleConnect(s: MqttSession, p: IConnectPacket): Promise<
 /** Publishes the Will on its org topic (storing it first when retained; a Redis failure still publishes live). */
 export function publishWill(s: MqttSession, w: Will): void {
   const org = s.principal.org;
-  const contentType = contentTypeOf(w.payload);
+  const contentType = detectContentType(w.payload);
   const go = () => {
     try {
       s.ctx.bus.publish(org, w.topic, w.payload, { contentType, from: s.principal.sub });

@@ -3,7 +3,8 @@ import { isValidTopic } from '../acl/topic.ts';
 import type { ContentType } from '../bus/bus.ts';
 import { HubError } from '../errors.ts';
 import { Reason } from './codes.ts';
-import { contentTypeOf, handleCommand, isCommandTopic } from './inbound.ts';
+import { detectContentType } from '../bus/contentType.ts';
+import { handleCommand, isCommandTopic } from './inbound.ts';
 import { clip } from './limits.ts';
 import type { MqttSession } from './mqttSession.ts';
 import type { Version } from './outbound.ts';
@@ -41,7 +42,7 @@ export function handlePublish(s: MqttSession, p: IPublishPacket): void | Promise
     s.audit('publish.denied', { topic: p.topic, transport: 'mqtt' });
     return ack(s, Reason.notAuthorized, p);
   }
-  const contentType = contentTypeOf(payload);
+  const contentType = detectContentType(payload);
   if (!p.retain) return afterInbound(s, toBus(s, p.topic, payload, contentType), p);
   const msg: RetainedMessage = { topic: p.topic, payload: Buffer.from(payload), contentType, qos: qos === 0 ? 0 : 1, from: s.principal.sub, ts: Date.now() };
   return s.ctx.retained.set(s.principal.org, msg).then(
