@@ -2,7 +2,8 @@
  * Durable command acks: many WebSocket connections send keyed `cmd` frames to a real hub child
  * process (dedicated nats-server, the machine's Postgres); each `ok` means the event is committed.
  * In the same run, pgbench runs the event store's own append, 10 events per transaction, as the
- * ceiling to compare with; then a paced run at half the measured maximum gives the latency target.
+ * ceiling to compare with; then a paced run at half the measured maximum gives the latency target,
+ * followed by its peer: the same pgbench append paced (`-R`) at the same events/s (Postgres alone).
  *
  *   npm run bench:commands        (node --import tsx loadtest/commands.ts)
  *   options: --conns 64 --inflight 8 --total 40000 --warmup 4000 --paced-seconds 10
@@ -12,6 +13,9 @@
  */
 import { parseArgs } from 'node:util';
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import WebSocket from 'ws';
@@ -154,7 +158,7 @@ async function saturate(name: string, conns: CmdConn[], total: number, seqBase: 
  * Open loop at `rate` commands/s spread round-robin over the connections. Latency is measured from
  * each command's scheduled time, so a stall is charged to every command it delays.
  */
-async function paced(name: string, conns: CmdConn[], rate: number, seconds: number, seqBase: number): Promise<PhaseResult> {
+async function paced(name: string, send: (seq: number) => Promise<boolean>, rate: number, seconds: number, seqBase: number): Promise<PhaseResult> {
   const latencies: number[] = [];
   let sent = 0;
   let acked = 0;
@@ -169,11 +173,10 @@ async function paced(name: string, conns: CmdConn[], rate: number, seconds: numb
     const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * rate));
     while (sent < due) {
       const scheduled = t0 + (sent * 1000) / rate;
-      const c = conns[sent % conns.length];
       const sentAt = performance.now();
       sendLag.push(sentAt - scheduled);
       inflight.push(
-        c.send(seqBase + sent).then((ok) => {
+        send(seqBase + sent).then((ok) => {
           if (ok) {
             acked++;
             fromSend.push(performance.now() - sentAt);
@@ -192,6 +195,40 @@ async function paced(name: string, conns: CmdConn[], rate: number, seconds: numb
   const [s50, s99] = percentiles(fromSend, [50, 99]);
   progress.log(`${name}: generator send lag (send time - scheduled) p50 ${fixed(l50)} ms, p99 ${fixed(l99)} ms; ack latency from send p50 ${fixed(s50)} ms, p99 ${fixed(s99)} ms`);
   return { name, sent, acked, errors, seconds: elapsed, latencies };
+}
+
+/**
+ * The latency peer: the same pgbench append (10 events per transaction, 8 clients), paced with
+ * `pgbench -R` at the paced phase's events/s, nothing of orghub in the path. Latency per
+ * transaction is pgbench's own (`-l`: elapsed time plus schedule lag, i.e. from the scheduled start,
+ * as the paced phase measures), every event of a transaction counted once per transaction. The
+ * first second is dropped (each pgbench session plans the function on its first call).
+ */
+async function pgbenchPaced(eventsPerSec: number): Promise<PhaseResult> {
+  const dir = mkdtempSync(join(tmpdir(), 'orghub-pgbench-'));
+  const tps = eventsPerSec / 10;
+  try {
+    progress.start(`pgbench -R ${fixed(tps, 0)} -T ${PACED_S + 1}`);
+    const child = startChild('pgbench', 'pgbench', ['-n', '-c', '8', '-j', '2', '-T', String(PACED_S + 1), '-R', String(tps), '-l', '--log-prefix', join(dir, 'pgb'), '-f', PGBENCH_FILE, '-h', '127.0.0.1', '-U', 'postgres', 'orghub'], { cwd: REPO_ROOT });
+    const code = await new Promise<number | null>((resolve) => child.proc.once('exit', (c) => resolve(c)));
+    progress.stop();
+    if (code !== 0) throw new Error(`pgbench -R failed (exit ${code}):\n${child.tail()}`);
+    // log line: client transaction_no time_us script_no epoch_s epoch_us schedule_lag_us
+    const rows: Array<[number, number]> = [];
+    for (const f of readdirSync(dir)) {
+      for (const line of readFileSync(join(dir, f), 'utf8').split('\n')) {
+        const c = line.split(' ');
+        if (c.length < 7) continue;
+        rows.push([Number(c[4]) * 1e6 + Number(c[5]), (Number(c[2]) + Number(c[6])) / 1000]);
+      }
+    }
+    const start = Math.min(...rows.map((r) => r[0]));
+    const kept = rows.filter((r) => r[0] >= start + 1e6);
+    const seconds = kept.length ? (Math.max(...kept.map((r) => r[0])) - start) / 1e6 - 1 : 0;
+    return { name: `peer: pgbench append10 -R ${fixed(tps, 0)}`, sent: kept.length * 10, acked: kept.length * 10, errors: 0, seconds, latencies: kept.map((r) => r[1]) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** pgbench of the adapter's append, 10 single-event appends per transaction; returns tps. */
@@ -240,7 +277,10 @@ async function main(): Promise<void> {
     const tps = await pgbench();
     const pgEvents = tps * 10;
     progress.log(`pgbench: ${fixed(tps, 1)} tps = ${Math.round(pgEvents)} events/s`);
-    const half = await paced(PACED_RATE ? `paced ${PACED_RATE}/s` : 'paced 50%', conns, PACED_RATE ?? maxRate / 2, PACED_S, TOTAL + WARMUP);
+    const halfRate = PACED_RATE ?? maxRate / 2;
+    const send = (seq: number) => conns[seq % conns.length].send(seq);
+    const half = await paced(PACED_RATE ? `paced ${PACED_RATE}/s` : 'paced 50%', send, halfRate, PACED_S, TOTAL + WARMUP);
+    const peer = await pgbenchPaced(halfRate);
 
     const recorded = await recordedCount(orgs);
     const expected = max.acked + half.acked + (warm?.acked ?? 0);
@@ -259,6 +299,7 @@ async function main(): Promise<void> {
         row(max, `>= 0.8 x pgbench: ${fixed(ratio, 2)}x ${ratio >= 0.8 ? 'PASS' : 'FAIL'}`),
         row(half, PACED_RATE ? `(not 50 %: --paced-rate)` : `p99 < 10 ms: ${halfP99 < 10 ? 'PASS' : 'FAIL'}`),
         [`pgbench append10 (-c 8 -j 2 -T ${PGBENCH_S})`, '', '', String(PGBENCH_S), `${si(pgEvents)} events/s (${fixed(tps, 0)} tps x 10)`, '', '', '', 'ceiling'],
+        row(peer, `peer, same events/s: p99 ${fixed(percentiles(peer.latencies, [99])[0])} ms`),
       ],
     );
     process.stdout.write(`\nrecorded in the store: ${recorded} of ${expected} acked (${recorded === expected ? 'all' : 'MISMATCH'})\n`);

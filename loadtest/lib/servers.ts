@@ -66,6 +66,8 @@ export interface HubServer extends RunningServer {
 /**
  * Starts a dedicated plain nats-server and the hub as `node --import tsx hub/main.ts` on free
  * ports, loopback only, then waits for `/ready`. `extraEnv` overrides anything (e.g. limits).
+ * `BENCH_HUB_NODE_ARGS` adds Node options for the hub process only, e.g.
+ * `BENCH_HUB_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"` to profile the hub under a bench.
  */
 export async function startHub(jwtEnv: Record<string, string>, extraEnv: Record<string, string> = {}): Promise<HubServer> {
   if (!hubExists()) throw new Error('hub/main.ts does not exist yet');
@@ -81,7 +83,8 @@ export async function startHub(jwtEnv: Record<string, string>, extraEnv: Record<
     ...jwtEnv,
     ...extraEnv,
   };
-  const child = startChild('hub', process.execPath, ['--import', 'tsx', 'hub/main.ts'], { cwd: REPO_ROOT, env });
+  const nodeArgs = (process.env.BENCH_HUB_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+  const child = startChild('hub', process.execPath, [...nodeArgs, '--import', 'tsx', 'hub/main.ts'], { cwd: REPO_ROOT, env });
   const httpUrl = `http://127.0.0.1:${port}`;
   try {
     await waitForHttp200(`${httpUrl}/ready`, 60_000, child);
