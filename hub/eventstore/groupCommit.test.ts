@@ -4,97 +4,99 @@ import { createGroupCommit } from './groupCommit.ts';
 
 interface Item {
   id: number;
-  stream: string;
+  org: string;
   key?: string;
 }
 
+const tick = () => new Promise((r) => setTimeout(r, 5));
+
 /** A group commit whose flush records each batch and completes only when the test says so. */
-function harness(concurrency: number) {
+function harness(concurrency: number, extra: { splitMin?: number; maxBatch?: number } = {}) {
   const batches: Item[][] = [];
   const finish: Array<() => void> = [];
   const gc = createGroupCommit<Item, number>({
     windowMs: 0,
-    maxBatch: 100,
+    maxBatch: extra.maxBatch ?? 100,
     concurrency,
     flush: (items) => {
       batches.push(items);
       return new Promise((resolve) => finish.push(() => resolve(items.map((i) => i.id))));
     },
     conflictKeys: (i) => (i.key ? [i.key] : []),
-    lockKeys: (i) => [i.stream],
+    partitionKey: (i) => i.org,
+    splitMin: extra.splitMin,
   });
-  const tick = () => new Promise((r) => setTimeout(r, 5));
-  return { gc, batches, finish, tick };
+  const ids = () => batches.map((b) => b.map((i) => i.id));
+  return { gc, finish, ids };
 }
 
 describe('group commit', () => {
-  it('group commit - a stream held by a batch in flight waits; other streams go ahead in the next batch', async () => {
-    const { gc, batches, finish, tick } = harness(4);
-    const results: number[] = [];
-    const submit = (i: Item) => gc.submit(i).then((r) => results.push(r));
-    const all = [submit({ id: 1, stream: 'a' }), submit({ id: 2, stream: 'b' })];
+  it('group commit - what queues while every slot is busy leaves as one batch when a slot frees', async () => {
+    const { gc, finish, ids } = harness(1);
+    const all = [gc.submit({ id: 1, org: 'a' })];
     await tick();
-    assert.deepEqual(batches.map((b) => b.map((i) => i.id)), [[1, 2]]);
-    all.push(submit({ id: 3, stream: 'a' }), submit({ id: 4, stream: 'c' }), submit({ id: 5, stream: 'a' }));
+    all.push(gc.submit({ id: 2, org: 'a' }), gc.submit({ id: 3, org: 'b' }), gc.submit({ id: 4, org: 'a' }));
     await tick();
-    // 3 and 5 (stream a) wait for batch 1; 4 (stream c) does not
-    assert.deepEqual(batches.map((b) => b.map((i) => i.id)), [[1, 2], [4]]);
+    assert.deepEqual(ids(), [[1]]);
     finish[0]();
     await tick();
-    assert.deepEqual(batches.map((b) => b.map((i) => i.id)), [[1, 2], [4], [3, 5]]);
+    assert.deepEqual(ids(), [[1], [2, 3, 4]]);
     finish[1]();
-    finish[2]();
-    await Promise.all(all);
-    assert.deepEqual(results.sort(), [1, 2, 3, 4, 5]);
+    assert.deepEqual(await Promise.all(all), [1, 2, 3, 4]);
     assert.equal(gc.pending, 0);
   });
 
-  it('group commit - a held request keeps the later requests of its stream behind it (order per stream)', async () => {
-    const { gc, batches, finish, tick } = harness(4);
-    const all = [gc.submit({ id: 1, stream: 's', key: 'k' })];
+  it('group commit - requests with the same conflict key never share a batch, and the later one keeps its place', async () => {
+    const { gc, finish, ids } = harness(1);
+    const all = [gc.submit({ id: 1, org: 'a', key: 'k' }), gc.submit({ id: 2, org: 'a', key: 'k' }), gc.submit({ id: 3, org: 'a' })];
     await tick();
-    // 2 repeats key k (held by batch 1), 3 is on the same stream after it: both wait, in order
-    all.push(gc.submit({ id: 2, stream: 's2', key: 'k' }), gc.submit({ id: 3, stream: 's2' }), gc.submit({ id: 4, stream: 'x' }));
-    await tick();
-    assert.deepEqual(batches.map((b) => b.map((i) => i.id)), [[1], [4]]);
+    assert.deepEqual(ids(), [[1, 3]]);
     finish[0]();
     await tick();
-    assert.deepEqual(batches[2].map((i) => i.id), [2, 3]);
+    assert.deepEqual(ids(), [[1, 3], [2]]);
     finish[1]();
-    finish[2]();
+    assert.deepEqual(await Promise.all(all), [1, 2, 3]);
+  });
+
+  it('group commit - a long queue is split over idle slots by partition, each partition whole and in order', async () => {
+    const { gc, finish, ids } = harness(3, { splitMin: 2 });
+    const all = [gc.submit({ id: 0, org: 'x' })];
+    await tick();
+    // slot 1 busy; 8 requests of 3 orgs queue up, then the window flushes them over the 2 free slots
+    for (let i = 1; i <= 8; i++) all.push(gc.submit({ id: i, org: ['a', 'b', 'c'][i % 3] }));
+    finish[0]();
+    await tick();
+    const split = ids().slice(1);
+    assert.ok(split.length >= 2, `split into ${split.length} batches`);
+    const orgOf = (id: number) => ['a', 'b', 'c'][id % 3];
+    for (const org of ['a', 'b', 'c']) {
+      const holders = split.filter((b) => b.some((id) => orgOf(id) === org));
+      assert.equal(holders.length, 1, `org ${org} in one batch`);
+      const mine = holders[0].filter((id) => orgOf(id) === org);
+      assert.deepEqual(mine, [...mine].sort((p, q) => p - q), `org ${org} in arrival order`);
+    }
+    assert.deepEqual(split.flat().sort((p, q) => p - q), [1, 2, 3, 4, 5, 6, 7, 8]);
+    for (const f of finish.slice(1)) f();
     await Promise.all(all);
   });
 
-  it('group commit - requests with the same conflict key never share a batch', async () => {
-    const { gc, batches, finish, tick } = harness(1);
-    const all = [gc.submit({ id: 1, stream: 'a', key: 'k' }), gc.submit({ id: 2, stream: 'b', key: 'k' }), gc.submit({ id: 3, stream: 'c' })];
-    await tick();
-    assert.deepEqual(batches.map((b) => b.map((i) => i.id)), [[1, 3]]);
-    finish[0]();
-    await tick();
-    assert.deepEqual(batches.map((b) => b.map((i) => i.id)), [[1, 3], [2]]);
-    finish[1]();
-    await Promise.all(all);
-  });
-
-  it('group commit - a failed flush rejects its own batch only, and releases its streams', async () => {
-    const batches: Item[][] = [];
+  it('group commit - a failed flush rejects its own batch only', async () => {
     let calls = 0;
     const gc = createGroupCommit<Item, number>({
       windowMs: 0,
       maxBatch: 100,
       concurrency: 2,
       flush: async (items) => {
-        batches.push(items);
         if (calls++ === 0) throw new Error('boom');
-        return items.map((i) => i.id);
+        return items.map((i) => (i.id === 3 ? new Error('only 3 failed') : i.id));
       },
-      lockKeys: (i) => [i.stream],
     });
-    const first = gc.submit({ id: 1, stream: 'a' });
-    await assert.rejects(first, /boom/);
-    assert.equal(await gc.submit({ id: 2, stream: 'a' }), 2);
+    await assert.rejects(gc.submit({ id: 1, org: 'a' }), /boom/);
+    const [two, three] = await Promise.allSettled([gc.submit({ id: 2, org: 'a' }), gc.submit({ id: 3, org: 'a' })]);
+    assert.deepEqual(two, { status: 'fulfilled', value: 2 });
+    assert.equal(three.status, 'rejected');
+    assert.match(String((three as PromiseRejectedResult).reason), /only 3 failed/);
     await gc.drain();
-    assert.deepEqual(batches.map((b) => b.map((i) => i.id)), [[1], [2]]);
+    assert.equal(gc.pending, 0);
   });
 });

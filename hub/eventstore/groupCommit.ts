@@ -14,19 +14,9 @@ export interface GroupCommitOptions<I, R> {
   flush: (items: I[]) => Promise<Array<R | Error>>;
   /**
    * Requests with the same conflict key never share a batch: the later one waits for the next
-   * (used for idempotency keys, so a retry sees the original as already recorded). A conflict key
-   * held by a batch in flight also holds the request back, as a lock key does.
+   * (used for idempotency keys, so a retry sees the original as already recorded).
    */
   conflictKeys?: (item: I) => readonly string[];
-  /**
-   * Keys a batch holds while it is in flight (for the event store: its streams, whose rows the
-   * transaction locks until it commits). A request whose lock key is held by a batch in flight
-   * stays queued until that batch ends, and so do the later requests with the same key (their
-   * order is kept). Without this, the database would make the whole next batch wait on the row
-   * lock, holding its connection, and batches in flight would chain behind each other's commits.
-   * Requests with the same lock key may share a batch.
-   */
-  lockKeys?: (item: I) => readonly string[];
   /**
    * When set, a queue of at least 2 x `splitMin` requests is split over the idle slots (up to one
    * batch per `splitMin` requests), so that several connections (and cores) work on it at once.
@@ -82,64 +72,30 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
     }, opts.windowMs);
   }
 
-  /** Lock and conflict keys of the batches in flight, with how many batches hold each. */
-  const held = new Map<string, number>();
-  const batchKeys = new Map<Pending<I, R>[], string[]>();
-
-  function keysOf(p: Pending<I, R>): { conflict: readonly string[]; lock: readonly string[] } {
-    return { conflict: opts.conflictKeys?.(p.item) ?? [], lock: opts.lockKeys?.(p.item) ?? [] };
-  }
-
   function take(max: number): Pending<I, R>[] {
-    if (!opts.conflictKeys && !opts.lockKeys) {
+    if (!opts.conflictKeys) {
       const batch = queue.slice(0, max);
       queue = queue.slice(batch.length);
       return batch;
     }
     const seen = new Set<string>();
-    /** Lock keys of requests left queued: later requests with the same key stay behind them. */
-    const waiting = new Set<string>();
     const batch: Pending<I, R>[] = [];
     const rest: Pending<I, R>[] = [];
     for (const p of queue) {
-      const { conflict, lock } = keysOf(p);
-      const blocked =
-        batch.length >= max ||
-        conflict.some((k) => seen.has(k) || held.has(k)) ||
-        lock.some((k) => held.has(k) || waiting.has(k));
-      if (blocked) {
-        for (const k of lock) waiting.add(k);
+      if (batch.length >= max) {
         rest.push(p);
         continue;
       }
-      for (const k of conflict) seen.add(k);
+      const keys = opts.conflictKeys(p.item);
+      if (keys.some((k) => seen.has(k))) {
+        rest.push(p);
+        continue;
+      }
+      for (const k of keys) seen.add(k);
       batch.push(p);
     }
     queue = rest;
     return batch;
-  }
-
-  function hold(batch: Pending<I, R>[]): void {
-    if (!opts.conflictKeys && !opts.lockKeys) return;
-    const keys = new Set<string>();
-    for (const p of batch) {
-      const { conflict, lock } = keysOf(p);
-      for (const k of conflict) keys.add(k);
-      for (const k of lock) keys.add(k);
-    }
-    for (const k of keys) held.set(k, (held.get(k) ?? 0) + 1);
-    batchKeys.set(batch, [...keys]);
-  }
-
-  function release(batch: Pending<I, R>[]): void {
-    const keys = batchKeys.get(batch);
-    if (!keys) return;
-    batchKeys.delete(batch);
-    for (const k of keys) {
-      const n = held.get(k)! - 1;
-      if (n === 0) held.delete(k);
-      else held.set(k, n);
-    }
   }
 
   const splitMin = Math.max(1, opts.splitMin ?? 32);
@@ -169,9 +125,7 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
     const free = opts.concurrency - inFlight;
     const parts = opts.partitionKey ? Math.min(free, Math.floor(queue.length / splitMin)) : 1;
     if (parts < 2) {
-      const batch = take(opts.maxBatch);
-      // everything queued may be held back by batches in flight: their end runs this again
-      if (batch.length > 0) void runBatch(batch);
+      void runBatch(take(opts.maxBatch));
       return;
     }
     const batches = split(take(opts.maxBatch * parts), parts);
@@ -179,13 +133,12 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
     const back: Pending<I, R>[] = [];
     for (const b of batches) if (b.length > opts.maxBatch) back.push(...b.splice(opts.maxBatch));
     if (back.length) queue = back.concat(queue);
-    for (const batch of batches) if (batch.length > 0) void runBatch(batch);
+    for (const batch of batches) void runBatch(batch);
   }
 
   async function runBatch(batch: Pending<I, R>[]): Promise<void> {
     inFlight++;
     inFlightItems += batch.length;
-    hold(batch);
     try {
       const outcomes = await opts.flush(batch.map((p) => p.item));
       batch.forEach((p, i) => {
@@ -199,7 +152,6 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
     } finally {
       inFlight--;
       inFlightItems -= batch.length;
-      release(batch);
       // Whatever queued meanwhile has already waited for a free slot: send it without a new window.
       if (queue.length > 0) {
         if (timer) clearTimeout(timer);

@@ -189,9 +189,7 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions = {}
     flush,
     partitionKey: (req) => req.org,
     splitMin: options.groupCommitSplitMin ?? 16,
-    conflictKeys: (req) => req.events.flatMap((e) => (e.metadata.idempotencyKey ? [`k\u0000${req.org}\u0000${e.metadata.idempotencyKey}`] : [])),
-    // the stream's row stays locked until the batch commits: a later append to it waits in the queue
-    lockKeys: (req) => [`s\u0000${req.org}\u0000${req.stream}`],
+    conflictKeys: (req) => req.events.flatMap((e) => (e.metadata.idempotencyKey ? [`${req.org}\u0000${e.metadata.idempotencyKey}`] : [])),
   });
 
   // --- reads ---
