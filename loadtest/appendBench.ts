@@ -3,6 +3,11 @@
  * event at a time (awaiting its durable ack) to its own stream, for a fixed duration.
  *
  *   node --import tsx loadtest/appendBench.ts [--callers 64] [--seconds 10] [--orgs 8]
+ *     [--window 2] [--concurrency 4] [--split 16] [--rate <appends/s>]
+ *
+ * With --rate the load is an open loop instead: appends are scheduled at that rate (round-robin over
+ * `callers` streams, one idempotency key each, as commands carry), latency counted from each
+ * append's scheduled time, after a warm-up that opens the pool's connections.
  *
  * Compare with the pgbench run of the same append function, 10 events per transaction:
  *   pgbench -n -c 8 -j 2 -T 10 -f loadtest/pgbench/append10.sql orghub
@@ -21,6 +26,7 @@ const { values } = parseArgs({
     max: { type: 'string', default: process.env.ORGHUB_GROUP_COMMIT_MAX ?? '500' },
     concurrency: { type: 'string', default: '4' },
     split: { type: 'string', default: '16' },
+    rate: { type: 'string' },
   },
 });
 const callers = Number(values.callers);
@@ -39,28 +45,60 @@ const latencies: number[] = [];
 let count = 0;
 let errors = 0;
 const run = randomUUID().slice(0, 8);
-const deadline = performance.now() + seconds * 1000;
-const started = performance.now();
-await Promise.all(
-  Array.from({ length: callers }, async (_, c) => {
-    const org = orgs[c % orgs.length];
-    const stream = `bench-${run}-${c}`;
-    while (performance.now() < deadline) {
-      const t0 = performance.now();
-      try {
-        await store.appendToStream(org, stream, [{ type: 'bench.event', data: { c, n: count }, metadata: { actor: 'bench', node: 'bench' } }]);
-        count++;
-        latencies.push(performance.now() - t0);
-      } catch (err) {
-        if (errors++ < 3) console.error(err);
+const append = (c: number, n: number, key?: string) =>
+  store.appendToStream(orgs[c % orgs.length], `bench-${run}-${c}`, [
+    { type: 'bench.event', data: { c, n }, metadata: { actor: 'bench', node: 'bench', ...(key ? { idempotencyKey: key } : {}) } },
+  ]);
+const rate = values.rate === undefined ? undefined : Number(values.rate);
+if (rate !== undefined && !(rate > 0)) throw new Error('--rate must be a positive number');
+let started = performance.now();
+if (rate === undefined) {
+  // closed loop: every caller appends to its own stream, awaiting each durable ack
+  const deadline = performance.now() + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: callers }, async (_, c) => {
+      while (performance.now() < deadline) {
+        const t0 = performance.now();
+        try {
+          await append(c, count);
+          count++;
+          latencies.push(performance.now() - t0);
+        } catch (err) {
+          if (errors++ < 3) console.error(err);
+        }
       }
+    }),
+  );
+} else {
+  for (let w = 0; w < 50; w++) await Promise.all(Array.from({ length: 16 }, (_, k) => append(k, -1)));
+  const total = Math.floor(rate * seconds);
+  const inflight: Promise<void>[] = [];
+  started = performance.now();
+  let sent = 0;
+  while (sent < total) {
+    const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * rate));
+    for (; sent < due; sent++) {
+      const scheduled = started + (sent * 1000) / rate;
+      inflight.push(
+        append(sent % callers, sent, `${run}-${sent}`).then(
+          () => {
+            count++;
+            latencies.push(performance.now() - scheduled);
+          },
+          (err) => {
+            if (errors++ < 3) console.error(err);
+          },
+        ),
+      );
     }
-  }),
-);
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  await Promise.all(inflight);
+}
 const elapsed = (performance.now() - started) / 1000;
 await store.close();
 latencies.sort((a, b) => a - b);
 const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))]?.toFixed(2);
 console.log(
-  JSON.stringify({ callers, seconds: +elapsed.toFixed(2), events: count, errors, eventsPerSec: Math.round(count / elapsed), p50ms: pct(50), p99ms: pct(99), windowMs: Number(values.window), concurrency: Number(values.concurrency), splitMin: Number(values.split) }),
+  JSON.stringify({ callers, rate: rate ?? 'closed loop', seconds: +elapsed.toFixed(2), events: count, errors, eventsPerSec: Math.round(count / elapsed), p50ms: pct(50), p90ms: pct(90), p99ms: pct(99), windowMs: Number(values.window), concurrency: Number(values.concurrency), splitMin: Number(values.split) }),
 );
