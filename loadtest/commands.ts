@@ -202,7 +202,8 @@ async function paced(name: string, send: (seq: number) => Promise<boolean>, rate
  * `pgbench -R` at the paced phase's events/s, nothing of orghub in the path. Latency per
  * transaction is pgbench's own (`-l`: elapsed time plus schedule lag, i.e. from the scheduled start,
  * as the paced phase measures), every event of a transaction counted once per transaction. The
- * first second is dropped (each pgbench session plans the function on its first call).
+ * first second is dropped (each pgbench session plans the function on its first call). pgbench -R
+ * schedules a Poisson process, somewhat burstier than the paced phase's even spacing.
  */
 async function pgbenchPaced(eventsPerSec: number): Promise<PhaseResult> {
   const dir = mkdtempSync(join(tmpdir(), 'orghub-pgbench-'));
