@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { IDisconnectPacket, IPublishPacket } from 'mqtt-packet';
+import type { IDisconnectPacket, IPubcompPacket, IPublishPacket } from 'mqtt-packet';
 import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
 import { testOrg } from '../testing/hubProcess.ts';
 import { connect, RawClient, sleep, startMqttHub, type Collector, type MqttHub } from './mqttTestKit.ts';
@@ -27,6 +27,26 @@ describe('mqtt limits', () => {
     for (const c of open) c.client.end(true);
     for (const r of raws) r.socket.destroy();
     await h?.hub.stop();
+  });
+
+  it('qos 2 - PUBREL for an open exchange gets PUBCOMP 0x00; for an unknown id, 0x92 in MQTT 5 and a plain PUBCOMP in 3.1.1', async () => {
+    const r5 = await raw(testOrg(), 'q2v5', 5);
+    r5.send({ cmd: 'publish', topic: 'q2/x', payload: Buffer.from('once'), qos: 2, messageId: 7, retain: false, dup: false }, 5);
+    await r5.waitFor((p) => p.cmd === 'pubrec' && p.messageId === 7);
+    r5.send({ cmd: 'pubrel', messageId: 7 }, 5);
+    const done = (await r5.waitFor((p) => p.cmd === 'pubcomp' && p.messageId === 7)) as IPubcompPacket;
+    assert.equal(done.reasonCode ?? 0, 0x00);
+    r5.send({ cmd: 'pubrel', messageId: 7 }, 5);
+    await r5.waitFor(() => r5.packets.filter((p) => p.cmd === 'pubcomp').length === 2);
+    const again = r5.packets.filter((p) => p.cmd === 'pubcomp')[1] as IPubcompPacket;
+    assert.equal(again.messageId, 7);
+    assert.equal(again.reasonCode, 0x92, 'the exchange was already complete');
+
+    const r4 = await raw(testOrg(), 'q2v4', 4);
+    r4.send({ cmd: 'pubrel', messageId: 9 });
+    const plain = (await r4.waitFor((p) => p.cmd === 'pubcomp')) as IPubcompPacket;
+    assert.equal(plain.messageId, 9);
+    assert.equal(plain.reasonCode, undefined);
   });
 
   it('packet size - a PUBLISH over ORGHUB_MQTT_MAX_PACKET gets DISCONNECT 0x95 and the socket closes', async () => {

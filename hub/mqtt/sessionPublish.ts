@@ -59,10 +59,15 @@ export function handlePublish(s: MqttSession, p: IPublishPacket): void | Promise
   );
 }
 
-/** PUBREL ends an inbound QoS 2 exchange: the id is free again, PUBCOMP answers. */
+/**
+ * PUBREL ends an inbound QoS 2 exchange: the id is free again, PUBCOMP answers. An id with no
+ * exchange open gets PUBCOMP 0x92 in MQTT 5 (3.1.1 has no reason codes: a plain PUBCOMP, which is
+ * also what a client resending PUBREL after a lost PUBCOMP needs).
+ */
 export function handlePubrel(s: MqttSession, p: IPubrelPacket): void {
-  s.qos2.delete(p.messageId ?? 0);
-  s.send({ cmd: 'pubcomp', messageId: p.messageId });
+  const known = s.qos2.delete(p.messageId ?? 0);
+  if (!known && s.version === 5) s.send({ cmd: 'pubcomp', messageId: p.messageId, reasonCode: Reason.packetIdentifierNotFound });
+  else s.send({ cmd: 'pubcomp', messageId: p.messageId });
 }
 
 /** Hands a PUBLISH to the bus; `unspecified` when the bus is down (nothing was published). */
