@@ -11,6 +11,11 @@ export interface BusMessage {
   readonly from?: string;
   /** Publish time in ms since the epoch, stamped by the publishing hub (0 when unknown). */
   readonly ts: number;
+  /**
+   * The highest MQTT QoS the message may be delivered at: 0 for an MQTT publish at QoS 0 (MQTT
+   * delivers at the minimum of the publish and the subscription QoS), else 1.
+   */
+  readonly qos: 0 | 1;
 }
 
 export type BusHandler = (msg: BusMessage) => void;
@@ -18,6 +23,8 @@ export type BusHandler = (msg: BusMessage) => void;
 export interface PublishMeta {
   contentType: ContentType;
   from?: string;
+  /** 0 for an MQTT publish at QoS 0; absent means at least once (1). */
+  qos?: 0 | 1;
 }
 
 /**

@@ -9,6 +9,8 @@ import { detectContentType } from './contentType.ts';
 export const H_CONTENT_TYPE = 'Orghub-Content-Type';
 export const H_FROM = 'Orghub-From';
 export const H_TS = 'Orghub-Ts';
+/** Present (value `0`) only on MQTT QoS 0 publishes: MQTT subscribers then get them at QoS 0. */
+export const H_QOS = 'Orghub-Qos';
 
 interface Entry {
   readonly org: string;
@@ -50,15 +52,17 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
     let claimed: string | undefined;
     let from: string | undefined;
     let ts = 0;
+    let qos: 0 | 1 = 1;
     const h = msg.headers;
     if (h) {
       for (const [k, v] of h) {
         if (k === H_CONTENT_TYPE) claimed = v[0];
         else if (k === H_FROM) from = v[0] || undefined;
         else if (k === H_TS) ts = Number(v[0]) || 0;
+        else if (k === H_QOS && v[0] === '0') qos = 0;
       }
     }
-    const out: BusMessage = { org: parsed.org, topic: parsed.topic, payload: msg.data, contentType: claimed === 'bytes' ? 'bytes' : detectContentType(msg.data), from, ts };
+    const out: BusMessage = { org: parsed.org, topic: parsed.topic, payload: msg.data, contentType: claimed === 'bytes' ? 'bytes' : detectContentType(msg.data), from, ts, qos };
     for (const handler of e.handlers) {
       try {
         handler(out);
@@ -107,6 +111,7 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
       h.set(H_CONTENT_TYPE, meta.contentType);
       if (meta.from) h.set(H_FROM, meta.from);
       h.set(H_TS, String(Date.now()));
+      if (meta.qos === 0) h.set(H_QOS, '0');
       nc.publish(topicToSubject(org, topic), payload, { headers: h });
     },
     subscribe(org: string, pattern: string, handler: BusHandler) {

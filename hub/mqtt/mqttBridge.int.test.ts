@@ -65,8 +65,10 @@ describe('mqtt bridge', () => {
       const ack = await p.client.publishAsync('q/1', 'one', { qos: 1 });
       if (protocolVersion === 5) assert.equal((ack as { reasonCode?: number } | undefined)?.reasonCode ?? 0, 0);
       await p.client.publishAsync('q/2', 'two', { qos: 2 });
-      const got = await s.waitFor(2);
-      assert.deepEqual(got.map((m) => [m.topic, m.payload.toString(), m.qos]), [['q/1', 'one', 1], ['q/2', 'two', 1]]);
+      // delivered at the minimum of the publish and the subscription QoS: a QoS 0 publish stays QoS 0
+      await p.client.publishAsync('q/3', 'three', { qos: 0 });
+      const got = await s.waitFor(3);
+      assert.deepEqual(got.map((m) => [m.topic, m.payload.toString(), m.qos]), [['q/1', 'one', 1], ['q/2', 'two', 1], ['q/3', 'three', 0]]);
     });
   }
 
@@ -232,7 +234,7 @@ describe('mqtt bridge', () => {
     ws.ws.on('message', (d: Buffer) => raw.push(d.toString()));
     assert.equal((await ws.request({ op: 'sub', topic: 'x/#' })).op, 'ok');
     const m = await client(org, 'm', { protocolVersion: 5 });
-    await m.client.subscribeAsync('y/#');
+    await m.client.subscribeAsync('y/#', { qos: 1 });
     const json = '{"a": 1,  "b":[true,null],"c":"é"}';
     const bin = Buffer.from([0xff, 0x00, 0x7b, 0x80, 0xc3, 0x28]);
     await m.client.publishAsync('x/json', json, { qos: 1 });
@@ -251,6 +253,7 @@ describe('mqtt bridge', () => {
     const got = await m.waitFor(2);
     assert.deepEqual(got[0].payload, Buffer.from(JSON.stringify(data)));
     assert.deepEqual(got[1].payload, bin);
+    assert.deepEqual(got.map((g) => g.qos), [1, 1], 'WebSocket publishes carry no QoS 0 mark: the granted QoS 1 applies');
     ws.ws.close();
     wsPack.ws.close();
   });

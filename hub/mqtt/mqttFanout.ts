@@ -76,8 +76,9 @@ export class MqttFanout {
     let off4 = 0;
     let off5 = 0;
     let n = 0;
-    for (const [s, qos] of e.subs) {
-      if (qos === 0) {
+    for (const [s, granted] of e.subs) {
+      // MQTT delivers at the minimum of the publish QoS and the subscription's
+      if (granted === 0 || m.qos === 0) {
         const b = s.version === 5 ? (q0v5 ??= encodePublish(out, 0, 5)) : (q0v4 ??= encodePublish(out, 0, 4));
         if (b.length > s.maxOut) continue;
         s.sendShared(b);

@@ -134,7 +134,7 @@ export function publishWill(s: MqttSession, w: Will): void {
   const contentType = detectContentType(w.payload);
   const go = () => {
     try {
-      s.ctx.bus.publish(org, w.topic, w.payload, { contentType, from: s.principal.sub });
+      s.ctx.bus.publish(org, w.topic, w.payload, { contentType, from: s.principal.sub, qos: w.qos });
       s.audit('mqtt.will_published', { topic: w.topic, bytes: w.payload.length, retain: w.retain });
     } catch (err) {
       s.ctx.log.warn({ err: (err as Error).message, session: s.session }, 'last will not published');

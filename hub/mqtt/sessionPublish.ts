@@ -43,11 +43,11 @@ export function handlePublish(s: MqttSession, p: IPublishPacket): void | Promise
     return ack(s, Reason.notAuthorized, p);
   }
   const contentType = detectContentType(payload);
-  if (!p.retain) return afterInbound(s, toBus(s, p.topic, payload, contentType), p);
+  if (!p.retain) return afterInbound(s, toBus(s, p.topic, payload, contentType, qos), p);
   const msg: RetainedMessage = { topic: p.topic, payload: Buffer.from(payload), contentType, qos: qos === 0 ? 0 : 1, from: s.principal.sub, ts: Date.now() };
   return s.ctx.retained.set(s.principal.org, msg).then(
     (stored) => {
-      if (stored) return afterInbound(s, toBus(s, p.topic, payload, contentType), p);
+      if (stored) return afterInbound(s, toBus(s, p.topic, payload, contentType, qos), p);
       // Over the org's retained-topic cap: refused whole (not published), as MQTT 5 0x97 says.
       s.audit('limit.hit', { limit: 'retained_topics', topic: p.topic, transport: 'mqtt' });
       ack(s, Reason.quotaExceeded, p);
@@ -71,9 +71,9 @@ export function handlePubrel(s: MqttSession, p: IPubrelPacket): void {
 }
 
 /** Hands a PUBLISH to the bus; `unspecified` when the bus is down (nothing was published). */
-function toBus(s: MqttSession, topic: string, payload: Buffer, contentType: ContentType): number {
+function toBus(s: MqttSession, topic: string, payload: Buffer, contentType: ContentType, qos: 0 | 1 | 2): number {
   try {
-    s.ctx.bus.publish(s.principal.org, topic, payload, { contentType, from: s.principal.sub });
+    s.ctx.bus.publish(s.principal.org, topic, payload, { contentType, from: s.principal.sub, qos: qos === 0 ? 0 : 1 });
     return Reason.success;
   } catch (err) {
     if (err instanceof HubError && err.code === 'unavailable') return Reason.unspecified;

@@ -11,6 +11,7 @@ const msg = (topic: string, data: string | Uint8Array, from?: string): BusMessag
   contentType: typeof data === 'string' ? 'json' : 'bytes',
   from,
   ts: 5,
+  qos: 1,
 });
 const unpack = (b: Uint8Array) => new Packr({ useRecords: false, mapsAsObjects: true }).unpack(b);
 
