@@ -11,16 +11,73 @@ export function retainedKey(org: string): string {
 }
 
 /**
- * Retained messages in Redis (`orghub:retained:<org>`, field = topic). Commands fail fast while
- * Redis is down (no offline queue), so a PUBLISH with retain is refused rather than parked.
+ * Redis key of the index of an org's retained topics: a sorted set (all scores 0, so ordered by
+ * bytes) holding exactly the hash's fields. A SUBSCRIBE reads the range of topics that start with
+ * its filter's literal prefix instead of the whole hash.
  */
+export function retainedIndexKey(org: string): string {
+  return `orghub:retained-topics:${org}`;
+}
+
+/**
+ * Retained messages in Redis (`orghub:retained:<org>`, field = topic, and its topic index
+ * `orghub:retained-topics:<org>`). Commands fail fast while Redis is down (no offline queue), so a
+ * PUBLISH with retain is refused rather than parked. Every write touches both keys in one script.
+ */
+/**
+ * Rebuilds the index of an org whose hash has none (written before the index existed, or the
+ * index key was lost): called at the start of every script, a no-op once the index exists.
+ */
+const ENSURE_INDEX_LUA = `
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  local fields = redis.call('HKEYS', KEYS[1])
+  for i = 1, #fields, 500 do
+    local args = {}
+    for j = i, math.min(i + 499, #fields) do
+      args[#args + 1] = 0
+      args[#args + 1] = fields[j]
+    end
+    redis.call('ZADD', KEYS[2], unpack(args))
+  end
+end`;
+
 /** Store unless the topic is new and the org is at its cap; atomic, so nodes cannot race past it. */
-const RETAIN_LUA = `
+const RETAIN_LUA = `${ENSURE_INDEX_LUA}
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 or redis.call('HLEN', KEYS[1]) < tonumber(ARGV[3]) then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('ZADD', KEYS[2], 0, ARGV[1])
   return 1
 end
 return 0`;
+
+/** An empty retained payload deletes the topic from the hash and the index. */
+const DELETE_LUA = `${ENSURE_INDEX_LUA}
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1`;
+
+/** The org's retained topics in [ARGV[1], ARGV[2]] (ZRANGEBYLEX bounds). */
+const RANGE_LUA = `${ENSURE_INDEX_LUA}
+return redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], ARGV[2])`;
+
+/**
+ * The part of a filter before its first wildcard, as a topic prefix: every topic the filter
+ * matches starts with it. `devices/d1/#` → `devices/d1/`; `a/+/b` → `a/`; `#` or `+/x` → ``.
+ */
+export function literalPrefix(pattern: string): string {
+  let end = 0;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i];
+    if ((c === '+' || c === '#') && (i === 0 || pattern[i - 1] === '/')) break;
+    if (c === '/') end = i + 1;
+  }
+  return pattern.slice(0, end);
+}
+
+/** True when the filter has no wildcard segment (it names one topic). */
+function isLiteral(pattern: string): boolean {
+  return !pattern.split('/').some((seg) => seg === '+' || seg === '#');
+}
 
 export function createRedisRetainedStore(url: string, log: Logger, maxPerOrg: number): RetainedStore {
   const redis = new Redis(url, {
@@ -45,21 +102,32 @@ export function createRedisRetainedStore(url: string, log: Logger, maxPerOrg: nu
 
   return {
     async set(org, m) {
-      const key = retainedKey(org);
+      const keys = [retainedKey(org), retainedIndexKey(org)] as const;
       if (m.payload.length === 0) {
-        await redis.hdel(key, m.topic);
+        await redis.eval(DELETE_LUA, 2, ...keys, m.topic);
         return true;
       }
-      return (await redis.eval(RETAIN_LUA, 1, key, m.topic, encodeRetained(m), maxPerOrg)) === 1;
+      return (await redis.eval(RETAIN_LUA, 2, ...keys, m.topic, encodeRetained(m), maxPerOrg)) === 1;
     },
     async match(org, pattern) {
-      const all = await redis.hgetallBuffer(retainedKey(org));
-      const out: RetainedMessage[] = [];
-      for (const topic of Object.keys(all)) {
-        if (!isValidTopic(topic) || !matches(pattern, topic)) continue;
-        const m = decodeRetained(topic, all[topic]);
-        if (m) out.push(m);
+      const key = retainedKey(org);
+      let topics: string[];
+      if (isLiteral(pattern)) {
+        topics = [pattern];
+      } else {
+        // only the index range that can match, then the exact check (`+`, `#`, the `$` rule)
+        const prefix = literalPrefix(pattern);
+        const range = (await redis.eval(RANGE_LUA, 2, key, retainedIndexKey(org), prefix ? `[${prefix}` : '-', prefix ? `[${prefix}\xff` : '+')) as string[];
+        topics = range.filter((t) => isValidTopic(t) && matches(pattern, t));
       }
+      if (topics.length === 0) return [];
+      const values = await redis.hmgetBuffer(key, ...topics);
+      const out: RetainedMessage[] = [];
+      topics.forEach((topic, i) => {
+        const v = values[i];
+        const m = v ? decodeRetained(topic, v) : undefined;
+        if (m) out.push(m);
+      });
       return out;
     },
     async ping() {
