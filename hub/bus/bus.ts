@@ -37,6 +37,14 @@ export interface Bus {
   /** Returns a disposer; the underlying subscription closes when the last handler is disposed. */
   subscribe(org: string, pattern: string, handler: BusHandler): () => void;
   readonly connected: boolean;
+  /**
+   * Node-to-node control messages of one `kind` (subject `orghub.ctl.<kind>`, outside every org's
+   * `hub.<org>.` space, so no client topic can name them). Best effort: a node that is
+   * disconnected misses them; throws HubError('unavailable') while the bus is down.
+   */
+  publishControl(kind: string, payload: Uint8Array): void;
+  /** Every control message of `kind`, including this node's own. Returns a disposer. */
+  subscribeControl(kind: string, handler: (payload: Uint8Array) => void): () => void;
   /** Resolves once everything published so far has reached the server. */
   flush(): Promise<void>;
   close(): Promise<void>;

@@ -33,8 +33,21 @@ export interface NatsBusOptions {
  * disconnected, `publish` throws `unavailable` (nats.js would otherwise buffer silently) and
  * nats.js re-establishes every subscription after a reconnect.
  */
+/** Subject of node-to-node control messages of one kind. */
+export function controlSubject(kind: string): string {
+  if (!/^[a-z][a-z0-9-]*(\.[a-z][a-z0-9-]*)*$/.test(kind)) throw new Error(`invalid control kind ${JSON.stringify(kind)}`);
+  return `orghub.ctl.${kind}`;
+}
+
+interface ControlEntry {
+  readonly subject: string;
+  readonly handler: (payload: Uint8Array) => void;
+  sub?: Subscription;
+}
+
 export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void> } {
   const entries = new Map<string, Entry>();
+  const controls = new Set<ControlEntry>();
   let nc: NatsConnection | undefined;
   let connected = false;
   let closing = false;
@@ -42,6 +55,20 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
   const attach = (e: Entry) => {
     if (!nc || e.sub) return;
     e.sub = nc.subscribe(e.subject, { callback: (err, msg) => (err ? opts.log.warn({ err: err.message, subject: e.subject }, 'nats subscription error') : deliver(e, msg)) });
+  };
+
+  const attachControl = (c: ControlEntry) => {
+    if (!nc || c.sub) return;
+    c.sub = nc.subscribe(c.subject, {
+      callback: (err, msg) => {
+        if (err) return opts.log.warn({ err: err.message, subject: c.subject }, 'nats control subscription error');
+        try {
+          c.handler(msg.data);
+        } catch (e) {
+          opts.log.error({ err: e, subject: c.subject }, 'control handler failed');
+        }
+      },
+    });
   };
 
   const deliver = (e: Entry, msg: Msg) => {
@@ -87,6 +114,7 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
     connected = true;
     opts.log.info({ server: nc.getServer() }, 'connected to NATS');
     for (const e of entries.values()) attach(e);
+    for (const c of controls) attachControl(c);
     void (async () => {
       for await (const s of nc!.status()) {
         if (s.type === 'disconnect') {
@@ -132,6 +160,20 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
         if (entry.handlers.length > 0) return;
         entries.delete(key);
         entry.sub?.unsubscribe();
+      };
+    },
+    publishControl(kind: string, payload: Uint8Array) {
+      const subject = controlSubject(kind);
+      if (!nc || !connected || closing) throw new HubError('unavailable', 'message bus unavailable; control message not sent');
+      nc.publish(subject, payload);
+    },
+    subscribeControl(kind: string, handler: (payload: Uint8Array) => void) {
+      const c: ControlEntry = { subject: controlSubject(kind), handler };
+      controls.add(c);
+      attachControl(c);
+      return () => {
+        if (!controls.delete(c)) return;
+        c.sub?.unsubscribe();
       };
     },
     async flush() {

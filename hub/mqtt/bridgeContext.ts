@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { RoleGrants } from '../acl/grants.ts';
 import type { AuditSink } from '../audit/audit.ts';
 import type { TokenVerifier } from '../auth/principal.ts';
@@ -24,26 +25,71 @@ export interface BridgeContext {
   limits: MqttLimits;
   /** Live sessions on this node (keepalive sweep, shutdown). */
   sessions: Set<MqttSession>;
-  /** Registers `s` under (org, client id), disconnecting an older session with the same id on this node. */
+  /** Registers `s` under (org, client id), disconnecting an older session with the same id on any node. */
   takeOver(s: MqttSession): void;
   releaseClientId(s: MqttSession): void;
 }
 
-/** Client-id registry for session takeover on this node (MQTT 3.1.1 §3.1.4-2). Keys never reach NATS. */
-export function createClientIds(): Pick<BridgeContext, 'takeOver' | 'releaseClientId'> {
-  const byId = new Map<string, MqttSession>();
-  const keyOf = (s: MqttSession) => `${s.principal.org}\u0000${s.clientId}`;
+/** A takeover announcement, as sent between nodes. */
+interface TakeoverNotice {
+  /** SHA-256 of (org, client id): the id itself never reaches NATS. */
+  k: string;
+  node: string;
+  session: string;
+  /** When the announcing node registered the session (ms since the epoch). */
+  at: number;
+}
+
+export const TAKEOVER_CONTROL = 'mqtt.takeover';
+
+/**
+ * Client-id registry for session takeover (MQTT 3.1.1 §3.1.4-2, MQTT 5 §3.1.4-3), across nodes: a
+ * session registered on this node closes an older one with the same (org, client id) here, and is
+ * announced on the bus so that every other node closes its own older one. When two nodes register
+ * the same id at nearly the same moment, the later registration (then the greater session id)
+ * wins on both, so exactly one survives. Keyed by a hash of (org, client id): two orgs never take
+ * over each other's sessions, and client ids do not travel.
+ */
+export function createClientIds(deps: { bus: Bus; nodeId: string; log: Logger }): Pick<BridgeContext, 'takeOver' | 'releaseClientId'> & { close(): void } {
+  const byKey = new Map<string, { s: MqttSession; at: number }>();
+  const keyOf = (s: MqttSession) => createHash('sha256').update(s.principal.org).update('\u0000').update(s.clientId).digest('base64url');
+  const newer = (a: { at: number; session: string }, b: { at: number; session: string }) => a.at > b.at || (a.at === b.at && a.session > b.session);
+
+  const unsubscribe = deps.bus.subscribeControl(TAKEOVER_CONTROL, (payload) => {
+    let n: TakeoverNotice;
+    try {
+      n = JSON.parse(Buffer.from(payload).toString('utf8')) as TakeoverNotice;
+    } catch {
+      return;
+    }
+    if (n.node === deps.nodeId || typeof n.k !== 'string' || typeof n.at !== 'number' || typeof n.session !== 'string') return;
+    const local = byKey.get(n.k);
+    if (local && newer(n, { at: local.at, session: local.s.session })) {
+      byKey.delete(n.k);
+      local.s.disconnect(0x8e, 'session taken over');
+    }
+  });
+
   return {
     takeOver(s) {
       const key = keyOf(s);
-      const old = byId.get(key);
-      byId.set(key, s);
-      if (old && old !== s) old.disconnect(0x8e, 'session taken over');
+      const at = Date.now();
+      const old = byKey.get(key);
+      byKey.set(key, { s, at });
+      if (old && old.s !== s) old.s.disconnect(0x8e, 'session taken over');
+      const notice: TakeoverNotice = { k: key, node: deps.nodeId, session: s.session, at };
+      try {
+        deps.bus.publishControl(TAKEOVER_CONTROL, Buffer.from(JSON.stringify(notice)));
+      } catch (err) {
+        // NATS is down: takeover still holds on this node; other nodes are not told.
+        deps.log.warn({ err: (err as Error).message, session: s.session }, 'mqtt takeover not announced to other nodes');
+      }
     },
     releaseClientId(s) {
       if (!s.principal || !s.clientId) return;
       const key = keyOf(s);
-      if (byId.get(key) === s) byId.delete(key);
+      if (byKey.get(key)?.s === s) byKey.delete(key);
     },
+    close: unsubscribe,
   };
 }

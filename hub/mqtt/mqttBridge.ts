@@ -44,6 +44,7 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
         connectTimeoutMs: 10_000,
       };
       const sessions = new Set<MqttSession>();
+      const clientIds = createClientIds({ bus: core.bus, nodeId: core.nodeId, log });
       const ctx: BridgeContext = {
         verifier: core.verifier,
         roleGrants: core.roleGrants,
@@ -56,7 +57,8 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
         log,
         limits,
         sessions,
-        ...createClientIds(),
+        takeOver: clientIds.takeOver,
+        releaseClientId: clientIds.releaseClientId,
       };
 
       let server: Server;
@@ -66,6 +68,7 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
         const code = (err as NodeJS.ErrnoException).code;
         const explicit = opts.portExplicit ?? isExplicit('ORGHUB_MQTT_PORT');
         await ctx.retained.close();
+        clientIds.close();
         if (code === 'EADDRINUSE' && !explicit) {
           log.warn(`MQTT bridge off: port ${port} (the ORGHUB_MQTT_PORT default) is in use by another process; set ORGHUB_MQTT_PORT to a free port, or 0 to silence this`);
           return { stop: async () => {} };
@@ -92,6 +95,7 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
         checks: [{ name: 'redis', check: async () => ({ up: await ctx.retained.ping() }) }],
         async stop() {
           clearInterval(sweep);
+          clientIds.close();
           server.close();
           for (const s of [...sessions]) s.disconnect(Reason.serverShuttingDown, 'server shutting down');
           await new Promise((r) => setTimeout(r, 50));
