@@ -20,4 +20,18 @@ describe('metrics', () => {
     assert.match(text, /# TYPE orghub_fanout_deliveries_total counter/);
     assert.match(text, /# TYPE orghub_ws_connections gauge/);
   });
+
+  it('metrics - extra sources (event store, extensions) become gauges and counters', async () => {
+    let appends = 10;
+    const registry = createMetrics({ connections: () => 0, fanout: () => ({ messages: 0, deliveries: 0, frames: 0 }), fanoutPatterns: () => 0, auditBacklog: () => 0, auditDropped: () => 0 }, [
+      { name: 'x_appends_total', help: 'a', type: 'counter', read: () => appends },
+      { name: 'x_sessions', help: 'b', type: 'gauge', read: () => 4 },
+    ]);
+    const value = async (name: string) => (await registry.getSingleMetric(name)!.get()).values[0]?.value;
+    assert.equal(await value('x_appends_total'), 10);
+    appends = 25;
+    assert.equal(await value('x_appends_total'), 25);
+    assert.equal(await value('x_sessions'), 4);
+    assert.match(await registry.metrics(), /# TYPE x_appends_total counter[\s\S]*# TYPE x_sessions gauge/);
+  });
 });

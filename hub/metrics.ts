@@ -1,10 +1,22 @@
 import { Registry, Gauge, Counter, collectDefaultMetrics } from 'prom-client';
 
+/** One more figure for /metrics, read at scrape time: a gauge, or a counter over a monotonic number. */
+export interface MetricSource {
+  name: string;
+  help: string;
+  type: 'gauge' | 'counter';
+  read(): number;
+}
+
 /**
  * Prometheus metrics. Hot-path figures are read from plain counters at scrape time (collect
- * callbacks) rather than incremented per message through prom-client.
+ * callbacks) rather than incremented per message through prom-client. `extra` holds the figures of
+ * the event store and of hub extensions (the MQTT bridge).
  */
-export function createMetrics(sources: { connections(): number; fanout(): { messages: number; deliveries: number; frames: number }; fanoutPatterns(): number; auditBacklog(): number; auditDropped(): number }): Registry {
+export function createMetrics(
+  sources: { connections(): number; fanout(): { messages: number; deliveries: number; frames: number }; fanoutPatterns(): number; auditBacklog(): number; auditDropped(): number },
+  extra: readonly MetricSource[] = [],
+): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'orghub_process_' });
   const gauge = (name: string, help: string, read: () => number) =>
@@ -37,5 +49,6 @@ export function createMetrics(sources: { connections(): number; fanout(): { mess
   counter('orghub_fanout_frames_total', 'Coalesced frames published to uWS topics', () => sources.fanout().frames);
   gauge('orghub_audit_backlog', 'Audit events waiting for the event store', sources.auditBacklog);
   counter('orghub_audit_dropped_total', 'Audit events dropped past the buffer bound', sources.auditDropped);
+  for (const m of extra) (m.type === 'gauge' ? gauge : counter)(m.name, m.help, m.read);
   return registry;
 }

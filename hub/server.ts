@@ -13,12 +13,12 @@ import type { CommandHandler } from './core/commands.ts';
 import { createStoreAuditSink } from './audit/storeAuditSink.ts';
 import { CommandRegistry } from './commands/registry.ts';
 import { createCommandService } from './commands/commandService.ts';
-import type { EventStore } from './eventstore/eventStore.ts';
+import type { EventStore, EventStoreStats } from './eventstore/eventStore.ts';
 import { Publisher } from './core/publisher.ts';
 import { mountOpsApi, type ReadinessCheck } from './http/opsApi.ts';
 import { mountHttpApi } from './http/publishApi.ts';
 import type { Logger } from './log.ts';
-import { createMetrics } from './metrics.ts';
+import { createMetrics, type MetricSource } from './metrics.ts';
 import { WsFanout } from './transport/ws/fanout.ts';
 import { mountWebSocket } from './transport/ws/wsTransport.ts';
 import type { Bus } from './bus/bus.ts';
@@ -49,7 +49,7 @@ export interface HubCore {
 
 export interface HubExtension {
   name: string;
-  start(core: HubCore): Promise<{ checks?: ReadinessCheck[]; stop(): Promise<void> }>;
+  start(core: HubCore): Promise<{ checks?: ReadinessCheck[]; metrics?: MetricSource[]; stop(): Promise<void> }>;
 }
 
 export interface RunningHub {
@@ -96,9 +96,12 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   const stops: (() => Promise<void>)[] = [];
   const checks: ReadinessCheck[] = [{ name: 'nats', check: async () => ({ up: bus.connected }) }, ...(parts.checks ?? [])];
   if (store) checks.push({ name: 'eventstore', check: async () => (await store.readStream('_health', 'ping', { maxCount: 1 }), { up: true }) });
+  const metrics: MetricSource[] = [];
+  if (store?.stats) metrics.push(...eventStoreMetrics(store.stats.bind(store)));
   for (const ext of parts.extensions ?? []) {
     const started = await ext.start(core);
     checks.push(...(started.checks ?? []));
+    metrics.push(...(started.metrics ?? []));
     stops.push(started.stop);
   }
   checks.push({ name: 'audit', check: async () => ({ up: true, detail: audit.stats() }) });
@@ -108,7 +111,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     fanoutPatterns: () => fanout.size,
     auditBacklog: () => audit.stats().backlog,
     auditDropped: () => audit.stats().dropped,
-  });
+  }, metrics);
   mountOpsApi(app, checks, registry, log);
 
   const listenSocket = await new Promise<uws.us_listen_socket>((resolve, reject) => {
@@ -130,4 +133,14 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
       verifier.close?.();
     },
   };
+}
+
+/** The event store's write path on /metrics. */
+function eventStoreMetrics(stats: () => EventStoreStats): MetricSource[] {
+  return [
+    { name: 'orghub_eventstore_appends_total', help: 'Appends (commands and audit events) sent to the event store', type: 'counter', read: () => stats().appends },
+    { name: 'orghub_eventstore_batches_total', help: 'Group-commit transactions (appends / batches = mean batch size)', type: 'counter', read: () => stats().batches },
+    { name: 'orghub_eventstore_failed_batches_total', help: 'Group-commit transactions that failed as a whole', type: 'counter', read: () => stats().failedBatches },
+    { name: 'orghub_eventstore_pending', help: 'Appends queued or in flight', type: 'gauge', read: () => stats().pending },
+  ];
 }

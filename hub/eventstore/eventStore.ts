@@ -134,11 +134,25 @@ export interface Subscription {
   readonly ready: Promise<void>;
 }
 
+/** Counters of an adapter's write path, for /metrics (monotonic unless named otherwise). */
+export interface EventStoreStats {
+  /** appendToStream calls that reached the database. */
+  appends: number;
+  /** Transactions they were committed in (group commit: appends / batches = mean batch size). */
+  batches: number;
+  /** Transactions that failed as a whole (every append in them got the error). */
+  failedBatches: number;
+  /** Appends queued or in flight right now (a gauge). */
+  pending: number;
+}
+
 export interface EventStore {
   appendToStream(org: string, stream: string, events: NewEvent[], options?: AppendOptions): Promise<AppendResult>;
   readStream(org: string, stream: string, options?: ReadStreamOptions): Promise<RecordedEvent[]>;
   readAll(options?: ReadAllOptions): Promise<ReadAllBatch>;
   subscribe(options: SubscribeOptions): Subscription;
+  /** Write-path counters, where the adapter keeps them. */
+  stats?(): EventStoreStats;
   close(): Promise<void>;
 }
 

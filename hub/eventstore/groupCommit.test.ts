@@ -98,5 +98,6 @@ describe('group commit', () => {
     assert.match(String((three as PromiseRejectedResult).reason), /only 3 failed/);
     await gc.drain();
     assert.equal(gc.pending, 0);
+    assert.deepEqual({ ...gc.totals }, { items: 3, batches: 2, failedBatches: 1 });
   });
 });

@@ -32,6 +32,8 @@ export interface GroupCommit<I, R> {
   submit(item: I): Promise<R>;
   /** Requests queued or in flight. */
   readonly pending: number;
+  /** Since creation: requests flushed, batches flushed, batches whose flush rejected as a whole. */
+  readonly totals: { readonly items: number; readonly batches: number; readonly failedBatches: number };
   /** Flushes what is queued and waits for every batch in flight. */
   drain(): Promise<void>;
 }
@@ -48,6 +50,7 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
   if (!(opts.concurrency >= 1)) throw new RangeError('concurrency must be >= 1');
 
   let queue: Pending<I, R>[] = [];
+  const totals = { items: 0, batches: 0, failedBatches: 0 };
   let inFlight = 0;
   let inFlightItems = 0;
   let timer: NodeJS.Timeout | undefined;
@@ -139,6 +142,8 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
   async function runBatch(batch: Pending<I, R>[]): Promise<void> {
     inFlight++;
     inFlightItems += batch.length;
+    totals.items += batch.length;
+    totals.batches++;
     try {
       const outcomes = await opts.flush(batch.map((p) => p.item));
       batch.forEach((p, i) => {
@@ -148,6 +153,7 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
         else p.resolve(o);
       });
     } catch (err) {
+      totals.failedBatches++;
       for (const p of batch) p.reject(err);
     } finally {
       inFlight--;
@@ -173,6 +179,7 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
     get pending() {
       return queue.length + inFlightItems;
     },
+    totals,
     drain(): Promise<void> {
       if (inFlight === 0 && queue.length === 0) return Promise.resolve();
       if (timer) {

@@ -277,6 +277,11 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions = {}
       return group.submit({ org, stream, expected, events: prepared });
     },
 
+    stats() {
+      const t = group.totals;
+      return { appends: t.items, batches: t.batches, failedBatches: t.failedBatches, pending: group.pending };
+    },
+
     async readStream(org: string, stream: string, opts: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
       const sql = `SELECT ${COLUMNS} FROM events WHERE org_id = $1 AND stream_id = $2 AND stream_position >= $3
         ORDER BY events.stream_position LIMIT $4`;

@@ -226,6 +226,15 @@ describe('http publish api', () => {
     const metrics = await (await fetch(`${hub.url}/metrics`)).text();
     assert.match(metrics, /^orghub_ws_connections [1-9]\d*$/m);
     await ws.close();
+    // the connect above was audited through the event store: its write path shows on /metrics
+    let store = '';
+    for (let i = 0; i < 100 && !/^orghub_eventstore_batches_total [1-9]/m.test(store); i++) {
+      await sleep(50);
+      store = await (await fetch(`${hub.url}/metrics`)).text();
+    }
+    assert.match(store, /^orghub_eventstore_appends_total [1-9]\d*$/m);
+    assert.match(store, /^orghub_eventstore_batches_total [1-9]\d*$/m);
+    assert.match(store, /^orghub_eventstore_pending \d+$/m);
     assert.equal((await fetch(`${hub.url}/v1/nope`, { method: 'POST' })).status, 404);
   });
 

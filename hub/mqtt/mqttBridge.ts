@@ -91,8 +91,15 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
       }, 1000);
       sweep.unref();
 
+      const fanout = ctx.fanout;
       return {
         checks: [{ name: 'redis', check: async () => ({ up: await ctx.retained.ping() }) }],
+        metrics: [
+          { name: 'orghub_mqtt_sessions', help: 'Open MQTT sessions (TCP and WebSocket)', type: 'gauge', read: () => sessions.size },
+          { name: 'orghub_mqtt_fanout_patterns', help: 'Distinct (org, filter) bus subscriptions held for MQTT clients', type: 'gauge', read: () => fanout.size },
+          { name: 'orghub_mqtt_fanout_messages_total', help: 'Messages received from the bus for MQTT fan-out', type: 'counter', read: () => fanout.stats.messages },
+          { name: 'orghub_mqtt_deliveries_total', help: 'PUBLISH packets queued to MQTT clients', type: 'counter', read: () => fanout.stats.deliveries },
+        ],
         async stop() {
           clearInterval(sweep);
           clientIds.close();

@@ -55,6 +55,9 @@ describe('mqtt across nodes', () => {
       await second.c.client.publishAsync('t/x', 'still here', { qos: 1 });
       const [m] = await watcher.c.waitFor(1);
       assert.equal(m.payload.toString(), 'still here');
+      const metrics = await (await fetch(`${h1.hub.url}/metrics`)).text();
+      assert.match(metrics, /^orghub_mqtt_sessions [1-9]\d*$/m);
+      assert.match(metrics, /^orghub_mqtt_deliveries_total [1-9]\d*$/m);
     });
   }
 
