@@ -20,11 +20,6 @@ export function retainedIndexKey(org: string): string {
 }
 
 /**
- * Retained messages in Redis (`orghub:retained:<org>`, field = topic, and its topic index
- * `orghub:retained-topics:<org>`). Commands fail fast while Redis is down (no offline queue), so a
- * PUBLISH with retain is refused rather than parked. Every write touches both keys in one script.
- */
-/**
  * Rebuilds the index of an org whose hash has none (written before the index existed, or the
  * index key was lost): called at the start of every script, a no-op once the index exists.
  */
@@ -79,6 +74,11 @@ function isLiteral(pattern: string): boolean {
   return !pattern.split('/').some((seg) => seg === '+' || seg === '#');
 }
 
+/**
+ * Retained messages in Redis (`orghub:retained:<org>`, field = topic, and its topic index
+ * `orghub:retained-topics:<org>`). Commands fail fast while Redis is down (no offline queue), so a
+ * PUBLISH with retain is refused rather than parked. Every write touches both keys in one script.
+ */
 export function createRedisRetainedStore(url: string, log: Logger, maxPerOrg: number): RetainedStore {
   const redis = new Redis(url, {
     lazyConnect: false,
