@@ -16,6 +16,8 @@ import { parseArgs } from 'node:util';
 import { randomUUID } from 'node:crypto';
 import { createPostgresEventStore } from '../hub/eventstore/postgresEventStore.ts';
 import { migrate } from '../hub/eventstore/migrate.ts';
+import { openLoop } from './lib/openLoop.ts';
+import { fixed, percentiles } from './lib/stats.ts';
 
 const { values } = parseArgs({
   options: {
@@ -71,34 +73,21 @@ if (rate === undefined) {
   );
 } else {
   for (let w = 0; w < 50; w++) await Promise.all(Array.from({ length: 16 }, (_, k) => append(k, -1)));
-  const total = Math.floor(rate * seconds);
-  const inflight: Promise<void>[] = [];
-  started = performance.now();
-  let sent = 0;
-  while (sent < total) {
-    const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * rate));
-    for (; sent < due; sent++) {
-      const scheduled = started + (sent * 1000) / rate;
-      inflight.push(
-        append(sent % callers, sent, `${run}-${sent}`).then(
-          () => {
-            count++;
-            latencies.push(performance.now() - scheduled);
-          },
-          (err) => {
-            if (errors++ < 3) console.error(err);
-          },
-        ),
-      );
-    }
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  await Promise.all(inflight);
+  started = await openLoop(rate, Math.floor(rate * seconds), (i, scheduled) =>
+    append(i % callers, i, `${run}-${i}`).then(
+      () => {
+        count++;
+        latencies.push(performance.now() - scheduled);
+      },
+      (err) => {
+        if (errors++ < 3) console.error(err);
+      },
+    ),
+  );
 }
 const elapsed = (performance.now() - started) / 1000;
 await store.close();
-latencies.sort((a, b) => a - b);
-const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))]?.toFixed(2);
+const [p50, p90, p99] = percentiles(latencies, [50, 90, 99]).map((v) => fixed(v));
 console.log(
-  JSON.stringify({ callers, rate: rate ?? 'closed loop', seconds: +elapsed.toFixed(2), events: count, errors, eventsPerSec: Math.round(count / elapsed), p50ms: pct(50), p90ms: pct(90), p99ms: pct(99), windowMs: Number(values.window), concurrency: Number(values.concurrency), splitMin: Number(values.split) }),
+  JSON.stringify({ callers, rate: rate ?? 'closed loop', seconds: +elapsed.toFixed(2), events: count, errors, eventsPerSec: Math.round(count / elapsed), p50ms: p50, p90ms: p90, p99ms: p99, windowMs: Number(values.window), concurrency: Number(values.concurrency), splitMin: Number(values.split) }),
 );

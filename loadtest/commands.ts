@@ -20,6 +20,7 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import WebSocket from 'ws';
 import { migrate } from '../hub/eventstore/migrate.ts';
+import { openLoop } from './lib/openLoop.ts';
 import { startChild } from './lib/proc.ts';
 import { startHub, REPO_ROOT, type HubServer } from './lib/servers.ts';
 import { createBenchIssuer } from './lib/tokens.ts';
@@ -160,41 +161,40 @@ async function saturate(name: string, conns: CmdConn[], total: number, seqBase: 
  */
 async function paced(name: string, send: (seq: number) => Promise<boolean>, rate: number, seconds: number, seqBase: number): Promise<PhaseResult> {
   const latencies: number[] = [];
-  let sent = 0;
   let acked = 0;
   let errors = 0;
   const total = Math.floor(rate * seconds);
   const sendLag: number[] = [];
   const fromSend: number[] = [];
-  const inflight: Promise<void>[] = [];
   progress.start(name, () => ({ delivered: acked, note: `target=${Math.round(rate)}/s errors=${errors}` }));
-  const t0 = performance.now();
-  while (sent < total) {
-    const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * rate));
-    while (sent < due) {
-      const scheduled = t0 + (sent * 1000) / rate;
-      const sentAt = performance.now();
-      sendLag.push(sentAt - scheduled);
-      inflight.push(
-        send(seqBase + sent).then((ok) => {
-          if (ok) {
-            acked++;
-            fromSend.push(performance.now() - sentAt);
-            latencies.push(performance.now() - scheduled);
-          } else errors++;
-        }),
-      );
-      sent++;
-    }
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  await Promise.all(inflight);
+  const t0 = await openLoop(rate, total, (i, scheduled) => {
+    const sentAt = performance.now();
+    sendLag.push(sentAt - scheduled);
+    return send(seqBase + i).then((ok) => {
+      if (ok) {
+        acked++;
+        fromSend.push(performance.now() - sentAt);
+        latencies.push(performance.now() - scheduled);
+      } else errors++;
+    });
+  });
   const elapsed = (performance.now() - t0) / 1000;
   progress.stop();
   const [l50, l99] = percentiles(sendLag, [50, 99]);
   const [s50, s99] = percentiles(fromSend, [50, 99]);
   progress.log(`${name}: generator send lag (send time - scheduled) p50 ${fixed(l50)} ms, p99 ${fixed(l99)} ms; ack latency from send p50 ${fixed(s50)} ms, p99 ${fixed(s99)} ms`);
-  return { name, sent, acked, errors, seconds: elapsed, latencies };
+  return { name, sent: total, acked, errors, seconds: elapsed, latencies };
+}
+
+/** Runs pgbench on the event store's append script (8 clients, 2 threads) with `args`; returns its output. */
+async function runPgbench(label: string, args: string[]): Promise<string> {
+  progress.start(label);
+  const child = startChild('pgbench', 'pgbench', ['-n', '-c', '8', '-j', '2', ...args, '-f', PGBENCH_FILE, '-h', '127.0.0.1', '-U', 'postgres', 'orghub'], { cwd: REPO_ROOT });
+  const code = await new Promise<number | null>((resolve) => child.proc.once('exit', (c) => resolve(c)));
+  progress.stop();
+  const out = child.tail();
+  if (code !== 0) throw new Error(`${label} failed (exit ${code}):\n${out}`);
+  return out;
 }
 
 /**
@@ -209,11 +209,7 @@ async function pgbenchPaced(eventsPerSec: number): Promise<PhaseResult> {
   const dir = mkdtempSync(join(tmpdir(), 'orghub-pgbench-'));
   const tps = eventsPerSec / 10;
   try {
-    progress.start(`pgbench -R ${fixed(tps, 0)} -T ${PACED_S + 1}`);
-    const child = startChild('pgbench', 'pgbench', ['-n', '-c', '8', '-j', '2', '-T', String(PACED_S + 1), '-R', String(tps), '-l', '--log-prefix', join(dir, 'pgb'), '-f', PGBENCH_FILE, '-h', '127.0.0.1', '-U', 'postgres', 'orghub'], { cwd: REPO_ROOT });
-    const code = await new Promise<number | null>((resolve) => child.proc.once('exit', (c) => resolve(c)));
-    progress.stop();
-    if (code !== 0) throw new Error(`pgbench -R failed (exit ${code}):\n${child.tail()}`);
+    await runPgbench(`pgbench -R ${fixed(tps, 0)} -T ${PACED_S + 1}`, ['-T', String(PACED_S + 1), '-R', String(tps), '-l', '--log-prefix', join(dir, 'pgb')]);
     // log line: client transaction_no time_us script_no epoch_s epoch_us schedule_lag_us
     const rows: Array<[number, number]> = [];
     for (const f of readdirSync(dir)) {
@@ -234,13 +230,9 @@ async function pgbenchPaced(eventsPerSec: number): Promise<PhaseResult> {
 
 /** pgbench of the adapter's append, 10 single-event appends per transaction; returns tps. */
 async function pgbench(): Promise<number> {
-  progress.start(`pgbench -T ${PGBENCH_S}`);
-  const child = startChild('pgbench', 'pgbench', ['-n', '-c', '8', '-j', '2', '-T', String(PGBENCH_S), '-f', PGBENCH_FILE, '-h', '127.0.0.1', '-U', 'postgres', 'orghub'], { cwd: REPO_ROOT });
-  const code = await new Promise<number | null>((resolve) => child.proc.once('exit', (c) => resolve(c)));
-  progress.stop();
-  const out = child.tail();
+  const out = await runPgbench(`pgbench -T ${PGBENCH_S}`, ['-T', String(PGBENCH_S)]);
   const m = /tps = ([\d.]+) \(without initial connection time\)/.exec(out);
-  if (code !== 0 || !m) throw new Error(`pgbench failed (exit ${code}):\n${out}`);
+  if (!m) throw new Error(`pgbench printed no tps:\n${out}`);
   return Number(m[1]);
 }
 

@@ -56,22 +56,14 @@ const RANGE_LUA = `${ENSURE_INDEX_LUA}
 return redis.call('ZRANGEBYLEX', KEYS[2], ARGV[1], ARGV[2])`;
 
 /**
- * The part of a filter before its first wildcard, as a topic prefix: every topic the filter
- * matches starts with it. `devices/d1/#` → `devices/d1/`; `a/+/b` → `a/`; `#` or `+/x` → ``.
+ * The segments of a filter before its first wildcard, as a topic prefix: every topic the filter
+ * matches starts with it. `devices/d1/#` → `devices/d1/`; `a/+/b` → `a/`; `#`, `+/x` and a filter
+ * without wildcards (read directly instead) → ``.
  */
 export function literalPrefix(pattern: string): string {
-  let end = 0;
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i];
-    if ((c === '+' || c === '#') && (i === 0 || pattern[i - 1] === '/')) break;
-    if (c === '/') end = i + 1;
-  }
-  return pattern.slice(0, end);
-}
-
-/** True when the filter has no wildcard segment (it names one topic). */
-function isLiteral(pattern: string): boolean {
-  return !pattern.split('/').some((seg) => seg === '+' || seg === '#');
+  const segments = pattern.split('/');
+  const wildcard = segments.findIndex((seg) => seg === '+' || seg === '#');
+  return wildcard <= 0 ? '' : `${segments.slice(0, wildcard).join('/')}/`;
 }
 
 /**
@@ -112,7 +104,8 @@ export function createRedisRetainedStore(url: string, log: Logger, maxPerOrg: nu
     async match(org, pattern) {
       const key = retainedKey(org);
       let topics: string[];
-      if (isLiteral(pattern)) {
+      if (isValidTopic(pattern)) {
+        // a filter without wildcards names one topic
         topics = [pattern];
       } else {
         // only the index range that can match, then the exact check (`+`, `#`, the `$` rule)
