@@ -200,9 +200,10 @@ describe('commands failure', () => {
     const org = testOrg();
     const admin = await connect(org, 'alice');
     await quiet();
-    // When 300 commands are in flight and the connection to Postgres is cut after the first acks
+    // When 3000 commands are in flight and the connection to Postgres is cut after the first acks
+    // (3000, not 300: a fast machine once acked 300 before the cut landed)
     const answers: Promise<Record<string, any>>[] = [];
-    for (let i = 0; i < 300; i++) answers.push(admin.request({ op: 'cmd', type: 'device.reboot', topic: `devices/d${i % 10}/commands`, data: {}, key: `mid-${i}` }, 10_000));
+    for (let i = 0; i < 3000; i++) answers.push(admin.request({ op: 'cmd', type: 'device.reboot', topic: `devices/d${i % 10}/commands`, data: {}, key: `mid-${i}` }, 10_000));
     await admin.waitFor((f) => f.op === 'ok' && typeof f.id === 'number' && f.id > 1, 5000);
     await proxy.off();
     const settled = await Promise.allSettled(answers);
