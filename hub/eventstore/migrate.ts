@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import pg from 'pg';
 import { runner } from 'node-pg-migrate';
-import { rolesSql, DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE } from './roles.ts';
+import { rolesSql, readModelRolesSql, DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, DEFAULT_QUERY_ROLE, DEFAULT_PROJECTION_WRITER_ROLE } from './roles.ts';
 
 /** Versioned migrations live in `migrations/` at the repository root (node-pg-migrate files). */
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations', import.meta.url));
@@ -44,6 +44,9 @@ export async function migrate(opts: MigrateOptions = {}): Promise<string[]> {
     await client.query('SELECT pg_advisory_lock(7241865325823965)');
     try {
       await client.query(rolesSql(appRole, projectorRole));
+      await client.query(
+        readModelRolesSql(process.env.ORGHUB_DATABASE_QUERY_ROLE || DEFAULT_QUERY_ROLE, process.env.ORGHUB_DATABASE_PROJECTION_WRITER_ROLE || DEFAULT_PROJECTION_WRITER_ROLE),
+      );
     } finally {
       await client.query('SELECT pg_advisory_unlock(7241865325823965)');
     }

@@ -80,3 +80,58 @@ END
 $proj$;
 `;
 }
+
+/** Runs the query API's reads: not superuser, no BYPASSRLS, owns nothing, SELECT on the read models only. */
+export const DEFAULT_QUERY_ROLE = 'orghub_query';
+/** The projector's writer: may write the read models and its own bookkeeping, and nothing else. */
+export const DEFAULT_PROJECTION_WRITER_ROLE = 'orghub_projection_writer';
+
+/** Tenant read models the query role may SELECT (docs/projections.md). */
+export const READ_MODEL_TABLES = ['orgs', 'devices', 'sessions', 'audit_log', 'device_commands'] as const;
+/** Everything the projector's writer role writes. */
+export const PROJECTION_TABLES = [...READ_MODEL_TABLES, 'projection_checkpoints', 'projection_dead_letters'] as const;
+
+/**
+ * Roles and grants of the read side, as idempotent SQL; a no-op until the read-model migration has
+ * run. The writer role has no BYPASSRLS: RLS stays forced on every table, and the writer is let
+ * through by one explicit permissive policy per table, scoped `TO` that role (visible in
+ * pg_policies), so no other role gains anything and the writer can read no events.
+ */
+export function readModelRolesSql(queryRole: string = DEFAULT_QUERY_ROLE, writerRole: string = DEFAULT_PROJECTION_WRITER_ROLE): string {
+  const q = assertRoleName(queryRole);
+  const w = assertRoleName(writerRole);
+  const models = READ_MODEL_TABLES.join(', ');
+  const all = PROJECTION_TABLES.join(', ');
+  return `
+DO $rm$
+DECLARE
+  t text;
+BEGIN
+  IF to_regclass('public.devices') IS NULL THEN
+    RETURN;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${q}') THEN
+    CREATE ROLE ${q} NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+  END IF;
+  ALTER ROLE ${q} NOSUPERUSER NOBYPASSRLS;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${w}') THEN
+    CREATE ROLE ${w} NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+  END IF;
+  ALTER ROLE ${w} NOSUPERUSER NOBYPASSRLS;
+  IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+    EXECUTE format('GRANT ${q} TO %I', current_user);
+    EXECUTE format('GRANT ${w} TO %I', current_user);
+  END IF;
+  GRANT USAGE ON SCHEMA public TO ${q}, ${w};
+  GRANT SELECT ON ${models} TO ${q};
+  GRANT SELECT, INSERT, UPDATE, DELETE ON ${all} TO ${w};
+  GRANT USAGE ON SEQUENCE projection_dead_letters_id_seq TO ${w};
+  GRANT EXECUTE ON FUNCTION readmodel_ensure_audit_partition(timestamptz) TO ${w};
+  FOREACH t IN ARRAY ARRAY['${PROJECTION_TABLES.filter((t) => t !== 'projection_checkpoints').join("','")}'] LOOP
+    EXECUTE format('DROP POLICY IF EXISTS %I ON %I', t || '_writer', t);
+    EXECUTE format('CREATE POLICY %I ON %I FOR ALL TO ${w} USING (true) WITH CHECK (true)', t || '_writer', t);
+  END LOOP;
+END
+$rm$;
+`;
+}
