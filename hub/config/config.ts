@@ -40,6 +40,14 @@ export const settings = {
   ORGHUB_MQTT_MAX_INFLIGHT: { type: 'integer', minimum: 1, maximum: 65535, default: 100, description: 'Unacknowledged outbound QoS 1 messages per MQTT connection (lowered to the client\'s receive maximum); later ones queue.' },
   ORGHUB_MQTT_MAX_RETAINED: { type: 'integer', minimum: 1, maximum: 10000000, default: 10000, description: 'Retained topics per org (shared by all nodes, in Redis). A retained PUBLISH on a new topic past it is refused (MQTT 5 PUBACK 0x97) and audited as limit.hit; replacing or deleting is always allowed.' },
   ORGHUB_MQTT_RATE: { type: 'integer', minimum: 0, maximum: 10000000, default: 1000, description: 'Inbound PUBLISH packets per second per MQTT connection (token bucket, burst = 2 s worth); 0 disables. Over it disconnects (MQTT 5 reason 0x96).' },
+  ORGHUB_PROJECTION_LAG_THRESHOLD_S: { type: 'number', minimum: 0, maximum: 86400, default: 5, description: 'Hub `/ready`: a projection whose oldest unprojected event is older than this many seconds is reported `lagging` (still 200).' },
+  ORGHUB_PROJECTION_STATUS_CACHE_MS: { type: 'integer', minimum: 0, maximum: 60000, default: 2000, description: 'Hub: how long the projection lag read for `/ready` and `/metrics` is reused (one small query per period).' },
+  ORGHUB_PROJECTOR_PROJECTIONS: { type: 'string', default: 'all', description: 'Projector: which projections this process runs (`all` or a comma-separated list of orgs, audit_log, sessions, device_commands).' },
+  ORGHUB_PROJECTOR_BATCH: { type: 'integer', minimum: 1, maximum: 100000, default: 2000, description: 'Projector: most events read and applied in one transaction.' },
+  ORGHUB_PROJECTOR_POLL_MS: { type: 'integer', minimum: 1, maximum: 60000, default: 100, description: 'Projector: sleep between reads once caught up (bounds the steady-state lag).' },
+  ORGHUB_PROJECTOR_LOCK_POLL_MS: { type: 'integer', minimum: 50, maximum: 60000, default: 1000, description: 'Projector: how often a standby tries the advisory lock of a projection (takeover time after the active process dies).' },
+  ORGHUB_PROJECTOR_RETENTION_INTERVAL_S: { type: 'integer', minimum: 0, maximum: 86400, default: 3600, description: 'Projector: seconds between audit-log retention sweeps (drop or trim rows older than each org\'s audit_retention_days); 0 turns retention off.' },
+  ORGHUB_PROJECTOR_RETENTION_BATCH: { type: 'integer', minimum: 1, maximum: 100000, default: 5000, description: 'Projector: rows deleted per retention transaction when trimming inside a partition (short transactions, no long locks).' },
 } as const;
 
 type Settings = typeof settings;
@@ -93,4 +101,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 /** True when the variable was given in the environment rather than defaulted. */
 export function isExplicit(name: keyof Settings, env: NodeJS.ProcessEnv = process.env): boolean {
   return env[name] !== undefined && env[name] !== '';
+}
+
+/** The settings the projector process reads (it needs no JWT keys). */
+const PROJECTOR_KEYS = ['DATABASE_URL', 'ORGHUB_LOG_LEVEL', 'ORGHUB_PROJECTOR_PROJECTIONS', 'ORGHUB_PROJECTOR_BATCH', 'ORGHUB_PROJECTOR_POLL_MS', 'ORGHUB_PROJECTOR_LOCK_POLL_MS', 'ORGHUB_PROJECTOR_RETENTION_INTERVAL_S', 'ORGHUB_PROJECTOR_RETENTION_BATCH'] as const;
+export type ProjectorConfig = Pick<Config, (typeof PROJECTOR_KEYS)[number]>;
+const validateProjector = ajv.compile({
+  type: 'object',
+  properties: Object.fromEntries(PROJECTOR_KEYS.map((k) => [k, settings[k]])),
+  additionalProperties: true,
+});
+
+/** Like loadConfig, for `projections/main.ts`: only the projector's settings. */
+export function loadProjectorConfig(env: NodeJS.ProcessEnv = process.env): ProjectorConfig {
+  const raw: Record<string, unknown> = {};
+  for (const key of PROJECTOR_KEYS) {
+    const v = env[key];
+    if (v !== undefined && v !== '') raw[key] = v;
+  }
+  if (!validateProjector(raw)) {
+    const msgs = (validateProjector.errors ?? []).map((e) => `${e.instancePath.replace(/^\//, '')} ${e.message}`);
+    throw new ConfigError(`invalid configuration: ${msgs.join('; ')}`);
+  }
+  return Object.freeze(raw as unknown as ProjectorConfig);
 }
