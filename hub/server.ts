@@ -19,6 +19,7 @@ import { mountOpsApi, type ReadinessCheck } from './http/opsApi.ts';
 import { mountHttpApi } from './http/publishApi.ts';
 import type { Logger } from './log.ts';
 import { createMetrics, type MetricSource } from './metrics.ts';
+import { createProjectionStatus } from '../projections/hubStatus.ts';
 import { WsFanout } from './transport/ws/fanout.ts';
 import { mountWebSocket } from './transport/ws/wsTransport.ts';
 import type { Bus } from './bus/bus.ts';
@@ -112,6 +113,18 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     auditBacklog: () => audit.stats().backlog,
     auditDropped: () => audit.stats().dropped,
   }, metrics);
+  if (store && config.ORGHUB_EVENT_STORE === 'postgres') {
+    // The projector is its own process: its lag and dead letters are read from Postgres (docs/projections.md).
+    const projections = createProjectionStatus({
+      databaseUrl: config.DATABASE_URL,
+      lagThresholdS: config.ORGHUB_PROJECTION_LAG_THRESHOLD_S,
+      cacheMs: config.ORGHUB_PROJECTION_STATUS_CACHE_MS,
+      onError: (err) => log.debug({ err: (err as Error)?.message }, 'projection status read failed'),
+    });
+    checks.push(projections.check);
+    projections.register(registry);
+    stops.push(projections.close);
+  }
   mountOpsApi(app, checks, registry, log);
 
   const listenSocket = await new Promise<uws.us_listen_socket>((resolve, reject) => {
