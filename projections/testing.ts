@@ -84,7 +84,7 @@ export function startProjector(databaseUrl: string, env: Record<string, string> 
   return {
     child,
     output: () => out,
-    waitForLog(pred, timeoutMs = 15000) {
+    waitForLog(pred, timeoutMs = 30000) {
       const found = lines.find(pred);
       if (found) return Promise.resolve(found);
       return new Promise((resolve, reject) => {
