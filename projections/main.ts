@@ -7,6 +7,7 @@ import { createLogger } from '../hub/log.ts';
 import { selectProjections } from './registry.ts';
 import { sweepRetention } from './retention.ts';
 import { startProjectionRunner } from './runner.ts';
+import { createSharedReader } from './sharedReader.ts';
 
 /**
  * The projector process (`npm run projector`; `npm start` runs it beside the hub). Every selected
@@ -39,9 +40,10 @@ async function main() {
   const pool = new pg.Pool({ connectionString: databaseUrl, max: projections.length + 1, application_name: `orghub-projector:${process.pid}:write`, keepAlive: true });
   pool.on('error', (err) => log.warn({ err: err.message }, 'projector pool connection lost'));
 
+  const read = createSharedReader(store);
   const runners = projections.map((projection) =>
     startProjectionRunner({
-      store, pool, databaseUrl, writerRole, projection, log,
+      store, pool, databaseUrl, writerRole, projection, log, read,
       batchSize: config.ORGHUB_PROJECTOR_BATCH,
       pollMs: config.ORGHUB_PROJECTOR_POLL_MS,
       lockPollMs: config.ORGHUB_PROJECTOR_LOCK_POLL_MS,

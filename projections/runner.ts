@@ -4,6 +4,7 @@ import type { Logger } from '../hub/log.ts';
 import { LIVE, advanceCheckpoint, applyBatch, loadCheckpoint, CheckpointConflictError } from './apply.ts';
 import { acquireProjectionLock, type HeldLock } from './lock.ts';
 import type { Projection } from './projection.ts';
+import type { BatchReader } from './sharedReader.ts';
 
 export interface RunnerOptions {
   store: EventStore;
@@ -18,6 +19,8 @@ export interface RunnerOptions {
   /** How often a standby tries the lock (takeover time is at most about this). */
   lockPollMs: number;
   log: Logger;
+  /** Shared by the runners of one process (sharedReader.ts); default: a plain store.readAll. */
+  read?: BatchReader;
 }
 
 export interface RunnerStatus {
@@ -85,7 +88,7 @@ export function startProjectionRunner(opts: RunnerOptions): ProjectionRunner {
   async function follow(lock: HeldLock): Promise<void> {
     position = (await loadCheckpoint(pool, projection.name))?.position ?? START;
     const read = (after: Position) => {
-      const p = store.readAll({ after, batchSize: opts.batchSize });
+      const p = opts.read ? opts.read(after, opts.batchSize) : store.readAll({ after, batchSize: opts.batchSize });
       p.catch(() => {}); // observed when awaited; a prefetch may be dropped
       return p;
     };

@@ -1,5 +1,5 @@
 import type { Projection } from '../projection.ts';
-import { unnestInsert, type Column } from '../sql.ts';
+import { insertNew, type Column } from '../sql.ts';
 import { foldAudit, isAuditEvent, monthOf, type AuditRow } from './auditFold.ts';
 
 const COLUMNS: Column<AuditRow>[] = [
@@ -27,8 +27,7 @@ export const auditLogProjection: Projection = {
     const { rows, rejected } = foldAudit(events);
     if (rows.length === 0) return rejected;
     for (const month of new Set(rows.map((r) => monthOf(r.recorded_at)))) await tx.ensureAuditPartition(month);
-    const { sql, params } = unnestInsert(tx.table('audit_log'), COLUMNS, rows, 'ON CONFLICT DO NOTHING');
-    await tx.query(sql, params);
+    await insertNew(tx, tx.table('audit_log'), COLUMNS, rows, 'ON CONFLICT DO NOTHING');
     return rejected;
   },
 };

@@ -1,5 +1,5 @@
 import type { Projection } from '../projection.ts';
-import { unnestInsert, type Column } from '../sql.ts';
+import { insertNew, type Column } from '../sql.ts';
 import { foldCommands, isCommandEvent, type CommandRow } from './commandsFold.ts';
 
 const COLUMNS: Column<CommandRow>[] = [
@@ -29,8 +29,7 @@ export const deviceCommandsProjection: Projection = {
   async handle(events, tx) {
     const { rows, rejected } = foldCommands(events);
     if (rows.length === 0) return rejected;
-    const { sql, params } = unnestInsert(tx.table('device_commands'), COLUMNS, rows, 'ON CONFLICT (org_id, id) DO NOTHING');
-    await tx.query(sql, params);
+    await insertNew(tx, tx.table('device_commands'), COLUMNS, rows, 'ON CONFLICT (org_id, id) DO NOTHING');
     return rejected;
   },
 };

@@ -1,5 +1,5 @@
 import type { Projection } from '../projection.ts';
-import { unnestInsert, type Column } from '../sql.ts';
+import { arrayLiteral, unnestInsert, type Column } from '../sql.ts';
 import { foldSessions, isSessionEvent, type SessionPatch } from './sessionsFold.ts';
 
 const COLUMNS: Column<SessionPatch>[] = [
@@ -62,7 +62,7 @@ export const sessionsProjection: Projection = {
        FROM per GROUP BY org_id, device_id
        ON CONFLICT (org_id, id) DO UPDATE SET first_seen = EXCLUDED.first_seen, last_seen = EXCLUDED.last_seen, online = EXCLUDED.online,
          open_sessions = EXCLUDED.open_sessions, current_session = EXCLUDED.current_session, transport = EXCLUDED.transport, client_id = EXCLUDED.client_id`,
-      [rows.map((r) => r.org_id), rows.map((r) => r.id)],
+      [arrayLiteral(rows.map((r) => r.org_id)), arrayLiteral(rows.map((r) => r.id))],
     );
     return rejected;
   },
