@@ -17,6 +17,10 @@ import type { EventStore, EventStoreStats } from './eventstore/eventStore.ts';
 import { Publisher } from './core/publisher.ts';
 import { mountOpsApi, type ReadinessCheck } from './http/opsApi.ts';
 import { mountHttpApi } from './http/publishApi.ts';
+import { mountQueryApi } from './http/queryApi.ts';
+import { recordRoutes, type MountedRoute } from './http/routes.ts';
+import type { ReadModels } from './readmodels/readModels.ts';
+import { cursorKey } from './readmodels/factory.ts';
 import type { Logger } from './log.ts';
 import { createMetrics, type MetricSource } from './metrics.ts';
 import { createProjectionStatus } from '../projections/hubStatus.ts';
@@ -33,6 +37,8 @@ export interface HubParts {
   checks?: ReadinessCheck[];
   /** Mounts further routes or listeners (the MQTT bridge) once the core exists. */
   extensions?: HubExtension[];
+  /** The query side (docs/query-api.md); without it the query routes answer 503. Closed on stop. */
+  readModels?: ReadModels;
 }
 
 export interface HubCore {
@@ -56,6 +62,8 @@ export interface HubExtension {
 export interface RunningHub {
   port: number;
   core: HubCore;
+  /** Every route mounted on the HTTP port, extensions included (checked against docs/openapi.yaml). */
+  routes: readonly MountedRoute[];
   stop(): Promise<void>;
 }
 
@@ -71,7 +79,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   const store = parts.store;
   const audit = store ? createStoreAuditSink({ store, log, nodeId, maxBuffer: config.ORGHUB_AUDIT_BUFFER }) : createLogAuditSink(log);
   const commands = store ? createCommandService({ store, registry: new CommandRegistry(), bus, audit, log, nodeId }) : undefined;
-  const app = uws.App();
+  const { app, routes } = recordRoutes(uws.App());
   const publisher = new Publisher(bus, audit);
   const fanout = new WsFanout(app, bus);
   const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, config, log, nodeId };
@@ -93,6 +101,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     },
   });
   mountHttpApi({ app, verifier, roleGrants, publisher, audit, commands, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBatch: config.ORGHUB_HTTP_MAX_BATCH });
+  mountQueryApi({ app, verifier, roleGrants, audit, readModels: parts.readModels, log, cursorKey: cursorKey(config), exportPageSize: config.ORGHUB_QUERY_EXPORT_PAGE });
 
   const stops: (() => Promise<void>)[] = [];
   const checks: ReadinessCheck[] = [{ name: 'nats', check: async () => ({ up: bus.connected }) }, ...(parts.checks ?? [])];
@@ -136,6 +145,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   return {
     port,
     core,
+    routes,
     async stop() {
       uws.us_listen_socket_close(listenSocket);
       ws.stop();
@@ -143,6 +153,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
       await audit.close();
       await bus.close();
       await store?.close();
+      await parts.readModels?.close();
       verifier.close?.();
     },
   };
