@@ -252,7 +252,11 @@ describe('query api', () => {
     const t = await issuer.token(org, 'admin');
     const hostile = ['=1+2', '+SUM(A1)', '-3', '@cmd', '\tTAB', '\rCR', 'plain, "quoted"'];
     for (const [i, actor] of hostile.entries()) await fx.audit(org, { actor, recorded_at: new Date(Date.now() - (hostile.length - i) * 1000), data: { v: i } });
-    for (const how of [{ path: `/v1/audit${qs({ format: 'csv', order: 'asc' })}`, headers: {} }, { path: `/v1/audit${qs({ order: 'asc' })}`, headers: { accept: 'text/csv' } }]) {
+    const ways: { path: string; headers: Record<string, string> }[] = [
+      { path: `/v1/audit${qs({ format: 'csv', order: 'asc' })}`, headers: {} },
+      { path: `/v1/audit${qs({ order: 'asc' })}`, headers: { accept: 'text/csv' } },
+    ];
+    for (const how of ways) {
       const r = await get(how.path, t, how.headers);
       assert.equal(r.status, 200);
       assert.match(r.type, /^text\/csv/);
