@@ -20,6 +20,8 @@ const INJECTIONS = ["' OR 1=1 --", '%', '_', '%%', "\\'; DROP TABLE devices; --"
 /** Words that only a database (or driver) error would put in a body. */
 const LEAK = /syntax error|\bselect\b|relation "|\bcolumn\b|postgres|pg_|sqlstate|violates|ERROR:|invalid input|operator does|timestamptz|::uuid|\bWHERE\b/i;
 
+const STATEMENT_TIMEOUT_MS = 1500;
+
 describe('query api', () => {
   let issuer: TestIssuer;
   let hub: HubProcess;
@@ -30,7 +32,7 @@ describe('query api', () => {
     await migrate({ quiet: true });
     fx = createReadModelFixtures();
     issuer = await createTestIssuer();
-    hub = await startHubProcess({ ...issuer.env });
+    hub = await startHubProcess({ ...issuer.env, ORGHUB_QUERY_STATEMENT_TIMEOUT_MS: String(STATEMENT_TIMEOUT_MS), ORGHUB_QUERY_MAX_PER_ORG: '2' });
   });
   after(async () => {
     await hub?.stop();
@@ -252,7 +254,11 @@ describe('query api', () => {
     const t = await issuer.token(org, 'admin');
     const hostile = ['=1+2', '+SUM(A1)', '-3', '@cmd', '\tTAB', '\rCR', 'plain, "quoted"'];
     for (const [i, actor] of hostile.entries()) await fx.audit(org, { actor, recorded_at: new Date(Date.now() - (hostile.length - i) * 1000), data: { v: i } });
-    for (const how of [{ path: `/v1/audit${qs({ format: 'csv', order: 'asc' })}`, headers: {} }, { path: `/v1/audit${qs({ order: 'asc' })}`, headers: { accept: 'text/csv' } }]) {
+    const ways: { path: string; headers: Record<string, string> }[] = [
+      { path: `/v1/audit${qs({ format: 'csv', order: 'asc' })}`, headers: {} },
+      { path: `/v1/audit${qs({ order: 'asc' })}`, headers: { accept: 'text/csv' } },
+    ];
+    for (const how of ways) {
       const r = await get(how.path, t, how.headers);
       assert.equal(r.status, 200);
       assert.match(r.type, /^text\/csv/);
@@ -267,5 +273,40 @@ describe('query api', () => {
     const json = await get(`/v1/audit${qs({ order: 'asc' })}`, t);
     assert.equal(json.body.items[0].actor, '=1+2');
     assert.equal((await get(`/v1/audit${qs({ format: 'csv', cursor: json.body.nextCursor ?? 'a.b' })}`, t)).status, 400, 'an export takes no cursor');
+  });
+
+  it('limits - a query past the statement timeout answers 503 without database text; one org is held to its in-flight bound', async () => {
+    const a = testOrg('qlim');
+    const b = testOrg('qlim');
+    await seed(a, 'l');
+    await seed(b, 'm');
+    const ta = await issuer.token(a, 'admin');
+    const tb = await issuer.token(b, 'admin');
+    assert.equal((await get('/v1/devices', ta)).status, 200, 'positive control before the lock');
+    // An exclusive lock on `devices` makes every devices query wait until the statement timeout.
+    const locker = await fx.pool.connect();
+    try {
+      await locker.query('BEGIN; LOCK TABLE devices IN ACCESS EXCLUSIVE MODE');
+      const started = Date.now();
+      const waiting = [get('/v1/devices', ta), get('/v1/devices', ta)];
+      // Both slots of org A are taken (poll until the hub has them in flight), so a third is refused at once...
+      let third = await get('/v1/audit', ta);
+      for (const deadline = Date.now() + 1000; third.status !== 429 && Date.now() < deadline; ) third = await get('/v1/audit', ta);
+      assert.equal(third.status, 429);
+      assert.equal(third.body.error.code, 'limit');
+      // ... while org B, with its own bound, is served.
+      assert.equal((await get('/v1/audit', tb)).status, 200);
+      for (const r of await Promise.all(waiting)) {
+        assert.equal(r.status, 503, r.text);
+        assert.equal(r.body.error.code, 'unavailable');
+        assert.doesNotMatch(r.text, LEAK);
+        assert.doesNotMatch(r.text, /statement timeout|canceling|lock/i);
+      }
+      assert.ok(Date.now() - started >= STATEMENT_TIMEOUT_MS - 100, 'answered by the timeout, not earlier');
+    } finally {
+      await locker.query('ROLLBACK');
+      locker.release();
+    }
+    assert.equal((await get('/v1/devices', ta)).status, 200, 'served again once the lock is gone and the slots are free');
   });
 });

@@ -27,6 +27,8 @@ export interface QueryApiDeps {
   cursorKey: string;
   /** Rows per page of a CSV export. */
   exportPageSize: number;
+  /** Requests one org may have in flight on this node (an export counts until it ends). */
+  maxPerOrg: number;
 }
 
 /** What a handler gets: copied out of the uWS request before anything async happens. */
@@ -41,6 +43,8 @@ type Handler = (principal: Principal, req: Request, r: Reply, models: ReadModels
 
 export function mountQueryApi(deps: QueryApiDeps): void {
   const { app, verifier, roleGrants, audit, log } = deps;
+  /** In-flight requests per org on this node: the per-org bound on the shared query pool. */
+  const inFlight = new Map<string, number>();
 
   const route = (model: ReadModelName, handler: Handler) => (res: HttpResponse, req: HttpRequest) => {
     const query = req.getQuery() ?? '';
@@ -57,7 +61,17 @@ export function mountQueryApi(deps: QueryApiDeps): void {
         if (!compileGrants(principal, roleGrants).canRead(model)) throw new HubError('forbidden', `no read grant for ${model}`);
         if (!deps.readModels) throw new HubError('unavailable', 'read models are not enabled on this hub (ORGHUB_EVENT_STORE=none)');
         if (r.done) return; // the client left while we verified
-        await handler(principal, request, r, deps.readModels);
+        const org = principal.org;
+        const n = inFlight.get(org) ?? 0;
+        if (n >= deps.maxPerOrg) throw new HubError('limit', `too many queries in flight for this org (at most ${deps.maxPerOrg}); retry when one has finished`);
+        inFlight.set(org, n + 1);
+        try {
+          await handler(principal, request, r, deps.readModels);
+        } finally {
+          const left = (inFlight.get(org) ?? 1) - 1;
+          if (left === 0) inFlight.delete(org);
+          else inFlight.set(org, left);
+        }
       } catch (err) {
         if (!r.done) r.error(err);
         else if (!(err instanceof HubError)) log.error({ err }, 'query handler failed after the response started');

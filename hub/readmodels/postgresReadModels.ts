@@ -98,7 +98,7 @@ export function createPostgresReadModels(options: PostgresReadModelsOptions): Re
       let after: PageRequest['after'];
       let total = 0;
       for (;;) {
-        const page = await list<AuditEntry>('audit export', org, auditSql(org, filter, { limit: pageSize, after }), pageSize);
+        const page = await list<AuditEntry>('audit export', org, auditSql(org, filter, { limit: pageSize, after }, true), pageSize);
         total += page.items.length;
         if (page.items.length > 0 && (await sink(page.items)) === false) return total;
         if (!page.next) return total;

@@ -141,7 +141,8 @@ export interface ReadModels {
   /**
    * Every audit entry matching `filter`, page by page of `pageSize`, each page read in its own short
    * transaction (no connection is held while the caller writes). `sink` returns a promise to pause
-   * (backpressure) or `false` to stop early (the client went away).
+   * (backpressure) or `false` to stop early (the client went away). Here `data` is the entry's JSON
+   * text, not a parsed value.
    */
   exportAudit(org: string, filter: AuditFilter, pageSize: number, sink: (rows: AuditEntry[]) => Promise<boolean> | boolean): Promise<number>;
   devices(org: string, filter: DeviceFilter, page: PageRequest): Promise<Page<Device>>;

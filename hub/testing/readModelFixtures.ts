@@ -13,6 +13,8 @@ export interface ReadModelFixtures {
   device(org: string, row?: Partial<DeviceRow>): Promise<DeviceRow>;
   session(org: string, row?: Partial<SessionRow>): Promise<SessionRow>;
   command(org: string, row?: Partial<CommandRow>): Promise<CommandRow>;
+  /** Deletes every read-model row of `org` (after a bulk test). */
+  clear(org: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -54,6 +56,21 @@ export function createReadModelFixtures(databaseUrl = process.env.DATABASE_URL ?
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 3 });
   let position = Date.now() * 1000;
   const partitions = new Set<string>();
+  /** As the owner, with app.org_id set: FORCE ROW LEVEL SECURITY binds a non-superuser owner too. */
+  const inOrg = async (org: string, text: string, values: unknown[]) => {
+    const c = await pool.connect();
+    try {
+      await c.query('BEGIN');
+      await c.query(`SELECT set_config('app.org_id', $1, true)`, [org]);
+      await c.query(text, values);
+      await c.query('COMMIT');
+    } catch (err) {
+      await c.query('ROLLBACK').catch(() => {});
+      throw err;
+    } finally {
+      c.release();
+    }
+  };
   const ensurePartition = async (at: Date) => {
     const key = at.toISOString().slice(0, 7);
     if (partitions.has(key)) return;
@@ -76,7 +93,8 @@ export function createReadModelFixtures(databaseUrl = process.env.DATABASE_URL ?
         ...row,
       };
       await ensurePartition(r.recorded_at);
-      await pool.query(
+      await inOrg(
+        org,
         `INSERT INTO audit_log (org_id, id, recorded_at, global_position, type, actor, session, topic, outcome, correlation_id, node, data)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'node-1', $11)`,
         [org, r.id, r.recorded_at, position++, r.type, r.actor, r.session, r.topic, r.outcome, r.correlation_id, JSON.stringify(r.data)],
@@ -87,7 +105,8 @@ export function createReadModelFixtures(databaseUrl = process.env.DATABASE_URL ?
       const start = opts.start ?? new Date(Date.now() - n);
       await ensurePartition(start);
       await ensurePartition(new Date(start.getTime() + n));
-      await pool.query(
+      await inOrg(
+        org,
         `INSERT INTO audit_log (org_id, id, recorded_at, global_position, type, actor, session, topic, outcome, correlation_id, node, data)
          SELECT $1, gen_random_uuid(), $2::timestamptz + g * interval '1 millisecond', $3::bigint + g,
                 CASE WHEN g % 10 = 0 THEN 'publish.denied' ELSE 'session.connected' END, $5, NULL,
@@ -101,7 +120,8 @@ export function createReadModelFixtures(databaseUrl = process.env.DATABASE_URL ?
     },
     async device(org, row = {}) {
       const r: DeviceRow = { id: `d-${randomUUID().slice(0, 8)}`, last_seen: new Date(), online: true, transport: 'ws', ...row };
-      await pool.query(
+      await inOrg(
+        org,
         `INSERT INTO devices (org_id, id, first_seen, last_seen, online, open_sessions, current_session, transport, client_id)
          VALUES ($1, $2, $3, $3, $4, $5, NULL, $6, NULL)`,
         [org, r.id, r.last_seen, r.online, r.online ? 1 : 0, r.transport],
@@ -110,7 +130,8 @@ export function createReadModelFixtures(databaseUrl = process.env.DATABASE_URL ?
     },
     async session(org, row = {}) {
       const r: SessionRow = { id: randomUUID(), actor: 'user-1', device_id: null, transport: 'ws', connected_at: new Date(), disconnected_at: null, ...row };
-      await pool.query(
+      await inOrg(
+        org,
         `INSERT INTO sessions (org_id, id, actor, device_id, transport, client_id, node, connected_at, disconnected_at, duration_ms, reason, close_code)
          VALUES ($1, $2, $3, $4, $5, NULL, 'node-1', $6, $7, NULL, NULL, NULL)`,
         [org, r.id, r.actor, r.device_id, r.transport, r.connected_at, r.disconnected_at],
@@ -119,12 +140,16 @@ export function createReadModelFixtures(databaseUrl = process.env.DATABASE_URL ?
     },
     async command(org, row = {}) {
       const r: CommandRow = { id: randomUUID(), device_id: 'd1', type: 'device.reboot', status: 'issued', issued_at: new Date(), topic: 'devices/d1/commands', ...row };
-      await pool.query(
+      await inOrg(
+        org,
         `INSERT INTO device_commands (org_id, id, device_id, topic, type, data, status, issued_by, issued_at, updated_at, global_position, idempotency_key)
          VALUES ($1, $2, $3, $4, $5, '{}', $6, 'admin-1', $7, $7, $8, NULL)`,
         [org, r.id, r.device_id, r.topic, r.type, r.status, r.issued_at, position++],
       );
       return r;
+    },
+    async clear(org) {
+      for (const t of ['audit_log', 'devices', 'sessions', 'device_commands']) await inOrg(org, `DELETE FROM ${t} WHERE org_id = $1`, [org]);
     },
     close: () => pool.end(),
   };
