@@ -56,6 +56,7 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
         flusher: new FlushScheduler(),
         log,
         limits,
+        quotas: core.limits,
         sessions,
         takeOver: clientIds.takeOver,
         releaseClientId: clientIds.releaseClientId,

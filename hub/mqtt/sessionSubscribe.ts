@@ -53,6 +53,13 @@ export async function handleSubscribe(s: MqttSession, p: ISubscribePacket): Prom
       granted.push(subackRefusal(refusal, s.version));
       continue;
     }
+    if (isNew && !s.ctx.quotas.holdPattern(s.principal.org, pattern)) {
+      // The org's distinct patterns on this node are at the tier's cap (hub/limits).
+      s.lim.hit('patterns');
+      s.audit('limit.hit', { limit: 'patterns', transport: 'mqtt' });
+      granted.push(subackRefusal('quota', s.version));
+      continue;
+    }
     const qos = grantedQos(sub.qos);
     s.subs.set(pattern, qos);
     if (s.ctx.fanout.add(s.principal.org, pattern, s, qos)) opened = true;
@@ -90,6 +97,7 @@ export function handleUnsubscribe(s: MqttSession, p: IUnsubscribePacket): void {
   const removed = p.unsubscriptions.map((pattern) => {
     if (!s.subs.delete(pattern)) return false;
     s.ctx.fanout.remove(s.principal.org, pattern, s);
+    s.ctx.quotas.dropPattern(s.principal.org, pattern);
     return true;
   });
   s.send(unsubackPacket(p.messageId, removed, s.version));
