@@ -47,6 +47,7 @@ export const settings = {
   ORGHUB_LIMITS_ORGS: { type: 'string', default: '', description: 'JSON object of per-org tiers and overrides, e.g. `{"acme":{"tier":"enterprise","connections":{"org":50000}}}` (validated at start).' },
   ORGHUB_LIMITS_PER_IP: { type: 'integer', minimum: 0, maximum: 10000000, default: 0, description: 'Open connections (WebSocket + MQTT) per client IP address across the cluster, counted before authentication; 0 = off (the default, because behind a load balancer or NAT the peer address is not the client).' },
   ORGHUB_LIMITS_ABUSE: { type: 'integer', minimum: 0, maximum: 100000000, default: 2000, description: 'Rate-limit refusals within 10 s after which a connection is closed (WebSocket 4003, MQTT 5 DISCONNECT 0x96); 0 = never.' },
+  ORGHUB_LIMITS_PREFIX: { type: 'string', pattern: '^[A-Za-z0-9:_-]{1,64}$', default: 'orghub:lim:', description: 'Prefix of every Redis key of the limits (buckets, connection slots, node heartbeats); nodes of one cluster must share it.' },
   ORGHUB_LIMITS_LEASE_MS: { type: 'integer', minimum: 1, maximum: 10000, default: 100, description: 'Each node takes this many ms worth of a cluster-wide (user or org) bucket from Redis at a time and serves messages from it locally.' },
 } as const;
 

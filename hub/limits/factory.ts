@@ -15,8 +15,9 @@ export function createLimitService(config: Config, log: Logger, nodeId: string):
   return new LimitService({
     enabled,
     tiers,
-    cluster: enabled ? createRedisLimiter(config.REDIS_URL, log) : createMemoryLimiter(),
+    cluster: enabled ? createRedisLimiter(config.REDIS_URL, log, config.ORGHUB_LIMITS_PREFIX) : createMemoryLimiter(),
     nodeId,
+    prefix: config.ORGHUB_LIMITS_PREFIX,
     perIp: config.ORGHUB_LIMITS_PER_IP,
     abuseDenials: config.ORGHUB_LIMITS_ABUSE,
     leaseMs: config.ORGHUB_LIMITS_LEASE_MS,

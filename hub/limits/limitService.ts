@@ -14,6 +14,8 @@ export interface LimitServiceOptions {
   /** The cluster-wide store (Redis); the service falls back to local buckets while it fails. */
   cluster: Limiter;
   nodeId: string;
+  /** Prefix of every Redis key (ORGHUB_LIMITS_PREFIX). */
+  prefix: string;
   /** Connections per IP address across the cluster, counted before authentication (0 = off). */
   perIp: number;
   /** Refusals within 10 s after which a connection is closed (0 = never). */
@@ -66,7 +68,7 @@ export class LimitService {
     this.enabled = opts.enabled;
     this.timer = setInterval(() => this.housekeeping(), HEARTBEAT_MS);
     this.timer.unref();
-    if (this.enabled) void this.beat();
+    if (this.enabled) void (opts.cluster.ready?.() ?? Promise.resolve()).then(() => this.beat());
   }
 
   /** True while the cluster store is failing and local buckets stand in. */
@@ -89,7 +91,7 @@ export class LimitService {
     const l = this.limitsOf(p.org);
     const spec = (rate: number): BucketSpec => ({ rate, burst: Math.max(1, rate * l.burstSeconds) });
     const local = (rate: number) => (rate > 0 ? new LocalBucket(rate, spec(rate).burst) : undefined);
-    const lease = (kind: 'pub' | 'cmd', level: 'user' | 'org', rate: number) => (rate > 0 ? this.lease(bucketKey('orghub:lim:', kind, level, p.org, p.sub), spec(rate)) : undefined);
+    const lease = (kind: 'pub' | 'cmd', level: 'user' | 'org', rate: number) => (rate > 0 ? this.lease(bucketKey(this.opts.prefix, kind, level, p.org, p.sub), spec(rate)) : undefined);
     // HTTP has no connection: its requests meet the user's and the org's buckets only.
     const conn = (rate: number) => (transport === 'http' ? undefined : local(rate));
     return new ConnLimits(this, transport, l, this.opts.abuseDenials, {
@@ -101,7 +103,7 @@ export class LimitService {
   /** Takes a slot for a connection from `ip` (before authentication). */
   async admitIp(ip: string): Promise<Admission> {
     if (!this.enabled || this.opts.perIp <= 0) return { ok: true, slots: [] };
-    const key = slotKey('orghub:lim:', 'ip', ip);
+    const key = slotKey(this.opts.prefix, 'ip', ip);
     if (await this.acquire(key, this.opts.perIp)) return { ok: true, slots: [{ key }] };
     return { ok: false, limit: 'connections_ip', max: this.opts.perIp };
   }
@@ -110,9 +112,9 @@ export class LimitService {
   async admit(p: Principal): Promise<Admission> {
     if (!this.enabled) return { ok: true, slots: [] };
     const l = this.limitsOf(p.org);
-    const org = slotKey('orghub:lim:', 'org', p.org);
+    const org = slotKey(this.opts.prefix, 'org', p.org);
     if (!(await this.acquire(org, l.connections.org))) return { ok: false, limit: 'connections_org', max: l.connections.org };
-    const user = slotKey('orghub:lim:', 'user', p.org, p.sub);
+    const user = slotKey(this.opts.prefix, 'user', p.org, p.sub);
     if (!(await this.acquire(user, l.connections.user))) {
       this.release([{ key: org }]);
       return { ok: false, limit: 'connections_user', max: l.connections.user };

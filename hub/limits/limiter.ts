@@ -41,6 +41,8 @@ export interface Limiter {
   heartbeat(node: string, held: ReadonlyMap<string, number>, ttlMs: number): Promise<void>;
   /** Holders of `key` across live nodes. */
   count(key: string): Promise<number>;
+  /** Resolves once the store is first reachable (never, while it is down); absent when always ready. */
+  ready?(): Promise<void>;
   /** Whether the backing store answers now. */
   ping(): Promise<boolean>;
   close(): Promise<void>;
