@@ -51,23 +51,25 @@ export const TIER_DEFAULTS: Readonly<Record<Tier, TierLimits>> = {
   },
   standard: {
     publish: { connection: 2_000, user: 5_000, org: 50_000 },
-    commands: { connection: 200, user: 500, org: 5_000 },
+    commands: { connection: 2_000, user: 5_000, org: 50_000 },
     burstSeconds: 2,
     connections: { org: 20_000, user: 200 },
     maxMessageBytes: 64 * 1024,
     patternsPerNode: 20_000,
     retainedBytes: 64 * 1024 * 1024,
-    inflightCommands: 100,
+    // Group commit makes a deep pipeline the fast way to send commands: a backend may keep
+    // thousands in flight on one connection (hub/commands/failure.int.test.ts keeps 3000).
+    inflightCommands: 4_000,
   },
   enterprise: {
     publish: { connection: 20_000, user: 50_000, org: 1_000_000 },
-    commands: { connection: 2_000, user: 5_000, org: 50_000 },
+    commands: { connection: 20_000, user: 50_000, org: 500_000 },
     burstSeconds: 2,
     connections: { org: 1_000_000, user: 2_000 },
     maxMessageBytes: 1024 * 1024,
     patternsPerNode: 200_000,
     retainedBytes: 1024 * 1024 * 1024,
-    inflightCommands: 1_000,
+    inflightCommands: 20_000,
   },
 };
 
