@@ -51,7 +51,7 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
         bus: core.bus,
         audit: core.audit,
         commands: core.commands,
-        retained: opts.retained ?? createRedisRetainedStore(config.REDIS_URL, log, config.ORGHUB_MQTT_MAX_RETAINED),
+        retained: opts.retained ?? createRedisRetainedStore(config.REDIS_URL, log, config.ORGHUB_MQTT_MAX_RETAINED, (org) => (core.limits.enabled ? core.limits.limitsOf(org).retainedBytes : 0)),
         fanout: new MqttFanout(core.bus),
         flusher: new FlushScheduler(),
         log,

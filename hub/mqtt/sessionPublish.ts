@@ -55,7 +55,8 @@ export function handlePublish(s: MqttSession, p: IPublishPacket): void | Promise
   return s.ctx.retained.set(s.principal.org, msg).then(
     (stored) => {
       if (stored) return afterInbound(s, toBus(s, p.topic, payload, contentType, qos), p);
-      // Over the org's retained-topic cap: refused whole (not published), as MQTT 5 0x97 says.
+      // Over the org's retained-topic or retained-bytes cap: refused whole (not published), as MQTT 5 0x97 says.
+      s.lim.hit('retained_bytes');
       s.audit('limit.hit', { limit: 'retained_topics', topic: p.topic, transport: 'mqtt' });
       ack(s, Reason.quotaExceeded, p);
     },

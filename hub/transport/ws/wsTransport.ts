@@ -13,7 +13,7 @@ import type { Admission, LimitService, Slot } from '../../limits/limitService.ts
 import type { Logger } from '../../log.ts';
 import { decodeFrame, encodeFrame, FrameError, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, type ClientFrame, type Encoding } from '../../protocol/frames.ts';
 import type { CommandHandler } from '../../core/commands.ts';
-import { uwsTopic, type WsFanout } from './fanout.ts';
+import type { FanoutGroup, WsFanout } from './fanout.ts';
 
 export interface WsLimits {
   maxFrameBytes: number;
@@ -51,6 +51,8 @@ interface Conn extends ClientContext {
   slots: Slot[];
   /** Commands awaiting their durable ack. */
   inflight: number;
+  /** The fan-out group of sockets holding the same patterns (fanout.ts). */
+  fanoutGroup?: FanoutGroup;
 }
 
 type Id = number | string | undefined;
@@ -131,8 +133,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       throw new HubError('limit', 'the org holds too many distinct subscription patterns on this node');
     }
     c.subs.push(pattern);
-    ws.subscribe(uwsTopic(c.enc, c.principal.org, pattern));
-    if (fanout.retain(c.principal.org, pattern)) await fanout.confirm();
+    if (fanout.update(ws, c)) await fanout.confirm();
     if (!c.closed) ws.cork(() => ok(ws, id));
   };
 
@@ -140,8 +141,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
     const i = c.subs.indexOf(pattern);
     if (i < 0) return;
     c.subs.splice(i, 1);
-    ws.unsubscribe(uwsTopic(c.enc, c.principal.org, pattern));
-    fanout.release(c.principal.org, pattern);
+    fanout.update(ws, c);
     rateLimits.dropPattern(c.principal.org, pattern);
   };
 
@@ -367,10 +367,8 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       sockets.delete(ws);
       const c = ws.getUserData();
       c.closed = true;
-      for (const pattern of c.subs) {
-        fanout.release(c.principal.org, pattern);
-        rateLimits.dropPattern(c.principal.org, pattern);
-      }
+      fanout.remove(c);
+      for (const pattern of c.subs) rateLimits.dropPattern(c.principal.org, pattern);
       c.subs = [];
       rateLimits.release(c.slots);
       c.slots = [];
