@@ -22,8 +22,12 @@ interface Entry {
 interface OrgState {
   readonly entries: Map<string, Entry>;
   readonly index: PatternIndex<Entry>;
+  /** Topic → its subscribers at their QoS (merged over overlapping filters); cleared on any change. */
+  readonly cache: Map<string, Map<Subscriber, 0 | 1>>;
   dispose: () => void;
 }
+
+const TOPIC_CACHE = 4096;
 
 export interface MqttFanoutStats {
   messages: number;
@@ -53,11 +57,12 @@ export class MqttFanout {
     let opened = false;
     let os = this.orgs.get(org);
     if (!os) {
-      const state: OrgState = { entries: new Map(), index: new PatternIndex(), dispose: () => {} };
+      const state: OrgState = { entries: new Map(), index: new PatternIndex(), cache: new Map(), dispose: () => {} };
       state.dispose = this.bus.subscribeOrg(org, (m) => this.route(state, m));
       this.orgs.set(org, (os = state));
       opened = true;
     }
+    os.cache.clear();
     let e = os.entries.get(pattern);
     if (!e) {
       e = { subs: new Map() };
@@ -72,7 +77,9 @@ export class MqttFanout {
   remove(org: string, pattern: string, s: Subscriber): void {
     const os = this.orgs.get(org);
     const e = os?.entries.get(pattern);
-    if (!os || !e || !e.subs.delete(s) || e.subs.size > 0) return;
+    if (!os || !e || !e.subs.delete(s)) return;
+    os.cache.clear();
+    if (e.subs.size > 0) return;
     os.entries.delete(pattern);
     os.index.remove(pattern, e);
     this.patterns--;
@@ -88,15 +95,21 @@ export class MqttFanout {
 
   private route(os: OrgState, m: BusMessage): void {
     this.stats.messages++;
-    let first: Entry | undefined;
-    let merged: Map<Subscriber, 0 | 1> | undefined;
-    os.index.match(m.topic, (e) => {
-      if (!first) return void (first = e);
-      // Overlapping filters: one delivery per session, at the highest granted QoS.
-      merged ??= new Map(first.subs);
-      for (const [s, q] of e.subs) if ((merged.get(s) ?? -1) < q) merged.set(s, q);
-    });
-    if (first) this.deliver(merged ?? first.subs, m);
+    let subs = os.cache.get(m.topic);
+    if (!subs) {
+      let first: Entry | undefined;
+      let merged: Map<Subscriber, 0 | 1> | undefined;
+      os.index.match(m.topic, (e) => {
+        if (!first) return void (first = e);
+        // Overlapping filters: one delivery per session, at the highest granted QoS.
+        merged ??= new Map(first.subs);
+        for (const [s, q] of e.subs) if ((merged.get(s) ?? -1) < q) merged.set(s, q);
+      });
+      subs = merged ?? (first as Entry | undefined)?.subs ?? new Map();
+      if (os.cache.size >= TOPIC_CACHE) os.cache.clear();
+      os.cache.set(m.topic, subs);
+    }
+    if (subs.size > 0) this.deliver(subs, m);
   }
 
   private deliver(subs: Map<Subscriber, 0 | 1>, m: BusMessage): void {

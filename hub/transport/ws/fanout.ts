@@ -21,8 +21,6 @@ interface Group {
   pending: BusMessage[];
   /** The matching pattern named as `sub` for each pending message. */
   pendingSubs: Entry[];
-  /** The last message queued: the same BusMessage reaches every matching pattern, so this dedupes. */
-  last: BusMessage | undefined;
 }
 
 /** The groups holding one (org, pattern). */
@@ -32,11 +30,25 @@ interface Entry {
   groups: Group[];
 }
 
+/** A group a topic reaches, and the pattern its frames name. */
+interface Target {
+  readonly g: Group;
+  readonly e: Entry;
+}
+
 interface OrgState {
   readonly entries: Map<string, Entry>;
   readonly index: PatternIndex<Entry>;
+  /**
+   * Topic → the groups it reaches, deduplicated: most traffic repeats topics, so the index walk
+   * (which visits every overlapping pattern) runs once per topic, not once per message. Cleared
+   * whenever the org's groups change; bounded by TOPIC_CACHE.
+   */
+  readonly cache: Map<string, Target[]>;
   dispose: () => void;
 }
+
+const TOPIC_CACHE = 4096;
 
 /** What the fan-out keeps on a connection: its encoding, org, patterns and current group. */
 export interface FanoutMember {
@@ -101,15 +113,16 @@ export class WsFanout {
     if (g) g.refs++;
     else {
       const id = this.nextId++;
-      g = { key, org, patterns: sorted, topicJson: `j\u0000${org}\u0000${id}`, topicPack: `m\u0000${org}\u0000${id}`, refs: 1, pending: [], pendingSubs: [], last: undefined };
+      g = { key, org, patterns: sorted, topicJson: `j\u0000${org}\u0000${id}`, topicPack: `m\u0000${org}\u0000${id}`, refs: 1, pending: [], pendingSubs: [] };
       this.groups.set(key, g);
       let os = this.orgs.get(org);
       if (!os) {
-        const state: OrgState = { entries: new Map(), index: new PatternIndex(), dispose: () => {} };
+        const state: OrgState = { entries: new Map(), index: new PatternIndex(), cache: new Map(), dispose: () => {} };
         state.dispose = this.bus.subscribeOrg(org, (msg) => this.route(state, msg));
         this.orgs.set(org, (os = state));
         opened = true;
       }
+      os.cache.clear();
       for (const p of sorted) {
         let e = os.entries.get(p);
         if (!e) {
@@ -147,6 +160,7 @@ export class WsFanout {
     this.groups.delete(g.key);
     const os = this.orgs.get(g.org);
     if (!os) return;
+    os.cache.clear();
     for (const p of g.patterns) {
       const e = os.entries.get(p);
       if (!e) continue;
@@ -164,15 +178,25 @@ export class WsFanout {
 
   private route(os: OrgState, m: BusMessage): void {
     this.stats.messages++;
-    os.index.match(m.topic, (e) => {
-      for (const g of e.groups) {
-        if (g.last === m) continue;
-        g.last = m;
-        if (g.pending.length === 0) this.dirty.push(g);
-        g.pending.push(m);
-        g.pendingSubs.push(e);
-      }
-    });
+    let targets = os.cache.get(m.topic);
+    if (!targets) {
+      const found: Target[] = [];
+      const seen = new Set<Group>();
+      os.index.match(m.topic, (e) => {
+        for (const g of e.groups) {
+          if (seen.has(g)) continue;
+          seen.add(g);
+          found.push({ g, e });
+        }
+      });
+      if (os.cache.size >= TOPIC_CACHE) os.cache.clear();
+      os.cache.set(m.topic, (targets = found));
+    }
+    for (const { g, e } of targets) {
+      if (g.pending.length === 0) this.dirty.push(g);
+      g.pending.push(m);
+      g.pendingSubs.push(e);
+    }
     if (!this.scheduled && this.dirty.length > 0) {
       this.scheduled = true;
       // A 1 ms window rather than the end of this turn: NATS hands messages over a few per socket
@@ -191,7 +215,6 @@ export class WsFanout {
       const subs = g.pendingSubs;
       g.pending = [];
       g.pendingSubs = [];
-      g.last = undefined;
       const nJson = this.app.numSubscribers(g.topicJson);
       const nPack = this.app.numSubscribers(g.topicPack);
       // Almost always one pattern names every message of the group: no per-message arrays then.
