@@ -10,7 +10,8 @@ export type ErrorCode =
   | 'forbidden'
   | 'unauthorized'
   | 'too_large'
-  | 'limit' // a per-connection limit (subscriptions, rate) was hit
+  | 'limit' // a cap or quota was hit (subscriptions, connections, patterns, in-flight commands, message size)
+  | 'rate_limited' // a rate limit was hit; retry after `retryAfterMs`
   | 'unavailable' // a dependency (NATS, event store) is down; nothing was accepted
   | 'conflict' // optimistic concurrency check failed
   | 'unknown_command'
@@ -36,6 +37,14 @@ export class AuthError extends HubError {
   }
 }
 
+/** A rate limit refused the request; `retryAfterMs` says when a retry may succeed. */
+export class RateLimitedError extends HubError {
+  override name = 'RateLimitedError';
+  constructor(readonly retryAfterMs: number, what: string) {
+    super('rate_limited', `${what} rate limit reached; retry after ${retryAfterMs} ms`);
+  }
+}
+
 /** Invalid configuration: names the environment variable at fault. */
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -50,6 +59,7 @@ export const CloseCode = {
   shutdown: 4000,
   slowConsumer: 4001,
   idleTimeout: 4002,
+  rateLimited: 4003,
   tokenExpired: 4100,
   tokenRevoked: 4101,
   protocolViolation: 4200,
@@ -67,6 +77,7 @@ export const httpStatus: Record<ErrorCode, number> = {
   unauthorized: 401,
   too_large: 413,
   limit: 429,
+  rate_limited: 429,
   unavailable: 503,
   conflict: 409,
   unknown_command: 400,

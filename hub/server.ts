@@ -28,6 +28,10 @@ import { WsFanout } from './transport/ws/fanout.ts';
 import { mountWebSocket } from './transport/ws/wsTransport.ts';
 import type { Bus } from './bus/bus.ts';
 import { ConfigError } from './errors.ts';
+import { createAggregatingAuditSink } from './audit/aggregatingAuditSink.ts';
+import { createLimitService } from './limits/factory.ts';
+import type { LimitService } from './limits/limitService.ts';
+import { registerLimitMetrics } from './limits/metrics.ts';
 
 /** What the outside world may plug in: everything else is built from the config. */
 export interface HubParts {
@@ -49,6 +53,8 @@ export interface HubCore {
   publisher: Publisher;
   audit: AuditSink;
   commands?: CommandHandler;
+  /** Rate limits, caps and quotas, shared by every transport. */
+  limits: LimitService;
   config: Config;
   log: Logger;
   nodeId: string;
@@ -77,12 +83,14 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   });
   const bus = createNatsBus({ servers: config.NATS_URL, name: `orghub ${nodeId}`, log });
   const store = parts.store;
-  const audit = store ? createStoreAuditSink({ store, log, nodeId, maxBuffer: config.ORGHUB_AUDIT_BUFFER }) : createLogAuditSink(log);
+  // Denials and limit hits are aggregated per window, so a flood cannot become an audit flood.
+  const audit = createAggregatingAuditSink(store ? createStoreAuditSink({ store, log, nodeId, maxBuffer: config.ORGHUB_AUDIT_BUFFER }) : createLogAuditSink(log));
+  const limits = createLimitService(config, log, nodeId);
   const commands = store ? createCommandService({ store, registry: new CommandRegistry(), bus, audit, log, nodeId }) : undefined;
   const { app, routes } = recordRoutes(uws.App());
   const publisher = new Publisher(bus, audit);
   const fanout = new WsFanout(app, bus);
-  const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, config, log, nodeId };
+  const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, limits, config, log, nodeId };
 
   const ws = mountWebSocket({
     app,
@@ -93,6 +101,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     audit,
     commands,
     log,
+    rateLimits: limits,
     limits: {
       maxFrameBytes: config.ORGHUB_MAX_FRAME_BYTES,
       maxSubscriptions: config.ORGHUB_MAX_SUBSCRIPTIONS,
@@ -100,7 +109,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
       maxBackpressure: config.ORGHUB_MAX_BACKPRESSURE,
     },
   });
-  mountHttpApi({ app, verifier, roleGrants, publisher, audit, commands, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBatch: config.ORGHUB_HTTP_MAX_BATCH });
+  mountHttpApi({ app, verifier, roleGrants, publisher, audit, commands, limits, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBatch: config.ORGHUB_HTTP_MAX_BATCH });
   mountQueryApi({ app, verifier, roleGrants, audit, readModels: parts.readModels, log, cursorKey: cursorKey(config), exportPageSize: config.ORGHUB_QUERY_EXPORT_PAGE, maxPerOrg: config.ORGHUB_QUERY_MAX_PER_ORG });
 
   const stops: (() => Promise<void>)[] = [];
@@ -115,6 +124,8 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     stops.push(started.stop);
   }
   checks.push({ name: 'audit', check: async () => ({ up: true, detail: audit.stats() }) });
+  // Limits fail open to local buckets while Redis is down (docs/operations.md), so never "down" here.
+  if (limits.enabled) checks.push({ name: 'limits', check: async () => ({ up: true, detail: { degraded: limits.degraded } }) });
   const registry = createMetrics({
     connections: ws.connections,
     fanout: () => fanout.stats,
@@ -134,6 +145,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     projections.register(registry);
     stops.push(projections.close);
   }
+  registerLimitMetrics(registry, limits);
   mountOpsApi(app, checks, registry, log);
 
   const listenSocket = await new Promise<uws.us_listen_socket>((resolve, reject) => {
@@ -151,6 +163,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
       ws.stop();
       for (const s of stops.reverse()) await s().catch((err) => log.warn({ err }, 'extension stop failed'));
       await audit.close();
+      await limits.close();
       await bus.close();
       await store?.close();
       await parts.readModels?.close();

@@ -1,5 +1,6 @@
 import { Ajv } from 'ajv';
 import { ConfigError } from '../errors.ts';
+import { parseOrgOverrides, parseTierOverrides } from '../limits/tiers.ts';
 
 /**
  * Every setting of the hub, in one place. Each entry is an environment variable with its
@@ -54,6 +55,14 @@ export const settings = {
   ORGHUB_PROJECTOR_LOCK_POLL_MS: { type: 'integer', minimum: 50, maximum: 60000, default: 1000, description: 'Projector: how often a standby tries the advisory lock of a projection (takeover time after the active process dies).' },
   ORGHUB_PROJECTOR_RETENTION_INTERVAL_S: { type: 'integer', minimum: 0, maximum: 86400, default: 3600, description: 'Projector: seconds between audit-log retention sweeps (drop or trim rows older than each org\'s audit_retention_days); 0 turns retention off.' },
   ORGHUB_PROJECTOR_RETENTION_BATCH: { type: 'integer', minimum: 1, maximum: 100000, default: 5000, description: 'Projector: rows deleted per retention transaction when trimming inside a partition (short transactions, no long locks).' },
+  ORGHUB_LIMITS: { type: 'string', enum: ['on', 'off'], default: 'on', description: 'Rate limits, connection caps and per-tier quotas (docs/operations.md "Limits"); `off` skips every check (benchmarks, trusted single-tenant installs).' },
+  ORGHUB_LIMITS_TIER: { type: 'string', enum: ['free', 'standard', 'enterprise'], default: 'standard', description: 'Tier of an org that ORGHUB_LIMITS_ORGS does not name; the defaults of each tier are in docs/operations.md.' },
+  ORGHUB_LIMITS_TIERS: { type: 'string', default: '', description: 'JSON object changing tier defaults, e.g. `{"free":{"publish":{"org":100}}}` (fields as in docs/operations.md "Limits"; validated at start).' },
+  ORGHUB_LIMITS_ORGS: { type: 'string', default: '', description: 'JSON object of per-org tiers and overrides, e.g. `{"acme":{"tier":"enterprise","connections":{"org":50000}}}` (validated at start).' },
+  ORGHUB_LIMITS_PER_IP: { type: 'integer', minimum: 0, maximum: 10000000, default: 0, description: 'Open connections (WebSocket + MQTT) per client IP address across the cluster, counted before authentication; 0 = off (the default, because behind a load balancer or NAT the peer address is not the client).' },
+  ORGHUB_LIMITS_ABUSE: { type: 'integer', minimum: 0, maximum: 100000000, default: 2000, description: 'Rate-limit refusals within 10 s after which a connection is closed (WebSocket 4003, MQTT 5 DISCONNECT 0x96); 0 = never.' },
+  ORGHUB_LIMITS_PREFIX: { type: 'string', pattern: '^[A-Za-z0-9:_-]{1,64}$', default: 'orghub:lim:', description: 'Prefix of every Redis key of the limits (buckets, connection slots, node heartbeats); nodes of one cluster must share it.' },
+  ORGHUB_LIMITS_LEASE_MS: { type: 'integer', minimum: 1, maximum: 10000, default: 100, description: 'Each node takes this many ms worth of a cluster-wide (user or org) bucket from Redis at a time and serves messages from it locally.' },
 } as const;
 
 type Settings = typeof settings;
@@ -100,6 +109,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       throw new ConfigError('ORGHUB_ROLE_GRANTS is not valid JSON');
     }
   }
+  parseTierOverrides(cfg.ORGHUB_LIMITS_TIERS);
+  parseOrgOverrides(cfg.ORGHUB_LIMITS_ORGS);
   /** Whether the MQTT port was set explicitly (then a busy port is fatal). */
   return Object.freeze(cfg);
 }

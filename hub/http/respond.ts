@@ -1,5 +1,5 @@
 import type { HttpResponse } from '@trufflesuite/uws-js-unofficial';
-import { HubError, httpStatus, type ErrorCode } from '../errors.ts';
+import { HubError, httpStatus, RateLimitedError, type ErrorCode } from '../errors.ts';
 
 const reasons: Record<number, string> = { 200: 'OK', 202: 'Accepted', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 429: 'Too Many Requests', 500: 'Internal Server Error', 503: 'Service Unavailable' };
 
@@ -33,16 +33,20 @@ export function reply(res: HttpResponse, onInternal: (err: unknown) => void): Re
     aborted = true;
     onAbort?.();
   });
-  const json = (status: number, body: unknown) => {
+  const json = (status: number, body: unknown, retryAfterS?: number) => {
     if (done) return;
     done = true;
     res.cork(() => {
-      res.writeStatus(`${status} ${reasons[status] ?? ''}`).writeHeader('content-type', 'application/json').end(JSON.stringify(body));
+      res.writeStatus(`${status} ${reasons[status] ?? ''}`);
+      if (retryAfterS !== undefined) res.writeHeader('retry-after', String(retryAfterS));
+      res.writeHeader('content-type', 'application/json').end(JSON.stringify(body));
     });
   };
   return {
     json,
     error(err: unknown) {
+      // Retry-After is in whole seconds (RFC 9110); the body carries the exact retryAfterMs.
+      if (err instanceof RateLimitedError) return json(429, errorBody(err.code, err.message, { retryAfterMs: err.retryAfterMs }), Math.max(1, Math.ceil(err.retryAfterMs / 1000)));
       if (err instanceof HubError) return json(httpStatus[err.code], errorBody(err.code, err.message));
       onInternal(err);
       json(500, errorBody('internal', 'internal error'));

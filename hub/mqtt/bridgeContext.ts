@@ -5,6 +5,7 @@ import type { TokenVerifier } from '../auth/principal.ts';
 import type { Bus } from '../bus/bus.ts';
 import type { CommandHandler } from '../core/commands.ts';
 import type { Logger } from '../log.ts';
+import type { LimitService } from '../limits/limitService.ts';
 import type { MqttLimits } from './limits.ts';
 import type { MqttFanout } from './mqttFanout.ts';
 import type { MqttSession } from './mqttSession.ts';
@@ -23,6 +24,8 @@ export interface BridgeContext {
   flusher: FlushScheduler;
   log: Logger;
   limits: MqttLimits;
+  /** Rate limits, connection caps and quotas shared with the other transports (hub/limits). */
+  quotas: LimitService;
   /** Live sessions on this node (keepalive sweep, shutdown). */
   sessions: Set<MqttSession>;
   /** Registers `s` under (org, client id), disconnecting an older session with the same id on any node. */
