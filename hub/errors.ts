@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'too_large'
   | 'limit' // a per-connection limit (subscriptions, rate) was hit
   | 'unavailable' // a dependency (NATS, event store) is down; nothing was accepted
+  | 'overloaded' // the event store's queue (or this org's share of it) is full; nothing was accepted, retry after `retryAfterMs`
   | 'conflict' // optimistic concurrency check failed
   | 'unknown_command'
   | 'not_found'
@@ -19,12 +20,15 @@ export type ErrorCode =
 
 export class HubError extends Error {
   override name = 'HubError';
+  /** When set, the client should wait this long before retrying (WS `retryAfterMs`, HTTP `Retry-After`). */
+  readonly retryAfterMs?: number;
   constructor(
     readonly code: ErrorCode,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; retryAfterMs?: number },
   ) {
     super(message, options);
+    if (options?.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs;
   }
 }
 
@@ -68,6 +72,7 @@ export const httpStatus: Record<ErrorCode, number> = {
   too_large: 413,
   limit: 429,
   unavailable: 503,
+  overloaded: 503,
   conflict: 409,
   unknown_command: 400,
   not_found: 404,

@@ -68,7 +68,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   });
   const bus = createNatsBus({ servers: config.NATS_URL, name: `orghub ${nodeId}`, log });
   const store = parts.store;
-  const audit = store ? createStoreAuditSink({ store, log, nodeId, maxBuffer: config.ORGHUB_AUDIT_BUFFER }) : createLogAuditSink(log);
+  const audit = store ? createStoreAuditSink({ store, log, nodeId, maxBuffer: config.ORGHUB_AUDIT_BUFFER, maxPerOrg: config.ORGHUB_AUDIT_ORG_BUFFER }) : createLogAuditSink(log);
   const commands = store ? createCommandService({ store, registry: new CommandRegistry(), bus, audit, log, nodeId }) : undefined;
   const app = uws.App();
   const publisher = new Publisher(bus, audit);
@@ -95,7 +95,8 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
 
   const stops: (() => Promise<void>)[] = [];
   const checks: ReadinessCheck[] = [{ name: 'nats', check: async () => ({ up: bus.connected }) }, ...(parts.checks ?? [])];
-  if (store) checks.push({ name: 'eventstore', check: async () => (await store.readStream('_health', 'ping', { maxCount: 1 }), { up: true }) });
+  // The Postgres store pings on a connection of its own, never one that appends wait for.
+  if (store) checks.push({ name: 'eventstore', check: async () => (await (store.ping ? store.ping() : store.readStream('_health', 'ping', { maxCount: 1 })), { up: true }) });
   const metrics: MetricSource[] = [];
   if (store?.stats) metrics.push(...eventStoreMetrics(store.stats.bind(store)));
   for (const ext of parts.extensions ?? []) {
@@ -104,15 +105,17 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     metrics.push(...(started.metrics ?? []));
     stops.push(started.stop);
   }
-  checks.push({ name: 'audit', check: async () => ({ up: true, detail: audit.stats() }) });
+  checks.push({ name: 'audit', check: async () => ({ up: true, detail: { ...audit.stats() } }) });
   const registry = createMetrics({
     connections: ws.connections,
     fanout: () => fanout.stats,
     fanoutPatterns: () => fanout.size,
     auditBacklog: () => audit.stats().backlog,
     auditDropped: () => audit.stats().dropped,
+    auditDroppedByOrg: () => audit.stats().droppedByOrg ?? {},
+    auditDeadLettered: () => audit.stats().deadLettered ?? 0,
   }, metrics);
-  mountOpsApi(app, checks, registry, log);
+  mountOpsApi(app, checks, registry, log, config.ORGHUB_READY_CACHE_MS);
 
   const listenSocket = await new Promise<uws.us_listen_socket>((resolve, reject) => {
     app.listen(config.ORGHUB_HOST, config.ORGHUB_PORT, (s) => (s ? resolve(s) : reject(new ConfigError(`cannot listen on ${config.ORGHUB_HOST}:${config.ORGHUB_PORT} (ORGHUB_PORT)`))));
@@ -142,5 +145,7 @@ function eventStoreMetrics(stats: () => EventStoreStats): MetricSource[] {
     { name: 'orghub_eventstore_batches_total', help: 'Group-commit transactions (appends / batches = mean batch size)', type: 'counter', read: () => stats().batches },
     { name: 'orghub_eventstore_failed_batches_total', help: 'Group-commit transactions that failed as a whole', type: 'counter', read: () => stats().failedBatches },
     { name: 'orghub_eventstore_pending', help: 'Appends queued or in flight', type: 'gauge', read: () => stats().pending },
+    { name: 'orghub_eventstore_overloaded_total', help: 'Appends refused with `overloaded` (group-commit queue or one org\'s share of it full)', type: 'counter', read: () => stats().overloaded ?? 0 },
+    { name: 'orghub_eventstore_data_errors_total', help: 'Appends the database rejected for their data; each failed alone (its batch-mates were bisected out and committed)', type: 'counter', read: () => stats().dataErrors ?? 0 },
   ];
 }

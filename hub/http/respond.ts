@@ -15,17 +15,22 @@ export function reply(res: HttpResponse, onInternal: (err: unknown) => void): Re
   res.onAborted(() => {
     done = true;
   });
-  const json = (status: number, body: unknown) => {
+  const json = (status: number, body: unknown, retryAfterMs?: number) => {
     if (done) return;
     done = true;
     res.cork(() => {
-      res.writeStatus(`${status} ${reasons[status] ?? ''}`).writeHeader('content-type', 'application/json').end(JSON.stringify(body));
+      res.writeStatus(`${status} ${reasons[status] ?? ''}`);
+      if (retryAfterMs !== undefined) res.writeHeader('retry-after', String(Math.max(1, Math.ceil(retryAfterMs / 1000))));
+      res.writeHeader('content-type', 'application/json').end(JSON.stringify(body));
     });
   };
   return {
     json,
     error(err: unknown) {
-      if (err instanceof HubError) return json(httpStatus[err.code], errorBody(err.code, err.message));
+      if (err instanceof HubError) {
+        const retry = err.retryAfterMs === undefined ? undefined : { retryAfterMs: err.retryAfterMs };
+        return json(httpStatus[err.code], errorBody(err.code, err.message, retry), err.retryAfterMs);
+      }
       onInternal(err);
       json(500, errorBody('internal', 'internal error'));
     },

@@ -188,7 +188,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
     const c = ws.getUserData();
     if (c.closed) return;
     if (err instanceof HubError) {
-      ws.cork(() => fail(ws, id, err.code, err.message));
+      ws.cork(() => fail(ws, id, err.code, err.message, err.retryAfterMs === undefined ? undefined : { retryAfterMs: err.retryAfterMs }));
       return;
     }
     log.error({ err, session: c.session }, 'frame handling failed');
