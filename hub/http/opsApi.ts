@@ -1,5 +1,5 @@
 import type { TemplatedApp } from '@trufflesuite/uws-js-unofficial';
-import type { Registry } from 'prom-client';
+import { Counter, type Registry } from 'prom-client';
 import type { Logger } from '../log.ts';
 
 /** A dependency that `/ready` reports by name. `detail` is shown as-is (no secrets). */
@@ -19,10 +19,11 @@ export interface ReadinessResult {
  * arrive while a check runs share it. So a flood of unauthenticated `/ready` requests costs one
  * check per `ttlMs`, never one per request (issue 9: a /ready flood must not slow tenants down).
  */
-export function cachedReadiness(checks: readonly ReadinessCheck[], ttlMs: number, timeoutMs = 1500): () => Promise<ReadinessResult> {
+export function cachedReadiness(checks: readonly ReadinessCheck[], ttlMs: number, timeoutMs = 1500, onRun: () => void = () => {}): () => Promise<ReadinessResult> {
   let last: { at: number; result: ReadinessResult } | undefined;
   let running: Promise<ReadinessResult> | undefined;
   const runAll = async (): Promise<ReadinessResult> => {
+    onRun();
     const results = await Promise.all(
       checks.map(async (c) => {
         try {
@@ -53,7 +54,9 @@ export function cachedReadiness(checks: readonly ReadinessCheck[], ttlMs: number
  * and `/metrics`.
  */
 export function mountOpsApi(app: TemplatedApp, checks: ReadinessCheck[], registry: Registry, log: Logger, readyCacheMs = 1000): void {
-  const readiness = cachedReadiness(checks, readyCacheMs);
+  const runs = new Counter({ name: 'orghub_ready_checks_total', help: 'Times /ready actually ran its checks (cached answers in between are not counted)', registers: [registry] });
+  const requests = new Counter({ name: 'orghub_ready_requests_total', help: '/ready requests answered', registers: [registry] });
+  const readiness = cachedReadiness(checks, readyCacheMs, 1500, () => runs.inc());
   app.get('/health', (res) => {
     res.writeHeader('content-type', 'application/json').end('{"status":"ok"}');
   });
@@ -63,6 +66,7 @@ export function mountOpsApi(app: TemplatedApp, checks: ReadinessCheck[], registr
     res.onAborted(() => {
       aborted = true;
     });
+    requests.inc();
     void readiness().then(({ ready, body }) => {
       if (aborted) return;
       res.cork(() => res.writeStatus(ready ? '200 OK' : '503 Service Unavailable').writeHeader('content-type', 'application/json').end(body));
