@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'limit' // a cap or quota was hit (subscriptions, connections, patterns, in-flight commands, message size)
   | 'rate_limited' // a rate limit was hit; retry after `retryAfterMs`
   | 'unavailable' // a dependency (NATS, event store) is down; nothing was accepted
+  | 'overloaded' // the event store's queue (or this org's share of it) is full; nothing was accepted, retry after `retryAfterMs`
   | 'conflict' // optimistic concurrency check failed
   | 'unknown_command'
   | 'not_found'
@@ -20,12 +21,15 @@ export type ErrorCode =
 
 export class HubError extends Error {
   override name = 'HubError';
+  /** When set, the client should wait this long before retrying (WS `retryAfterMs`, HTTP `Retry-After`). */
+  readonly retryAfterMs?: number;
   constructor(
     readonly code: ErrorCode,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; retryAfterMs?: number },
   ) {
     super(message, options);
+    if (options?.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs;
   }
 }
 
@@ -40,8 +44,9 @@ export class AuthError extends HubError {
 /** A rate limit refused the request; `retryAfterMs` says when a retry may succeed. */
 export class RateLimitedError extends HubError {
   override name = 'RateLimitedError';
-  constructor(readonly retryAfterMs: number, what: string) {
-    super('rate_limited', `${what} rate limit reached; retry after ${retryAfterMs} ms`);
+  declare readonly retryAfterMs: number;
+  constructor(retryAfterMs: number, what: string) {
+    super('rate_limited', `${what} rate limit reached; retry after ${retryAfterMs} ms`, { retryAfterMs });
   }
 }
 
@@ -79,6 +84,7 @@ export const httpStatus: Record<ErrorCode, number> = {
   limit: 429,
   rate_limited: 429,
   unavailable: 503,
+  overloaded: 503,
   conflict: 409,
   unknown_command: 400,
   not_found: 404,

@@ -84,7 +84,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   const bus = createNatsBus({ servers: config.NATS_URL, name: `orghub ${nodeId}`, log });
   const store = parts.store;
   // Denials and limit hits are aggregated per window, so a flood cannot become an audit flood.
-  const audit = createAggregatingAuditSink(store ? createStoreAuditSink({ store, log, nodeId, maxBuffer: config.ORGHUB_AUDIT_BUFFER }) : createLogAuditSink(log));
+  const audit = createAggregatingAuditSink(store ? createStoreAuditSink({ store, log, nodeId, maxBuffer: config.ORGHUB_AUDIT_BUFFER, maxPerOrg: config.ORGHUB_AUDIT_ORG_BUFFER }) : createLogAuditSink(log));
   const limits = createLimitService(config, log, nodeId);
   const commands = store ? createCommandService({ store, registry: new CommandRegistry(), bus, audit, log, nodeId }) : undefined;
   const { app, routes } = recordRoutes(uws.App());
@@ -114,7 +114,8 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
 
   const stops: (() => Promise<void>)[] = [];
   const checks: ReadinessCheck[] = [{ name: 'nats', check: async () => ({ up: bus.connected }) }, ...(parts.checks ?? [])];
-  if (store) checks.push({ name: 'eventstore', check: async () => (await store.readStream('_health', 'ping', { maxCount: 1 }), { up: true }) });
+  // The Postgres store pings on a connection of its own, never one that appends wait for.
+  if (store) checks.push({ name: 'eventstore', check: async () => (await (store.ping ? store.ping() : store.readStream('_health', 'ping', { maxCount: 1 })), { up: true }) });
   const metrics: MetricSource[] = [];
   if (store?.stats) metrics.push(...eventStoreMetrics(store.stats.bind(store)));
   for (const ext of parts.extensions ?? []) {
@@ -123,7 +124,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     metrics.push(...(started.metrics ?? []));
     stops.push(started.stop);
   }
-  checks.push({ name: 'audit', check: async () => ({ up: true, detail: audit.stats() }) });
+  checks.push({ name: 'audit', check: async () => ({ up: true, detail: { ...audit.stats() } }) });
   // Limits fail open to local buckets while Redis is down (docs/operations.md), so never "down" here.
   if (limits.enabled) checks.push({ name: 'limits', check: async () => ({ up: true, detail: { degraded: limits.degraded } }) });
   const registry = createMetrics({
@@ -132,6 +133,8 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     fanoutPatterns: () => fanout.size,
     auditBacklog: () => audit.stats().backlog,
     auditDropped: () => audit.stats().dropped,
+    auditDroppedByOrg: () => audit.stats().droppedByOrg ?? {},
+    auditDeadLettered: () => audit.stats().deadLettered ?? 0,
   }, metrics);
   if (store && config.ORGHUB_EVENT_STORE === 'postgres') {
     // The projector is its own process: its lag and dead letters are read from Postgres (docs/projections.md).
@@ -146,7 +149,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     stops.push(projections.close);
   }
   registerLimitMetrics(registry, limits);
-  mountOpsApi(app, checks, registry, log);
+  mountOpsApi(app, checks, registry, log, config.ORGHUB_READY_CACHE_MS);
 
   const listenSocket = await new Promise<uws.us_listen_socket>((resolve, reject) => {
     app.listen(config.ORGHUB_HOST, config.ORGHUB_PORT, (s) => (s ? resolve(s) : reject(new ConfigError(`cannot listen on ${config.ORGHUB_HOST}:${config.ORGHUB_PORT} (ORGHUB_PORT)`))));
@@ -179,5 +182,7 @@ function eventStoreMetrics(stats: () => EventStoreStats): MetricSource[] {
     { name: 'orghub_eventstore_batches_total', help: 'Group-commit transactions (appends / batches = mean batch size)', type: 'counter', read: () => stats().batches },
     { name: 'orghub_eventstore_failed_batches_total', help: 'Group-commit transactions that failed as a whole', type: 'counter', read: () => stats().failedBatches },
     { name: 'orghub_eventstore_pending', help: 'Appends queued or in flight', type: 'gauge', read: () => stats().pending },
+    { name: 'orghub_eventstore_overloaded_total', help: 'Appends refused with `overloaded` (group-commit queue or one org\'s share of it full)', type: 'counter', read: () => stats().overloaded ?? 0 },
+    { name: 'orghub_eventstore_data_errors_total', help: 'Appends the database rejected for their data; each failed alone (its batch-mates were bisected out and committed)', type: 'counter', read: () => stats().dataErrors ?? 0 },
   ];
 }

@@ -33,21 +33,22 @@ export function reply(res: HttpResponse, onInternal: (err: unknown) => void): Re
     aborted = true;
     onAbort?.();
   });
-  const json = (status: number, body: unknown, retryAfterS?: number) => {
+  const json = (status: number, body: unknown, retryAfterMs?: number) => {
     if (done) return;
     done = true;
     res.cork(() => {
       res.writeStatus(`${status} ${reasons[status] ?? ''}`);
-      if (retryAfterS !== undefined) res.writeHeader('retry-after', String(retryAfterS));
+      if (retryAfterMs !== undefined) res.writeHeader('retry-after', String(Math.max(1, Math.ceil(retryAfterMs / 1000))));
       res.writeHeader('content-type', 'application/json').end(JSON.stringify(body));
     });
   };
   return {
     json,
     error(err: unknown) {
-      // Retry-After is in whole seconds (RFC 9110); the body carries the exact retryAfterMs.
-      if (err instanceof RateLimitedError) return json(429, errorBody(err.code, err.message, { retryAfterMs: err.retryAfterMs }), Math.max(1, Math.ceil(err.retryAfterMs / 1000)));
-      if (err instanceof HubError) return json(httpStatus[err.code], errorBody(err.code, err.message));
+      if (err instanceof HubError) {
+        const retry = err.retryAfterMs === undefined ? undefined : { retryAfterMs: err.retryAfterMs };
+        return json(httpStatus[err.code], errorBody(err.code, err.message, retry), err.retryAfterMs);
+      }
       onInternal(err);
       json(500, errorBody('internal', 'internal error'));
     },

@@ -236,8 +236,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
     const c = ws.getUserData();
     if (c.closed) return;
     if (err instanceof HubError) {
-      const extra = err instanceof RateLimitedError ? { retryAfterMs: err.retryAfterMs } : undefined;
-      ws.cork(() => fail(ws, id, err.code, err.message, extra));
+      ws.cork(() => fail(ws, id, err.code, err.message, err.retryAfterMs === undefined ? undefined : { retryAfterMs: err.retryAfterMs }));
       return;
     }
     log.error({ err, session: c.session }, 'frame handling failed');
