@@ -10,13 +10,14 @@ export type BatchReader = (after: Position, batchSize: number) => Promise<ReadAl
  * second runner later is exactly what that runner would have read; a short (caught-up) batch is
  * dropped from the cache once it resolves, so followers re-read the head.
  */
-export function createSharedReader(store: EventStore, maxEntries = 8): BatchReader {
+export function createSharedReader(source: EventStore | BatchReader, maxEntries = 8): BatchReader {
+  const readAll: BatchReader = typeof source === 'function' ? source : (after, batchSize) => source.readAll({ after, batchSize });
   const cache = new Map<string, Promise<ReadAllBatch>>();
   return (after, batchSize) => {
     const key = `${formatPosition(after)}/${batchSize}`;
     const hit = cache.get(key);
     if (hit) return hit;
-    const p = store.readAll({ after, batchSize });
+    const p = readAll(after, batchSize);
     cache.set(key, p);
     p.then(
       (b) => {
