@@ -44,6 +44,7 @@ const { values } = parseArgs({
     batch: { type: 'string', default: '5000' },
     lag: { type: 'boolean', default: false },
     reuse: { type: 'boolean', default: false },
+    database: { type: 'string', default: 'orghub_bench_projections' },
     'lag-seconds': { type: 'string', default: '20' },
   },
 });
@@ -52,7 +53,8 @@ const ORGS = Number(values.orgs);
 const ROUNDS = Number(values.rounds);
 const BATCH = Number(values.batch);
 const BASE = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/orghub';
-const DB = 'orghub_bench_projections';
+const DB = values.database!;
+if (!/^[a-z_][a-z0-9_]*$/.test(DB)) throw new Error('--database must be a plain identifier');
 const url = (() => {
   const u = new URL(BASE);
   u.pathname = `/${DB}`;
@@ -250,6 +252,7 @@ async function main(): Promise<void> {
   process.stderr.write(`bench:projections: ${EVENTS} events, ${ORGS} orgs, ${ROUNDS} rounds, batch ${BATCH}, database ${DB}\n`);
   const reusable = values.reuse && (await countEvents()) === EVENTS;
   if (!reusable) await recreateDatabase();
+  else await migrate({ databaseUrl: url, quiet: true });
   const pool = new pg.Pool({ connectionString: url, max: 2 });
   try {
     if (!reusable) {

@@ -71,7 +71,7 @@ export async function rebuildProjection(opts: RebuildOptions): Promise<RebuildSu
       position = batch.next;
     };
     const inTx = async (fn: () => Promise<void>) => {
-      await admin.query(`BEGIN; SET LOCAL ROLE ${opts.writerRole}`);
+      await admin.query(`BEGIN; SET LOCAL ROLE ${opts.writerRole}; SET LOCAL synchronous_commit = off`);
       try {
         await fn();
         await admin.query('COMMIT');

@@ -67,7 +67,7 @@ export function startProjectionRunner(opts: RunnerOptions): ProjectionRunner {
     const client = await pool.connect();
     let broken: unknown;
     try {
-      await client.query(`BEGIN; SET LOCAL ROLE ${opts.writerRole}`);
+      await client.query(`BEGIN; SET LOCAL ROLE ${opts.writerRole}; SET LOCAL synchronous_commit = off`);
       const out = await applyBatch(client, projection, batch.events, LIVE, months);
       await advanceCheckpoint(client, projection.name, projection.version, prev, batch.next, batch.events.length, out.deadLetters);
       await client.query('COMMIT');
