@@ -176,7 +176,7 @@ async function projectorRound(pool: pg.Pool, label: string): Promise<number> {
   const bar = new ProgressBar(label, EVENTS);
   const t0 = performance.now();
   const reader = createPgEventReader({ databaseUrl: url });
-  const read = createSharedReader(reader.read);
+  const read = createSharedReader(reader.read, { consumers: PROJECTIONS.length });
   const runners = PROJECTIONS.map((projection) =>
     startProjectionRunner({ store, pool: wpool, databaseUrl: url, writerRole: DEFAULT_PROJECTION_WRITER_ROLE, projection, batchSize: BATCH, pollMs: 20, lockPollMs: 200, log, read }),
   );
@@ -209,7 +209,7 @@ async function lagPhase(pool: pg.Pool): Promise<{ samples: number[]; commandsOut
   const wpool = new pg.Pool({ connectionString: url, max: 6 });
   const log = createLogger('warn');
   const reader = createPgEventReader({ databaseUrl: url });
-  const read = createSharedReader(reader.read);
+  const read = createSharedReader(reader.read, { consumers: PROJECTIONS.length });
   const runners = PROJECTIONS.map((projection) =>
     startProjectionRunner({ store, pool: wpool, databaseUrl: url, writerRole: DEFAULT_PROJECTION_WRITER_ROLE, projection, batchSize: 2000, pollMs: 100, lockPollMs: 1000, log, read }),
   );

@@ -42,7 +42,7 @@ async function main() {
   pool.on('error', (err) => log.warn({ err: err.message }, 'projector pool connection lost'));
 
   const reader = createPgEventReader({ databaseUrl });
-  const read = createSharedReader(reader.read);
+  const read = createSharedReader(reader.read, { consumers: projections.length });
   const runners = projections.map((projection) =>
     startProjectionRunner({
       store, pool, databaseUrl, writerRole, projection, log, read,

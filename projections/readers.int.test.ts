@@ -49,10 +49,12 @@ describe('projections - readers', () => {
         await store.appendToStream(orgs[w % 2], `s-${w}`, [{ type: 'audit.limit.hit', data: { w, i, s: 'é"\\' }, metadata: { actor: `a${w}`, session: 'x' } }]);
       }
     })).then(() => (writing = false));
-    const shared = createSharedReader(reader.read);
-    const [viaStore, viaReader, viaShared] = await Promise.all([
+    // two runners sharing one reader, as the projections of one process do
+    const shared = createSharedReader(reader.read, { consumers: 2, maxEntries: 4 });
+    const [viaStore, viaReader, viaShared, viaShared2] = await Promise.all([
       page((after) => store.readAll({ after, batchSize: 7 }), () => !writing),
       page((after) => reader.read(after, 7), () => !writing),
+      page((after) => shared(after, 7), () => !writing),
       page((after) => shared(after, 7), () => !writing),
     ]);
     await writers;
@@ -62,5 +64,6 @@ describe('projections - readers', () => {
     assert.deepEqual(viaStore.map(key), full.map(key));
     assert.deepEqual(viaReader.map(key), full.map(key));
     assert.deepEqual(viaShared.map(key), full.map(key));
+    assert.deepEqual(viaShared2.map(key), full.map(key));
   });
 });
