@@ -192,6 +192,7 @@ async function projectorRound(pool: pg.Pool, label: string): Promise<number> {
     }
     await new Promise((r) => setTimeout(r, 20));
   }
+  process.stderr.write(`${label}: busy per projection (fold + SQL + commit): ${runners.map((r) => `${r.status().name} ${fixed(r.status().busyMs / 1000)} s`).join(', ')}\n`);
   await Promise.all(runners.map((r) => r.stop()));
   await reader.close();
   await store.close();

@@ -51,7 +51,7 @@ describe('projections - crash', () => {
     for (const org of orgs) expected[org] = await appendMixed(store, org, 3000);
     const total = 6000;
 
-    const p1 = startProjector(db.url, { ORGHUB_PROJECTOR_BATCH: '50' });
+    const p1 = startProjector(db.url, { ORGHUB_PROJECTOR_BATCH: '25' });
     const pid = p1.child.pid!;
     // Kill while a batch transaction of the write pool is open, and before the end of the log.
     const open = await waitUntil('an open batch transaction', async () => {
@@ -77,7 +77,7 @@ describe('projections - crash', () => {
     // While it is down, the lag the hub reports is visible (threshold 0 s: lagging).
     const down = await readProjectionLag(db.pool, 0);
     assert.ok(down.every((l) => l.behindEvents >= 500 && l.behindSeconds > 0 && l.lagging), JSON.stringify(down));
-    const p2 = startProjector(db.url, { ORGHUB_PROJECTOR_BATCH: '50' });
+    const p2 = startProjector(db.url, { ORGHUB_PROJECTOR_BATCH: '25' });
     try {
       const head = (await db.pool.query('SELECT count(*)::int AS n FROM events')).rows[0].n;
       assert.equal(head, total + 500);

@@ -69,7 +69,6 @@ export async function insertNew<R>(tx: ProjectionTx, table: string, columns: rea
   await tx.query('SAVEPOINT insert_new');
   try {
     await tx.query(plain.sql, plain.params);
-    await tx.query('RELEASE SAVEPOINT insert_new');
   } catch (err) {
     await tx.query('ROLLBACK TO SAVEPOINT insert_new');
     if ((err as { code?: string }).code !== '23505') throw err;
