@@ -1,7 +1,8 @@
 import pg from 'pg';
+import { performance } from 'node:perf_hooks';
 import { START, formatPosition, type EventStore, type Position, type ReadAllBatch } from '../hub/eventstore/eventStore.ts';
 import type { Logger } from '../hub/log.ts';
-import { LIVE, advanceCheckpoint, applyBatch, loadCheckpoint, CheckpointConflictError } from './apply.ts';
+import { LIVE, advanceCheckpointAndCommit, applyBatch, loadCheckpoint, CheckpointConflictError } from './apply.ts';
 import { acquireProjectionLock, type HeldLock } from './lock.ts';
 import type { Projection } from './projection.ts';
 import type { BatchReader } from './sharedReader.ts';
@@ -29,6 +30,8 @@ export interface RunnerStatus {
   position: string;
   applied: number;
   deadLetters: number;
+  /** Milliseconds spent applying batches (fold, SQL, commit) since start. */
+  busyMs: number;
 }
 
 export interface ProjectionRunner {
@@ -49,6 +52,7 @@ export function startProjectionRunner(opts: RunnerOptions): ProjectionRunner {
   let position: Position = START;
   let applied = 0;
   let deadLetters = 0;
+  let busyMs = 0;
   const sleepers = new Set<() => void>();
   const sleep = (ms: number) =>
     new Promise<void>((resolve) => {
@@ -64,13 +68,14 @@ export function startProjectionRunner(opts: RunnerOptions): ProjectionRunner {
   const months = new Set<string>();
 
   async function applyOne(batch: ReadAllBatch, prev: Position): Promise<void> {
+    const started = performance.now();
     const client = await pool.connect();
     let broken: unknown;
     try {
-      await client.query(`BEGIN; SET LOCAL ROLE ${opts.writerRole}`);
-      const out = await applyBatch(client, projection, batch.events, LIVE, months);
-      await advanceCheckpoint(client, projection.name, projection.version, prev, batch.next, batch.events.length, out.deadLetters);
-      await client.query('COMMIT');
+      // synchronous_commit off: a commit lost in a crash takes its checkpoint with it, so the batch is simply read again.
+      await client.query(`BEGIN; SET LOCAL ROLE ${opts.writerRole}; SET LOCAL synchronous_commit = off; SAVEPOINT batch`);
+      const out = await applyBatch(client, projection, batch.events, LIVE, months, { savepointOpened: true });
+      await advanceCheckpointAndCommit(client, projection.name, projection.version, prev, batch.next, batch.events.length, out.deadLetters);
       applied += out.applied;
       if (out.deadLetters) {
         deadLetters += out.deadLetters;
@@ -82,6 +87,7 @@ export function startProjectionRunner(opts: RunnerOptions): ProjectionRunner {
       throw err;
     } finally {
       client.release(broken instanceof Error ? broken : undefined);
+      busyMs += performance.now() - started;
     }
   }
 
@@ -135,7 +141,7 @@ export function startProjectionRunner(opts: RunnerOptions): ProjectionRunner {
   })();
 
   return {
-    status: () => ({ name: projection.name, active, position: formatPosition(position), applied, deadLetters }),
+    status: () => ({ name: projection.name, active, position: formatPosition(position), applied, deadLetters, busyMs }),
     async stop() {
       stopped = true;
       for (const s of [...sleepers]) s();
