@@ -131,4 +131,39 @@ describe('audit CSV export', () => {
     assert.ok(bytes > 70e6, `the export is as large as intended (${bytes} bytes)`);
     assert.ok(growth < RSS_BOUND, `hub RSS grew ${(growth / 1e6).toFixed(1)} MB while streaming ${(bytes / 1e6).toFixed(0)} MB (bound ${RSS_BOUND / 1e6} MB)`);
   });
+
+  it('csv - stalled exports hold their org slot; clients that leave free it and the export stops', async () => {
+    const token = await issuer.token(org, 'admin');
+    const other = await issuer.token(testOrg('qbig-other'), 'admin');
+    // Four exports (ORGHUB_QUERY_MAX_PER_ORG's default) whose clients read the headers and then nothing.
+    const stalled = await Promise.all(
+      [0, 1, 2, 3].map(
+        () =>
+          new Promise<{ destroy(): void }>((resolve, reject) => {
+            const req = request(`${hub.url}/v1/audit?format=csv`, { headers: { authorization: `Bearer ${token}` } }, (res) => {
+              assert.equal(res.statusCode, 200);
+              res.pause();
+              resolve({ destroy: () => req.destroy() });
+            });
+            req.on('error', (err) => (req.destroyed ? undefined : reject(err)));
+            req.end();
+          }),
+      ),
+    );
+    const fifth = await fetch(`${hub.url}/v1/audit?limit=1`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(fifth.status, 429, 'the org is at its bound while its exports wait on backpressure');
+    assert.equal((await fifth.json()).error.code, 'limit');
+    const elsewhere = await fetch(`${hub.url}/v1/audit?limit=1`, { headers: { authorization: `Bearer ${other}` } });
+    assert.equal(elsewhere.status, 200, 'another org is served meanwhile');
+    await elsewhere.text();
+    for (const s of stalled) s.destroy();
+    let status = 0;
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
+      const r = await fetch(`${hub.url}/v1/audit?limit=1`, { headers: { authorization: `Bearer ${token}` } });
+      await r.text();
+      status = r.status;
+      if (status === 200) break;
+    }
+    assert.equal(status, 200, 'the slots came back once the clients left');
+  });
 });
