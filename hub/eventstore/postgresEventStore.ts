@@ -263,7 +263,7 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions = {}
   async function ping(): Promise<void> {
     if (closed) throw new EventStoreUnavailableError('event store is closed');
     if (!opsPool) {
-      opsPool = new pg.Pool({ connectionString, max: 1, connectionTimeoutMillis: options.connectTimeoutMs ?? 1500, query_timeout: 1000, idleTimeoutMillis: 30_000 });
+      opsPool = new pg.Pool({ connectionString, max: 1, connectionTimeoutMillis: options.connectTimeoutMs ?? 1500, query_timeout: 1500, idleTimeoutMillis: 0 });
       opsPool.on('error', (err) => onError(wrap(err, 'ping connection')));
     }
     await opsPool.query('SELECT 1').catch((err: unknown) => {
