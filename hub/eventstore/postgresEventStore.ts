@@ -33,6 +33,8 @@ export interface PostgresEventStoreOptions {
   groupCommitQueue?: number;
   /** ORGHUB_GROUP_COMMIT_QUEUE_PER_ORG: appends one org may have queued; default 5000. */
   groupCommitQueuePerOrg?: number;
+  /** ORGHUB_GROUP_COMMIT_SLOTS_PER_ORG: in-flight batches one org may hold; default concurrency - 1. */
+  groupCommitSlotsPerOrg?: number;
   /** Pool size; default 8 (appends use at most groupCommitConcurrency of them). */
   poolSize?: number;
   /** How long one statement may take before failing with `unavailable`; default 5000 ms. */
@@ -247,6 +249,7 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions = {}
     splitMin: options.groupCommitSplitMin ?? 16,
     maxQueue: options.groupCommitQueue ?? 20_000,
     maxQueuePerKey: options.groupCommitQueuePerOrg ?? 5_000,
+    maxSlotsPerKey: options.groupCommitSlotsPerOrg || undefined,
     overloaded: (scope, org) =>
       new EventStoreOverloadedError(
         scope === 'queue' ? 'the event store queue is full (ORGHUB_GROUP_COMMIT_QUEUE); nothing was recorded' : `org ${org} has too many appends queued (ORGHUB_GROUP_COMMIT_QUEUE_PER_ORG); nothing was recorded`,
@@ -260,7 +263,7 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions = {}
   async function ping(): Promise<void> {
     if (closed) throw new EventStoreUnavailableError('event store is closed');
     if (!opsPool) {
-      opsPool = new pg.Pool({ connectionString, max: 1, connectionTimeoutMillis: options.connectTimeoutMs ?? 1500, query_timeout: 1000, idleTimeoutMillis: 30_000 });
+      opsPool = new pg.Pool({ connectionString, max: 1, connectionTimeoutMillis: options.connectTimeoutMs ?? 1500, query_timeout: 1500, idleTimeoutMillis: 0 });
       opsPool.on('error', (err) => onError(wrap(err, 'ping connection')));
     }
     await opsPool.query('SELECT 1').catch((err: unknown) => {
