@@ -113,13 +113,13 @@ export class LimitService {
     if (!this.enabled) return { ok: true, slots: [] };
     const l = this.limitsOf(p.org);
     const org = slotKey(this.opts.prefix, 'org', p.org);
-    if (!(await this.acquire(org, l.connections.org))) return { ok: false, limit: 'connections_org', max: l.connections.org };
     const user = slotKey(this.opts.prefix, 'user', p.org, p.sub);
-    if (!(await this.acquire(user, l.connections.user))) {
-      this.release([{ key: org }]);
-      return { ok: false, limit: 'connections_user', max: l.connections.user };
-    }
-    return { ok: true, slots: [{ key: org }, { key: user }] };
+    // Both at once (one round trip of latency at connect); a refusal gives back the other.
+    const [byOrg, byUser] = await Promise.all([this.acquire(org, l.connections.org), this.acquire(user, l.connections.user)]);
+    if (byOrg && byUser) return { ok: true, slots: [{ key: org }, { key: user }] };
+    if (byOrg) this.release([{ key: org }]);
+    if (byUser) this.release([{ key: user }]);
+    return byOrg ? { ok: false, limit: 'connections_user', max: l.connections.user } : { ok: false, limit: 'connections_org', max: l.connections.org };
   }
 
   /** Gives slots back (a connection closed, or a later check refused it). */
