@@ -5,6 +5,7 @@ import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
 import { freePort, startHubProcess, testOrg, type HubProcess } from '../testing/hubProcess.ts';
 import { TestClient } from '../testing/wsClient.ts';
 import { RawClient } from '../mqtt/mqttTestKit.ts';
+import pg from 'pg';
 
 /**
  * Per-tier quotas on one real hub (Postgres event store, MQTT bridge, real Redis): message size,
@@ -47,6 +48,23 @@ describe('quotas', () => {
   });
   after(async () => {
     await hub?.stop();
+  });
+
+  it('quotas - an org\'s tier and settings.limits come from the orgs read model; an org without a row keeps the default tier', async () => {
+    const org = testOrg('rm');
+    const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/orghub', max: 1 });
+    try {
+      // As the projector would write it (the test connects as the owner, a superuser here).
+      await pool.query(`INSERT INTO orgs (org_id, id, tier, settings, first_event_at, last_event_at) VALUES ($1, $1, 'free', $2, now(), now())`, [org, JSON.stringify({ limits: { maxMessageBytes: 30 } })]);
+      const c = await open(org, 'a');
+      assert.equal((await c.request({ op: 'pub', topic: 'x', data: 'y'.repeat(40) })).code, 'too_large');
+      assert.equal((await c.request({ op: 'pub', topic: 'x', data: 'y'.repeat(10) })).op, 'ok');
+      const other = await open(testOrg('ctl'), 'a');
+      assert.equal((await other.request({ op: 'pub', topic: 'x', data: 'y'.repeat(40) })).op, 'ok');
+    } finally {
+      await pool.query('DELETE FROM orgs WHERE org_id = $1', [org]).catch(() => {});
+      await pool.end();
+    }
   });
 
   it('quotas - a publish above the tier message size gets too_large (WebSocket) and 0x97 (MQTT 5); a smaller one and another org pass', async () => {
