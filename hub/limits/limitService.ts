@@ -130,7 +130,8 @@ export class LimitService {
   /** Takes a slot for a connection from `ip` (before authentication). */
   async admitIp(ip: string): Promise<Admission> {
     if (!this.enabled || this.opts.perIp <= 0) return { ok: true, slots: [] };
-    const key = slotKey(this.opts.prefix, 'ip', ip);
+    // One client is one key whichever listener saw it: IPv4-mapped IPv6 is folded to IPv4.
+    const key = slotKey(this.opts.prefix, 'ip', ip.startsWith('::ffff:') ? ip.slice(7) : ip);
     if (await this.acquire(key, this.opts.perIp)) return { ok: true, slots: [{ key }] };
     return { ok: false, limit: 'connections_ip', max: this.opts.perIp };
   }
