@@ -60,6 +60,7 @@ export function mountHttpApi(deps: HttpApiDeps): void {
   };
   /** Size and rate checks before anything is published; throws `too_large` or `rate_limited`. */
   const admit = async (ctx: ClientContext, kind: 'pub' | 'cmd', bytes: number[]) => {
+    await deps.limits.prepare(ctx.principal.org);
     const lim = limitsFor(ctx);
     if (bytes.some((b) => b > lim.maxMessageBytes)) {
       lim.hit('message_size');

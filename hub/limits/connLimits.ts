@@ -77,7 +77,7 @@ export class ConnLimits implements RateLimits {
   private check(l: Levels, name: LimitName, n: number): number {
     const [conn, user, org] = l;
     const now = performance.now();
-    const w = Math.max(conn ? conn.wait() : 0, user ? user.wait(now) : 0, org ? org.wait(now) : 0);
+    const w = Math.max(conn ? conn.wait(1, now) : 0, user ? user.wait(now) : 0, org ? org.wait(now) : 0);
     if (w > 0) {
       this.deny(name, now);
       return w;

@@ -23,6 +23,7 @@ function startRedis(port: number, dir: string): Promise<ChildProcess> {
     const deadline = Date.now() + 10_000;
     const probe = async () => {
       const r = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      r.on('error', () => {});
       try {
         await r.connect();
         await r.ping();
