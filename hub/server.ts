@@ -84,7 +84,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   const bus = createNatsBus({ servers: config.NATS_URL, name: `orghub ${nodeId}`, log });
   const store = parts.store;
   // Denials and limit hits are aggregated per window, so a flood cannot become an audit flood.
-  const audit = createAggregatingAuditSink(store ? createStoreAuditSink({ store, log, nodeId, maxBuffer: config.ORGHUB_AUDIT_BUFFER, maxPerOrg: config.ORGHUB_AUDIT_ORG_BUFFER }) : createLogAuditSink(log));
+  const audit = createAggregatingAuditSink(store ? createStoreAuditSink({ store, log, nodeId, maxBuffer: config.ORGHUB_AUDIT_BUFFER, maxPerOrg: config.ORGHUB_AUDIT_ORG_BUFFER }) : createLogAuditSink(log), { windowMs: config.ORGHUB_AUDIT_AGGREGATE_MS });
   const limits = createLimitService(config, log, nodeId);
   const commands = store ? createCommandService({ store, registry: new CommandRegistry(), bus, audit, log, nodeId }) : undefined;
   const { app, routes } = recordRoutes(uws.App());
