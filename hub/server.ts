@@ -23,6 +23,10 @@ import { WsFanout } from './transport/ws/fanout.ts';
 import { mountWebSocket } from './transport/ws/wsTransport.ts';
 import type { Bus } from './bus/bus.ts';
 import { ConfigError } from './errors.ts';
+import { clusterSecret, createAccess, type Access } from './access/access.ts';
+import { withSignedControl } from './bus/signedControl.ts';
+import type { SessionRegistry } from './core/sessions.ts';
+import { mountRevocationApi } from './http/revocationApi.ts';
 
 /** What the outside world may plug in: everything else is built from the config. */
 export interface HubParts {
@@ -45,6 +49,9 @@ export interface HubCore {
   config: Config;
   log: Logger;
   nodeId: string;
+  /** Live sessions of this node (WebSocket and MQTT register here). */
+  sessions: SessionRegistry;
+  access: Access;
 }
 
 export interface HubExtension {
@@ -62,18 +69,20 @@ export interface RunningHub {
 export async function startHub(config: Config, log: Logger, parts: HubParts = {}): Promise<RunningHub> {
   const nodeId = config.ORGHUB_NODE_ID || `${hostname()}:${process.pid}`;
   const roleGrants = config.ORGHUB_ROLE_GRANTS ? parseRoleGrants(config.ORGHUB_ROLE_GRANTS) : defaultRoleGrants;
-  const verifier = createCachingVerifier(await createJoseVerifier(config, { reloadOnSighup: true, onWarning: (m) => log.warn(m) }), {
+  const tokens = createCachingVerifier(await createJoseVerifier(config, { reloadOnSighup: true, onWarning: (m) => log.warn(m) }), {
     max: config.ORGHUB_JWT_CACHE_SIZE,
     ttlMs: 60_000,
   });
-  const bus = createNatsBus({ servers: config.NATS_URL, name: `orghub ${nodeId}`, log });
+  const bus = withSignedControl(createNatsBus({ servers: config.NATS_URL, name: `orghub ${nodeId}`, log }), clusterSecret(config), log);
+  const access = createAccess({ config, bus, log, verifier: tokens });
+  const { verifier, sessions } = access;
   const store = parts.store;
   const audit = store ? createStoreAuditSink({ store, log, nodeId, maxBuffer: config.ORGHUB_AUDIT_BUFFER }) : createLogAuditSink(log);
   const commands = store ? createCommandService({ store, registry: new CommandRegistry(), bus, audit, log, nodeId }) : undefined;
   const app = uws.App();
   const publisher = new Publisher(bus, audit);
   const fanout = new WsFanout(app, bus);
-  const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, config, log, nodeId };
+  const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, config, log, nodeId, sessions, access };
 
   const ws = mountWebSocket({
     app,
@@ -84,6 +93,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     audit,
     commands,
     log,
+    sessions,
     limits: {
       maxFrameBytes: config.ORGHUB_MAX_FRAME_BYTES,
       maxSubscriptions: config.ORGHUB_MAX_SUBSCRIPTIONS,
@@ -92,9 +102,14 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     },
   });
   mountHttpApi({ app, verifier, roleGrants, publisher, audit, commands, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBatch: config.ORGHUB_HTTP_MAX_BATCH });
+  mountRevocationApi({ app, verifier, audit, log, revocations: access.revocations, store, nodeId, maxTtlSec: config.ORGHUB_JWT_MAX_TTL });
 
   const stops: (() => Promise<void>)[] = [];
-  const checks: ReadinessCheck[] = [{ name: 'nats', check: async () => ({ up: bus.connected }) }, ...(parts.checks ?? [])];
+  const checks: ReadinessCheck[] = [
+    { name: 'nats', check: async () => ({ up: bus.connected }) },
+    { name: 'revocations', check: async () => ({ up: access.ready(), detail: { rules: access.revocations.size } }) },
+    ...(parts.checks ?? []),
+  ];
   if (store) checks.push({ name: 'eventstore', check: async () => (await store.readStream('_health', 'ping', { maxCount: 1 }), { up: true }) });
   const metrics: MetricSource[] = [];
   if (store?.stats) metrics.push(...eventStoreMetrics(store.stats.bind(store)));
@@ -128,6 +143,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
       ws.stop();
       for (const s of stops.reverse()) await s().catch((err) => log.warn({ err }, 'extension stop failed'));
       await audit.close();
+      await access.stop();
       await bus.close();
       await store?.close();
       verifier.close?.();

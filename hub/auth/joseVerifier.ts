@@ -147,8 +147,20 @@ export function toPrincipal(p: JWTPayload, orgClaim: string): Principal {
   if (jti !== undefined && (typeof jti !== 'string' || jti.length === 0 || jti.length > MAX_JTI)) {
     throw new AuthError('bad_claim:jti');
   }
-  // jose has already required `exp` and checked that it is a number.
-  return { sub, org, roles, acl, jti, exp: p.exp as number };
+  // jose has already required `exp` and checked that it (and `iat`, when present) is a number.
+  return { sub, org, roles, acl, jti, exp: p.exp as number, iat: p.iat };
+}
+
+/**
+ * ORGHUB_JWT_MAX_TTL: a token may live at most `maxTtl` seconds from its `iat` (or, without `iat`,
+ * from now). This bound is what lets a revocation be forgotten after `maxTtl`: no token it could
+ * match is still valid then. An `iat` in the future (beyond the clock tolerance) is refused too, so
+ * a token cannot stretch its life by claiming a later issue time.
+ */
+export function checkLifetime(p: Principal, maxTtl: number, toleranceSec: number, nowSec = Date.now() / 1000): void {
+  const from = p.iat ?? nowSec;
+  if (p.iat !== undefined && p.iat > nowSec + toleranceSec) throw new AuthError('bad_claim:iat');
+  if (p.exp - from > maxTtl + toleranceSec) throw new AuthError('token_lifetime_too_long');
 }
 
 /**
@@ -175,6 +187,7 @@ export function extractToken(authorizationHeader: string, query: string): string
 export async function createJoseVerifier(cfg: Config, opts: JoseVerifierOptions = {}): Promise<JoseVerifier> {
   const orgClaim = cfg.ORGHUB_ORG_CLAIM || 'org';
   const maxLength = cfg.ORGHUB_JWT_MAX_LENGTH || 8192;
+  const maxTtl = cfg.ORGHUB_JWT_MAX_TTL || 86_400;
   const base = {
     issuer: cfg.ORGHUB_JWT_ISSUER,
     audience: cfg.ORGHUB_JWT_AUDIENCE,
@@ -280,7 +293,9 @@ export async function createJoseVerifier(cfg: Config, opts: JoseVerifierOptions 
     } catch (err) {
       throw mapJoseError(err);
     }
-    return toPrincipal(payload, orgClaim);
+    const principal = toPrincipal(payload, orgClaim);
+    checkLifetime(principal, maxTtl, base.clockTolerance);
+    return principal;
   }
 
   return {

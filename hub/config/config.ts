@@ -7,6 +7,7 @@ import { ConfigError } from '../errors.ts';
  * table (`npm run docs:config`), so the two cannot drift.
  */
 export const settings = {
+  ORGHUB_ENV: { type: 'string', enum: ['development', 'production'], default: 'development', description: 'Deployment kind. `production` refuses development conveniences at start: an empty ORGHUB_CLUSTER_SECRET (see docs/access.md).' },
   ORGHUB_PORT: { type: 'integer', minimum: 0, maximum: 65535, default: 8080, description: 'HTTP + WebSocket port (0 picks a free port).' },
   ORGHUB_HOST: { type: 'string', default: '0.0.0.0', description: 'Address the HTTP/WebSocket listener binds to.' },
   ORGHUB_NODE_ID: { type: 'string', default: '', description: 'Name of this hub node in logs and event metadata; empty means hostname:pid.' },
@@ -23,6 +24,9 @@ export const settings = {
   ORGHUB_JWT_HS256_SECRET: { type: 'string', default: '', description: 'Development only: enables HS256 with this secret (at least 32 bytes).' },
   ORGHUB_JWT_CLOCK_TOLERANCE: { type: 'integer', minimum: 0, maximum: 300, default: 0, description: 'Seconds of clock skew tolerated for `exp`/`nbf`.' },
   ORGHUB_JWT_MAX_LENGTH: { type: 'integer', minimum: 256, maximum: 65536, default: 8192, description: 'Longest token accepted, in bytes.' },
+  ORGHUB_JWT_MAX_TTL: { type: 'integer', minimum: 60, maximum: 31536000, default: 86400, description: 'Longest token lifetime accepted, in seconds (`exp - iat`, or `exp - now` without `iat`). Revocations are kept this long and then forgotten, since no token they could match is valid any more.' },
+  ORGHUB_CLUSTER_SECRET: { type: 'string', default: '', description: 'Shared by all hub nodes: authenticates control messages on `orghub.ctl.*` (HMAC-SHA-256), so a NATS client cannot forge a revocation or a takeover. At least 32 bytes; required when ORGHUB_ENV=production (development uses a fixed, public value).' },
+  ORGHUB_REVOCATIONS_MAX: { type: 'integer', minimum: 1, maximum: 1000000, default: 10000, description: 'Revocations in force per org (each is forgotten after ORGHUB_JWT_MAX_TTL); past it POST /v1/revocations answers 429 `limit`.' },
   ORGHUB_JWT_CACHE_SIZE: { type: 'integer', minimum: 1, maximum: 1000000, default: 10000, description: 'Verified tokens remembered (by exact token string, until exp, re-verified after 60 s); saves the signature check for repeated HTTP requests and reconnects.' },
   ORGHUB_ORG_CLAIM: { type: 'string', minLength: 1, default: 'org', description: 'Claim that carries the org id.' },
   ORGHUB_ROLE_GRANTS: { type: 'string', default: '', description: 'JSON object replacing the role defaults: `{"role":{"pub":[..],"sub":[..],"cmd":[..]}}`.' },
@@ -78,6 +82,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if (!cfg.ORGHUB_JWT_JWKS && !cfg.ORGHUB_JWT_HS256_SECRET) {
     throw new ConfigError('ORGHUB_JWT_JWKS must name a JWKS file or URL (or set ORGHUB_JWT_HS256_SECRET for development)');
+  }
+  if (cfg.ORGHUB_CLUSTER_SECRET && Buffer.byteLength(cfg.ORGHUB_CLUSTER_SECRET) < 32) {
+    throw new ConfigError('ORGHUB_CLUSTER_SECRET must be at least 32 bytes');
+  }
+  if (cfg.ORGHUB_ENV === 'production' && !cfg.ORGHUB_CLUSTER_SECRET) {
+    throw new ConfigError('ORGHUB_CLUSTER_SECRET must be set when ORGHUB_ENV=production (it authenticates control messages between nodes)');
   }
   if (cfg.ORGHUB_ROLE_GRANTS) {
     try {

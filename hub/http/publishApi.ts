@@ -55,6 +55,8 @@ export function mountHttpApi(deps: HttpApiDeps): void {
       try {
         if (!token) throw new AuthError('token_missing');
         const principal = await verifier.verify(token).catch((err) => {
+          // Our dependency is down (revocation list, JWKS): 503, the token may be fine.
+          if (err instanceof HubError && err.code === 'unavailable') throw err;
           audit.record(undefined, 'session.rejected', { reason: err instanceof AuthError ? err.reason : 'token_invalid', transport: 'http' });
           throw err instanceof AuthError ? err : new AuthError('token_invalid');
         });

@@ -5,6 +5,7 @@ import type { TokenVerifier } from '../auth/principal.ts';
 import type { Bus } from '../bus/bus.ts';
 import type { CommandHandler } from '../core/commands.ts';
 import type { Logger } from '../log.ts';
+import type { SessionRegistry } from '../core/sessions.ts';
 import type { MqttLimits } from './limits.ts';
 import type { MqttFanout } from './mqttFanout.ts';
 import type { MqttSession } from './mqttSession.ts';
@@ -25,6 +26,8 @@ export interface BridgeContext {
   limits: MqttLimits;
   /** Live sessions on this node (keepalive sweep, shutdown). */
   sessions: Set<MqttSession>;
+  /** The node's registry of live sessions across transports (revocation ends sessions through it). */
+  live?: SessionRegistry;
   /** Registers `s` under (org, client id), disconnecting an older session with the same id on any node. */
   takeOver(s: MqttSession): void;
   releaseClientId(s: MqttSession): void;

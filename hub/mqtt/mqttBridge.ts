@@ -57,6 +57,7 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
         log,
         limits,
         sessions,
+        live: core.sessions,
         takeOver: clientIds.takeOver,
         releaseClientId: clientIds.releaseClientId,
       };

@@ -12,6 +12,7 @@ import type { Logger } from '../../log.ts';
 import { decodeFrame, encodeFrame, FrameError, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, type ClientFrame, type Encoding } from '../../protocol/frames.ts';
 import type { CommandHandler } from '../../core/commands.ts';
 import { uwsTopic, type WsFanout } from './fanout.ts';
+import type { LiveSession, SessionRegistry } from '../../core/sessions.ts';
 
 export interface WsLimits {
   maxFrameBytes: number;
@@ -30,6 +31,8 @@ export interface WsDeps {
   commands?: CommandHandler;
   log: Logger;
   limits: WsLimits;
+  /** The node's registry of live sessions (revocation closes through it). */
+  sessions?: SessionRegistry;
 }
 
 /** Per-socket state. Kept small: 10k idle connections must stay under ~3 KiB each. */
@@ -42,6 +45,8 @@ interface Conn extends ClientContext {
   openedAt: number;
   closed: boolean;
   closeReason?: string;
+  /** This connection in the node's session registry. */
+  live?: LiveSession;
 }
 
 type Id = number | string | undefined;
@@ -135,6 +140,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
     try {
       next = await verifier.verify(token);
     } catch (err) {
+      if (err instanceof HubError && err.code === 'unavailable') throw err;
       const reason = err instanceof AuthError ? err.reason : 'token_invalid';
       audit.record(c.principal.org, 'session.refresh_rejected', { reason }, { actor: c.principal.sub, session: c.session });
       throw new HubError('unauthorized', reason);
@@ -262,6 +268,11 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       sockets.add(ws);
       const c = ws.getUserData();
       audit.record(c.principal.org, 'session.connected', { transport: 'ws', encoding: c.enc, roles: c.principal.roles, jti: c.principal.jti }, { actor: c.principal.sub, session: c.session });
+      // Registered last: a revocation that arrived during the upgrade ends the session right here.
+      if (deps.sessions) {
+        c.live = { session: c.session, transport: 'ws', get principal() { return c.principal; }, end: (_why, reason) => close(ws, CloseCode.tokenRevoked, reason) };
+        deps.sessions.add(c.live);
+      }
     },
 
     message: (ws, message, isBinary) => {
@@ -286,6 +297,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       sockets.delete(ws);
       const c = ws.getUserData();
       c.closed = true;
+      if (c.live) deps.sessions?.remove(c.live);
       for (const pattern of c.subs) fanout.release(c.principal.org, pattern);
       c.subs = [];
       audit.record(
