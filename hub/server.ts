@@ -25,6 +25,7 @@ import type { Bus } from './bus/bus.ts';
 import { ConfigError } from './errors.ts';
 import { clusterSecret, createAccess, type Access } from './access/access.ts';
 import { withSignedControl } from './bus/signedControl.ts';
+import { createHeaderAuth } from './bus/headerAuth.ts';
 import type { SessionRegistry } from './core/sessions.ts';
 import { mountRevocationApi } from './http/revocationApi.ts';
 
@@ -73,7 +74,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     max: config.ORGHUB_JWT_CACHE_SIZE,
     ttlMs: 60_000,
   });
-  const bus = withSignedControl(createNatsBus({ servers: config.NATS_URL, name: `orghub ${nodeId}`, log }), clusterSecret(config), log);
+  const bus = withSignedControl(createNatsBus({ servers: config.NATS_URL, name: `orghub ${nodeId}`, log, headerAuth: createHeaderAuth(clusterSecret(config)) }), clusterSecret(config), log);
   const access = createAccess({ config, bus, log, verifier: tokens });
   const { verifier, sessions } = access;
   const store = parts.store;

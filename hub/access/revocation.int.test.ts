@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -9,7 +9,8 @@ import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
 import { testOrg } from '../testing/hubProcess.ts';
 import { connectNats } from '../testing/natsClient.ts';
 import { sleep, TestClient } from '../testing/wsClient.ts';
-import { connect as mqttConnect, startMqttHub, type MqttHub } from '../mqtt/mqttTestKit.ts';
+import { connect as mqttConnect, type MqttHub } from '../mqtt/mqttTestKit.ts';
+import { startTwoNodes } from './testNodes.ts';
 import { signControl } from '../bus/signedControl.ts';
 import { DEV_CLUSTER_SECRET } from './access.ts';
 import { REVOCATION_CONTROL } from './revocations.ts';
@@ -34,7 +35,6 @@ describe('revocation across two nodes', () => {
   let pool: pg.Pool;
   const open: Tracked[] = [];
   const mqttClients: { client: { end(force?: boolean): void } }[] = [];
-  const secret = randomBytes(24).toString('base64url');
 
   const ws = async (h: MqttHub, token: string): Promise<Tracked> => {
     const t: Tracked = { c: await TestClient.connect(h.hub.wsUrl, token) };
@@ -75,7 +75,7 @@ describe('revocation across two nodes', () => {
 
   before(async () => {
     issuer = await createTestIssuer();
-    [h1, h2] = await Promise.all([startMqttHub(issuer, { ORGHUB_CLUSTER_SECRET: secret }), startMqttHub(issuer, { ORGHUB_CLUSTER_SECRET: secret })]);
+    ({ nodes: [h1, h2] } = await startTwoNodes(issuer));
     nc = await connectNats();
     pool = new pg.Pool({ connectionString: DATABASE_URL, max: 2 });
   });

@@ -51,7 +51,7 @@ describe('revocation while Redis is down', () => {
     issuer = await createTestIssuer();
     redisPort = await freePort();
     redis = await startRedis(redisPort);
-    hub = await startHubProcess({ ...issuer.env, REDIS_URL: `redis://127.0.0.1:${redisPort}` }, { timeoutMs: 45_000 });
+    hub = await startHubProcess({ ...issuer.env, REDIS_URL: `redis://127.0.0.1:${redisPort}` }, { timeoutMs: 90_000 });
   });
   after(async () => {
     await Promise.all(clients.map((c) => c.close()));

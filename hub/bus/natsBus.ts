@@ -4,6 +4,7 @@ import { patternToSubject, subjectToTopic, topicToSubject } from '../acl/topic.t
 import type { Logger } from '../log.ts';
 import type { Bus, BusHandler, BusMessage, PublishMeta } from './bus.ts';
 import { detectContentType } from './contentType.ts';
+import { H_SIG, saneTs, type HeaderAuth } from './headerAuth.ts';
 
 /** NATS header names carrying message metadata; the payload itself is never wrapped. */
 export const H_CONTENT_TYPE = 'Orghub-Content-Type';
@@ -26,6 +27,8 @@ export interface NatsBusOptions {
   servers: string;
   name: string;
   log: Logger;
+  /** Signs `Orghub-From`/`Orghub-Ts` on publish and believes `from` only when signed (hub/bus/headerAuth.ts). */
+  headerAuth?: HeaderAuth;
 }
 
 /**
@@ -51,6 +54,8 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
   let nc: NatsConnection | undefined;
   let connected = false;
   let closing = false;
+  let lastMsg: Msg | undefined;
+  let lastOut: BusMessage | undefined;
 
   const attach = (e: Entry) => {
     if (!nc || e.sub) return;
@@ -76,20 +81,31 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
     if (!parsed || parsed.org !== e.org) return; // junk subject from a raw publisher
     if (e.skipSystem && parsed.topic.charCodeAt(0) === 36 /* $ */) return;
     // One pass over the headers: MsgHdrs.get() allocates key lists on every call.
-    let claimed: string | undefined;
-    let from: string | undefined;
-    let ts = 0;
-    let qos: 0 | 1 = 1;
-    const h = msg.headers;
-    if (h) {
-      for (const [k, v] of h) {
-        if (k === H_CONTENT_TYPE) claimed = v[0];
-        else if (k === H_FROM) from = v[0] || undefined;
-        else if (k === H_TS) ts = Number(v[0]) || 0;
-        else if (k === H_QOS && v[0] === '0') qos = 0;
+    let out: BusMessage;
+    if (lastMsg === msg && lastOut) {
+      // The same message matched several patterns: headers parsed and the signature checked once.
+      out = lastOut;
+    } else {
+      let claimed: string | undefined;
+      let from: string | undefined;
+      let tsRaw: string | undefined;
+      let sig: string | undefined;
+      let qos: 0 | 1 = 1;
+      const h = msg.headers;
+      if (h) {
+        for (const [k, v] of h) {
+          if (k === H_CONTENT_TYPE) claimed = v[0];
+          else if (k === H_FROM) from = v[0] || undefined;
+          else if (k === H_TS) tsRaw = v[0];
+          else if (k === H_SIG) sig = v[0];
+          else if (k === H_QOS && v[0] === '0') qos = 0;
+        }
       }
+      const meta = opts.headerAuth ? opts.headerAuth.check(msg.subject, from, tsRaw, sig) : { from, ts: saneTs(tsRaw, Date.now()) };
+      out = { org: parsed.org, topic: parsed.topic, payload: msg.data, contentType: claimed === 'bytes' ? 'bytes' : detectContentType(msg.data), from: meta.from, ts: meta.ts, qos };
+      lastMsg = msg;
+      lastOut = out;
     }
-    const out: BusMessage = { org: parsed.org, topic: parsed.topic, payload: msg.data, contentType: claimed === 'bytes' ? 'bytes' : detectContentType(msg.data), from, ts, qos };
     for (const handler of e.handlers) {
       try {
         handler(out);
@@ -136,11 +152,16 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
     publish(org: string, topic: string, payload: Uint8Array, meta: PublishMeta) {
       if (!nc || !connected || closing) throw new HubError('unavailable', 'message bus unavailable; nothing was published');
       const h = headers();
+      const subject = topicToSubject(org, topic);
+      const ts = String(Date.now());
       h.set(H_CONTENT_TYPE, meta.contentType);
-      if (meta.from) h.set(H_FROM, meta.from);
-      h.set(H_TS, String(Date.now()));
+      h.set(H_TS, ts);
+      if (meta.from) {
+        h.set(H_FROM, meta.from);
+        if (opts.headerAuth) h.set(H_SIG, opts.headerAuth.sign(subject, meta.from, ts));
+      }
       if (meta.qos === 0) h.set(H_QOS, '0');
-      nc.publish(topicToSubject(org, topic), payload, { headers: h });
+      nc.publish(subject, payload, { headers: h });
     },
     subscribe(org: string, pattern: string, handler: BusHandler) {
       const key = `${org}\u0000${pattern}`;
