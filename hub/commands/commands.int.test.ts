@@ -200,8 +200,9 @@ describe('commands', () => {
   it('commands - 10 concurrent retries of one key over two hub processes should append exactly one row and all answer the same eventId', async () => {
     const org = testOrg();
     const key = `race-${randomUUID()}`;
-    const sockets = await Promise.all(Array.from({ length: 6 }, (_, i) => connect(i % 2 ? node2 : node1, org, `admin-${i}`)));
-    const token = await issuer.token(org, 'admin-http');
+    // One actor: keys are scoped per (org, actor), so a retry is the same principal's (docs/protocol.md).
+    const sockets = await Promise.all(Array.from({ length: 6 }, (_, i) => connect(i % 2 ? node2 : node1, org, 'admin-race')));
+    const token = await issuer.token(org, 'admin-race');
 
     // When 10 copies race: 6 over WS (3 per node) and 4 over HTTP (2 per node)
     const answers = await Promise.all([
@@ -251,7 +252,7 @@ describe('commands', () => {
     const h = await httpCmd(node1, await issuer.token(org, 'alice'), { type: 'device.reboot', topic: 'devices/d1/commands', data: { delaySeconds: -1 }, key: 'bad-http' });
     assert.equal(h.status, 400);
     assert.deepEqual(h.body, { error: { code: 'invalid', message: 'device.reboot: data/delaySeconds must be >= 0' } });
-    assert.deepEqual((await rows(org, `stream_id LIKE 'commands:%'`)).map((r) => r.idempotency_key), ['edge-200']);
+    assert.deepEqual((await rows(org, `stream_id LIKE 'commands:%'`)).map((r) => r.idempotency_key), [scopedKey('alice', 'edge-200')]);
   });
 
   it('commands - an unknown type should get unknown_command, and a frame smuggling an org should be invalid', async () => {
