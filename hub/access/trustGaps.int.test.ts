@@ -108,6 +108,21 @@ describe('trust gaps', () => {
     assert.deepEqual([a2.status, a2.body.eventId, a2.body.duplicate], [200, a1.eventId, true]);
   });
 
+  it('jwt - the HTTP API takes the token from the Authorization header only, never from ?access_token=', async () => {
+    const org = testOrg();
+    const token = await issuer.token(org, 'svc', ['service']);
+    const body = JSON.stringify({ topic: 'a/b', data: 1 });
+    const q = await fetch(`${h1.hub.url}/v1/publish?access_token=${token}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    assert.equal(q.status, 401);
+    assert.equal(((await q.json()) as any).error.message, 'token_missing');
+    // positive control: the header works, and the WebSocket upgrade still takes the query form
+    const h = await fetch(`${h1.hub.url}/v1/publish`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body });
+    assert.equal(h.status, 200);
+    const c = await TestClient.connect(h2.hub.wsUrl, token, { via: 'query' });
+    ws.push(c);
+    assert.equal((await c.request({ op: 'sub', topic: 'a/#' })).op, 'ok');
+  });
+
   it('takeover - another sub of the same org cannot take over a client id (nor fire its Will); the same sub can, across nodes', async () => {
     const org = testOrg();
     const dev = await mqttConnect(h1.tcpUrl, await issuer.token(org, 'dev', ['device']), { protocolVersion: 5, clientId: 'shared-cid', will: { topic: 'devices/dev/status', payload: Buffer.from('gone'), qos: 0, retain: false } });

@@ -151,6 +151,12 @@ export function toPrincipal(p: JWTPayload, orgClaim: string): Principal {
   return { sub, org, roles, acl, jti, exp: p.exp as number, iat: p.iat };
 }
 
+/** RFC 7515 §4.1.9: `typ` compares case-insensitively, and `application/` may be left out. */
+function normalizeTyp(t: string): string {
+  const l = t.toLowerCase();
+  return l.startsWith('application/') ? l.slice(12) : l;
+}
+
 /**
  * ORGHUB_JWT_MAX_TTL: a token may live at most `maxTtl` seconds from its `iat` (or, without `iat`,
  * from now). This bound is what lets a revocation be forgotten after `maxTtl`: no token it could
@@ -188,6 +194,7 @@ export async function createJoseVerifier(cfg: Config, opts: JoseVerifierOptions 
   const orgClaim = cfg.ORGHUB_ORG_CLAIM || 'org';
   const maxLength = cfg.ORGHUB_JWT_MAX_LENGTH || 8192;
   const maxTtl = cfg.ORGHUB_JWT_MAX_TTL || 86_400;
+  const wantTyp = normalizeTyp(cfg.ORGHUB_JWT_TYP || '');
   const base = {
     issuer: cfg.ORGHUB_JWT_ISSUER,
     audience: cfg.ORGHUB_JWT_AUDIENCE,
@@ -266,6 +273,7 @@ export async function createJoseVerifier(cfg: Config, opts: JoseVerifierOptions 
     if (Object.hasOwn(header, 'crit')) throw new AuthError('crit_forbidden');
     const { alg, kid } = header;
     if (typeof alg !== 'string') throw new AuthError('token_malformed');
+    if (wantTyp && (typeof header.typ !== 'string' || normalizeTyp(header.typ) !== wantTyp)) throw new AuthError('bad_typ');
     if (kid !== undefined && typeof kid !== 'string') throw new AuthError('token_malformed');
 
     let key: CryptoKey | JWTVerifyGetKey;

@@ -22,6 +22,8 @@ export const settings = {
   ORGHUB_JWT_AUDIENCE: { type: 'string', minLength: 1, default: 'orghub', description: 'Required `aud` of every token.' },
   ORGHUB_JWT_JWKS: { type: 'string', default: '', description: 'JWKS file path or http(s) URL with the ES256/EdDSA/RS256 verification keys.' },
   ORGHUB_JWT_HS256_SECRET: { type: 'string', default: '', description: 'Development only: enables HS256 with this secret (at least 32 bytes).' },
+  ORGHUB_JWT_ALLOW_HS256_WITH_JWKS: { type: 'string', enum: ['true', 'false'], default: 'false', description: 'Accept HS256 (ORGHUB_JWT_HS256_SECRET) next to a JWKS. Refused at start unless `true`: a shared secret beside asymmetric keys is usually a leftover from development.' },
+  ORGHUB_JWT_TYP: { type: 'string', default: '', description: 'When set, the token header `typ` must equal it (case-insensitive, an `application/` prefix ignored; e.g. `at+jwt`, RFC 9068). Empty: not checked.' },
   ORGHUB_JWT_CLOCK_TOLERANCE: { type: 'integer', minimum: 0, maximum: 300, default: 0, description: 'Seconds of clock skew tolerated for `exp`/`nbf`.' },
   ORGHUB_JWT_MAX_LENGTH: { type: 'integer', minimum: 256, maximum: 65536, default: 8192, description: 'Longest token accepted, in bytes.' },
   ORGHUB_JWT_MAX_TTL: { type: 'integer', minimum: 60, maximum: 31536000, default: 86400, description: 'Longest token lifetime accepted, in seconds (`exp - iat`, or `exp - now` without `iat`). Revocations are kept this long and then forgotten, since no token they could match is valid any more.' },
@@ -83,6 +85,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!cfg.ORGHUB_JWT_JWKS && !cfg.ORGHUB_JWT_HS256_SECRET) {
     throw new ConfigError('ORGHUB_JWT_JWKS must name a JWKS file or URL (or set ORGHUB_JWT_HS256_SECRET for development)');
   }
+  checkJwtSources(cfg);
   if (cfg.ORGHUB_CLUSTER_SECRET && Buffer.byteLength(cfg.ORGHUB_CLUSTER_SECRET) < 32) {
     throw new ConfigError('ORGHUB_CLUSTER_SECRET must be at least 32 bytes');
   }
@@ -98,6 +101,33 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   /** Whether the MQTT port was set explicitly (then a busy port is fatal). */
   return Object.freeze(cfg);
+}
+
+/** Loopback hosts, where a plain-http JWKS URL cannot be tampered with on the way. */
+const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i;
+
+/** Start-time rules on where keys come from (docs/access.md "JWT hardening"). */
+function checkJwtSources(cfg: Config): void {
+  const jwks = cfg.ORGHUB_JWT_JWKS;
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(jwks)) {
+    let url: URL;
+    try {
+      url = new URL(jwks);
+    } catch {
+      throw new ConfigError('ORGHUB_JWT_JWKS is not a valid URL');
+    }
+    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && LOOPBACK.test(url.hostname))) {
+      throw new ConfigError('ORGHUB_JWT_JWKS must be an https URL (plain http only on loopback) or a file path');
+    }
+  }
+  if (jwks && cfg.ORGHUB_JWT_HS256_SECRET && cfg.ORGHUB_JWT_ALLOW_HS256_WITH_JWKS !== 'true') {
+    throw new ConfigError('ORGHUB_JWT_HS256_SECRET is set next to ORGHUB_JWT_JWKS; unset it, or set ORGHUB_JWT_ALLOW_HS256_WITH_JWKS=true');
+  }
+  if (cfg.ORGHUB_ENV === 'production') {
+    if (cfg.ORGHUB_JWT_ISSUER === settings.ORGHUB_JWT_ISSUER.default || cfg.ORGHUB_JWT_AUDIENCE === settings.ORGHUB_JWT_AUDIENCE.default) {
+      throw new ConfigError(`ORGHUB_JWT_ISSUER and ORGHUB_JWT_AUDIENCE must be set to your identity provider's values when ORGHUB_ENV=production (not the development defaults "${settings.ORGHUB_JWT_ISSUER.default}" / "${settings.ORGHUB_JWT_AUDIENCE.default}")`);
+    }
+  }
 }
 
 /** True when the variable was given in the environment rather than defaulted. */

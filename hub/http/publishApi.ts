@@ -46,7 +46,9 @@ export function mountHttpApi(deps: HttpApiDeps): void {
 
   /** Authenticates, reads and parses the body; the handler gets a verified context and JSON. */
   const route = (handler: (ctx: ClientContext, body: unknown) => Promise<{ status: number; body: unknown }> | { status: number; body: unknown }) => (res: HttpResponse, req: HttpRequest) => {
-    const token = extractToken(req.getHeader('authorization'), req.getQuery() ?? '');
+    // Header only: a token in a URL ends up in access logs and proxies; the query form exists for
+    // browsers' WebSocket upgrades alone (docs/protocol.md).
+    const token = extractToken(req.getHeader('authorization'), '');
     const contentType = req.getHeader('content-type');
     const r = reply(res, (err) => log.error({ err }, 'http handler failed'));
     const body = readBody(res, req.getHeader('content-length'), deps.maxBody);
