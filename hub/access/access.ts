@@ -6,6 +6,12 @@ import type { Logger } from '../log.ts';
 import { createRedisRevocationStore } from './redisRevocationStore.ts';
 import { createRevocations, withRevocationCheck, type Revocations } from './revocations.ts';
 import type { RevocationStore } from './revocationStore.ts';
+import { createApiKeys, withApiKeys, type ApiKeys } from './apiKeys.ts';
+import { createRedisApiKeyStore } from './redisApiKeyStore.ts';
+import type { ApiKeyStore } from './apiKeyStore.ts';
+
+/** Public on purpose, like DEV_CLUSTER_SECRET: production sets ORGHUB_APIKEY_PEPPER (config refuses to start otherwise). */
+export const DEV_APIKEY_PEPPER = 'orghub-development-api-key-pepper-not-for-production';
 
 /** Public on purpose: development nodes agree on it without setup; production must set its own (config refuses to start otherwise). */
 export const DEV_CLUSTER_SECRET = 'orghub-development-cluster-secret-not-for-production';
@@ -18,28 +24,33 @@ export function clusterSecret(config: Config): string {
 export interface Access {
   sessions: SessionRegistry;
   revocations: Revocations;
-  /** The verifier every transport uses: the given one plus the revocation check. */
+  apiKeys: ApiKeys;
+  /** The verifier every transport uses: API keys (`ohk_…`) or the given JWT verifier, then the revocation check. */
   verifier: TokenVerifier;
   /** For /ready: new tokens are refused while this is down (fail closed). */
   ready(): boolean;
   stop(): Promise<void>;
 }
 
-export function createAccess(deps: { config: Config; bus: Bus; log: Logger; verifier: TokenVerifier; revocationStore?: RevocationStore }): Access {
+export function createAccess(deps: { config: Config; bus: Bus; log: Logger; verifier: TokenVerifier; revocationStore?: RevocationStore; apiKeyStore?: ApiKeyStore }): Access {
   const { config, bus, log } = deps;
   const store = deps.revocationStore ?? createRedisRevocationStore(config.REDIS_URL, log);
   const sessions = new SessionRegistry();
   const revocations = createRevocations({ store, bus, sessions, log, maxPerOrg: config.ORGHUB_REVOCATIONS_MAX });
+  const keyStore = deps.apiKeyStore ?? createRedisApiKeyStore(config.REDIS_URL);
+  const apiKeys = createApiKeys({ store: keyStore, pepper: config.ORGHUB_APIKEY_PEPPER || DEV_APIKEY_PEPPER, maxPerOrg: config.ORGHUB_APIKEYS_MAX, log });
   let loaded = false;
   void revocations.ready.then(() => (loaded = true));
   return {
     sessions,
     revocations,
-    verifier: withRevocationCheck(deps.verifier, revocations),
+    apiKeys,
+    verifier: withRevocationCheck(withApiKeys(deps.verifier, apiKeys), revocations),
     ready: () => loaded && store.up,
     async stop() {
       revocations.close();
       await store.close();
+      await keyStore.close();
     },
   };
 }

@@ -28,6 +28,8 @@ export const settings = {
   ORGHUB_JWT_MAX_LENGTH: { type: 'integer', minimum: 256, maximum: 65536, default: 8192, description: 'Longest token accepted, in bytes.' },
   ORGHUB_JWT_MAX_TTL: { type: 'integer', minimum: 60, maximum: 31536000, default: 86400, description: 'Longest token lifetime accepted, in seconds (`exp - iat`, or `exp - now` without `iat`). Revocations are kept this long and then forgotten, since no token they could match is valid any more.' },
   ORGHUB_CLUSTER_SECRET: { type: 'string', default: '', description: 'Shared by all hub nodes: authenticates control messages on `orghub.ctl.*` (HMAC-SHA-256), so a NATS client cannot forge a revocation or a takeover. At least 32 bytes; required when ORGHUB_ENV=production (development uses a fixed, public value).' },
+  ORGHUB_APIKEY_PEPPER: { type: 'string', default: '', description: 'Server-side secret of the keyed hash (HMAC-SHA-256) that API keys are stored as; at least 32 bytes, the same on every node; changing it invalidates every key. Required when ORGHUB_ENV=production (development uses a fixed, public value).' },
+  ORGHUB_APIKEYS_MAX: { type: 'integer', minimum: 1, maximum: 100000, default: 100, description: 'API keys per org (revoked ones count for 7 days); past it POST /v1/apikeys answers 429 `limit`.' },
   ORGHUB_REVOCATIONS_MAX: { type: 'integer', minimum: 1, maximum: 1000000, default: 10000, description: 'Revocations in force per org (each is forgotten after ORGHUB_JWT_MAX_TTL); past it POST /v1/revocations answers 429 `limit`.' },
   ORGHUB_JWT_CACHE_SIZE: { type: 'integer', minimum: 1, maximum: 1000000, default: 10000, description: 'Verified tokens remembered (by exact token string, until exp, re-verified after 60 s); saves the signature check for repeated HTTP requests and reconnects.' },
   ORGHUB_ORG_CLAIM: { type: 'string', minLength: 1, default: 'org', description: 'Claim that carries the org id.' },
@@ -88,6 +90,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   checkJwtSources(cfg);
   if (cfg.ORGHUB_CLUSTER_SECRET && Buffer.byteLength(cfg.ORGHUB_CLUSTER_SECRET) < 32) {
     throw new ConfigError('ORGHUB_CLUSTER_SECRET must be at least 32 bytes');
+  }
+  if (cfg.ORGHUB_APIKEY_PEPPER && Buffer.byteLength(cfg.ORGHUB_APIKEY_PEPPER) < 32) {
+    throw new ConfigError('ORGHUB_APIKEY_PEPPER must be at least 32 bytes');
+  }
+  if (cfg.ORGHUB_ENV === 'production' && !cfg.ORGHUB_APIKEY_PEPPER) {
+    throw new ConfigError('ORGHUB_APIKEY_PEPPER must be set when ORGHUB_ENV=production (API keys are stored as an HMAC under it)');
   }
   if (cfg.ORGHUB_ENV === 'production' && !cfg.ORGHUB_CLUSTER_SECRET) {
     throw new ConfigError('ORGHUB_CLUSTER_SECRET must be set when ORGHUB_ENV=production (it authenticates control messages between nodes)');

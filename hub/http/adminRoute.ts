@@ -38,7 +38,7 @@ export function adminRoute(deps: AdminRouteDeps, method: 'post' | 'get' | 'del',
   const { verifier, audit, log } = deps;
   const withBody = method === 'post';
   deps.app[method](path, (res: HttpResponse, req: HttpRequest) => {
-    const token = extractToken(req.getHeader('authorization'), '');
+    const token = extractToken(req.getHeader('authorization'), '') ?? (req.getHeader('x-api-key') || undefined);
     const contentType = req.getHeader('content-type');
     const params: string[] = [];
     for (let i = 0; i < (opts.params ?? 0); i++) params.push(decodeURIComponentSafe(req.getParameter(i) ?? ''));

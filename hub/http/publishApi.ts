@@ -48,7 +48,7 @@ export function mountHttpApi(deps: HttpApiDeps): void {
   const route = (handler: (ctx: ClientContext, body: unknown) => Promise<{ status: number; body: unknown }> | { status: number; body: unknown }) => (res: HttpResponse, req: HttpRequest) => {
     // Header only: a token in a URL ends up in access logs and proxies; the query form exists for
     // browsers' WebSocket upgrades alone (docs/protocol.md).
-    const token = extractToken(req.getHeader('authorization'), '');
+    const token = extractToken(req.getHeader('authorization'), '') ?? (req.getHeader('x-api-key') || undefined);
     const contentType = req.getHeader('content-type');
     const r = reply(res, (err) => log.error({ err }, 'http handler failed'));
     const body = readBody(res, req.getHeader('content-length'), deps.maxBody);

@@ -213,7 +213,8 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       const key = req.getHeader('sec-websocket-key');
       const protoHeader = req.getHeader('sec-websocket-protocol');
       const extensions = req.getHeader('sec-websocket-extensions');
-      const token = extractToken(req.getHeader('authorization'), req.getQuery() ?? '');
+      // An API key may also come as X-Api-Key (docs/access.md); a JWT or a key in Bearer wins.
+      const token = extractToken(req.getHeader('authorization'), req.getQuery() ?? '') ?? (req.getHeader('x-api-key') || undefined);
       let aborted = false;
       res.onAborted(() => {
         aborted = true;
