@@ -49,13 +49,14 @@ export function newApiKey(): { id: string; secret: string; key: string } {
  * cannot be guessed however fast the hash, and bcrypt's ~50-100 ms per check would be paid on every
  * API request. The pepper means a leaked store alone does not let anyone test candidate keys.
  */
-export function createKeyHasher(pepper: string): { hash(id: string, secret: string): string; matches(rec: ApiKeyRecord, secret: string): boolean } {
+export function createKeyHasher(pepper: string): { hash(id: string, secret: string): string; matches(rec: ApiKeyRecord, secret: string, decodedHash?: Buffer): boolean } {
   const key: KeyObject = createSecretKey(Buffer.from(pepper, 'utf8'));
   const raw = (id: string, secret: string) => createHmac('sha256', key).update(`${id}:${secret}`).digest();
   return {
     hash: (id, secret) => raw(id, secret).toString('base64url'),
-    matches(rec, secret) {
-      const want = Buffer.from(rec.hash, 'base64url');
+    /** `decodedHash`: the record's hash already decoded (the per-node cache keeps it so). */
+    matches(rec, secret, decodedHash) {
+      const want = decodedHash ?? Buffer.from(rec.hash, 'base64url');
       const got = raw(rec.id, secret);
       return want.length === got.length && timingSafeEqual(want, got);
     },

@@ -39,12 +39,10 @@ export function createApiKeys(opts: ApiKeysOptions): ApiKeys {
   const { store, maxPerOrg, log } = opts;
   const hasher = createKeyHasher(opts.pepper);
   const cacheMs = opts.cacheMs ?? 30_000;
-  const cache = new Map<string, { rec: ApiKeyRecord; until: number }>();
+  const cache = new Map<string, { rec: ApiKeyRecord; hash: Buffer; until: number }>();
   const touched = new Map<string, number>();
 
-  const lookup = async (id: string, now: number): Promise<ApiKeyRecord | undefined> => {
-    const hit = cache.get(id);
-    if (hit && hit.until > now) return hit.rec;
+  const fetch = async (id: string, now: number): Promise<{ rec: ApiKeyRecord; hash: Buffer } | undefined> => {
     let rec: ApiKeyRecord | undefined;
     try {
       rec = await store.get(id);
@@ -52,9 +50,13 @@ export function createApiKeys(opts: ApiKeysOptions): ApiKeys {
       throw new HubError('unavailable', 'api_keys_unavailable', { cause: err });
     }
     if (cache.size >= 10_000) cache.delete(cache.keys().next().value as string);
-    if (rec) cache.set(id, { rec, until: now + cacheMs });
-    else cache.delete(id);
-    return rec;
+    if (!rec) {
+      cache.delete(id);
+      return undefined;
+    }
+    const entry = { rec, hash: Buffer.from(rec.hash, 'base64url'), until: now + cacheMs };
+    cache.set(id, entry);
+    return entry;
   };
 
   return {
@@ -91,9 +93,12 @@ export function createApiKeys(opts: ApiKeysOptions): ApiKeys {
       const parsed = parseApiKey(token);
       if (!parsed) throw new AuthError('api_key_malformed');
       const now = Date.now();
-      const rec = await lookup(parsed.id, now);
+      // A cache hit stays synchronous: no Redis, no extra promise on the hot path.
+      const hit = cache.get(parsed.id);
+      const entry = hit && hit.until > now ? hit : await fetch(parsed.id, now);
       // One answer for "no such id" and "wrong secret": ids are not secret, but nothing is confirmed.
-      if (!rec || !hasher.matches(rec, parsed.secret)) throw new AuthError('api_key_invalid');
+      if (!entry || !hasher.matches(entry.rec, parsed.secret, entry.hash)) throw new AuthError('api_key_invalid');
+      const rec = entry.rec;
       if (rec.revokedAt !== undefined) throw new AuthError('api_key_revoked');
       if (rec.expiresAt !== undefined && rec.expiresAt <= now) throw new AuthError('api_key_expired');
       // last used: at most one write per key per node per minute

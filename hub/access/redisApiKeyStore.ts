@@ -14,12 +14,14 @@ export function orgApiKeysKey(org: string): string {
 /** Revoked keys stay listed this long, then are forgotten. */
 const REVOKED_KEEP_MS = 7 * 24 * 3600_000;
 
-/** KEYS: org set, key. ARGV: max, id, json. Drops ids whose record has gone before counting. */
+/** KEYS: org set, key. ARGV: max, id, json. At the bound, ids whose record has expired are dropped first. */
 const CREATE_LUA = `
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if redis.call('EXISTS', 'orghub:apikey:' .. id) == 0 then redis.call('SREM', KEYS[1], id) end
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    if redis.call('EXISTS', 'orghub:apikey:' .. id) == 0 then redis.call('SREM', KEYS[1], id) end
+  end
+  if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
 end
-if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
 if redis.call('SET', KEYS[2], ARGV[3], 'NX') == false then return -1 end
 redis.call('SADD', KEYS[1], ARGV[2])
 return 1`;
