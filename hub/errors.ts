@@ -52,6 +52,8 @@ export const CloseCode = {
   idleTimeout: 4002,
   tokenExpired: 4100,
   tokenRevoked: 4101,
+  /** The org was suspended by the platform operator: reconnecting is refused until it is resumed. */
+  orgSuspended: 4202,
   protocolViolation: 4200,
   forbidden: 4201,
 } as const;

@@ -29,6 +29,7 @@ import { createHeaderAuth } from './bus/headerAuth.ts';
 import type { SessionRegistry } from './core/sessions.ts';
 import { mountRevocationApi } from './http/revocationApi.ts';
 import { mountApiKeyApi } from './http/apiKeyApi.ts';
+import { mountOrgApi } from './http/orgApi.ts';
 
 /** What the outside world may plug in: everything else is built from the config. */
 export interface HubParts {
@@ -105,6 +106,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   });
   mountHttpApi({ app, verifier, roleGrants, publisher, audit, commands, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBatch: config.ORGHUB_HTTP_MAX_BATCH });
   mountRevocationApi({ app, verifier, audit, log, revocations: access.revocations, store, nodeId, maxTtlSec: config.ORGHUB_JWT_MAX_TTL });
+  mountOrgApi({ app, verifier, audit, log, orgs: access.orgs, orgStore: access.orgStore, store, nodeId });
   mountApiKeyApi({ app, verifier, audit, log, apiKeys: access.apiKeys, revocations: access.revocations, roleGrants, store, nodeId, maxTtlSec: config.ORGHUB_JWT_MAX_TTL });
 
   const stops: (() => Promise<void>)[] = [];

@@ -9,6 +9,8 @@ import type { RevocationStore } from './revocationStore.ts';
 import { createApiKeys, withApiKeys, type ApiKeys } from './apiKeys.ts';
 import { createRedisApiKeyStore } from './redisApiKeyStore.ts';
 import type { ApiKeyStore } from './apiKeyStore.ts';
+import { createOrgDirectory, withOrgCheck, type OrgDirectory } from './orgDirectory.ts';
+import { createRedisOrgStore, type OrgStore } from './orgStore.ts';
 
 /** Public on purpose, like DEV_CLUSTER_SECRET: production sets ORGHUB_APIKEY_PEPPER (config refuses to start otherwise). */
 export const DEV_APIKEY_PEPPER = 'orghub-development-api-key-pepper-not-for-production';
@@ -25,6 +27,8 @@ export interface Access {
   sessions: SessionRegistry;
   revocations: Revocations;
   apiKeys: ApiKeys;
+  orgs: OrgDirectory;
+  orgStore: OrgStore;
   /** The verifier every transport uses: API keys (`ohk_…`) or the given JWT verifier, then the revocation check. */
   verifier: TokenVerifier;
   /** For /ready: new tokens are refused while this is down (fail closed). */
@@ -38,6 +42,8 @@ export function createAccess(deps: { config: Config; bus: Bus; log: Logger; veri
   const sessions = new SessionRegistry();
   const revocations = createRevocations({ store, bus, sessions, log, maxPerOrg: config.ORGHUB_REVOCATIONS_MAX });
   const keyStore = deps.apiKeyStore ?? createRedisApiKeyStore(config.REDIS_URL);
+  const orgStore = createRedisOrgStore(config.REDIS_URL);
+  const orgs = createOrgDirectory({ store: orgStore, bus, sessions, log, provisioning: config.ORGHUB_ORG_PROVISIONING as 'auto' | 'explicit' });
   const apiKeys = createApiKeys({ store: keyStore, pepper: config.ORGHUB_APIKEY_PEPPER || DEV_APIKEY_PEPPER, maxPerOrg: config.ORGHUB_APIKEYS_MAX, log });
   let loaded = false;
   void revocations.ready.then(() => (loaded = true));
@@ -45,10 +51,14 @@ export function createAccess(deps: { config: Config; bus: Bus; log: Logger; veri
     sessions,
     revocations,
     apiKeys,
-    verifier: withRevocationCheck(withApiKeys(deps.verifier, apiKeys), revocations),
+    orgs,
+    orgStore,
+    verifier: withOrgCheck(withRevocationCheck(withApiKeys(deps.verifier, apiKeys), revocations), orgs),
     ready: () => loaded && store.up,
     async stop() {
       revocations.close();
+      orgs.close();
+      await orgStore.close();
       await store.close();
       await keyStore.close();
     },

@@ -82,6 +82,8 @@ export function parseCreateRequest(body: unknown, roleGrants: RoleGrants, nowMs:
   const roles = b.roles;
   if (!Array.isArray(roles) || roles.length === 0 || roles.length > 16 || !roles.every((r) => typeof r === 'string')) throw new HubError('invalid', 'roles must be an array of 1-16 role names');
   for (const r of roles as string[]) if (!Object.hasOwn(roleGrants, r)) throw new HubError('invalid', `unknown role "${String(r).slice(0, 64)}"`);
+  // An org admin must not mint a key for the platform operator's role, whatever the role grants say.
+  if ((roles as string[]).includes('platform')) throw new HubError('invalid', 'an org API key cannot carry the platform role');
   let acl: GrantSpec | undefined;
   if (b.acl !== undefined) {
     try {

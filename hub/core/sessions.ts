@@ -5,7 +5,7 @@ import type { Transport } from './context.ts';
  * Why the hub ends a session from outside its transport. Each transport maps it onto its own wire
  * code (WebSocket close 4101, MQTT 5 DISCONNECT 0x98; docs/protocol.md, docs/mqtt.md).
  */
-export type SessionEnd = 'revoked';
+export type SessionEnd = 'revoked' | 'suspended';
 
 /** A live, authenticated connection as the rest of the hub sees it, whatever its transport. */
 export interface LiveSession {

@@ -34,9 +34,10 @@ export type AdminHandler = (req: AdminRequest) => Promise<{ status: number; body
  * (403 `forbidden`, audited as `admin.denied`), then the body is read up to `maxBody` (413) and
  * parsed as JSON (400). The org is only ever the token's: no route takes an org from the caller.
  */
-export function adminRoute(deps: AdminRouteDeps, method: 'post' | 'get' | 'del', path: string, action: string, opts: { maxBody?: number; params?: number }, handler: AdminHandler): void {
+export function adminRoute(deps: AdminRouteDeps, method: 'post' | 'get' | 'del' | 'patch', path: string, action: string, opts: { maxBody?: number; params?: number; role?: string }, handler: AdminHandler): void {
   const { verifier, audit, log } = deps;
-  const withBody = method === 'post';
+  const withBody = method === 'post' || method === 'patch';
+  const role = opts.role ?? ORG_ADMIN_ROLE;
   deps.app[method](path, (res: HttpResponse, req: HttpRequest) => {
     const token = extractToken(req.getHeader('authorization'), '') ?? (req.getHeader('x-api-key') || undefined);
     const contentType = req.getHeader('content-type');
@@ -54,16 +55,17 @@ export function adminRoute(deps: AdminRouteDeps, method: 'post' | 'get' | 'del',
           throw err instanceof AuthError ? err : new AuthError('token_invalid');
         });
         const requestId = randomUUID();
-        if (!principal.roles.includes(ORG_ADMIN_ROLE)) {
-          audit.record(principal.org, 'admin.denied', { action, reason: 'not_admin' }, { actor: principal.sub, session: requestId });
-          throw new HubError('forbidden', `${action} needs the ${ORG_ADMIN_ROLE} role`);
+        if (!principal.roles.includes(role)) {
+          audit.record(principal.org, 'admin.denied', { action, reason: `not_${role}` }, { actor: principal.sub, session: requestId });
+          throw new HubError('forbidden', `${action} needs the ${role} role`);
         }
         let json: unknown;
         if (body) {
           const buf = await body;
-          if (!/^application\/json\b/i.test(contentType)) throw new HubError('invalid', 'content-type must be application/json');
+          // An empty body is "no body" (e.g. POST …/resume); the handler decides whether it needs one.
+          if (buf.length > 0 && !/^application\/json\b/i.test(contentType)) throw new HubError('invalid', 'content-type must be application/json');
           try {
-            json = JSON.parse(buf.toString('utf8'));
+            json = buf.length === 0 ? undefined : JSON.parse(buf.toString('utf8'));
           } catch {
             throw new HubError('bad_frame', 'body is not valid JSON');
           }

@@ -129,7 +129,7 @@ export async function handleConnect(s: MqttSession, p: IConnectPacket): Promise<
       return s.principal;
     },
     end(_why, reason) {
-      // The identity behind the will was revoked, so the will is not published (as on expiry).
+      // Revoked or suspended: the identity behind the will is void, so the will is not published (as on expiry).
       s.suppressWill = true;
       s.disconnect(Reason.administrativeAction, reason);
     },

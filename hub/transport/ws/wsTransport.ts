@@ -271,7 +271,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       audit.record(c.principal.org, 'session.connected', { transport: 'ws', encoding: c.enc, roles: c.principal.roles, jti: c.principal.jti }, { actor: c.principal.sub, session: c.session });
       // Registered last: a revocation that arrived during the upgrade ends the session right here.
       if (deps.sessions) {
-        c.live = { session: c.session, transport: 'ws', get principal() { return c.principal; }, end: (_why, reason) => close(ws, CloseCode.tokenRevoked, reason) };
+        c.live = { session: c.session, transport: 'ws', get principal() { return c.principal; }, end: (why, reason) => close(ws, why === 'suspended' ? CloseCode.orgSuspended : CloseCode.tokenRevoked, reason) };
         deps.sessions.add(c.live);
       }
     },
