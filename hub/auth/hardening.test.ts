@@ -26,11 +26,12 @@ describe('JWT hardening', () => {
     assert.ok(loadConfig({ ...base, ORGHUB_JWT_HS256_SECRET: SECRET }), 'HS256 alone (development) still starts');
   });
 
-  it('hardening - ORGHUB_ENV=production refuses the development issuer/audience and a missing cluster secret', () => {
-    const cluster = { ORGHUB_CLUSTER_SECRET: 'c'.repeat(32) };
+  it('hardening - ORGHUB_ENV=production refuses the development issuer/audience, a missing cluster secret or API key pepper', () => {
+    const cluster = { ORGHUB_CLUSTER_SECRET: 'c'.repeat(32), ORGHUB_APIKEY_PEPPER: 'p'.repeat(32) };
     refusedAtStart({ ORGHUB_ENV: 'production', ORGHUB_JWT_JWKS: '/k.json', ...cluster }, /ORGHUB_JWT_ISSUER and ORGHUB_JWT_AUDIENCE/);
     refusedAtStart({ ORGHUB_ENV: 'production', ORGHUB_JWT_JWKS: '/k.json', ORGHUB_JWT_ISSUER: 'https://idp', ...cluster }, /ORGHUB_JWT_AUDIENCE/);
-    refusedAtStart({ ORGHUB_ENV: 'production', ORGHUB_JWT_JWKS: '/k.json', ORGHUB_JWT_ISSUER: 'https://idp', ORGHUB_JWT_AUDIENCE: 'hub' }, /ORGHUB_CLUSTER_SECRET/);
+    refusedAtStart({ ORGHUB_ENV: 'production', ORGHUB_JWT_JWKS: '/k.json', ORGHUB_JWT_ISSUER: 'https://idp', ORGHUB_JWT_AUDIENCE: 'hub', ORGHUB_APIKEY_PEPPER: 'p'.repeat(32) }, /ORGHUB_CLUSTER_SECRET/);
+    refusedAtStart({ ORGHUB_ENV: 'production', ORGHUB_JWT_JWKS: '/k.json', ORGHUB_JWT_ISSUER: 'https://idp', ORGHUB_JWT_AUDIENCE: 'hub', ORGHUB_CLUSTER_SECRET: 'c'.repeat(32) }, /ORGHUB_APIKEY_PEPPER/);
     refusedAtStart({ ORGHUB_JWT_JWKS: '/k.json', ORGHUB_CLUSTER_SECRET: 'short' }, /at least 32 bytes/);
     assert.equal(loadConfig({ ORGHUB_ENV: 'production', ORGHUB_JWT_JWKS: '/k.json', ORGHUB_JWT_ISSUER: 'https://idp', ORGHUB_JWT_AUDIENCE: 'hub', ...cluster }).ORGHUB_ENV, 'production');
     assert.equal(loadConfig({ ORGHUB_JWT_JWKS: '/k.json' }).ORGHUB_JWT_ISSUER, 'orghub-dev', 'development keeps its defaults');
