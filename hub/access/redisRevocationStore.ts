@@ -79,12 +79,13 @@ export function createRedisRevocationStore(url: string, log: Logger): Revocation
         const pipe = redis.pipeline();
         for (const org of chunk) pipe.zrangebyscore(revocationKey(org), now, '+inf');
         const results = (await pipe.exec()) ?? [];
+        const forget = redis.pipeline();
         for (let j = 0; j < chunk.length; j++) {
           const [err, members] = results[j] ?? [];
           if (err) throw err;
           const list = members as string[];
           if (list.length === 0) {
-            await redis.eval(FORGET_LUA, 2, revocationKey(chunk[j]!), REVOCATION_ORGS_KEY, chunk[j]!);
+            forget.eval(FORGET_LUA, 2, revocationKey(chunk[j]!), REVOCATION_ORGS_KEY, chunk[j]!);
             continue;
           }
           for (const m of list) {
@@ -99,6 +100,8 @@ export function createRedisRevocationStore(url: string, log: Logger): Revocation
             if (rule && rule.org === chunk[j]) out.push(rule);
           }
         }
+        // Orgs whose rules all expired leave the set (one round trip per chunk, not per org).
+        if (forget.length > 0) await forget.exec();
       }
       return out;
     },
