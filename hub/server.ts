@@ -32,6 +32,13 @@ import { createAggregatingAuditSink } from './audit/aggregatingAuditSink.ts';
 import { createLimitService } from './limits/factory.ts';
 import type { LimitService } from './limits/limitService.ts';
 import { registerLimitMetrics } from './limits/metrics.ts';
+import { clusterSecret, createAccess, type Access } from './access/access.ts';
+import { withSignedControl } from './bus/signedControl.ts';
+import { createHeaderAuth } from './bus/headerAuth.ts';
+import type { SessionRegistry } from './core/sessions.ts';
+import { mountRevocationApi } from './http/revocationApi.ts';
+import { mountApiKeyApi } from './http/apiKeyApi.ts';
+import { mountOrgApi } from './http/orgApi.ts';
 
 /** What the outside world may plug in: everything else is built from the config. */
 export interface HubParts {
@@ -58,6 +65,9 @@ export interface HubCore {
   config: Config;
   log: Logger;
   nodeId: string;
+  /** Live sessions of this node (WebSocket and MQTT register here). */
+  sessions: SessionRegistry;
+  access: Access;
 }
 
 export interface HubExtension {
@@ -77,11 +87,13 @@ export interface RunningHub {
 export async function startHub(config: Config, log: Logger, parts: HubParts = {}): Promise<RunningHub> {
   const nodeId = config.ORGHUB_NODE_ID || `${hostname()}:${process.pid}`;
   const roleGrants = config.ORGHUB_ROLE_GRANTS ? parseRoleGrants(config.ORGHUB_ROLE_GRANTS) : defaultRoleGrants;
-  const verifier = createCachingVerifier(await createJoseVerifier(config, { reloadOnSighup: true, onWarning: (m) => log.warn(m) }), {
+  const tokens = createCachingVerifier(await createJoseVerifier(config, { reloadOnSighup: true, onWarning: (m) => log.warn(m) }), {
     max: config.ORGHUB_JWT_CACHE_SIZE,
     ttlMs: 60_000,
   });
-  const bus = createNatsBus({ servers: config.NATS_URL, name: `orghub ${nodeId}`, log });
+  const bus = withSignedControl(createNatsBus({ servers: config.NATS_URL, name: `orghub ${nodeId}`, log, headerAuth: createHeaderAuth(clusterSecret(config)) }), clusterSecret(config), log);
+  const access = createAccess({ config, bus, log, verifier: tokens });
+  const { verifier, sessions } = access;
   const store = parts.store;
   // Denials and limit hits are aggregated per window, so a flood cannot become an audit flood.
   const audit = createAggregatingAuditSink(store ? createStoreAuditSink({ store, log, nodeId, maxBuffer: config.ORGHUB_AUDIT_BUFFER, maxPerOrg: config.ORGHUB_AUDIT_ORG_BUFFER }) : createLogAuditSink(log), { windowMs: config.ORGHUB_AUDIT_AGGREGATE_MS });
@@ -90,7 +102,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   const { app, routes } = recordRoutes(uws.App());
   const publisher = new Publisher(bus, audit);
   const fanout = new WsFanout(app, bus);
-  const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, limits, config, log, nodeId };
+  const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, limits, config, log, nodeId, sessions, access };
 
   const ws = mountWebSocket({
     app,
@@ -102,6 +114,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     commands,
     log,
     rateLimits: limits,
+    sessions,
     limits: {
       maxFrameBytes: config.ORGHUB_MAX_FRAME_BYTES,
       maxSubscriptions: config.ORGHUB_MAX_SUBSCRIPTIONS,
@@ -111,9 +124,16 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   });
   mountHttpApi({ app, verifier, roleGrants, publisher, audit, commands, limits, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBatch: config.ORGHUB_HTTP_MAX_BATCH });
   mountQueryApi({ app, verifier, roleGrants, audit, readModels: parts.readModels, log, cursorKey: cursorKey(config), exportPageSize: config.ORGHUB_QUERY_EXPORT_PAGE, maxPerOrg: config.ORGHUB_QUERY_MAX_PER_ORG });
+  mountRevocationApi({ app, verifier, audit, log, revocations: access.revocations, store, nodeId, maxTtlSec: config.ORGHUB_JWT_MAX_TTL });
+  mountOrgApi({ app, verifier, audit, log, orgs: access.orgs, orgStore: access.orgStore, store, nodeId });
+  mountApiKeyApi({ app, verifier, audit, log, apiKeys: access.apiKeys, revocations: access.revocations, roleGrants, store, nodeId, maxTtlSec: config.ORGHUB_JWT_MAX_TTL });
 
   const stops: (() => Promise<void>)[] = [];
-  const checks: ReadinessCheck[] = [{ name: 'nats', check: async () => ({ up: bus.connected }) }, ...(parts.checks ?? [])];
+  const checks: ReadinessCheck[] = [
+    { name: 'nats', check: async () => ({ up: bus.connected }) },
+    { name: 'revocations', check: async () => ({ up: access.ready(), detail: { rules: access.revocations.size } }) },
+    ...(parts.checks ?? []),
+  ];
   // The Postgres store pings on a connection of its own, never one that appends wait for.
   if (store) checks.push({ name: 'eventstore', check: async () => (await (store.ping ? store.ping() : store.readStream('_health', 'ping', { maxCount: 1 })), { up: true }) });
   const metrics: MetricSource[] = [];
@@ -167,6 +187,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
       for (const s of stops.reverse()) await s().catch((err) => log.warn({ err }, 'extension stop failed'));
       await audit.close();
       await limits.close();
+      await access.stop();
       await bus.close();
       await store?.close();
       await parts.readModels?.close();

@@ -11,7 +11,8 @@ export type AuditType =
   | 'limit.hit'
   | 'session.protocol_violation'
   | 'mqtt.will_published'
-  | 'admin.action';
+  | 'admin.action'
+  | 'admin.denied';
 
 export interface AuditMeta {
   actor?: string;

@@ -76,7 +76,9 @@ export function mountHttpApi(deps: HttpApiDeps): void {
 
   /** Authenticates, reads and parses the body; the handler gets a verified context and JSON. */
   const route = (handler: (ctx: ClientContext, body: unknown) => Promise<{ status: number; body: unknown }> | { status: number; body: unknown }) => (res: HttpResponse, req: HttpRequest) => {
-    const token = extractToken(req.getHeader('authorization'), req.getQuery() ?? '');
+    // Header only: a token in a URL ends up in access logs and proxies; the query form exists for
+    // browsers' WebSocket upgrades alone (docs/protocol.md).
+    const token = extractToken(req.getHeader('authorization'), '') ?? (req.getHeader('x-api-key') || undefined);
     const contentType = req.getHeader('content-type');
     const r = reply(res, (err) => log.error({ err }, 'http handler failed'));
     const body = readBody(res, req.getHeader('content-length'), deps.maxBody);
@@ -85,6 +87,8 @@ export function mountHttpApi(deps: HttpApiDeps): void {
       try {
         if (!token) throw new AuthError('token_missing');
         const principal = await verifier.verify(token).catch((err) => {
+          // Our dependency is down (revocation list, JWKS): 503, the token may be fine.
+          if (err instanceof HubError && err.code === 'unavailable') throw err;
           audit.record(undefined, 'session.rejected', { reason: err instanceof AuthError ? err.reason : 'token_invalid', transport: 'http' });
           throw err instanceof AuthError ? err : new AuthError('token_invalid');
         });

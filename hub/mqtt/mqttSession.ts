@@ -2,6 +2,7 @@ import mqttPacket, { type Packet } from 'mqtt-packet';
 import { randomUUID } from 'node:crypto';
 import type { ClientContext } from '../core/context.ts';
 import type { Principal } from '../auth/principal.ts';
+import type { LiveSession } from '../core/sessions.ts';
 import { Reason } from './codes.ts';
 import { InflightWindow } from './inflight.ts';
 import { SerialQueue } from './serial.ts';
@@ -89,6 +90,8 @@ export class MqttSession implements Subscriber, ClientContext {
   closeReason = 'client closed';
   /** Internal: end the socket once the pending bytes are written. */
   endAfterFlush = false;
+  /** Internal: this session in the node's registry, once open. */
+  live: LiveSession | undefined;
   /** Internal: the token-expiry timer. */
   expTimer: NodeJS.Timeout | undefined;
   /** Internal: the tier's rate limits and quotas (hub/limits), set at CONNECT. */
@@ -344,6 +347,7 @@ export class MqttSession implements Subscriber, ClientContext {
     this.slots = [];
     this.inflight.clear();
     this.ctx.sessions.delete(this);
+    if (this.live) this.ctx.live?.remove(this.live);
     this.ctx.releaseClientId(this);
   }
 

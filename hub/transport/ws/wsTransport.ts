@@ -14,6 +14,7 @@ import type { Logger } from '../../log.ts';
 import { decodeFrame, encodeFrame, FrameError, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, type ClientFrame, type Encoding } from '../../protocol/frames.ts';
 import type { CommandHandler } from '../../core/commands.ts';
 import type { FanoutGroup, WsFanout } from './fanout.ts';
+import type { LiveSession, SessionRegistry } from '../../core/sessions.ts';
 
 export interface WsLimits {
   maxFrameBytes: number;
@@ -33,6 +34,8 @@ export interface WsDeps {
   log: Logger;
   limits: WsLimits;
   rateLimits: LimitService;
+  /** The node's registry of live sessions (revocation closes through it). */
+  sessions?: SessionRegistry;
 }
 
 /** Per-socket state. Kept small: 10k idle connections must stay under ~3 KiB each. */
@@ -53,6 +56,8 @@ interface Conn extends ClientContext {
   inflight: number;
   /** The fan-out group of sockets holding the same patterns (fanout.ts). */
   fanoutGroup?: FanoutGroup;
+  /** This connection in the node's session registry. */
+  live?: LiveSession;
 }
 
 type Id = number | string | undefined;
@@ -150,6 +155,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
     try {
       next = await verifier.verify(token);
     } catch (err) {
+      if (err instanceof HubError && err.code === 'unavailable') throw err;
       const reason = err instanceof AuthError ? err.reason : 'token_invalid';
       audit.record(c.principal.org, 'session.refresh_rejected', { reason }, { actor: c.principal.sub, session: c.session });
       throw new HubError('unauthorized', reason);
@@ -255,7 +261,8 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       const key = req.getHeader('sec-websocket-key');
       const protoHeader = req.getHeader('sec-websocket-protocol');
       const extensions = req.getHeader('sec-websocket-extensions');
-      const token = extractToken(req.getHeader('authorization'), req.getQuery() ?? '');
+      // An API key may also come as X-Api-Key (docs/access.md); a JWT or a key in Bearer wins.
+      const token = extractToken(req.getHeader('authorization'), req.getQuery() ?? '') ?? (req.getHeader('x-api-key') || undefined);
       const ip = Buffer.from(res.getRemoteAddressAsText()).toString();
       let aborted = false;
       res.onAborted(() => {
@@ -342,6 +349,11 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       sockets.add(ws);
       const c = ws.getUserData();
       audit.record(c.principal.org, 'session.connected', { transport: 'ws', encoding: c.enc, roles: c.principal.roles, jti: c.principal.jti }, { actor: c.principal.sub, session: c.session });
+      // Registered last: a revocation that arrived during the upgrade ends the session right here.
+      if (deps.sessions) {
+        c.live = { session: c.session, transport: 'ws', get principal() { return c.principal; }, end: (why, reason) => close(ws, why === 'suspended' ? CloseCode.orgSuspended : CloseCode.tokenRevoked, reason) };
+        deps.sessions.add(c.live);
+      }
     },
 
     message: (ws, message, isBinary) => {
@@ -368,6 +380,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       c.closed = true;
       fanout.remove(c);
       for (const pattern of c.subs) rateLimits.dropPattern(c.principal.org, pattern);
+      if (c.live) deps.sessions?.remove(c.live);
       c.subs = [];
       rateLimits.release(c.slots);
       c.slots = [];
