@@ -35,6 +35,7 @@ export const settings = {
   ORGHUB_GROUP_COMMIT_MS: { type: 'number', minimum: 0, maximum: 100, default: 2, description: 'Window in which event-store appends share one transaction.' },
   ORGHUB_GROUP_COMMIT_MAX: { type: 'integer', minimum: 1, maximum: 10000, default: 500, description: 'Most appends in one group-commit transaction.' },
   ORGHUB_AUDIT_BUFFER: { type: 'integer', minimum: 100, maximum: 10000000, default: 100000, description: 'Audit events held in memory while the event store is unreachable; beyond this they are counted and dropped.' },
+  ORGHUB_METRICS_ORGS: { type: 'string', pattern: '^[^\\s]*$', default: '', description: 'Comma-separated org ids that get their own `org` label on per-org metrics (publish-to-deliver latency); every other org is counted under `_other`, so the series stay bounded.' },
   ORGHUB_LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'pino log level.' },
   ORGHUB_MQTT_MAX_PACKET: { type: 'integer', minimum: 1024, maximum: 268435455, default: 262144, description: 'Largest MQTT packet accepted (and advertised in MQTT 5 CONNACK); larger disconnects (MQTT 5 reason 0x95).' },
   ORGHUB_MQTT_MAX_INFLIGHT: { type: 'integer', minimum: 1, maximum: 65535, default: 100, description: 'Unacknowledged outbound QoS 1 messages per MQTT connection (lowered to the client\'s receive maximum); later ones queue.' },

@@ -3,6 +3,7 @@
  * Adapters: `postgresEventStore.ts` (default) and `esdbEventStore.ts`. Both pass `conformance.ts`.
  * See docs/eventstore.md.
  */
+import type { LatencySnapshot } from '../core/latencyHistogram.ts';
 
 /** Skip the concurrency check. */
 export const ANY = 'any' as const;
@@ -144,6 +145,8 @@ export interface EventStoreStats {
   failedBatches: number;
   /** Appends queued or in flight right now (a gauge). */
   pending: number;
+  /** Seconds from appendToStream to its commit, for successful appends (where the adapter measures it). */
+  appendLatency?: LatencySnapshot;
 }
 
 export interface EventStore {
