@@ -2,8 +2,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import mqttPacket, { type IConnackPacket, type IDisconnectPacket } from 'mqtt-packet';
 import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
-import { testOrg } from '../testing/hubProcess.ts';
-import { RawClient, startMqttHub, type MqttHub } from './mqttTestKit.ts';
+import { freePort, startHubProcess, testOrg } from '../testing/hubProcess.ts';
+import { RawClient, type MqttHub } from './mqttTestKit.ts';
 import { ConnackV4, Reason } from './codes.ts';
 
 /**
@@ -22,9 +22,16 @@ describe('mqtt codes on the wire', () => {
   const connectPacket = async (version: 4 | 5, extra: Record<string, unknown> = {}) =>
     ({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: version, clientId: `codes-${version}-${Math.random().toString(36).slice(2)}`, clean: true, keepalive: 60, username: 'x', password: Buffer.from(await issuer.token(testOrg(), 'u')), ...extra }) as never;
 
+  /** A hub with the bridge on a free port; a generous start deadline, as the suite runs beside others. */
+  const startMqttHub = async (): Promise<MqttHub> => {
+    const mqttPort = await freePort();
+    const hub = await startHubProcess({ ...issuer.env, ORGHUB_MQTT_PORT: String(mqttPort) }, { timeoutMs: 45_000 });
+    return { hub, mqttPort, tcpUrl: `mqtt://127.0.0.1:${mqttPort}`, wsUrl: `ws://127.0.0.1:${hub.port}/mqtt` };
+  };
+
   before(async () => {
     issuer = await createTestIssuer();
-    h = await startMqttHub(issuer);
+    h = await startMqttHub();
   });
   after(async () => {
     for (const r of raws) r.socket.destroy();
@@ -75,7 +82,7 @@ describe('mqtt codes on the wire', () => {
 
   it('mqtt codes - MQTT 5: a hub that shuts down sends DISCONNECT 0x8B (server shutting down)', async () => {
     // Its own hub: stopping it must not disturb the other tests.
-    const own = await startMqttHub(issuer);
+    const own = await startMqttHub();
     try {
       const r = await RawClient.open(own.mqttPort, 5);
       raws.push(r);
