@@ -22,8 +22,9 @@ import { recordRoutes, type MountedRoute } from './http/routes.ts';
 import type { ReadModels } from './readmodels/readModels.ts';
 import { cursorKey } from './readmodels/factory.ts';
 import type { Logger } from './log.ts';
-import { createMetrics, type MetricSource } from './metrics.ts';
+import { createMetrics, type MetricSource, type HistogramSource } from './metrics.ts';
 import { createProjectionStatus } from '../projections/hubStatus.ts';
+import { orgLabeler } from './core/latencyHistogram.ts';
 import { WsFanout } from './transport/ws/fanout.ts';
 import { mountWebSocket } from './transport/ws/wsTransport.ts';
 import type { Bus } from './bus/bus.ts';
@@ -101,7 +102,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   const commands = store ? createCommandService({ store, registry: new CommandRegistry(), bus, audit, log, nodeId }) : undefined;
   const { app, routes } = recordRoutes(uws.App());
   const publisher = new Publisher(bus, audit);
-  const fanout = new WsFanout(app, bus);
+  const fanout = new WsFanout(app, bus, orgLabeler(config.ORGHUB_METRICS_ORGS.split(',')));
   const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, limits, config, log, nodeId, sessions, access };
 
   const ws = mountWebSocket({
@@ -136,7 +137,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   ];
   // The Postgres store pings on a connection of its own, never one that appends wait for.
   if (store) checks.push({ name: 'eventstore', check: async () => (await (store.ping ? store.ping() : store.readStream('_health', 'ping', { maxCount: 1 })), { up: true }) });
-  const metrics: MetricSource[] = [];
+  const metrics: (MetricSource | HistogramSource)[] = [fanoutLatencyMetric(fanout)];
   if (store?.stats) metrics.push(...eventStoreMetrics(store.stats.bind(store)));
   for (const ext of parts.extensions ?? []) {
     const started = await ext.start(core);
@@ -196,9 +197,31 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   };
 }
 
+/** Publish-to-deliver latency of WebSocket fan-out, one series per bounded org label. */
+function fanoutLatencyMetric(fanout: WsFanout): HistogramSource {
+  return {
+    name: 'orghub_deliver_latency_seconds',
+    help: 'Seconds from the publishing node stamping Orghub-Ts to the hand-off of the frame to WebSocket subscribers (org label bounded by ORGHUB_METRICS_ORGS)',
+    type: 'histogram',
+    labelNames: ['org'],
+    read: () => [...fanout.latency].map(([org, h]) => ({ labels: { org }, snapshot: h.snapshot() })),
+  };
+}
+
 /** The event store's write path on /metrics. */
-function eventStoreMetrics(stats: () => EventStoreStats): MetricSource[] {
+function eventStoreMetrics(stats: () => EventStoreStats): (MetricSource | HistogramSource)[] {
+  const latency: HistogramSource = {
+    name: 'orghub_eventstore_append_latency_seconds',
+    help: 'Seconds from appendToStream to its commit (queue, group-commit window, transaction, fsync), successful appends only',
+    type: 'histogram',
+    labelNames: [],
+    read: () => {
+      const s = stats().appendLatency;
+      return s ? [{ labels: {}, snapshot: s }] : [];
+    },
+  };
   return [
+    latency,
     { name: 'orghub_eventstore_appends_total', help: 'Appends (commands and audit events) sent to the event store', type: 'counter', read: () => stats().appends },
     { name: 'orghub_eventstore_batches_total', help: 'Group-commit transactions (appends / batches = mean batch size)', type: 'counter', read: () => stats().batches },
     { name: 'orghub_eventstore_failed_batches_total', help: 'Group-commit transactions that failed as a whole', type: 'counter', read: () => stats().failedBatches },

@@ -8,6 +8,7 @@ import { prepareEvents } from './envelope.ts';
 import { createGroupCommit } from './groupCommit.ts';
 import { buildAppendCall, checkExpected, mapOutcomes, type AppendRequest, type OutcomeRow } from './pgAppend.ts';
 import { pollingSubscription } from './pollingSubscription.ts';
+import { LatencyHistogram } from '../core/latencyHistogram.ts';
 import { EventStoreOverloadedError, EventStoreUnavailableError, InvalidEventError } from './errors.ts';
 import { DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, assertRoleName } from './roles.ts';
 
@@ -240,6 +241,8 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions = {}
     }
   }
 
+  // Submit to commit (queueing, group-commit window, transaction and fsync) of successful appends.
+  const appendLatency = new LatencyHistogram();
   const group = createGroupCommit<AppendRequest, AppendResult>({
     windowMs: options.groupCommitMs ?? 2,
     maxBatch: options.groupCommitMax ?? 500,
@@ -353,12 +356,15 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions = {}
       checkExpected(expected);
       const prepared = prepareEvents(org, stream, events);
       if (closed) throw new EventStoreUnavailableError('event store is closed');
-      return group.submit({ org, stream, expected, events: prepared });
+      const t0 = performance.now();
+      const result = await group.submit({ org, stream, expected, events: prepared });
+      appendLatency.observe((performance.now() - t0) / 1000);
+      return result;
     },
 
     stats() {
       const t = group.totals;
-      return { appends: t.items, batches: t.batches, failedBatches: t.failedBatches, pending: group.pending, overloaded: t.overloaded, dataErrors };
+      return { appends: t.items, batches: t.batches, failedBatches: t.failedBatches, pending: group.pending, overloaded: t.overloaded, dataErrors, appendLatency: appendLatency.snapshot() };
     },
 
     async readStream(org: string, stream: string, opts: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
