@@ -273,18 +273,20 @@ async function main(): Promise<void> {
       }
       process.stderr.write(`round ${r + 1}: limit ${fixed(limits[r])} s, projector ${fixed(projector[r])} s\n`);
     }
-    const best = (xs: number[]) => Math.min(...xs);
-    const limitRate = EVENTS / best(limits);
-    const projRate = EVENTS / best(projector);
-    const ratio = projRate / limitRate;
-    process.stdout.write(`\n## bench:projections (${new Date().toISOString()}, ${EVENTS} events, ${ORGS} orgs, batch ${BATCH}, best of ${ROUNDS})\n\n`);
-    printTable(
-      ['run', 'seconds (each round)', 'events/s (best)', 'target'],
-      [
-        ['INSERT … SELECT (physical limit)', limits.map((x) => fixed(x)).join(', '), si(limitRate), 'ceiling'],
-        ['projector from zero (4 projections)', projector.map((x) => fixed(x)).join(', '), si(projRate), `>= 0.5 x limit: ${fixed(ratio, 2)}x ${ratio >= 0.5 ? 'PASS' : 'FAIL'}; >= 20k/s: ${projRate >= 20000 ? 'PASS' : 'FAIL'}`],
-      ],
-    );
+    if (ROUNDS > 0) {
+      const best = (xs: number[]) => Math.min(...xs);
+      const limitRate = EVENTS / best(limits);
+      const projRate = EVENTS / best(projector);
+      const ratio = projRate / limitRate;
+      process.stdout.write(`\n## bench:projections (${new Date().toISOString()}, ${EVENTS} events, ${ORGS} orgs, batch ${BATCH}, best of ${ROUNDS})\n\n`);
+      printTable(
+        ['run', 'seconds (each round)', 'events/s (best)', 'target'],
+        [
+          ['INSERT … SELECT (physical limit)', limits.map((x) => fixed(x)).join(', '), si(limitRate), 'ceiling'],
+          ['projector from zero (4 projections)', projector.map((x) => fixed(x)).join(', '), si(projRate), `>= 0.5 x limit: ${fixed(ratio, 2)}x ${ratio >= 0.5 ? 'PASS' : 'FAIL'}; >= 20k/s: ${projRate >= 20000 ? 'PASS' : 'FAIL'}`],
+        ],
+      );
+    }
     if (values.lag) {
       const { samples, commandsOut } = await lagPhase(pool);
       const [p50, p99, max] = percentiles(samples, [50, 99, 100]);

@@ -31,12 +31,20 @@ const DEAD_LETTER_COLUMNS: Column<Rejected & { projection: string }>[] = [
   { name: 'error', type: 'text', get: (r) => r.error.slice(0, 2000) },
 ];
 
-function projectionTx(client: pg.ClientBase, target: Target, months: Set<string>): ProjectionTx {
+function projectionTx(client: pg.ClientBase, target: Target, months: Set<string>, beforeNewPartition?: () => Promise<void>, onWrite?: () => void): ProjectionTx {
   return {
-    query: (sql, params) => client.query(sql, params),
+    query: (sql, params) => {
+      onWrite?.();
+      return client.query(sql, params);
+    },
     table: target.table,
     async ensureAuditPartition(at) {
       const key = `${target.partitionParent}/${at}`;
+      if (months.has(key)) return;
+      // A batch written while the previous one is still open creates no partition before that one
+      // ends: both would wait on the other (the creation's advisory and parent locks against the
+      // JavaScript wait for the previous commit), a deadlock Postgres cannot see.
+      if (beforeNewPartition) await beforeNewPartition();
       if (months.has(key)) return;
       await client.query('SELECT readmodel_ensure_partition_of($1, $2)', [target.partitionParent, at]);
       months.add(key);
@@ -52,11 +60,17 @@ function projectionTx(client: pg.ClientBase, target: Target, months: Set<string>
  */
 export async function applyBatch(
   client: pg.ClientBase, projection: Projection, events: readonly RecordedEvent[], target: Target, months: Set<string>,
-  opts: { savepointOpened?: boolean } = {},
+  opts: {
+    savepointOpened?: boolean;
+    /** Awaited before creating a partition this connection has not seen (pipelined batches). */
+    beforeNewPartition?: () => Promise<void>;
+    /** Called at the handler's first own statement: its partitions are ensured by then. */
+    onWrite?: () => void;
+  } = {},
 ): Promise<BatchOutcome> {
   const relevant = events.filter((e) => projection.canHandle(e));
   if (relevant.length === 0) return { applied: 0, deadLetters: 0 };
-  const tx = projectionTx(client, target, months);
+  const tx = projectionTx(client, target, months, opts.beforeNewPartition, opts.onWrite);
   let rejected: Rejected[];
   // The caller may open `SAVEPOINT batch` with its BEGIN (one round trip less); no RELEASE:
   // savepoints end with the transaction, and every round trip counts here.

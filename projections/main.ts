@@ -38,7 +38,9 @@ async function main() {
   const writerRole = assertRoleName(process.env.ORGHUB_DATABASE_PROJECTION_WRITER_ROLE || DEFAULT_PROJECTION_WRITER_ROLE);
   const databaseUrl = config.DATABASE_URL;
   const store = createPostgresEventStore({ databaseUrl, poolSize: projections.length + 1, queryTimeoutMs: 60_000, onError: (err) => log.warn({ err: (err as Error)?.message }, 'event store background error') });
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: projections.length + 1, application_name: `orghub-projector:${process.pid}:write`, keepAlive: true });
+  // One connection per projection, a second for those that write two batches at a time (runner.ts).
+  const writers = projections.reduce((n, p) => n + (p.independentBatches ? 2 : 1), 0);
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: writers + 1, application_name: `orghub-projector:${process.pid}:write`, keepAlive: true });
   pool.on('error', (err) => log.warn({ err: err.message }, 'projector pool connection lost'));
 
   const reader = createPgEventReader({ databaseUrl });
