@@ -49,6 +49,17 @@ for (const [k, v] of Object.entries({ RATE, SECONDS, ROUNDS, FLOOD_CONNS, FLOOD_
 const progress = new Progress();
 const run = randomBytes(3).toString('hex');
 
+/** Waits until the hub's append queue is empty: A's commands still queued when its flood stops. */
+async function drained(httpUrl: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const text = await (await fetch(`${httpUrl}/metrics`)).text();
+    if (Number(/^orghub_eventstore_pending (\S+)$/m.exec(text)?.[1]) === 0) return;
+    if (Date.now() > deadline) throw new Error('the append queue did not drain');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 async function main(): Promise<void> {
   progress.log(`bench:fairness run ${run}: B at ${RATE} commands/s, ${SECONDS} s per phase, ${ROUNDS} rounds`);
   await migrate({ quiet: true });
@@ -97,6 +108,7 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, 500));
       underA.push(...(await bPhase(`round ${round}: B + A's command flood`)));
       floods.a.push(await fa.stop());
+      await drained(hub.httpUrl!);
       await aloneRun(`round ${round}: B alone`);
       await httpFlood(round, '/ready', underReady, floods.ready);
       await httpFlood(round, '/health', underHealth, floods.health);

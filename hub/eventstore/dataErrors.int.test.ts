@@ -3,7 +3,6 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { createPostgresEventStore } from './postgresEventStore.ts';
-import { migrate } from './migrate.ts';
 import { InvalidEventError } from './errors.ts';
 import type { EventStore } from './eventStore.ts';
 import { testOrg } from '../testing/hubProcess.ts';
@@ -21,7 +20,6 @@ describe('event store data errors', () => {
   const constraint = `test_poison_${randomBytes(4).toString('hex')}`;
 
   before(async () => {
-    await migrate({ databaseUrl: DATABASE_URL, quiet: true });
     admin = new pg.Client({ connectionString: DATABASE_URL });
     await admin.connect();
     // Something Postgres rejects that passes every check in the hub: a CHECK constraint (SQLSTATE
