@@ -110,16 +110,17 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
     }
     const meta = opts.headerAuth ? opts.headerAuth.check(msg.subject, from, tsRaw, sig) : { from, ts: saneTs(tsRaw, Date.now()) };
     const out: BusMessage = { org: parsed.org, topic: parsed.topic, payload: msg.data, contentType: claimed === 'bytes' ? 'bytes' : detectContentType(msg.data), from: meta.from, ts: meta.ts, qos };
-    const call = (handler: BusHandler) => {
-      try {
-        handler(out);
-      } catch (err) {
-        opts.log.error({ err }, 'bus handler failed');
-      }
-    };
-    for (const handler of e.all) call(handler);
+    for (let i = 0; i < e.all.length; i++) call(e.all[i], out);
     // The `$` rule (a pattern starting with a wildcard never matches a system topic) is the index's.
-    if (e.patterns.size > 0) e.index.match(parsed.topic, (pe) => pe.handlers.forEach(call));
+    if (e.patterns.size > 0) e.index.match(parsed.topic, (pe) => pe.handlers.forEach((h) => call(h, out)));
+  };
+
+  const call = (handler: BusHandler, m: BusMessage) => {
+    try {
+      handler(m);
+    } catch (err) {
+      opts.log.error({ err }, 'bus handler failed');
+    }
   };
 
   const orgEntry = (org: string): Entry => {

@@ -67,7 +67,12 @@ export function mountHttpApi(deps: HttpApiDeps): void {
       throw new HubError('too_large', `message payload above ${lim.maxMessageBytes} bytes (the org's tier)`);
     }
     await lim.settle(kind);
-    const wait = kind === 'pub' ? lim.publish(bytes.length) : lim.command();
+    let wait = kind === 'pub' ? lim.publish(bytes.length) : lim.command();
+    // A request can wait one round trip: if the lease ran dry and a refill is under way, take its result.
+    if (wait > 0 && lim.refilling(kind)) {
+      await lim.settle(kind);
+      wait = kind === 'pub' ? lim.publish(bytes.length) : lim.command();
+    }
     if (wait > 0) {
       audit.record(ctx.principal.org, 'limit.hit', { limit: kind === 'pub' ? 'rate_publish' : 'rate_command', transport: 'http' }, { actor: ctx.principal.sub, session: ctx.session });
       throw new RateLimitedError(wait, kind === 'pub' ? 'publish' : 'command');
