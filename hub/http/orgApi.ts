@@ -5,6 +5,7 @@ import { describeOrg, isOrgId, parseCreateOrg, parseOrgChanges, parseSuspend, ty
 import { ANY, type EventStore } from '../eventstore/eventStore.ts';
 import { HubError } from '../errors.ts';
 import { adminRoute, type AdminRequest, type AdminRouteDeps } from './adminRoute.ts';
+import { mountOrgExport } from './orgExportApi.ts';
 
 /** The platform operator's role: manages every org, belongs to none of them in particular. */
 export const PLATFORM_ROLE = 'platform';
@@ -102,4 +103,6 @@ export function mountOrgApi(deps: OrgApiDeps): void {
     await deps.orgs.publish(rec);
     return { status: 200, body: { org: describeOrg(rec), eventId } };
   });
+
+  mountOrgExport(deps, { role: PLATFORM_ROLE });
 }
