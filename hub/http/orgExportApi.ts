@@ -31,7 +31,7 @@ export function parseExportQuery(query: string): Position {
  * GET /v1/orgs/{org}/export (platform role): every event of the org, in global order, as NDJSON
  * (docs/access.md "Offboarding"). Streamed a page at a time with uWS backpressure; a cut transfer
  * resumes with `?after=` set to the `position` of the last line received. The first page is read
- * before anything is sent, so a store that is down gets a clean 503. Audited in the org.
+ * before anything is sent, so a store that is down gets a clean 503. Audited in the operator's org.
  */
 export function mountOrgExport(deps: AdminRouteDeps & { store?: EventStore }, opts: { role: string }): void {
   adminRoute(deps, 'get', '/v1/orgs/:org/export', 'org.export', { role: opts.role, params: 1 }, async (req) => {
@@ -48,7 +48,9 @@ export function mountOrgExport(deps: AdminRouteDeps & { store?: EventStore }, op
       }
     };
     let batch = await read(after);
-    deps.audit.record(org, 'admin.action', { action: 'org.export', after: formatPosition(after), operatorOrg: req.principal.org }, { actor: req.principal.sub, session: req.requestId });
+    // Audited in the operator's org: an event in the exported org would change what is exported,
+    // and would outlive an offboarding that follows.
+    deps.audit.record(req.principal.org, 'admin.action', { action: 'org.export', org, after: formatPosition(after) }, { actor: req.principal.sub, session: req.requestId });
     return {
       stream: async (r) => {
         const out: StreamWriter = r.stream({ 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'content-disposition': `attachment; filename="${org}.ndjson"` });
