@@ -98,7 +98,8 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   const store = parts.store;
   // Denials and limit hits are aggregated per window, so a flood cannot become an audit flood.
   const audit = createAggregatingAuditSink(store ? createStoreAuditSink({ store, log, nodeId, maxBuffer: config.ORGHUB_AUDIT_BUFFER, maxPerOrg: config.ORGHUB_AUDIT_ORG_BUFFER }) : createLogAuditSink(log), { windowMs: config.ORGHUB_AUDIT_AGGREGATE_MS });
-  const limits = createLimitService(config, log, nodeId);
+  const limits = createLimitService(config, log, nodeId, access.orgStore);
+  access.orgs.onChange((org) => limits.forget(org));
   const commands = store ? createCommandService({ store, registry: new CommandRegistry(), bus, audit, log, nodeId }) : undefined;
   const { app, routes } = recordRoutes(uws.App());
   const publisher = new Publisher(bus, audit);

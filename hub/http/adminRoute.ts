@@ -5,7 +5,7 @@ import { extractToken } from '../auth/joseVerifier.ts';
 import type { Principal, TokenVerifier } from '../auth/principal.ts';
 import { AuthError, HubError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { readBody, reply } from './respond.ts';
+import { readBody, reply, type Reply } from './respond.ts';
 
 /** The role that administers an org (revocations, API keys). */
 export const ORG_ADMIN_ROLE = 'admin';
@@ -18,6 +18,8 @@ export interface AdminRequest {
   body: unknown;
   /** Path parameters in route order. */
   params: string[];
+  /** The raw query string (without `?`). */
+  query: string;
 }
 
 export interface AdminRouteDeps {
@@ -27,7 +29,9 @@ export interface AdminRouteDeps {
   log: Logger;
 }
 
-export type AdminHandler = (req: AdminRequest) => Promise<{ status: number; body: unknown }>;
+/** A JSON answer, or a streamed one (the handler writes it through the Reply, e.g. NDJSON). */
+export type AdminAnswer = { status: number; body: unknown } | { stream: (r: Reply) => Promise<void> };
+export type AdminHandler = (req: AdminRequest) => Promise<AdminAnswer>;
 
 /**
  * Mounts one org-admin route: the token is verified first (401), then the `admin` role is required
@@ -41,6 +45,7 @@ export function adminRoute(deps: AdminRouteDeps, method: 'post' | 'get' | 'del' 
   deps.app[method](path, (res: HttpResponse, req: HttpRequest) => {
     const token = extractToken(req.getHeader('authorization'), '') ?? (req.getHeader('x-api-key') || undefined);
     const contentType = req.getHeader('content-type');
+    const query = req.getQuery() ?? '';
     const params: string[] = [];
     for (let i = 0; i < (opts.params ?? 0); i++) params.push(decodeURIComponentSafe(req.getParameter(i) ?? ''));
     const r = reply(res, (err) => log.error({ err, action }, 'admin handler failed'));
@@ -70,8 +75,9 @@ export function adminRoute(deps: AdminRouteDeps, method: 'post' | 'get' | 'del' 
             throw new HubError('bad_frame', 'body is not valid JSON');
           }
         }
-        const out = await handler({ principal, requestId, body: json, params });
-        r.json(out.status, out.body);
+        const out = await handler({ principal, requestId, body: json, params, query });
+        if ('stream' in out) await out.stream(r);
+        else r.json(out.status, out.body);
       } catch (err) {
         r.error(err);
       }

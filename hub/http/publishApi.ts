@@ -47,16 +47,20 @@ export function mountHttpApi(deps: HttpApiDeps): void {
     return new HubError('invalid', `body${e?.instancePath ?? ''} ${e?.message ?? 'is invalid'}`);
   };
 
-  /** Per (org, user): HTTP requests share the user's and org's leases; bounded, rebuilt when full. */
-  const perUser = new Map<string, RateLimits>();
+  /**
+   * Per (org, user): HTTP requests share the user's and org's leases; bounded, rebuilt when full,
+   * and rebuilt when the org's limits changed (a new tier or override from the org directory).
+   */
+  const perUser = new Map<string, { of: unknown; l: RateLimits }>();
   const limitsFor = (ctx: ClientContext): RateLimits => {
     const k = `${ctx.principal.org}\u0000${ctx.principal.sub}`;
-    let l = perUser.get(k);
-    if (!l) {
+    const of = deps.limits.limitsOf(ctx.principal.org);
+    let e = perUser.get(k);
+    if (!e || e.of !== of) {
       if (perUser.size >= 10_000) perUser.clear();
-      perUser.set(k, (l = deps.limits.connection(ctx.principal, 'http')));
+      perUser.set(k, (e = { of, l: deps.limits.connection(ctx.principal, 'http') }));
     }
-    return l;
+    return e.l;
   };
   /** Size and rate checks before anything is published; throws `too_large` or `rate_limited`. */
   const admit = async (ctx: ClientContext, kind: 'pub' | 'cmd', bytes: number[]) => {
