@@ -81,7 +81,8 @@ export interface RunningHub {
   core: HubCore;
   /** Every route mounted on the HTTP port, extensions included (checked against docs/openapi.yaml). */
   routes: readonly MountedRoute[];
-  stop(): Promise<void>;
+  /** Graceful drain (docs/operations.md); `drainMs` bounds the wait for in-flight commands. */
+  stop(drainMs?: number): Promise<void>;
 }
 
 /** Builds and starts one hub node. The HTTP listener is up before NATS is, so `/health` answers at once. */
@@ -182,9 +183,10 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     port,
     core,
     routes,
-    async stop() {
+    async stop(drainMs = 0) {
       uws.us_listen_socket_close(listenSocket);
-      ws.stop();
+      // Half of the drain budget for in-flight commands; the rest flushes appends and the audit.
+      await ws.stop(drainMs / 2);
       for (const s of stops.reverse()) await s().catch((err) => log.warn({ err }, 'extension stop failed'));
       await audit.close();
       await limits.close();

@@ -58,6 +58,12 @@ interface Conn extends ClientContext {
   fanoutGroup?: FanoutGroup;
   /** This connection in the node's session registry. */
   live?: LiveSession;
+  /** Last frame (data, ping or pong) received from the client, for the idle sweep. */
+  lastSeen: number;
+  /** The hub pinged this silent connection and waits for any frame back. */
+  pinged: boolean;
+  /** Set when the connection was cut as a slow consumer: no more deliveries, 4001 once drained. */
+  cutAt?: number;
 }
 
 type Id = number | string | undefined;
@@ -76,31 +82,65 @@ function pickProtocol(header: string): Encoding | undefined | null {
  * The WebSocket endpoint `/v1/ws`: authenticates the upgrade, then serves the frame protocol
  * of docs/protocol.md. Every frame is answered; only protocol violations close the socket.
  */
-export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): void } {
+export function mountWebSocket(deps: WsDeps): { connections(): number; stop(waitMs?: number): Promise<void> } {
   const { app, verifier, roleGrants, publisher, fanout, audit, log, limits, rateLimits } = deps;
   const sockets = new Set<WebSocket<Conn>>();
 
   /**
-   * Slow-consumer policy. A socket holding more than half of ORGHUB_MAX_BACKPRESSURE unsent is told
-   * 4001 (the close frame queues behind the data it has not read). uWS itself drops any socket
-   * that reaches the full bound (closeOnBackpressureLimit), so memory stays bounded even between
-   * sweeps; that cut is abrupt and the client sees 1006.
+   * Slow-consumer policy. A socket holding more than half of ORGHUB_MAX_BACKPRESSURE unsent is cut:
+   * it leaves its subscriptions (nothing more is delivered), and once the client has read what was
+   * buffered it gets the close frame 4001. A close frame cannot overtake unread data, and uWS's
+   * end() gives the peer only a few seconds, so ending at once would lose the frame (a 1006) for a
+   * client that resumes reading later. A cut client that never drains within the idle timeout is
+   * dropped without a frame (1006). Between sweeps uWS skips sends above the full bound
+   * (closeOnBackpressureLimit off), so memory stays bounded by ORGHUB_MAX_BACKPRESSURE.
+   *
+   * Idle policy: uWS's own idleTimeout closes without a close frame, so it is off and this sweep
+   * does it: a connection silent for half of ORGHUB_IDLE_TIMEOUT is pinged, one silent for the
+   * whole of it gets 4002 (the peer that is merely quiet answers the ping; ws clients do).
    */
   const slowThreshold = limits.maxBackpressure / 2;
+  const idleMs = limits.idleTimeoutSeconds * 1000;
+  let cutCount = 0;
+  let draining = false;
   const sweep = setInterval(() => {
     const now = Date.now();
     for (const ws of sockets) {
       const c = ws.getUserData();
+      if (c.cutAt !== undefined) {
+        if (ws.getBufferedAmount() === 0) close(ws, CloseCode.slowConsumer, 'slow consumer');
+        else if (idleMs > 0 && now - c.cutAt > idleMs) {
+          c.closeReason = 'slow consumer that never read its buffer';
+          ws.close();
+        }
+        continue;
+      }
       if (c.expMs <= now) {
         close(ws, CloseCode.tokenExpired, 'token expired');
         continue;
       }
-      if (ws.getBufferedAmount() <= slowThreshold) continue;
-      audit.record(c.principal.org, 'limit.hit', { limit: 'backpressure', max: limits.maxBackpressure, transport: 'ws' }, { actor: c.principal.sub, session: c.session });
-      close(ws, CloseCode.slowConsumer, 'slow consumer');
+      if (ws.getBufferedAmount() > slowThreshold) {
+        audit.record(c.principal.org, 'limit.hit', { limit: 'backpressure', max: limits.maxBackpressure, transport: 'ws' }, { actor: c.principal.sub, session: c.session });
+        c.cutAt = now;
+        cutCount++;
+        for (const pattern of [...c.subs]) unsubscribe(ws, c, pattern);
+        continue;
+      }
+      if (idleMs <= 0) continue;
+      const silent = now - c.lastSeen;
+      if (silent >= idleMs) close(ws, CloseCode.idleTimeout, 'idle');
+      else if (silent >= idleMs / 2 && !c.pinged) {
+        c.pinged = true;
+        ws.ping();
+      }
     }
   }, 250);
   sweep.unref();
+  const seen = (ws: WebSocket<Conn>) => {
+    const c = ws.getUserData();
+    c.lastSeen = Date.now();
+    c.pinged = false;
+  };
 
   const send = (ws: WebSocket<Conn>, frame: object) => {
     const c = ws.getUserData();
@@ -205,6 +245,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
         return refresh(ws, c, f.id, f.token);
       case 'cmd': {
         if (!deps.commands) throw new HubError('unavailable', 'commands are not enabled on this hub');
+        if (draining) throw new HubError('unavailable', 'the hub is shutting down: retry on another node');
         if (c.inflight >= c.lim.inflightCommands) {
           c.lim.hit('inflight_commands');
           throw new HubError('limit', `at most ${c.lim.inflightCommands} commands in flight per connection`);
@@ -250,11 +291,14 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
   };
 
   app.ws<Conn>('/v1/ws', {
+    // Above maxPayloadLength uWS (20.30) force-closes the TCP connection: the client sees 1006,
+    // never 1009; the JS API has no hook to answer with a close frame instead (docs/protocol.md).
     maxPayloadLength: limits.maxFrameBytes,
-    idleTimeout: limits.idleTimeoutSeconds,
-    sendPingsAutomatically: true,
+    // Idle and slow-consumer closes are the sweep's (above), with close frames 4002 and 4001.
+    idleTimeout: 0,
+    sendPingsAutomatically: false,
     maxBackpressure: limits.maxBackpressure,
-    closeOnBackpressureLimit: 1,
+    closeOnBackpressureLimit: 0,
 
     upgrade: (res: HttpResponse, req: HttpRequest, context: us_socket_context_t) => {
       // Everything needed from req is copied before the first await (uWS invalidates it).
@@ -319,6 +363,8 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
             subs: [],
             expMs: principal.exp * 1000,
             openedAt: Date.now(),
+            lastSeen: Date.now(),
+            pinged: false,
             closed: false,
             lim: a.lim,
             slots: a.slots,
@@ -356,7 +402,11 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       }
     },
 
+    ping: (ws) => seen(ws),
+    pong: (ws) => seen(ws),
+
     message: (ws, message, isBinary) => {
+      seen(ws);
       const c = ws.getUserData();
       let frame: ClientFrame;
       try {
@@ -378,6 +428,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       sockets.delete(ws);
       const c = ws.getUserData();
       c.closed = true;
+      if (c.cutAt !== undefined) cutCount--;
       fanout.remove(c);
       for (const pattern of c.subs) rateLimits.dropPattern(c.principal.org, pattern);
       if (c.live) deps.sessions?.remove(c.live);
@@ -387,15 +438,24 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       audit.record(
         c.principal.org,
         'session.disconnected',
-        { transport: 'ws', code, reason: c.closeReason ?? (code === 1006 ? 'connection lost, idle, oversized frame or backpressure bound' : 'client closed'), durationMs: Date.now() - c.openedAt },
+        { transport: 'ws', code, reason: c.closeReason ?? (code === 1006 ? 'connection lost or oversized frame' : 'client closed'), durationMs: Date.now() - c.openedAt },
         { actor: c.principal.sub, session: c.session },
       );
     },
   });
 
   return {
-    connections: () => sockets.size,
-    stop() {
+    /** Connections served: one cut as a slow consumer and waiting to drain no longer counts. */
+    connections: () => sockets.size - cutCount,
+    /**
+     * Drain: commands already in flight get their ack (up to `waitMs`), then every client is told
+     * 4000 (reconnect elsewhere). New commands meanwhile are refused `unavailable`, which clients retry.
+     */
+    async stop(waitMs = 0) {
+      draining = true;
+      const deadline = Date.now() + waitMs;
+      const inflight = () => [...sockets].reduce((n, ws) => n + ws.getUserData().inflight, 0);
+      while (inflight() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       clearInterval(sweep);
       for (const ws of [...sockets]) close(ws, CloseCode.shutdown, 'hub shutting down');
     },
