@@ -142,6 +142,14 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(wait
     c.pinged = false;
   };
 
+  /**
+   * The connection's logger: its correlation id is its session id, which is also the `session` and
+   * `correlationId` of the events it causes. Made per log line, not kept per connection (memory at
+   * 10k idle sockets); debug lines are built only when debug is on.
+   */
+  const connLog = (session: string) => log.child({ correlationId: session });
+  const debugOn = log.isLevelEnabled('debug');
+
   const send = (ws: WebSocket<Conn>, frame: object) => {
     const c = ws.getUserData();
     if (c.closed) return;
@@ -286,7 +294,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(wait
       ws.cork(() => fail(ws, id, err.code, err.message, err.retryAfterMs === undefined ? undefined : { retryAfterMs: err.retryAfterMs }));
       return;
     }
-    log.error({ err, session: c.session }, 'frame handling failed');
+    connLog(c.session).error({ err }, 'frame handling failed');
     ws.cork(() => fail(ws, id, 'internal', 'internal error'));
   };
 
@@ -308,6 +316,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(wait
       // An API key may also come as X-Api-Key (docs/access.md); a JWT or a key in Bearer wins.
       const token = extractToken(req.getHeader('authorization'), req.getQuery() ?? '') ?? (req.getHeader('x-api-key') || undefined);
       const ip = Buffer.from(res.getRemoteAddressAsText()).toString();
+      const session = randomUUID();
       let aborted = false;
       res.onAborted(() => {
         aborted = true;
@@ -358,7 +367,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(wait
           const conn: Conn = {
             principal,
             grants: compileGrants(principal, roleGrants),
-            session: randomUUID(),
+            session,
             enc: enc ?? 'json',
             subs: [],
             expMs: principal.exp * 1000,
@@ -380,11 +389,12 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(wait
         (err) => {
           if (err instanceof HubError && err.code === 'unavailable') {
             // The keys could not be fetched: our problem, not the token's. The client retries as is.
-            log.warn({ err: err.message }, 'token keys unavailable');
+            connLog(session).warn({ err: err.message }, 'token keys unavailable');
             return refuse('503 Service Unavailable', err.message);
           }
           const reason = err instanceof AuthError ? err.reason : 'token_invalid';
-          if (!(err instanceof AuthError)) log.warn({ err }, 'token verification failed unexpectedly');
+          if (!(err instanceof AuthError)) connLog(session).warn({ err }, 'token verification failed unexpectedly');
+          else if (debugOn) connLog(session).debug({ reason }, 'ws upgrade refused');
           audit.record(undefined, 'session.rejected', { reason, transport: 'ws' });
           refuse('401 Unauthorized', reason);
         },
@@ -394,6 +404,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(wait
     open: (ws) => {
       sockets.add(ws);
       const c = ws.getUserData();
+      if (debugOn) connLog(c.session).debug({ org: c.principal.org, sub: c.principal.sub, enc: c.enc }, 'ws connected');
       audit.record(c.principal.org, 'session.connected', { transport: 'ws', encoding: c.enc, roles: c.principal.roles, jti: c.principal.jti }, { actor: c.principal.sub, session: c.session });
       // Registered last: a revocation that arrived during the upgrade ends the session right here.
       if (deps.sessions) {
@@ -428,6 +439,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(wait
       sockets.delete(ws);
       const c = ws.getUserData();
       c.closed = true;
+      if (debugOn) connLog(c.session).debug({ code, reason: c.closeReason }, 'ws closed');
       if (c.cutAt !== undefined) cutCount--;
       fanout.remove(c);
       for (const pattern of c.subs) rateLimits.dropPattern(c.principal.org, pattern);
