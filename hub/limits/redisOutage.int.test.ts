@@ -133,6 +133,7 @@ describe('limits under a Redis outage', () => {
     await until('deliveries during the outage', async () => watcher.messages().length >= before.accepted + during.accepted);
     const ready = await fetch(`${hub.url}/ready`);
     assert.equal(ready.status, 200, 'limits do not make the hub unready');
+    assert.equal(((await ready.json()) as { checks: Record<string, { status: string }> }).checks.redis?.status, 'down', 'Redis is named, and down');
 
     // 3. Redis back on the same port: the hub returns to the cluster buckets by itself.
     redis = await startRedis(port, dir);
