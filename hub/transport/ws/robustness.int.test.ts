@@ -352,7 +352,7 @@ describe('ws robustness', () => {
     await traffic;
     await subJ.waitFor((m) => m.op === 'msg' && m.data?.seq === TRAFFIC - 1, 10_000);
     await subM.waitFor((m) => m.op === 'msg' && m.from === 'tp' && m.data?.seq === TRAFFIC - 1, 10_000);
-    await sleep(200);
+    await Promise.all([subJ.settle(), subM.settle()]);
     const seqJ = subJ.messages('traffic/seq').filter((m) => m.from === 'tp').map((m) => m.data.seq);
     const seqM = subM.messages('traffic/seq').filter((m) => m.from === 'tp').map((m) => m.data.seq);
     const all = Array.from({ length: TRAFFIC }, (_, i) => i);
