@@ -1,11 +1,11 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from '@trufflesuite/uws-js-unofficial';
-import { randomUUID } from 'node:crypto';
 import type { AuditSink } from '../audit/audit.ts';
 import { extractToken } from '../auth/joseVerifier.ts';
 import type { Principal, TokenVerifier } from '../auth/principal.ts';
 import { AuthError, HubError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { readBody, reply, type Reply } from './respond.ts';
+import { requestIdOf } from './requestId.ts';
 
 /** The role that administers an org (revocations, API keys). */
 export const ORG_ADMIN_ROLE = 'admin';
@@ -48,7 +48,9 @@ export function adminRoute(deps: AdminRouteDeps, method: 'post' | 'get' | 'del' 
     const query = req.getQuery() ?? '';
     const params: string[] = [];
     for (let i = 0; i < (opts.params ?? 0); i++) params.push(decodeURIComponentSafe(req.getParameter(i) ?? ''));
-    const r = reply(res, (err) => log.error({ err, action }, 'admin handler failed'));
+    const requestId = requestIdOf(req.getHeader('x-request-id'));
+    const rlog = log.child({ correlationId: requestId });
+    const r = reply(res, (err) => rlog.error({ err, action }, 'admin handler failed'), { requestId, log: rlog });
     const body = withBody ? readBody(res, req.getHeader('content-length'), opts.maxBody ?? 4096) : undefined;
     body?.catch(() => {});
     void (async () => {
@@ -59,7 +61,6 @@ export function adminRoute(deps: AdminRouteDeps, method: 'post' | 'get' | 'del' 
           audit.record(undefined, 'session.rejected', { reason: err instanceof AuthError ? err.reason : 'token_invalid', transport: 'http' });
           throw err instanceof AuthError ? err : new AuthError('token_invalid');
         });
-        const requestId = randomUUID();
         if (!principal.roles.includes(role)) {
           audit.record(principal.org, 'admin.denied', { action, reason: `not_${role}` }, { actor: principal.sub, session: requestId });
           throw new HubError('forbidden', `${action} needs the ${role} role`);

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { OrgDirectory } from '../access/orgDirectory.ts';
 import type { OrgStore } from '../access/orgStore.ts';
 import { describeOrg, isOrgId, parseCreateOrg, parseOrgChanges, parseSuspend, type OrgRecord } from '../access/org.ts';
@@ -32,7 +31,7 @@ export function mountOrgApi(deps: OrgApiDeps): void {
     let eventId: string | undefined;
     if (deps.store) {
       try {
-        const res = await deps.store.appendToStream(org, ORG_STREAM, [{ type, data, metadata: { actor: req.principal.sub, session: req.requestId, node: deps.nodeId, correlationId: randomUUID() } }], { expectedVersion: ANY });
+        const res = await deps.store.appendToStream(org, ORG_STREAM, [{ type, data, metadata: { actor: req.principal.sub, session: req.requestId, node: deps.nodeId, correlationId: req.requestId } }], { expectedVersion: ANY });
         eventId = res.ids[0];
       } catch (err) {
         if (err instanceof HubError) throw err;

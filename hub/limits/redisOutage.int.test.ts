@@ -137,6 +137,7 @@ describe('limits under a Redis outage', () => {
     const ready = (await (await fetch(`${hub.url}/ready`)).json()) as { checks: Record<string, { status: string; degraded?: boolean }> };
     assert.equal(ready.checks.limits.status, 'up', 'limits do not make the hub unready (they run on local buckets)');
     assert.equal(ready.checks.revocations.status, 'down', 'the revocation list does, as documented');
+    assert.equal(ready.checks.redis?.status, 'down', 'Redis is named, and down');
 
     // 3. Redis back on the same port: the hub returns to the cluster buckets by itself.
     redis = await startRedis(port, dir);
