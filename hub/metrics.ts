@@ -6,6 +6,11 @@ export interface MetricSource {
   help: string;
   type: 'gauge' | 'counter';
   read(): number;
+  /**
+   * A metric split by one label with a fixed, small set of values (never an org or client id):
+   * `read` is then unused and `byLabel` gives the figure per value.
+   */
+  labelled?: { label: string; values: readonly string[]; byLabel(): Record<string, number> };
 }
 
 /**
@@ -49,6 +54,38 @@ export function createMetrics(
   counter('orghub_fanout_frames_total', 'Coalesced frames published to uWS topics', () => sources.fanout().frames);
   gauge('orghub_audit_backlog', 'Audit events waiting for the event store', sources.auditBacklog);
   counter('orghub_audit_dropped_total', 'Audit events dropped past the buffer bound', sources.auditDropped);
-  for (const m of extra) (m.type === 'gauge' ? gauge : counter)(m.name, m.help, m.read);
+  for (const m of extra) {
+    if (m.labelled) labelled(registry, m, m.labelled);
+    else (m.type === 'gauge' ? gauge : counter)(m.name, m.help, m.read);
+  }
   return registry;
+}
+
+/** A gauge or counter over one bounded label (see `MetricSource.labelled`). */
+function labelled(registry: Registry, m: MetricSource, l: NonNullable<MetricSource['labelled']>): void {
+  const seen: Record<string, number> = {};
+  const opts = { name: m.name, help: m.help, labelNames: [l.label], registers: [registry] };
+  if (m.type === 'gauge') {
+    new Gauge({
+      ...opts,
+      collect() {
+        const v = l.byLabel();
+        for (const k of l.values) this.set({ [l.label]: k }, v[k] ?? 0);
+      },
+    });
+    return;
+  }
+  new Counter({
+    ...opts,
+    collect() {
+      const v = l.byLabel();
+      for (const k of l.values) {
+        const now = v[k] ?? 0;
+        const d = now - (seen[k] ?? 0);
+        if (d > 0) this.inc({ [l.label]: k }, d);
+        else if (seen[k] === undefined) this.inc({ [l.label]: k }, 0);
+        seen[k] = now;
+      }
+    },
+  });
 }

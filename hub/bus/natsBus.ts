@@ -11,6 +11,8 @@ export const H_FROM = 'Orghub-From';
 export const H_TS = 'Orghub-Ts';
 /** Present (value `0`) only on MQTT QoS 0 publishes: MQTT subscribers then get them at QoS 0. */
 export const H_QOS = 'Orghub-Qos';
+/** MQTT 5 Message Expiry of the message, ms since the epoch (absent = never). */
+export const H_EXPIRES = 'Orghub-Expires';
 
 interface Entry {
   readonly org: string;
@@ -80,6 +82,7 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
     let from: string | undefined;
     let ts = 0;
     let qos: 0 | 1 = 1;
+    let expiresAt = 0;
     const h = msg.headers;
     if (h) {
       for (const [k, v] of h) {
@@ -87,9 +90,10 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
         else if (k === H_FROM) from = v[0] || undefined;
         else if (k === H_TS) ts = Number(v[0]) || 0;
         else if (k === H_QOS && v[0] === '0') qos = 0;
+        else if (k === H_EXPIRES) expiresAt = Number(v[0]) || 0;
       }
     }
-    const out: BusMessage = { org: parsed.org, topic: parsed.topic, payload: msg.data, contentType: claimed === 'bytes' ? 'bytes' : detectContentType(msg.data), from, ts, qos };
+    const out: BusMessage = { org: parsed.org, topic: parsed.topic, payload: msg.data, contentType: claimed === 'bytes' ? 'bytes' : detectContentType(msg.data), from, ts, qos, expiresAt };
     for (const handler of e.handlers) {
       try {
         handler(out);
@@ -140,6 +144,7 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
       if (meta.from) h.set(H_FROM, meta.from);
       h.set(H_TS, String(Date.now()));
       if (meta.qos === 0) h.set(H_QOS, '0');
+      if (meta.expiresAt) h.set(H_EXPIRES, String(meta.expiresAt));
       nc.publish(topicToSubject(org, topic), payload, { headers: h });
     },
     subscribe(org: string, pattern: string, handler: BusHandler) {

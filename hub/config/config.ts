@@ -16,7 +16,7 @@ export const settings = {
   EVENTSTORE_URL: { type: 'string', default: '', description: 'EventStoreDB connection string, for ORGHUB_EVENT_STORE=eventstoredb (e.g. `esdb://127.0.0.1:2113?tls=false`).' },
   DATABASE_URL: { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/orghub', description: 'Postgres for the event store and read models (an owner role that runs migrations).' },
   ORGHUB_DATABASE_APP_ROLE: { type: 'string', pattern: '^[a-z_][a-z0-9_]*$', default: 'orghub_app', description: 'Non-superuser role, without BYPASSRLS, that queries run as (SET ROLE).' },
-  REDIS_URL: { type: 'string', default: 'redis://127.0.0.1:6379', description: 'Redis for retained MQTT messages, presence and rate-limit buckets.' },
+  REDIS_URL: { type: 'string', default: 'redis://127.0.0.1:6379', description: 'Redis for retained MQTT messages, persistent MQTT sessions, presence and rate-limit buckets.' },
   ORGHUB_JWT_ISSUER: { type: 'string', minLength: 1, default: 'orghub-dev', description: 'Required `iss` of every token.' },
   ORGHUB_JWT_AUDIENCE: { type: 'string', minLength: 1, default: 'orghub', description: 'Required `aud` of every token.' },
   ORGHUB_JWT_JWKS: { type: 'string', default: '', description: 'JWKS file path or http(s) URL with the ES256/EdDSA/RS256 verification keys.' },
@@ -39,6 +39,10 @@ export const settings = {
   ORGHUB_MQTT_MAX_PACKET: { type: 'integer', minimum: 1024, maximum: 268435455, default: 262144, description: 'Largest MQTT packet accepted (and advertised in MQTT 5 CONNACK); larger disconnects (MQTT 5 reason 0x95).' },
   ORGHUB_MQTT_MAX_INFLIGHT: { type: 'integer', minimum: 1, maximum: 65535, default: 100, description: 'Unacknowledged outbound QoS 1 messages per MQTT connection (lowered to the client\'s receive maximum); later ones queue.' },
   ORGHUB_MQTT_MAX_RETAINED: { type: 'integer', minimum: 1, maximum: 10000000, default: 10000, description: 'Retained topics per org (shared by all nodes, in Redis). A retained PUBLISH on a new topic past it is refused (MQTT 5 PUBACK 0x97) and audited as limit.hit; replacing or deleting is always allowed.' },
+  ORGHUB_MQTT_SESSION_EXPIRY: { type: 'integer', minimum: 1, maximum: 31536000, default: 7200, description: 'Seconds an MQTT 3.1.1 persistent session (clean session 0) is kept after its connection ends (capped by ORGHUB_MQTT_MAX_SESSION_EXPIRY).' },
+  ORGHUB_MQTT_MAX_SESSION_EXPIRY: { type: 'integer', minimum: 1, maximum: 31536000, default: 86400, description: 'Cap in seconds on an MQTT 5 client\'s Session Expiry Interval (CONNACK returns the capped value).' },
+  ORGHUB_MQTT_QUEUE_MAX: { type: 'integer', minimum: 1, maximum: 1000000, default: 1000, description: 'QoS 1/2 messages queued per offline persistent MQTT session (Redis); past it the oldest is dropped and counted (orghub_mqtt_queue_dropped_total{reason="overflow"}).' },
+  ORGHUB_MQTT_MAX_SESSIONS: { type: 'integer', minimum: 1, maximum: 10000000, default: 10000, description: 'Persistent MQTT sessions per org (Redis); a CONNECT that would create one more is refused (MQTT 5 0x97, 3.1.1 return code 3).' },
   ORGHUB_MQTT_RATE: { type: 'integer', minimum: 0, maximum: 10000000, default: 1000, description: 'Inbound PUBLISH packets per second per MQTT connection (token bucket, burst = 2 s worth); 0 disables. Over it disconnects (MQTT 5 reason 0x96).' },
 } as const;
 

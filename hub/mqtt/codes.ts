@@ -53,7 +53,15 @@ export const COMMAND_PREFIX = '$cmd/';
 export const SHARE_PREFIX = '$share/';
 
 /** Why a CONNECT is refused (the audit `reason` of `session.rejected`, except `token_invalid`, which audits the verifier's reason). */
-export type ConnectRefusal = 'auth_method_unsupported' | 'client_id_required' | 'token_missing' | 'token_invalid' | 'will_topic_invalid' | 'will_not_granted';
+export type ConnectRefusal =
+  | 'auth_method_unsupported'
+  | 'client_id_required'
+  | 'token_missing'
+  | 'token_invalid'
+  | 'will_topic_invalid'
+  | 'will_not_granted'
+  | 'session_store_unavailable'
+  | 'session_quota';
 
 /** CONNACK code per refusal: `v4` for MQTT 3.1.1 (return code), `v5` for MQTT 5 (reason code). docs/mqtt.md "Authentication". */
 export const CONNECT_REFUSALS: Readonly<Record<ConnectRefusal, { readonly v4: number; readonly v5: number }>> = {
@@ -65,6 +73,10 @@ export const CONNECT_REFUSALS: Readonly<Record<ConnectRefusal, { readonly v4: nu
   token_invalid: { v4: ConnackV4.notAuthorized, v5: Reason.notAuthorized },
   will_topic_invalid: { v4: ConnackV4.notAuthorized, v5: Reason.topicNameInvalid },
   will_not_granted: { v4: ConnackV4.notAuthorized, v5: Reason.notAuthorized },
+  // A persistent session was asked for and Redis, which holds it, did not answer: nothing was resumed.
+  session_store_unavailable: { v4: ConnackV4.serverUnavailable, v5: Reason.serverUnavailable },
+  // The org holds ORGHUB_MQTT_MAX_SESSIONS persistent sessions; 3.1.1 has no quota code.
+  session_quota: { v4: ConnackV4.serverUnavailable, v5: Reason.quotaExceeded },
 };
 
 /** Why one SUBSCRIBE filter is refused (the other filters of the packet are unaffected). */

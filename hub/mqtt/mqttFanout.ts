@@ -1,15 +1,21 @@
 import type { Bus, BusMessage } from '../bus/bus.ts';
+import { isExpired, remainingExpiryS } from './sessionCodec.ts';
 import { encodePublish, packetIdOffset, type Version } from './outbound.ts';
+import { overlapDelivery } from './overlap.ts';
 
-/** What the fan-out needs from a session. */
+/** What the fan-out needs from a session: a live connection, or the offline queue of a parked one. */
 export interface Subscriber {
   readonly version: Version;
   /** Largest packet the client accepts (MQTT 5 Maximum Packet Size); Infinity when unset. */
   readonly maxOut: number;
+  /** The session's filters → granted QoS (overlapping filters deliver once, `overlap.ts`). */
+  readonly subs: ReadonlyMap<string, 0 | 1>;
   /** Queues shared QoS 0 bytes (must not be modified). */
   sendShared(bytes: Buffer): void;
   /** Queues a QoS 1 delivery from a shared encoding with its packet id at `idOffset`. */
   sendQos1(template: Buffer, idOffset: number): void;
+  /** Set on offline queues: they take QoS 1 messages as they are, not encoded (QoS 0 is not queued). */
+  queue?(m: BusMessage): void;
 }
 
 interface Entry {
@@ -23,6 +29,8 @@ interface Entry {
 export interface MqttFanoutStats {
   messages: number;
   deliveries: number;
+  /** Messages not delivered because their MQTT 5 Message Expiry had passed. */
+  expired: number;
 }
 
 /**
@@ -30,12 +38,12 @@ export interface MqttFanoutStats {
  * local MQTT sessions. Each message is encoded at most once per (protocol version, QoS) and the
  * bytes are queued to every subscriber; each session writes its queue once per turn.
  *
- * Messages crossing the bus carry no MQTT QoS or retain flag, so live deliveries go out at the
- * subscription's granted QoS with RETAIN 0 (docs/mqtt.md).
+ * Messages crossing the bus carry no retain flag, so live deliveries go out with RETAIN 0 at
+ * min(publish QoS, granted QoS) (docs/mqtt.md).
  */
 export class MqttFanout {
   private readonly entries = new Map<string, Entry>();
-  readonly stats: MqttFanoutStats = { messages: 0, deliveries: 0 };
+  readonly stats: MqttFanoutStats = { messages: 0, deliveries: 0, expired: 0 };
 
   constructor(private readonly bus: Bus) {}
 
@@ -67,8 +75,16 @@ export class MqttFanout {
 
   private deliver(e: Entry, m: BusMessage): void {
     this.stats.messages++;
-    const out = { topic: m.topic, payload: m.payload, retain: false };
-    // Lazily encoded, indexed by version (4|5) * 2 + qos.
+    let expiryS: number | undefined;
+    if (m.expiresAt) {
+      const now = Date.now();
+      if (isExpired(m.expiresAt, now)) {
+        this.stats.expired++;
+        return;
+      }
+      expiryS = remainingExpiryS(m.expiresAt, now);
+    }
+    const out = { topic: m.topic, payload: m.payload, retain: false, expiryS };
     let q0v4: Buffer | undefined;
     let q0v5: Buffer | undefined;
     let q1v4: Buffer | undefined;
@@ -76,9 +92,13 @@ export class MqttFanout {
     let off4 = 0;
     let off5 = 0;
     let n = 0;
-    for (const [s, granted] of e.subs) {
+    for (const [s, g] of e.subs) {
+      const granted = s.subs.size > 1 ? overlapDelivery(s.subs, e.pattern, m.topic) : g;
+      if (granted === undefined) continue;
       // MQTT delivers at the minimum of the publish QoS and the subscription's
-      if (granted === 0 || m.qos === 0) {
+      if (s.queue) {
+        if (granted === 1 && m.qos === 1) s.queue(m);
+      } else if (granted === 0 || m.qos === 0) {
         const b = s.version === 5 ? (q0v5 ??= encodePublish(out, 0, 5)) : (q0v4 ??= encodePublish(out, 0, 4));
         if (b.length > s.maxOut) continue;
         s.sendShared(b);

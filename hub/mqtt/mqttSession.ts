@@ -1,17 +1,21 @@
-import mqttPacket, { type Packet } from 'mqtt-packet';
+import mqttPacket, { type IConnectPacket, type Packet } from 'mqtt-packet';
 import { randomUUID } from 'node:crypto';
-import type { ClientContext } from '../core/context.ts';
+import type { Grants } from '../acl/grants.ts';
 import type { Principal } from '../auth/principal.ts';
-import { Reason } from './codes.ts';
+import type { BridgeContext, SweptSession } from './bridgeContext.ts';
+import { CONNECT_REFUSALS, ConnackV4, Reason, type ConnectRefusal } from './codes.ts';
 import { InflightWindow } from './inflight.ts';
-import { SerialQueue } from './serial.ts';
 import { clip, overPacketLimit, TokenBucket } from './limits.ts';
 import type { Version } from './outbound.ts';
-import type { Subscriber } from './mqttFanout.ts';
-import type { BridgeContext } from './bridgeContext.ts';
-import { handleConnect, publishWill, type Will } from './sessionConnect.ts';
+import { SerialQueue } from './serial.ts';
+import { sessionExpiryMs } from './sessionCodec.ts';
+import { authorizeConnect, connackProperties, msUntil, publishWill, type Will } from './sessionConnect.ts';
+import type { SessionPort } from './sessionPort.ts';
 import { handlePublish, handlePubrel } from './sessionPublish.ts';
-import { handleSubscribe, handleUnsubscribe } from './sessionSubscribe.ts';
+import { parkSession, queuedDeliveries, resumeSession } from './sessionResume.ts';
+import { liveOwner, type Claimed, type SessionRef, type StoredSession } from './sessionStore.ts';
+import { filterRefusal, handleSubscribe, handleUnsubscribe } from './sessionSubscribe.ts';
+import { clientKey, type Registrant } from './takeoverRegistry.ts';
 
 /** The byte pipe under a session: a TCP socket or an MQTT-over-WebSocket connection. */
 export interface MqttSocket {
@@ -30,51 +34,48 @@ type AuditType = Parameters<BridgeContext['audit']['record']>[1];
 
 /** Packets queued behind a pending Redis or event-store call before the client is dropped. */
 const MAX_PENDING = 10_000;
-/** Packets accepted between CONNECT and CONNACK (token verification). */
+/** Packets accepted between CONNECT and CONNACK (token verification, session resume). */
 const MAX_EARLY = 1000;
 
 /**
- * One MQTT connection (3.1.1 or 5): parses packets with mqtt-packet, authenticates CONNECT with
- * the JWT in the password, and maps PUBLISH / SUBSCRIBE onto the org's topics through the same
- * grants as WebSocket. Packets after CONNECT are handled strictly in arrival order (acks too),
- * even when one of them waits for Redis or the event store.
- *
- * This file holds the packet loop, outbound buffering and closing; the handlers live in
- * sessionConnect.ts, sessionPublish.ts and sessionSubscribe.ts. Members marked "internal" are for
- * those sibling modules only.
+ * One MQTT connection (3.1.1 or 5): parses packets with mqtt-packet, authorises CONNECT
+ * (sessionConnect.ts), resumes or parks a persistent session (sessionResume.ts), and hands the
+ * other packets to handlers that see it only through `SessionPort`. Packets after CONNECT are
+ * handled strictly in arrival order (acks too), even when one of them waits for Redis or the
+ * event store. Its state is private: handlers change it only through the port.
  */
-export class MqttSession implements Subscriber, ClientContext {
+export class MqttSession implements SessionPort, SweptSession, Registrant {
   principal!: Principal;
-  grants!: ClientContext['grants'];
+  grants!: Grants;
   readonly session = randomUUID();
   version: Version = 4;
   maxOut = Infinity;
-  clientId = '';
   keepaliveMs = 0;
   lastSeen = Date.now();
   readonly openedAt = Date.now();
   state: SessionState = 'connecting';
-
-  /** Internal: packets received while the token is being verified. */
-  early: Packet[] = [];
-  /** Internal: filter → granted QoS of this session's subscriptions. */
   readonly subs = new Map<string, 0 | 1>();
-  /** Internal: inbound QoS 2 ids between PUBREC and PUBREL (each published once). */
   readonly qos2 = new Set<number>();
-  /** Internal: outbound QoS 1 ids awaiting PUBACK and the deliveries queued behind them. */
-  readonly inflight: InflightWindow;
-  /** Internal: the Will accepted at CONNECT, if any. */
-  will: Will | undefined;
-  /** Internal: the client said DISCONNECT (without reason 0x04): no Will. */
-  graceful = false;
-  /** Internal: no Will whatever happens (refused CONNECT, token expiry). */
-  suppressWill = false;
-  /** Internal: why the connection ends (logs and the `session.disconnected` audit event). */
-  closeReason = 'client closed';
-  /** Internal: end the socket once the pending bytes are written. */
-  endAfterFlush = false;
-  /** Internal: the token-expiry timer. */
-  expTimer: NodeJS.Timeout | undefined;
+
+  private clientId = '';
+  /** Packets received while CONNECT is being authorised. */
+  private early: Packet[] = [];
+  /** Deliveries that arrived while a persistent session was being resumed (sent after its queue). */
+  private held: ({ shared: Buffer } | { template: Buffer; offset: number })[] | undefined;
+  private readonly inflight: InflightWindow;
+  private will: Will | undefined;
+  /** The client said DISCONNECT (without reason 0x04): no Will. */
+  private graceful = false;
+  /** No Will whatever happens (refused CONNECT, token expiry). */
+  private suppressWill = false;
+  /** Why the connection ends (logs and the `session.disconnected` audit event). */
+  private closeReason = 'client closed';
+  private endAfterFlush = false;
+  private expTimer: NodeJS.Timeout | undefined;
+  private ref: SessionRef | undefined;
+  /** Owner token while this connection holds a persistent session ('' for a clean one). */
+  private owner = '';
+  private expiryMs = 0;
 
   private readonly parser = mqttPacket.parser({ protocolVersion: 4 });
   private out: Buffer[] = [];
@@ -97,6 +98,10 @@ export class MqttSession implements Subscriber, ClientContext {
     this.parser.on('packet', (p) => this.onPacket(p));
     this.parser.on('error', (err: Error) => this.violation(Reason.malformedPacket, `malformed packet: ${err.message}`));
     ctx.sessions.add(this);
+  }
+
+  get open(): boolean {
+    return this.state === 'open';
   }
 
   /** Feeds raw bytes from the socket. Never throws. */
@@ -124,14 +129,14 @@ export class MqttSession implements Subscriber, ClientContext {
 
   // ---- outbound -----------------------------------------------------------------------------
 
-  /** Internal: queues bytes for this turn's single socket write. */
+  /** Queues bytes for this turn's single socket write. */
   push(b: Buffer): void {
     this.out.push(b);
     this.outBytes += b.length;
     this.markDirty();
   }
 
-  /** Internal: encodes and queues one packet (dropped once closed). */
+  /** Encodes and queues one packet (dropped once closed). */
   send(p: Packet): void {
     if (this.state === 'closed') return;
     this.push(mqttPacket.generate(p, { protocolVersion: this.version }));
@@ -163,10 +168,14 @@ export class MqttSession implements Subscriber, ClientContext {
 
   sendShared(bytes: Buffer): void {
     if (this.state === 'open') this.push(bytes);
+    else if (this.held) this.held.push({ shared: bytes });
   }
 
   sendQos1(template: Buffer, offset: number): void {
-    if (this.state !== 'open') return;
+    if (this.state !== 'open') {
+      this.held?.push({ template, offset });
+      return;
+    }
     const r = this.inflight.offer(template, offset);
     if (r === 'queued') return;
     if (r === 'full') {
@@ -189,7 +198,7 @@ export class MqttSession implements Subscriber, ClientContext {
       case 'connecting':
         if (p.cmd !== 'connect') return this.violation(Reason.protocolError, `first packet must be CONNECT, got ${p.cmd}`);
         this.state = 'authenticating';
-        void handleConnect(this, p);
+        this.connect(p).catch((err) => this.fail(err));
         return;
       case 'authenticating':
         if (this.early.length > MAX_EARLY) return this.violation(Reason.quotaExceeded, 'too many packets before CONNACK');
@@ -200,8 +209,8 @@ export class MqttSession implements Subscriber, ClientContext {
     }
   }
 
-  /** Internal: handles one packet of an open session (also replays `early` after CONNACK). */
-  dispatch(p: Packet): void {
+  /** Handles one packet of an open session (also replays `early` after CONNACK). */
+  private dispatch(p: Packet): void {
     switch (p.cmd) {
       case 'publish':
         if (!this.bucket.take()) {
@@ -253,6 +262,156 @@ export class MqttSession implements Subscriber, ClientContext {
     this.disconnect(Reason.unspecified, 'internal error');
   }
 
+  // ---- connect ------------------------------------------------------------------------------
+
+  /**
+   * CONNECT: authorise (sessionConnect.ts), register the client id (takeover), resume or create a
+   * persistent session, answer CONNACK, deliver the session's queue, then what arrived meanwhile.
+   */
+  private async connect(p: IConnectPacket): Promise<void> {
+    const v = p.protocolVersion === 5 ? 5 : 4;
+    const props = p.properties;
+    this.version = v;
+    this.clientId = p.clientId ?? '';
+    this.keepaliveMs = (p.keepalive ?? 0) * 1000;
+    if (v === 5) {
+      this.inflight.limitTo(props?.receiveMaximum);
+      if (props?.maximumPacketSize) this.maxOut = props.maximumPacketSize;
+    }
+    const d = await authorizeConnect(this.ctx, p, this.session);
+    if (this.state === 'closed') return;
+    if (!d.ok) return this.refuse(d.why, d.auditReason);
+    this.principal = d.principal;
+    this.grants = d.grants;
+    this.will = d.will;
+    let assigned: string | undefined;
+    if (this.clientId === '') this.clientId = assigned = `orghub-${this.session}`;
+    const ref: SessionRef = { org: d.principal.org, key: clientKey(d.principal.org, this.clientId) };
+    this.ref = ref;
+    this.ctx.takeover.register(ref.key, this);
+    const { policy } = this.ctx;
+    const expiryMs = sessionExpiryMs(v, !!p.clean, props?.sessionExpiryInterval, policy.defaultExpiryS, policy.maxExpiryS);
+    let claimed: Claimed | undefined;
+    if (expiryMs > 0) {
+      this.held = [];
+      const owner = liveOwner(this.ctx.nodeId, this.session);
+      let r: Claimed | 'full';
+      try {
+        r = await resumeSession(this.ctx, ref, owner, { clean: !!p.clean, clientId: clip(this.clientId) ?? '', expiryMs, maxSessions: policy.maxSessions }, (s) => this.restoreSubs(s, false));
+      } catch (err) {
+        this.ctx.log.warn({ err: (err as Error).message, session: this.session }, 'mqtt session store unavailable at CONNECT');
+        return this.refuse('session_store_unavailable');
+      }
+      if (r === 'full') {
+        this.audit('limit.hit', { limit: 'mqtt_sessions', max: policy.maxSessions, transport: 'mqtt' });
+        return this.refuse('session_quota');
+      }
+      if ((this.state as SessionState) === 'closed') {
+        // Gone while resuming: hand the claimed session straight back, nothing lost.
+        void this.ctx.store.park(ref, owner, '', { subs: r.session.subs, qos2: r.session.qos2, pending: r.messages, expiryMs, maxQueue: policy.maxQueue }).catch(() => {});
+        return;
+      }
+      this.owner = owner;
+      this.expiryMs = expiryMs;
+      await this.restoreSubs(r.session, true);
+      for (const id of r.session.qos2) this.qos2.add(id);
+      claimed = r;
+    } else {
+      // A clean connection ends any stored session of this client id (MQTT 3.1.1 §3.1.2.4).
+      this.ctx.store.discard(ref).catch((err) => this.ctx.log.warn({ err: (err as Error).message, session: this.session }, 'stored mqtt session not discarded'));
+    }
+    if ((this.state as SessionState) === 'closed') return;
+    this.state = 'open';
+    this.expTimer = setTimeout(() => {
+      // The identity behind the will has lapsed, so the will is not published.
+      this.suppressWill = true;
+      this.disconnect(Reason.maximumConnectTime, 'token expired');
+    }, msUntil(d.principal.exp));
+    const present = claimed?.present ?? false;
+    if (v === 5) {
+      this.send({ cmd: 'connack', sessionPresent: present, reasonCode: Reason.success, properties: connackProperties(this.ctx.limits, props?.sessionExpiryInterval, expiryMs / 1000, assigned) });
+    } else {
+      this.send({ cmd: 'connack', sessionPresent: present, returnCode: ConnackV4.accepted });
+    }
+    this.audit('session.connected', {
+      transport: 'mqtt',
+      via: this.sock.transport,
+      protocolVersion: p.protocolVersion,
+      clientId: clip(this.clientId),
+      username: clip(p.username),
+      roles: d.principal.roles,
+      jti: d.principal.jti,
+      sessionExpiry: expiryMs / 1000,
+      sessionPresent: present,
+    });
+    if (claimed) for (const q of queuedDeliveries(this.ctx, claimed.messages, this.subs, v, this.maxOut)) this.sendQos1(q.template, q.offset);
+    const held = this.held ?? [];
+    this.held = undefined;
+    for (const h of held) {
+      if ('shared' in h) this.push(h.shared);
+      else this.sendQos1(h.template, h.offset);
+    }
+    const early = this.early;
+    this.early = [];
+    for (const q of early) {
+      if (this.state !== 'open') break;
+      this.dispatch(q);
+    }
+  }
+
+  /**
+   * Subscribes this connection to a stored session's filters that its token still grants (a new
+   * token may grant less). `exact`: the claimed record is authoritative, filters not in it go.
+   */
+  private async restoreSubs(stored: StoredSession, exact: boolean): Promise<void> {
+    if ((this.state as SessionState) === 'closed') return;
+    const org = this.principal.org;
+    let opened = false;
+    for (const [pattern, q] of Object.entries(stored.subs)) {
+      if (filterRefusal(pattern, this.grants, !this.subs.has(pattern), this.subs.size, this.ctx.limits.maxSubscriptions)) continue;
+      const qos: 0 | 1 = q === 1 ? 1 : 0;
+      this.subs.set(pattern, qos);
+      if (this.ctx.fanout.add(org, pattern, this, qos)) opened = true;
+    }
+    if (exact) {
+      for (const pattern of [...this.subs.keys()]) {
+        if (pattern in stored.subs) continue;
+        this.subs.delete(pattern);
+        this.ctx.fanout.remove(org, pattern, this);
+      }
+    }
+    // The bus subscriptions are confirmed before the claim, so nothing published after it is missed.
+    if (opened) await this.ctx.bus.flush().catch(() => {});
+  }
+
+  subscriptionsChanged(): void {
+    if (!this.owner || !this.ref) return;
+    this.ctx.store.setSubscriptions(this.ref, this.owner, Object.fromEntries(this.subs)).catch((err) => {
+      this.ctx.log.warn({ err: (err as Error).message, session: this.session }, 'mqtt subscriptions not stored');
+    });
+  }
+
+  /** Another connection registered the same (org, client id). */
+  takenOver(): void {
+    this.disconnect(Reason.sessionTakenOver, 'session taken over');
+  }
+
+  /** Refuses CONNECT: CONNACK with the code of `why` (docs/mqtt.md), then the ordinary close, never a Will. */
+  refuse(why: ConnectRefusal, auditReason: string = why): void {
+    if (this.state === 'closed') return;
+    const code = CONNECT_REFUSALS[why];
+    this.audit('session.rejected', { reason: auditReason, transport: 'mqtt', via: this.sock.transport, clientId: clip(this.clientId) }, true);
+    this.send(this.version === 5 ? { cmd: 'connack', sessionPresent: false, reasonCode: code.v5 } : { cmd: 'connack', sessionPresent: false, returnCode: code.v4 });
+    this.suppressWill = true;
+    this.closeReason = auditReason;
+    this.close();
+  }
+
+  dropForRetry(reason: string): void {
+    this.closeReason = reason;
+    this.close();
+  }
+
   // ---- closing ------------------------------------------------------------------------------
 
   /** Closes after a protocol fault: MQTT 5 hears the reason; the will is published (ungraceful). */
@@ -283,24 +442,29 @@ export class MqttSession implements Subscriber, ClientContext {
   private teardown(reason: string): void {
     const wasOpen = this.state === 'open';
     this.state = 'closed';
+    if (wasOpen && this.owner && this.ref) {
+      // Parked before leaving the fan-out: its offline queue takes the subscriptions over first.
+      parkSession(this.ctx, { ref: this.ref, session: this.session, owner: this.owner, version: this.version, subs: this.subs, qos2: this.qos2, pending: this.inflight.pending(), expiryMs: this.expiryMs });
+    }
     this.release();
     if (!wasOpen) return;
-    if (this.will && !this.graceful && !this.suppressWill) publishWill(this, this.will);
+    if (this.will && !this.graceful && !this.suppressWill) publishWill(this.ctx, this, this.will);
     this.audit('session.disconnected', { transport: 'mqtt', reason, durationMs: Date.now() - this.openedAt });
   }
 
-  /** Internal: drops timers, subscriptions, queued deliveries and the client-id registration. */
-  release(): void {
+  /** Drops timers, subscriptions, queued deliveries and the client-id registration. */
+  private release(): void {
     if (this.expTimer) clearTimeout(this.expTimer);
     this.expTimer = undefined;
     if (this.principal) for (const pattern of this.subs.keys()) this.ctx.fanout.remove(this.principal.org, pattern, this);
     this.subs.clear();
     this.inflight.clear();
     this.ctx.sessions.delete(this);
-    this.ctx.releaseClientId(this);
+    this.held = undefined;
+    if (this.ref) this.ctx.takeover.release(this.ref.key, this);
   }
 
-  /** Internal: records an audit event in the principal's org (none before authentication, or with `preAuth`). */
+  /** Records an audit event in the principal's org (none before authentication, or with `preAuth`). */
   audit(type: AuditType, data: Record<string, unknown>, preAuth = false): void {
     const org = preAuth || !this.principal ? undefined : this.principal.org;
     this.ctx.audit.record(org, type, data, { actor: this.principal?.sub, session: this.session });

@@ -2,9 +2,9 @@ import type { ISubscribePacket, IUnsubscribePacket, Packet } from 'mqtt-packet';
 import type { Grants } from '../acl/grants.ts';
 import { isValidPattern } from '../acl/topic.ts';
 import { isSharedFilter, Reason, subackRefusal, type FilterRefusal } from './codes.ts';
-import type { MqttSession } from './mqttSession.ts';
 import { encodePublish, packetIdOffset, type Version } from './outbound.ts';
 import type { RetainedMessage } from './retained.ts';
+import type { SessionPort } from './sessionPort.ts';
 
 /**
  * Why `filter` cannot be subscribed, checked in the documented order (shared, grammar, grants,
@@ -37,9 +37,10 @@ export function unsubackPacket(messageId: number | undefined, removed: boolean[]
 
 /**
  * SUBSCRIBE: each filter is granted or refused on its own. The bus subscription is confirmed
- * before SUBACK, and retained messages follow SUBACK.
+ * before SUBACK, and retained messages follow SUBACK. A persistent session stores its new
+ * subscriptions before SUBACK is sent (best effort: a Redis failure is logged, not refused).
  */
-export async function handleSubscribe(s: MqttSession, p: ISubscribePacket): Promise<void> {
+export async function handleSubscribe(s: SessionPort, p: ISubscribePacket): Promise<void> {
   const granted: number[] = [];
   const retainedFor: { pattern: string; qos: 0 | 1 }[] = [];
   let opened = false;
@@ -61,13 +62,14 @@ export async function handleSubscribe(s: MqttSession, p: ISubscribePacket): Prom
   }
   // The bus subscription is confirmed before SUBACK, so no publish after SUBACK is missed.
   if (opened) await s.ctx.bus.flush().catch(() => {});
-  if (s.state !== 'open') return;
+  if (!s.open) return;
+  if (granted.some((g) => g < 0x80)) s.subscriptionsChanged();
   s.send({ cmd: 'suback', messageId: p.messageId, granted });
   for (const r of retainedFor) await sendRetained(s, r.pattern, r.qos);
 }
 
 /** Sends the org's retained messages matching `pattern` with RETAIN 1 at min(stored, granted) QoS. A store failure sends none. */
-async function sendRetained(s: MqttSession, pattern: string, granted: 0 | 1): Promise<void> {
+async function sendRetained(s: SessionPort, pattern: string, granted: 0 | 1): Promise<void> {
   let list: RetainedMessage[];
   try {
     list = await s.ctx.retained.match(s.principal.org, pattern);
@@ -75,7 +77,7 @@ async function sendRetained(s: MqttSession, pattern: string, granted: 0 | 1): Pr
     s.ctx.log.warn({ err: (err as Error).message, session: s.session }, 'retained messages unavailable for a subscription');
     return;
   }
-  if (s.state !== 'open') return;
+  if (!s.open) return;
   for (const m of list) {
     const qos: 0 | 1 = m.qos < granted ? m.qos : granted;
     const bytes = encodePublish({ topic: m.topic, payload: m.payload, retain: true }, qos, s.version);
@@ -86,11 +88,12 @@ async function sendRetained(s: MqttSession, pattern: string, granted: 0 | 1): Pr
 }
 
 /** UNSUBSCRIBE: drops each filter this session holds. */
-export function handleUnsubscribe(s: MqttSession, p: IUnsubscribePacket): void {
+export function handleUnsubscribe(s: SessionPort, p: IUnsubscribePacket): void {
   const removed = p.unsubscriptions.map((pattern) => {
     if (!s.subs.delete(pattern)) return false;
     s.ctx.fanout.remove(s.principal.org, pattern, s);
     return true;
   });
+  if (removed.some(Boolean)) s.subscriptionsChanged();
   s.send(unsubackPacket(p.messageId, removed, s.version));
 }
