@@ -19,7 +19,8 @@ export interface MqttHub {
 
 export async function startMqttHub(issuer: TestIssuer, env: Record<string, string> = {}): Promise<MqttHub> {
   const mqttPort = await freePort();
-  const hub = await startHubProcess({ ...issuer.env, ORGHUB_MQTT_PORT: String(mqttPort), ORGHUB_MQTT_RATE: '100000', ...env });
+  // A generous start deadline: on a 2-core machine shared by several suites, tsx alone can take 15 s.
+  const hub = await startHubProcess({ ...issuer.env, ORGHUB_MQTT_PORT: String(mqttPort), ORGHUB_MQTT_RATE: '100000', ...env }, { timeoutMs: 60_000 });
   return { hub, mqttPort, tcpUrl: `mqtt://127.0.0.1:${mqttPort}`, wsUrl: `ws://127.0.0.1:${hub.port}/mqtt` };
 }
 
