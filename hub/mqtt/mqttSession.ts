@@ -4,29 +4,20 @@ import type { Grants } from '../acl/grants.ts';
 import type { Principal } from '../auth/principal.ts';
 import type { BridgeContext, SweptSession } from './bridgeContext.ts';
 import { CONNECT_REFUSALS, ConnackV4, Reason, type ConnectRefusal } from './codes.ts';
-import { InflightWindow } from './inflight.ts';
 import { clip, overPacketLimit, TokenBucket } from './limits.ts';
 import type { Version } from './outbound.ts';
+import { Outbox, type MqttSocket } from './outbox.ts';
 import { SerialQueue } from './serial.ts';
 import { sessionExpiryMs } from './sessionCodec.ts';
 import { authorizeConnect, connackProperties, msUntil, publishWill, type Will } from './sessionConnect.ts';
 import type { SessionPort } from './sessionPort.ts';
 import { handlePublish, handlePubrel } from './sessionPublish.ts';
-import { parkSession, queuedDeliveries, resumeSession } from './sessionResume.ts';
-import { liveOwner, type Claimed, type SessionRef, type StoredSession } from './sessionStore.ts';
-import { filterRefusal, handleSubscribe, handleUnsubscribe } from './sessionSubscribe.ts';
+import { parkSession, queuedDeliveries, restoreSubscriptions, resumeSession } from './sessionResume.ts';
+import { liveOwner, type Claimed, type SessionRef } from './sessionStore.ts';
+import { handleSubscribe, handleUnsubscribe } from './sessionSubscribe.ts';
 import { clientKey, type Registrant } from './takeoverRegistry.ts';
 
-/** The byte pipe under a session: a TCP socket or an MQTT-over-WebSocket connection. */
-export interface MqttSocket {
-  readonly transport: 'tcp' | 'ws';
-  readonly remote: string;
-  write(bytes: Buffer): void;
-  /** Bytes queued in the socket and not yet sent. */
-  buffered(): number;
-  /** Closes after what was written so far (graceful). */
-  end(): void;
-}
+export type { MqttSocket } from './outbox.ts';
 
 export type SessionState = 'connecting' | 'authenticating' | 'open' | 'closed';
 
@@ -60,9 +51,7 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
   private clientId = '';
   /** Packets received while CONNECT is being authorised. */
   private early: Packet[] = [];
-  /** Deliveries that arrived while a persistent session was being resumed (sent after its queue). */
-  private held: ({ shared: Buffer } | { template: Buffer; offset: number })[] | undefined;
-  private readonly inflight: InflightWindow;
+  private readonly outbox: Outbox;
   private will: Will | undefined;
   /** The client said DISCONNECT (without reason 0x04): no Will. */
   private graceful = false;
@@ -70,7 +59,6 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
   private suppressWill = false;
   /** Why the connection ends (logs and the `session.disconnected` audit event). */
   private closeReason = 'client closed';
-  private endAfterFlush = false;
   private expTimer: NodeJS.Timeout | undefined;
   private ref: SessionRef | undefined;
   /** Owner token while this connection holds a persistent session ('' for a clean one). */
@@ -78,9 +66,6 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
   private expiryMs = 0;
 
   private readonly parser = mqttPacket.parser({ protocolVersion: 4 });
-  private out: Buffer[] = [];
-  private outBytes = 0;
-  private marked = false;
   private readonly bucket: TokenBucket;
   private readonly order: SerialQueue;
 
@@ -89,7 +74,7 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     readonly sock: MqttSocket,
   ) {
     this.bucket = new TokenBucket(ctx.limits.rate);
-    this.inflight = new InflightWindow(ctx.limits.maxInflight, ctx.limits.maxQueued);
+    this.outbox = new Outbox(this, sock, ctx.flusher, ctx.limits);
     this.order = new SerialQueue(MAX_PENDING, {
       onError: (err) => this.fail(err),
       onOverflow: () => this.disconnect(Reason.quotaExceeded, 'too many pending packets'),
@@ -127,62 +112,32 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     this.teardown(this.closeReason === 'client closed' && !this.graceful ? 'connection lost' : this.closeReason);
   }
 
-  // ---- outbound -----------------------------------------------------------------------------
+  // ---- outbound (outbox.ts) -------------------------------------------------------------------
 
-  /** Queues bytes for this turn's single socket write. */
   push(b: Buffer): void {
-    this.out.push(b);
-    this.outBytes += b.length;
-    this.markDirty();
+    this.outbox.push(b);
   }
 
-  /** Encodes and queues one packet (dropped once closed). */
   send(p: Packet): void {
-    if (this.state === 'closed') return;
-    this.push(mqttPacket.generate(p, { protocolVersion: this.version }));
-  }
-
-  private markDirty(): void {
-    if (!this.marked) {
-      this.marked = true;
-      this.ctx.flusher.mark(this);
-    }
-  }
-
-  flush(): void {
-    this.marked = false;
-    if (this.out.length > 0) {
-      const bytes = this.out.length === 1 ? this.out[0] : Buffer.concat(this.out, this.outBytes);
-      this.out = [];
-      this.outBytes = 0;
-      if (this.state !== 'closed' || this.endAfterFlush) this.sock.write(bytes);
-    }
-    if (this.endAfterFlush) {
-      this.endAfterFlush = false;
-      this.sock.end();
-    } else if (this.sock.buffered() > this.ctx.limits.maxBackpressure) {
-      this.audit('limit.hit', { limit: 'backpressure', max: this.ctx.limits.maxBackpressure });
-      this.disconnect(Reason.quotaExceeded, 'slow consumer');
-    }
+    this.outbox.send(p);
   }
 
   sendShared(bytes: Buffer): void {
-    if (this.state === 'open') this.push(bytes);
-    else if (this.held) this.held.push({ shared: bytes });
+    this.outbox.sendShared(bytes);
   }
 
   sendQos1(template: Buffer, offset: number): void {
-    if (this.state !== 'open') {
-      this.held?.push({ template, offset });
-      return;
-    }
-    const r = this.inflight.offer(template, offset);
-    if (r === 'queued') return;
-    if (r === 'full') {
-      this.audit('limit.hit', { limit: 'inflight_queue', max: this.ctx.limits.maxQueued });
-      return this.disconnect(Reason.quotaExceeded, 'too many unacknowledged QoS 1 messages');
-    }
-    this.push(r);
+    this.outbox.sendQos1(template, offset);
+  }
+
+  slowConsumer(): void {
+    this.audit('limit.hit', { limit: 'backpressure', max: this.ctx.limits.maxBackpressure });
+    this.disconnect(Reason.quotaExceeded, 'slow consumer');
+  }
+
+  inflightFull(): void {
+    this.audit('limit.hit', { limit: 'inflight_queue', max: this.ctx.limits.maxQueued });
+    this.disconnect(Reason.quotaExceeded, 'too many unacknowledged QoS 1 messages');
   }
 
   // ---- inbound ------------------------------------------------------------------------------
@@ -228,11 +183,8 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
           return;
         }
         return this.order.run(() => handlePublish(this, p));
-      case 'puback': {
-        const next = this.inflight.ack(p.messageId ?? 0);
-        if (next) this.push(next);
-        return;
-      }
+      case 'puback':
+        return this.outbox.ack(p.messageId ?? 0);
       case 'pubrel':
         return this.order.run(() => handlePubrel(this, p));
       case 'subscribe':
@@ -275,7 +227,7 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     this.clientId = p.clientId ?? '';
     this.keepaliveMs = (p.keepalive ?? 0) * 1000;
     if (v === 5) {
-      this.inflight.limitTo(props?.receiveMaximum);
+      this.outbox.inflight.limitTo(props?.receiveMaximum);
       if (props?.maximumPacketSize) this.maxOut = props.maximumPacketSize;
     }
     const d = await authorizeConnect(this.ctx, p, this.session);
@@ -293,11 +245,11 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     const expiryMs = sessionExpiryMs(v, !!p.clean, props?.sessionExpiryInterval, policy.defaultExpiryS, policy.maxExpiryS);
     let claimed: Claimed | undefined;
     if (expiryMs > 0) {
-      this.held = [];
+      this.outbox.hold();
       const owner = liveOwner(this.ctx.nodeId, this.session);
       let r: Claimed | 'full';
       try {
-        r = await resumeSession(this.ctx, ref, owner, { clean: !!p.clean, clientId: clip(this.clientId) ?? '', expiryMs, maxSessions: policy.maxSessions }, (s) => this.restoreSubs(s, false));
+        r = await resumeSession(this.ctx, ref, owner, { clean: !!p.clean, clientId: clip(this.clientId) ?? '', expiryMs, maxSessions: policy.maxSessions }, (s) => (this.state === 'closed' ? Promise.resolve() : restoreSubscriptions(this, s, false)));
       } catch (err) {
         this.ctx.log.warn({ err: (err as Error).message, session: this.session }, 'mqtt session store unavailable at CONNECT');
         return this.refuse('session_store_unavailable');
@@ -313,7 +265,7 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
       }
       this.owner = owner;
       this.expiryMs = expiryMs;
-      await this.restoreSubs(r.session, true);
+      await restoreSubscriptions(this, r.session, true);
       for (const id of r.session.qos2) this.qos2.add(id);
       claimed = r;
     } else {
@@ -345,43 +297,13 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
       sessionPresent: present,
     });
     if (claimed) for (const q of queuedDeliveries(this.ctx, claimed.messages, this.subs, v, this.maxOut)) this.sendQos1(q.template, q.offset);
-    const held = this.held ?? [];
-    this.held = undefined;
-    for (const h of held) {
-      if ('shared' in h) this.push(h.shared);
-      else this.sendQos1(h.template, h.offset);
-    }
+    this.outbox.release();
     const early = this.early;
     this.early = [];
     for (const q of early) {
       if (this.state !== 'open') break;
       this.dispatch(q);
     }
-  }
-
-  /**
-   * Subscribes this connection to a stored session's filters that its token still grants (a new
-   * token may grant less). `exact`: the claimed record is authoritative, filters not in it go.
-   */
-  private async restoreSubs(stored: StoredSession, exact: boolean): Promise<void> {
-    if ((this.state as SessionState) === 'closed') return;
-    const org = this.principal.org;
-    let opened = false;
-    for (const [pattern, q] of Object.entries(stored.subs)) {
-      if (filterRefusal(pattern, this.grants, !this.subs.has(pattern), this.subs.size, this.ctx.limits.maxSubscriptions)) continue;
-      const qos: 0 | 1 = q === 1 ? 1 : 0;
-      this.subs.set(pattern, qos);
-      if (this.ctx.fanout.add(org, pattern, this, qos)) opened = true;
-    }
-    if (exact) {
-      for (const pattern of [...this.subs.keys()]) {
-        if (pattern in stored.subs) continue;
-        this.subs.delete(pattern);
-        this.ctx.fanout.remove(org, pattern, this);
-      }
-    }
-    // The bus subscriptions are confirmed before the claim, so nothing published after it is missed.
-    if (opened) await this.ctx.bus.flush().catch(() => {});
   }
 
   subscriptionsChanged(): void {
@@ -434,8 +356,7 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
   /** Ends the socket after pending bytes are written, and releases everything. */
   close(): void {
     if (this.state === 'closed') return;
-    this.endAfterFlush = true;
-    this.markDirty();
+    this.outbox.endSoon();
     this.teardown(this.closeReason);
   }
 
@@ -444,7 +365,7 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     this.state = 'closed';
     if (wasOpen && this.owner && this.ref) {
       // Parked before leaving the fan-out: its offline queue takes the subscriptions over first.
-      parkSession(this.ctx, { ref: this.ref, session: this.session, owner: this.owner, version: this.version, subs: this.subs, qos2: this.qos2, pending: this.inflight.pending(), expiryMs: this.expiryMs });
+      parkSession(this.ctx, { ref: this.ref, session: this.session, owner: this.owner, version: this.version, subs: this.subs, qos2: this.qos2, pending: this.outbox.inflight.pending(), expiryMs: this.expiryMs });
     }
     this.release();
     if (!wasOpen) return;
@@ -458,9 +379,8 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     this.expTimer = undefined;
     if (this.principal) for (const pattern of this.subs.keys()) this.ctx.fanout.remove(this.principal.org, pattern, this);
     this.subs.clear();
-    this.inflight.clear();
+    this.outbox.clear();
     this.ctx.sessions.delete(this);
-    this.held = undefined;
     if (this.ref) this.ctx.takeover.release(this.ref.key, this);
   }
 

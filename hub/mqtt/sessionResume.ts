@@ -1,6 +1,8 @@
 import { matches } from '../acl/topic.ts';
 import type { BridgeContext } from './bridgeContext.ts';
 import { OfflineQueue } from './offlineQueue.ts';
+import type { SessionPort } from './sessionPort.ts';
+import { filterRefusal } from './sessionSubscribe.ts';
 import { encodePublish, packetIdOffset, type Version } from './outbound.ts';
 import { decodeEntry, encodeEntry, isExpired, publishOf, remainingExpiryS } from './sessionCodec.ts';
 import { isLiveOwner, queueOwner, type ClaimOptions, type Claimed, type SessionRef, type StoredSession } from './sessionStore.ts';
@@ -27,6 +29,30 @@ export async function resumeSession(ctx: BridgeContext, ref: SessionRef, owner: 
     if (s) await subscribe(s);
   }
   return ctx.store.claim(ref, owner, opts);
+}
+
+/**
+ * Subscribes a resuming connection to the stored filters its token still grants (a new token may
+ * grant less; the others are dropped). `exact`: the claimed record is authoritative, and filters
+ * not in it go. Resolves once new bus subscriptions are confirmed.
+ */
+export async function restoreSubscriptions(s: SessionPort, stored: StoredSession, exact: boolean): Promise<void> {
+  const org = s.principal.org;
+  let opened = false;
+  for (const [pattern, q] of Object.entries(stored.subs)) {
+    if (filterRefusal(pattern, s.grants, !s.subs.has(pattern), s.subs.size, s.ctx.limits.maxSubscriptions)) continue;
+    const qos: 0 | 1 = q === 1 ? 1 : 0;
+    s.subs.set(pattern, qos);
+    if (s.ctx.fanout.add(org, pattern, s, qos)) opened = true;
+  }
+  if (exact) {
+    for (const pattern of [...s.subs.keys()]) {
+      if (pattern in stored.subs) continue;
+      s.subs.delete(pattern);
+      s.ctx.fanout.remove(org, pattern, s);
+    }
+  }
+  if (opened) await s.ctx.bus.flush().catch(() => {});
 }
 
 /**
