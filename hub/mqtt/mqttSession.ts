@@ -197,6 +197,8 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
         // MQTT 5 reason 0x04 asks for the will to be published all the same.
         this.graceful = !(this.version === 5 && p.reasonCode === Reason.disconnectWithWill);
         this.closeReason = 'client disconnected';
+        // MQTT 5 §3.14.2.2.2: DISCONNECT may change the expiry of a persistent session (0 ends it).
+        if (this.owner && p.properties?.sessionExpiryInterval !== undefined) this.expiryMs = Math.min(p.properties.sessionExpiryInterval, this.ctx.policy.maxExpiryS) * 1000;
         return this.order.run(() => this.close());
       case 'pubrec':
       case 'pubcomp':
@@ -363,7 +365,9 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
   private teardown(reason: string): void {
     const wasOpen = this.state === 'open';
     this.state = 'closed';
-    if (wasOpen && this.owner && this.ref) {
+    if (wasOpen && this.owner && this.ref && this.expiryMs === 0) {
+      this.ctx.store.discard(this.ref).catch((err) => this.ctx.log.warn({ err: (err as Error).message, session: this.session }, 'stored mqtt session not discarded'));
+    } else if (wasOpen && this.owner && this.ref) {
       // Parked before leaving the fan-out: its offline queue takes the subscriptions over first.
       parkSession(this.ctx, { ref: this.ref, session: this.session, owner: this.owner, version: this.version, subs: this.subs, qos2: this.qos2, pending: this.outbox.inflight.pending(), expiryMs: this.expiryMs });
     }

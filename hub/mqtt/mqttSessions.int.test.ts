@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { IConnackPacket, IPubcompPacket, IPublishPacket } from 'mqtt-packet';
+import type { IConnackPacket, IDisconnectPacket, IPubcompPacket, IPublishPacket } from 'mqtt-packet';
 import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
 import { testOrg } from '../testing/hubProcess.ts';
 import { connect, RawClient, startMqttHub, until, type Collector, type MqttHub } from './mqttTestKit.ts';
@@ -211,6 +211,36 @@ describe('mqtt persistent sessions', () => {
     assert.deepEqual(got.map((m) => m.topic), ['me/long', 'me/none']);
     assert.ok(got[0].expiry! > 90 && got[0].expiry! <= 100, `time left ${got[0].expiry}`);
     assert.equal(got[1].expiry, undefined);
+  });
+
+  it('keepalive - a persistent client silent for 1.5 × keepalive gets DISCONNECT 0x8D, its Will is published and its session is parked (raw v5)', async () => {
+    const org = testOrg();
+    const watcher = await client(h1, org, 'w', { protocolVersion: 5 });
+    await watcher.client.subscribeAsync('lwt/#', { qos: 1 });
+    const t0 = Date.now();
+    const { r, connack } = await raw(h1, org, 'k', 'silent-k', 5, { keepalive: 2, properties: { sessionExpiryInterval: 60 }, will: { topic: 'lwt/k', payload: Buffer.from('gone'), qos: 1, retain: false } });
+    assert.equal(connack.reasonCode ?? 0, 0);
+    const d = (await r.waitFor((x) => x.cmd === 'disconnect', 10_000)) as IDisconnectPacket;
+    const took = Date.now() - t0;
+    assert.equal(d.reasonCode, 0x8d);
+    assert.ok(took >= 2900 && took < 7000, `closed after ${took} ms (keepalive 2 s × 1.5, swept each second)`);
+    const [will] = await watcher.waitFor(1, (m) => m.topic === 'lwt/k');
+    assert.equal(will.payload.toString(), 'gone');
+    await listed(h1, org, 'silent-k', { connected: false });
+  });
+
+  it('disconnect - MQTT 5 DISCONNECT with Session Expiry Interval 0 ends a persistent session; without it the session stays (raw v5)', async () => {
+    const org = testOrg();
+    const props = { properties: { sessionExpiryInterval: 60 } };
+    const keep = await raw(h1, org, 'k', 'keeps', 5, props);
+    const end = await raw(h1, org, 'e', 'ends', 5, props);
+    keep.r.send({ cmd: 'disconnect', reasonCode: 0 }, 5);
+    end.r.send({ cmd: 'disconnect', reasonCode: 0, properties: { sessionExpiryInterval: 0 } }, 5);
+    await Promise.all([keep.r.closed, end.r.closed]);
+    await listed(h1, org, 'keeps', { connected: false });
+    assert.ok(await until(async () => !(await sessions(h1, org)).body.sessions.some((s) => s.clientId === 'ends')), 'the ended session is gone');
+    assert.equal((await raw(h1, org, 'e', 'ends', 5, props)).connack.sessionPresent, false);
+    assert.equal((await raw(h1, org, 'k', 'keeps', 5, props)).connack.sessionPresent, true);
   });
 
   for (const protocolVersion of [4, 5] as const) {
