@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { overlapDelivery } from './overlap.ts';
+import { overlapDelivery } from './mqttFanout.ts';
 
 describe('mqtt overlapping subscriptions', () => {
   const subs = new Map<string, 0 | 1>([['a/#', 0], ['a/+/c', 1], ['x/y', 1]]);
