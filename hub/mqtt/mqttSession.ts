@@ -368,6 +368,8 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     if (wasOpen && this.owner && this.ref && this.expiryMs === 0) {
       this.ctx.store.discard(this.ref).catch((err) => this.ctx.log.warn({ err: (err as Error).message, session: this.session }, 'stored mqtt session not discarded'));
     } else if (wasOpen && this.owner && this.ref) {
+      // This connection leaves the registry first, so that the offline queue sees only a newer one.
+      this.ctx.takeover.release(this.ref.key, this);
       // Parked before leaving the fan-out: its offline queue takes the subscriptions over first.
       parkSession(this.ctx, { ref: this.ref, session: this.session, owner: this.owner, version: this.version, subs: this.subs, qos2: this.qos2, pending: this.outbox.inflight.pending(), expiryMs: this.expiryMs });
     }

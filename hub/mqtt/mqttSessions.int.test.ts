@@ -4,6 +4,7 @@ import type { IConnackPacket, IDisconnectPacket, IPubcompPacket, IPublishPacket 
 import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
 import { testOrg } from '../testing/hubProcess.ts';
 import { connect, RawClient, startMqttHub, until, type Collector, type MqttHub } from './mqttTestKit.ts';
+import { TAKEOVER_GRACE_MS } from './offlineQueue.ts';
 
 interface Listed {
   clientId: string;
@@ -140,12 +141,15 @@ describe('mqtt persistent sessions', () => {
     assert.equal(watcher.got.filter((m) => m.topic === 'x2/once').length, 1, 'published exactly once');
   });
 
-  it('cross-node - a session left on node 1 resumes on node 2 with its queue and subscriptions', async () => {
+  it('cross-node - a session left on node 1 resumes on node 2 with its queue and subscriptions, also long after it was parked', async () => {
     const org = testOrg();
     const a = await client(h1, org, 'a', { clientId: 'roamer', clean: false });
     await a.client.subscribeAsync('roam/#', { qos: 1 });
     await a.client.endAsync();
     await listed(h2, org, 'roamer', { connected: false });
+    // Past the offline queue's 5 s takeover grace: a queue must not mistake its own closing connection for a newer one.
+    const parkedAt = Date.now();
+    await until(() => Date.now() - parkedAt > TAKEOVER_GRACE_MS + 500, TAKEOVER_GRACE_MS + 2000);
     const p = await client(h2, org, 'p');
     for (const n of ['1', '2', '3']) await p.client.publishAsync(`roam/${n}`, n, { qos: 1 });
     await listed(h2, org, 'roamer', { connected: false, queued: 3 });
