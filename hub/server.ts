@@ -17,12 +17,28 @@ import type { EventStore, EventStoreStats } from './eventstore/eventStore.ts';
 import { Publisher } from './core/publisher.ts';
 import { mountOpsApi, type ReadinessCheck } from './http/opsApi.ts';
 import { mountHttpApi } from './http/publishApi.ts';
+import { mountQueryApi } from './http/queryApi.ts';
+import { recordRoutes, type MountedRoute } from './http/routes.ts';
+import type { ReadModels } from './readmodels/readModels.ts';
+import { cursorKey } from './readmodels/factory.ts';
 import type { Logger } from './log.ts';
 import { createMetrics, type MetricSource } from './metrics.ts';
+import { createProjectionStatus } from '../projections/hubStatus.ts';
 import { WsFanout } from './transport/ws/fanout.ts';
 import { mountWebSocket } from './transport/ws/wsTransport.ts';
 import type { Bus } from './bus/bus.ts';
 import { ConfigError } from './errors.ts';
+import { createAggregatingAuditSink } from './audit/aggregatingAuditSink.ts';
+import { createLimitService } from './limits/factory.ts';
+import type { LimitService } from './limits/limitService.ts';
+import { registerLimitMetrics } from './limits/metrics.ts';
+import { clusterSecret, createAccess, type Access } from './access/access.ts';
+import { withSignedControl } from './bus/signedControl.ts';
+import { createHeaderAuth } from './bus/headerAuth.ts';
+import type { SessionRegistry } from './core/sessions.ts';
+import { mountRevocationApi } from './http/revocationApi.ts';
+import { mountApiKeyApi } from './http/apiKeyApi.ts';
+import { mountOrgApi } from './http/orgApi.ts';
 
 /** What the outside world may plug in: everything else is built from the config. */
 export interface HubParts {
@@ -32,6 +48,8 @@ export interface HubParts {
   checks?: ReadinessCheck[];
   /** Mounts further routes or listeners (the MQTT bridge) once the core exists. */
   extensions?: HubExtension[];
+  /** The query side (docs/query-api.md); without it the query routes answer 503. Closed on stop. */
+  readModels?: ReadModels;
 }
 
 export interface HubCore {
@@ -42,9 +60,14 @@ export interface HubCore {
   publisher: Publisher;
   audit: AuditSink;
   commands?: CommandHandler;
+  /** Rate limits, caps and quotas, shared by every transport. */
+  limits: LimitService;
   config: Config;
   log: Logger;
   nodeId: string;
+  /** Live sessions of this node (WebSocket and MQTT register here). */
+  sessions: SessionRegistry;
+  access: Access;
 }
 
 export interface HubExtension {
@@ -55,6 +78,8 @@ export interface HubExtension {
 export interface RunningHub {
   port: number;
   core: HubCore;
+  /** Every route mounted on the HTTP port, extensions included (checked against docs/openapi.yaml). */
+  routes: readonly MountedRoute[];
   stop(): Promise<void>;
 }
 
@@ -62,18 +87,22 @@ export interface RunningHub {
 export async function startHub(config: Config, log: Logger, parts: HubParts = {}): Promise<RunningHub> {
   const nodeId = config.ORGHUB_NODE_ID || `${hostname()}:${process.pid}`;
   const roleGrants = config.ORGHUB_ROLE_GRANTS ? parseRoleGrants(config.ORGHUB_ROLE_GRANTS) : defaultRoleGrants;
-  const verifier = createCachingVerifier(await createJoseVerifier(config, { reloadOnSighup: true, onWarning: (m) => log.warn(m) }), {
+  const tokens = createCachingVerifier(await createJoseVerifier(config, { reloadOnSighup: true, onWarning: (m) => log.warn(m) }), {
     max: config.ORGHUB_JWT_CACHE_SIZE,
     ttlMs: 60_000,
   });
-  const bus = createNatsBus({ servers: config.NATS_URL, name: `orghub ${nodeId}`, log });
+  const bus = withSignedControl(createNatsBus({ servers: config.NATS_URL, name: `orghub ${nodeId}`, log, headerAuth: createHeaderAuth(clusterSecret(config)) }), clusterSecret(config), log);
+  const access = createAccess({ config, bus, log, verifier: tokens });
+  const { verifier, sessions } = access;
   const store = parts.store;
-  const audit = store ? createStoreAuditSink({ store, log, nodeId, maxBuffer: config.ORGHUB_AUDIT_BUFFER }) : createLogAuditSink(log);
+  // Denials and limit hits are aggregated per window, so a flood cannot become an audit flood.
+  const audit = createAggregatingAuditSink(store ? createStoreAuditSink({ store, log, nodeId, maxBuffer: config.ORGHUB_AUDIT_BUFFER, maxPerOrg: config.ORGHUB_AUDIT_ORG_BUFFER }) : createLogAuditSink(log), { windowMs: config.ORGHUB_AUDIT_AGGREGATE_MS });
+  const limits = createLimitService(config, log, nodeId);
   const commands = store ? createCommandService({ store, registry: new CommandRegistry(), bus, audit, log, nodeId }) : undefined;
-  const app = uws.App();
+  const { app, routes } = recordRoutes(uws.App());
   const publisher = new Publisher(bus, audit);
   const fanout = new WsFanout(app, bus);
-  const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, config, log, nodeId };
+  const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, limits, config, log, nodeId, sessions, access };
 
   const ws = mountWebSocket({
     app,
@@ -84,6 +113,8 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     audit,
     commands,
     log,
+    rateLimits: limits,
+    sessions,
     limits: {
       maxFrameBytes: config.ORGHUB_MAX_FRAME_BYTES,
       maxSubscriptions: config.ORGHUB_MAX_SUBSCRIPTIONS,
@@ -91,11 +122,20 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
       maxBackpressure: config.ORGHUB_MAX_BACKPRESSURE,
     },
   });
-  mountHttpApi({ app, verifier, roleGrants, publisher, audit, commands, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBatch: config.ORGHUB_HTTP_MAX_BATCH });
+  mountHttpApi({ app, verifier, roleGrants, publisher, audit, commands, limits, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBatch: config.ORGHUB_HTTP_MAX_BATCH });
+  mountQueryApi({ app, verifier, roleGrants, audit, readModels: parts.readModels, log, cursorKey: cursorKey(config), exportPageSize: config.ORGHUB_QUERY_EXPORT_PAGE, maxPerOrg: config.ORGHUB_QUERY_MAX_PER_ORG });
+  mountRevocationApi({ app, verifier, audit, log, revocations: access.revocations, store, nodeId, maxTtlSec: config.ORGHUB_JWT_MAX_TTL });
+  mountOrgApi({ app, verifier, audit, log, orgs: access.orgs, orgStore: access.orgStore, store, nodeId });
+  mountApiKeyApi({ app, verifier, audit, log, apiKeys: access.apiKeys, revocations: access.revocations, roleGrants, store, nodeId, maxTtlSec: config.ORGHUB_JWT_MAX_TTL });
 
   const stops: (() => Promise<void>)[] = [];
-  const checks: ReadinessCheck[] = [{ name: 'nats', check: async () => ({ up: bus.connected }) }, ...(parts.checks ?? [])];
-  if (store) checks.push({ name: 'eventstore', check: async () => (await store.readStream('_health', 'ping', { maxCount: 1 }), { up: true }) });
+  const checks: ReadinessCheck[] = [
+    { name: 'nats', check: async () => ({ up: bus.connected }) },
+    { name: 'revocations', check: async () => ({ up: access.ready(), detail: { rules: access.revocations.size } }) },
+    ...(parts.checks ?? []),
+  ];
+  // The Postgres store pings on a connection of its own, never one that appends wait for.
+  if (store) checks.push({ name: 'eventstore', check: async () => (await (store.ping ? store.ping() : store.readStream('_health', 'ping', { maxCount: 1 })), { up: true }) });
   const metrics: MetricSource[] = [];
   if (store?.stats) metrics.push(...eventStoreMetrics(store.stats.bind(store)));
   for (const ext of parts.extensions ?? []) {
@@ -104,15 +144,32 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     metrics.push(...(started.metrics ?? []));
     stops.push(started.stop);
   }
-  checks.push({ name: 'audit', check: async () => ({ up: true, detail: audit.stats() }) });
+  checks.push({ name: 'audit', check: async () => ({ up: true, detail: { ...audit.stats() } }) });
+  // Limits fail open to local buckets while Redis is down (docs/operations.md), so never "down" here.
+  if (limits.enabled) checks.push({ name: 'limits', check: async () => ({ up: true, detail: { degraded: limits.degraded } }) });
   const registry = createMetrics({
     connections: ws.connections,
     fanout: () => fanout.stats,
     fanoutPatterns: () => fanout.size,
     auditBacklog: () => audit.stats().backlog,
     auditDropped: () => audit.stats().dropped,
+    auditDroppedByOrg: () => audit.stats().droppedByOrg ?? {},
+    auditDeadLettered: () => audit.stats().deadLettered ?? 0,
   }, metrics);
-  mountOpsApi(app, checks, registry, log);
+  if (store && config.ORGHUB_EVENT_STORE === 'postgres') {
+    // The projector is its own process: its lag and dead letters are read from Postgres (docs/projections.md).
+    const projections = createProjectionStatus({
+      databaseUrl: config.DATABASE_URL,
+      lagThresholdS: config.ORGHUB_PROJECTION_LAG_THRESHOLD_S,
+      cacheMs: config.ORGHUB_PROJECTION_STATUS_CACHE_MS,
+      onError: (err) => log.debug({ err: (err as Error)?.message }, 'projection status read failed'),
+    });
+    checks.push(projections.check);
+    projections.register(registry);
+    stops.push(projections.close);
+  }
+  registerLimitMetrics(registry, limits);
+  mountOpsApi(app, checks, registry, log, config.ORGHUB_READY_CACHE_MS);
 
   const listenSocket = await new Promise<uws.us_listen_socket>((resolve, reject) => {
     app.listen(config.ORGHUB_HOST, config.ORGHUB_PORT, (s) => (s ? resolve(s) : reject(new ConfigError(`cannot listen on ${config.ORGHUB_HOST}:${config.ORGHUB_PORT} (ORGHUB_PORT)`))));
@@ -123,13 +180,17 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   return {
     port,
     core,
+    routes,
     async stop() {
       uws.us_listen_socket_close(listenSocket);
       ws.stop();
       for (const s of stops.reverse()) await s().catch((err) => log.warn({ err }, 'extension stop failed'));
       await audit.close();
+      await limits.close();
+      await access.stop();
       await bus.close();
       await store?.close();
+      await parts.readModels?.close();
       verifier.close?.();
     },
   };
@@ -142,5 +203,7 @@ function eventStoreMetrics(stats: () => EventStoreStats): MetricSource[] {
     { name: 'orghub_eventstore_batches_total', help: 'Group-commit transactions (appends / batches = mean batch size)', type: 'counter', read: () => stats().batches },
     { name: 'orghub_eventstore_failed_batches_total', help: 'Group-commit transactions that failed as a whole', type: 'counter', read: () => stats().failedBatches },
     { name: 'orghub_eventstore_pending', help: 'Appends queued or in flight', type: 'gauge', read: () => stats().pending },
+    { name: 'orghub_eventstore_overloaded_total', help: 'Appends refused with `overloaded` (group-commit queue or one org\'s share of it full)', type: 'counter', read: () => stats().overloaded ?? 0 },
+    { name: 'orghub_eventstore_data_errors_total', help: 'Appends the database rejected for their data; each failed alone (its batch-mates were bisected out and committed)', type: 'counter', read: () => stats().dataErrors ?? 0 },
   ];
 }

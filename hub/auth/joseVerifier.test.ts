@@ -78,7 +78,7 @@ describe('joseVerifier', () => {
   before(async () => {
     issuer = await createTestIssuer();
     verifier = await createJoseVerifier(loadConfig(issuer.env));
-    withSecret = await createJoseVerifier(loadConfig({ ...issuer.env, ORGHUB_JWT_HS256_SECRET: SECRET }));
+    withSecret = await createJoseVerifier(loadConfig({ ...issuer.env, ORGHUB_JWT_HS256_SECRET: SECRET, ORGHUB_JWT_ALLOW_HS256_WITH_JWKS: 'true' }));
     const doc = JSON.parse(readFileSync(issuer.jwksPath, 'utf8')) as { keys: Record<string, string>[] };
     jwks = Object.fromEntries(doc.keys.map((k) => [k.alg, k]));
     const pair = await generateKeyPair('ES256');

@@ -4,6 +4,8 @@ export interface GrantSpec {
   sub?: string[];
   /** Command grants: `type` may be a command type or `*`; `topic` is a topic pattern. */
   cmd?: { type: string; topic: string }[];
+  /** Read models the holder may query (`audit`, `devices`, `sessions`, `commands`, or `*` for all). */
+  read?: string[];
 }
 
 /** The verified identity behind a connection or request. `org` comes only from the token. */
@@ -15,6 +17,8 @@ export interface Principal {
   readonly jti?: string;
   /** Expiry, seconds since the epoch (always present: tokens without `exp` are refused). */
   readonly exp: number;
+  /** Issued-at, seconds since the epoch, when the token carries one (`{sub, issuedBefore}` revocations compare it). */
+  readonly iat?: number;
 }
 
 /** Verifies a compact JWT. Rejects with AuthError whose `reason` is short and safe to show. */

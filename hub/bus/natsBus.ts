@@ -4,6 +4,8 @@ import { patternToSubject, subjectToTopic, topicToSubject } from '../acl/topic.t
 import type { Logger } from '../log.ts';
 import type { Bus, BusHandler, BusMessage, PublishMeta } from './bus.ts';
 import { detectContentType } from './contentType.ts';
+import { PatternIndex } from './patternIndex.ts';
+import { H_SIG, saneTs, type HeaderAuth } from './headerAuth.ts';
 
 /** NATS header names carrying message metadata; the payload itself is never wrapped. */
 export const H_CONTENT_TYPE = 'Orghub-Content-Type';
@@ -14,13 +16,25 @@ export const H_QOS = 'Orghub-Qos';
 /** MQTT 5 Message Expiry of the message, ms since the epoch (absent = never). */
 export const H_EXPIRES = 'Orghub-Expires';
 
+/** The handlers of one (org, pattern). */
+interface PatternEntry {
+  /** An array: almost every entry has exactly one handler (memory per distinct pattern). */
+  handlers: BusHandler[];
+}
+
+/**
+ * Everything this node receives for one org: ONE NATS subscription (`hub.<org>.>`), however many
+ * patterns its clients hold, matched locally. A message is received and parsed once per node, not
+ * once per overlapping pattern (issue 9, "no amplification"). The price: a node receives all of an
+ * org's traffic as soon as one local client subscribes to anything in it.
+ */
 interface Entry {
   readonly org: string;
   readonly subject: string;
-  /** A pattern starting with a wildcard must not deliver `$` system topics (MQTT rule). */
-  readonly skipSystem: boolean;
-  /** An array: almost every entry has exactly one handler (memory per distinct pattern). */
-  handlers: BusHandler[];
+  readonly patterns: Map<string, PatternEntry>;
+  readonly index: PatternIndex<PatternEntry>;
+  /** subscribeOrg handlers: every message of the org. */
+  all: BusHandler[];
   sub?: Subscription;
 }
 
@@ -28,6 +42,8 @@ export interface NatsBusOptions {
   servers: string;
   name: string;
   log: Logger;
+  /** Signs `Orghub-From`/`Orghub-Ts` on publish and believes `from` only when signed (hub/bus/headerAuth.ts). */
+  headerAuth?: HeaderAuth;
 }
 
 /**
@@ -76,11 +92,13 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
   const deliver = (e: Entry, msg: Msg) => {
     const parsed = subjectToTopic(msg.subject);
     if (!parsed || parsed.org !== e.org) return; // junk subject from a raw publisher
-    if (e.skipSystem && parsed.topic.charCodeAt(0) === 36 /* $ */) return;
-    // One pass over the headers: MsgHdrs.get() allocates key lists on every call.
+    // One pass over the headers: MsgHdrs.get() allocates key lists on every call. One NATS
+    // subscription per org, so a message is parsed (and its signature checked) once however many
+    // patterns match it.
     let claimed: string | undefined;
     let from: string | undefined;
-    let ts = 0;
+    let tsRaw: string | undefined;
+    let sig: string | undefined;
     let qos: 0 | 1 = 1;
     let expiresAt = 0;
     const h = msg.headers;
@@ -88,19 +106,39 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
       for (const [k, v] of h) {
         if (k === H_CONTENT_TYPE) claimed = v[0];
         else if (k === H_FROM) from = v[0] || undefined;
-        else if (k === H_TS) ts = Number(v[0]) || 0;
+        else if (k === H_TS) tsRaw = v[0];
+        else if (k === H_SIG) sig = v[0];
         else if (k === H_QOS && v[0] === '0') qos = 0;
         else if (k === H_EXPIRES) expiresAt = Number(v[0]) || 0;
       }
     }
-    const out: BusMessage = { org: parsed.org, topic: parsed.topic, payload: msg.data, contentType: claimed === 'bytes' ? 'bytes' : detectContentType(msg.data), from, ts, qos, expiresAt };
-    for (const handler of e.handlers) {
+    const meta = opts.headerAuth ? opts.headerAuth.check(msg.subject, from, tsRaw, sig) : { from, ts: saneTs(tsRaw, Date.now()) };
+    const out: BusMessage = { org: parsed.org, topic: parsed.topic, payload: msg.data, contentType: claimed === 'bytes' ? 'bytes' : detectContentType(msg.data), from: meta.from, ts: meta.ts, qos, expiresAt };
+    const call = (handler: BusHandler) => {
       try {
         handler(out);
       } catch (err) {
         opts.log.error({ err }, 'bus handler failed');
       }
+    };
+    for (const handler of e.all) call(handler);
+    // The `$` rule (a pattern starting with a wildcard never matches a system topic) is the index's.
+    if (e.patterns.size > 0) e.index.match(parsed.topic, (pe) => pe.handlers.forEach(call));
+  };
+
+  const orgEntry = (org: string): Entry => {
+    let e = entries.get(org);
+    if (!e) {
+      e = { org, subject: patternToSubject(org, '#'), patterns: new Map(), index: new PatternIndex(), all: [] };
+      entries.set(org, e);
+      attach(e);
     }
+    return e;
+  };
+  const maybeDrop = (e: Entry) => {
+    if (e.patterns.size > 0 || e.all.length > 0 || entries.get(e.org) !== e) return;
+    entries.delete(e.org);
+    e.sub?.unsubscribe();
   };
 
   const ready = (async () => {
@@ -140,31 +178,47 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
     publish(org: string, topic: string, payload: Uint8Array, meta: PublishMeta) {
       if (!nc || !connected || closing) throw new HubError('unavailable', 'message bus unavailable; nothing was published');
       const h = headers();
+      const subject = topicToSubject(org, topic);
+      const ts = String(Date.now());
       h.set(H_CONTENT_TYPE, meta.contentType);
-      if (meta.from) h.set(H_FROM, meta.from);
-      h.set(H_TS, String(Date.now()));
+      h.set(H_TS, ts);
+      if (meta.from) {
+        h.set(H_FROM, meta.from);
+        if (opts.headerAuth) h.set(H_SIG, opts.headerAuth.sign(subject, meta.from, ts));
+      }
       if (meta.qos === 0) h.set(H_QOS, '0');
       if (meta.expiresAt) h.set(H_EXPIRES, String(meta.expiresAt));
-      nc.publish(topicToSubject(org, topic), payload, { headers: h });
+      nc.publish(subject, payload, { headers: h });
     },
     subscribe(org: string, pattern: string, handler: BusHandler) {
-      const key = `${org}\u0000${pattern}`;
-      let e = entries.get(key);
-      if (!e) {
-        const first = pattern.split('/', 1)[0];
-        e = { org, subject: patternToSubject(org, pattern), skipSystem: first === '+' || first === '#', handlers: [] };
-        entries.set(key, e);
-        attach(e);
+      patternToSubject(org, pattern); // validates org and pattern (throws bad_topic)
+      const e = orgEntry(org);
+      let pe = e.patterns.get(pattern);
+      if (!pe) {
+        pe = { handlers: [] };
+        e.patterns.set(pattern, pe);
+        e.index.add(pattern, pe);
       }
-      e.handlers.push(handler);
-      const entry = e;
+      pe.handlers.push(handler);
+      const entry = pe;
       return () => {
         const i = entry.handlers.indexOf(handler);
         if (i < 0) return;
         entry.handlers.splice(i, 1);
         if (entry.handlers.length > 0) return;
-        entries.delete(key);
-        entry.sub?.unsubscribe();
+        e.patterns.delete(pattern);
+        e.index.remove(pattern, entry);
+        maybeDrop(e);
+      };
+    },
+    subscribeOrg(org: string, handler: BusHandler) {
+      const e = orgEntry(org);
+      e.all.push(handler);
+      return () => {
+        const i = e.all.indexOf(handler);
+        if (i < 0) return;
+        e.all.splice(i, 1);
+        maybeDrop(e);
       };
     },
     publishControl(kind: string, payload: Uint8Array) {

@@ -1,10 +1,12 @@
 import { randomUUID } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import { parseTopic } from '../acl/topic.ts';
 import type { AuditSink } from '../audit/audit.ts';
 import type { Bus } from '../bus/bus.ts';
 import type { CommandHandler, CommandRequest, CommandResult } from '../core/commands.ts';
 import type { ClientContext } from '../core/context.ts';
 import { HubError } from '../errors.ts';
+import { badString, findBadText } from '../core/text.ts';
 import { ANY, type EventStore } from '../eventstore/eventStore.ts';
 import type { Logger } from '../log.ts';
 import type { CommandRegistry } from './registry.ts';
@@ -12,6 +14,15 @@ import type { CommandRegistry } from './registry.ts';
 /** The stream a command is recorded in: one per target topic, so a device's commands read in order. */
 export function commandStream(topic: string): string {
   return `commands:${topic}`;
+}
+
+/**
+ * The idempotency key as stored: scoped to the actor (length-prefixed, so no sub/key pair can spell
+ * another). The store's uniqueness is per org, so without the scope one actor's key would swallow
+ * another actor's command and hand back its event id.
+ */
+export function scopedKey(actor: string, key: string): string {
+  return `${actor.length}:${actor}:${key}`;
 }
 
 /**
@@ -29,6 +40,9 @@ export function createCommandService(deps: { store: EventStore; registry: Comman
         audit.record(principal.org, 'command.denied', { type: req.type, topic: req.topic, transport }, { actor: principal.sub, session: ctx.session });
         throw new HubError('forbidden', `command "${req.type}" on "${req.topic}" is not granted`);
       }
+      // Hostile text is refused before the schema and before the queue, so it fails this command alone.
+      const bad = findBadText(req.data, undefined, 'data') ?? (typeof req.key === 'string' ? keyProblem(req.key) : undefined);
+      if (bad) throw new HubError('invalid', `${req.type}: ${bad}`);
       const problem = registry.check(req.type, req.data);
       if (problem) throw new HubError('invalid', `${req.type}: ${problem}`);
 
@@ -37,7 +51,7 @@ export function createCommandService(deps: { store: EventStore; registry: Comman
         result = await store.appendToStream(
           principal.org,
           commandStream(req.topic),
-          [{ type: req.type, data: req.data, metadata: { actor: principal.sub, session: ctx.session, node: nodeId, correlationId: randomUUID(), idempotencyKey: req.key } }],
+          [{ type: req.type, data: req.data, metadata: { actor: principal.sub, session: ctx.session, node: nodeId, correlationId: randomUUID(), idempotencyKey: req.key === undefined ? undefined : scopedKey(principal.sub, req.key) } }],
           { expectedVersion: ANY },
         );
       } catch (err) {
@@ -47,6 +61,7 @@ export function createCommandService(deps: { store: EventStore; registry: Comman
       }
       const eventId = result.ids[0];
       const position = String(result.positions[0]);
+      if (result.duplicate) await sameRequest(store, principal.org, req, eventId, result.nextExpectedVersion);
       if (!result.duplicate) {
         const payload = Buffer.from(JSON.stringify({ commandId: eventId, type: req.type, data: req.data, issuedBy: principal.sub, position }));
         try {
@@ -59,4 +74,26 @@ export function createCommandService(deps: { store: EventStore; registry: Comman
       return result.duplicate ? { eventId, position, duplicate: true } : { eventId, position };
     },
   };
+}
+
+function keyProblem(key: string): string | undefined {
+  const why = badString(key, 256);
+  return why && `key ${why}`;
+}
+
+/**
+ * A retry must repeat the request it retries: the original is read back (it sits at the returned
+ * stream position of the request's own topic stream) and compared by id, type and data. Anything
+ * else is `conflict`, and the answer says nothing of the original (no id, no position).
+ */
+async function sameRequest(store: EventStore, org: string, req: CommandRequest, eventId: string | undefined, streamPosition: bigint): Promise<void> {
+  let original;
+  try {
+    [original] = await store.readStream(org, commandStream(req.topic), { from: streamPosition, maxCount: 1 });
+  } catch (err) {
+    throw new HubError('unavailable', 'event store unavailable; the command was not recorded', { cause: err });
+  }
+  if (!original || original.id !== eventId || original.type !== req.type || !isDeepStrictEqual(original.data, req.data)) {
+    throw new HubError('conflict', 'idempotency key already used for a different request');
+  }
 }

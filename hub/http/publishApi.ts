@@ -8,7 +8,9 @@ import type { TokenVerifier } from '../auth/principal.ts';
 import type { CommandHandler } from '../core/commands.ts';
 import type { ClientContext } from '../core/context.ts';
 import { payloadOf, type Publisher } from '../core/publisher.ts';
-import { AuthError, HubError } from '../errors.ts';
+import { AuthError, HubError, RateLimitedError } from '../errors.ts';
+import type { RateLimits } from '../limits/connLimits.ts';
+import type { LimitService } from '../limits/limitService.ts';
 import type { Logger } from '../log.ts';
 import { readBody, reply } from './respond.ts';
 
@@ -19,6 +21,7 @@ export interface HttpApiDeps {
   publisher: Publisher;
   audit: AuditSink;
   commands?: CommandHandler;
+  limits: LimitService;
   log: Logger;
   maxBody: number;
   maxBatch: number;
@@ -44,9 +47,38 @@ export function mountHttpApi(deps: HttpApiDeps): void {
     return new HubError('invalid', `body${e?.instancePath ?? ''} ${e?.message ?? 'is invalid'}`);
   };
 
+  /** Per (org, user): HTTP requests share the user's and org's leases; bounded, rebuilt when full. */
+  const perUser = new Map<string, RateLimits>();
+  const limitsFor = (ctx: ClientContext): RateLimits => {
+    const k = `${ctx.principal.org}\u0000${ctx.principal.sub}`;
+    let l = perUser.get(k);
+    if (!l) {
+      if (perUser.size >= 10_000) perUser.clear();
+      perUser.set(k, (l = deps.limits.connection(ctx.principal, 'http')));
+    }
+    return l;
+  };
+  /** Size and rate checks before anything is published; throws `too_large` or `rate_limited`. */
+  const admit = async (ctx: ClientContext, kind: 'pub' | 'cmd', bytes: number[]) => {
+    await deps.limits.prepare(ctx.principal.org);
+    const lim = limitsFor(ctx);
+    if (bytes.some((b) => b > lim.maxMessageBytes)) {
+      lim.hit('message_size');
+      throw new HubError('too_large', `message payload above ${lim.maxMessageBytes} bytes (the org's tier)`);
+    }
+    await lim.settle(kind);
+    const wait = kind === 'pub' ? lim.publish(bytes.length) : lim.command();
+    if (wait > 0) {
+      audit.record(ctx.principal.org, 'limit.hit', { limit: kind === 'pub' ? 'rate_publish' : 'rate_command', transport: 'http' }, { actor: ctx.principal.sub, session: ctx.session });
+      throw new RateLimitedError(wait, kind === 'pub' ? 'publish' : 'command');
+    }
+  };
+
   /** Authenticates, reads and parses the body; the handler gets a verified context and JSON. */
   const route = (handler: (ctx: ClientContext, body: unknown) => Promise<{ status: number; body: unknown }> | { status: number; body: unknown }) => (res: HttpResponse, req: HttpRequest) => {
-    const token = extractToken(req.getHeader('authorization'), req.getQuery() ?? '');
+    // Header only: a token in a URL ends up in access logs and proxies; the query form exists for
+    // browsers' WebSocket upgrades alone (docs/protocol.md).
+    const token = extractToken(req.getHeader('authorization'), '') ?? (req.getHeader('x-api-key') || undefined);
     const contentType = req.getHeader('content-type');
     const r = reply(res, (err) => log.error({ err }, 'http handler failed'));
     const body = readBody(res, req.getHeader('content-length'), deps.maxBody);
@@ -55,6 +87,8 @@ export function mountHttpApi(deps: HttpApiDeps): void {
       try {
         if (!token) throw new AuthError('token_missing');
         const principal = await verifier.verify(token).catch((err) => {
+          // Our dependency is down (revocation list, JWKS): 503, the token may be fine.
+          if (err instanceof HubError && err.code === 'unavailable') throw err;
           audit.record(undefined, 'session.rejected', { reason: err instanceof AuthError ? err.reason : 'token_invalid', transport: 'http' });
           throw err instanceof AuthError ? err : new AuthError('token_invalid');
         });
@@ -77,11 +111,13 @@ export function mountHttpApi(deps: HttpApiDeps): void {
 
   app.post(
     '/v1/publish',
-    route((ctx, body) => {
+    route(async (ctx, body) => {
       if (!validateOne(body)) throw invalid(validateOne);
       const { topic, data } = body as { topic: string; data: unknown };
       const { payload, contentType } = payloadOf(data);
-      publisher.publish(ctx, topic, payload, contentType, 'http');
+      const checked = publisher.check(ctx, topic, 'http');
+      await admit(ctx, 'pub', [payload.length]);
+      publisher.send(ctx, checked, payload, contentType);
       return { status: 200, body: { ok: true } };
     }),
   );
@@ -89,7 +125,7 @@ export function mountHttpApi(deps: HttpApiDeps): void {
   // All-or-nothing: every topic is checked before anything is published, so a 4xx publishes nothing.
   app.post(
     '/v1/publish/batch',
-    route((ctx, body) => {
+    route(async (ctx, body) => {
       if (!validateBatch(body)) throw invalid(validateBatch);
       const items = body as { topic: string; data: unknown }[];
       // Every topic is checked and every payload encoded before anything is sent: a refused item
@@ -101,6 +137,7 @@ export function mountHttpApi(deps: HttpApiDeps): void {
           throw err instanceof HubError ? new HubError(err.code, `[${i}] ${err.message}`) : err;
         }
       });
+      await admit(ctx, 'pub', ready.map((m) => m.payload.length));
       if (!publisher.available) throw new HubError('unavailable', 'message bus unavailable; nothing was published');
       for (const m of ready) publisher.send(ctx, m.topic, m.payload, m.contentType);
       return { status: 200, body: { ok: true, published: items.length } };
@@ -112,6 +149,7 @@ export function mountHttpApi(deps: HttpApiDeps): void {
     route(async (ctx, body) => {
       if (!deps.commands) throw new HubError('unavailable', 'commands are not enabled on this hub');
       if (!validateCommand(body)) throw invalid(validateCommand);
+      await admit(ctx, 'cmd', []);
       const result = await deps.commands.execute(ctx, body as { type: string; topic: string; data: unknown; key?: string }, 'http');
       return { status: 200, body: { ok: true, ...result } };
     }),

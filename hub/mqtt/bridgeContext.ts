@@ -5,6 +5,8 @@ import type { Bus } from '../bus/bus.ts';
 import type { CommandHandler } from '../core/commands.ts';
 import type { Publisher } from '../core/publisher.ts';
 import type { Logger } from '../log.ts';
+import type { LimitService } from '../limits/limitService.ts';
+import type { SessionRegistry } from '../core/sessions.ts';
 import type { MqttLimits } from './limits.ts';
 import type { MqttFanout } from './mqttFanout.ts';
 import type { FlushScheduler } from './outbound.ts';
@@ -71,4 +73,8 @@ export interface BridgeContext {
   stats: SessionStats;
   /** Offline queues held by this node. */
   queues: Set<HeldQueue>;
+  /** Rate limits, connection caps and quotas shared with the other transports (hub/limits). */
+  quotas: LimitService;
+  /** The node's registry of live sessions across transports (revocation ends sessions through it). */
+  live?: SessionRegistry;
 }

@@ -13,6 +13,8 @@ describe('mqtt codes', () => {
       auth_method_unsupported: { v4: 5, v5: 0x8c },
       session_store_unavailable: { v4: 3, v5: 0x88 },
       session_quota: { v4: 3, v5: 0x97 },
+      connection_limit: { v4: 3, v5: 0x97 },
+      unavailable: { v4: 3, v5: 0x88 },
     });
   });
 

@@ -40,6 +40,7 @@ export const Reason = {
   quotaExceeded: 0x97,
   payloadFormatInvalid: 0x99,
   sharedSubscriptionsNotSupported: 0x9e,
+  administrativeAction: 0x98,
   maximumConnectTime: 0xa0,
 } as const;
 
@@ -61,7 +62,9 @@ export type ConnectRefusal =
   | 'will_topic_invalid'
   | 'will_not_granted'
   | 'session_store_unavailable'
-  | 'session_quota';
+  | 'session_quota'
+  | 'connection_limit'
+  | 'unavailable';
 
 /** CONNACK code per refusal: `v4` for MQTT 3.1.1 (return code), `v5` for MQTT 5 (reason code). docs/mqtt.md "Authentication". */
 export const CONNECT_REFUSALS: Readonly<Record<ConnectRefusal, { readonly v4: number; readonly v5: number }>> = {
@@ -77,6 +80,10 @@ export const CONNECT_REFUSALS: Readonly<Record<ConnectRefusal, { readonly v4: nu
   session_store_unavailable: { v4: ConnackV4.serverUnavailable, v5: Reason.serverUnavailable },
   // The org holds ORGHUB_MQTT_MAX_SESSIONS persistent sessions; 3.1.1 has no quota code.
   session_quota: { v4: ConnackV4.serverUnavailable, v5: Reason.quotaExceeded },
+  // A connection cap (per IP, org or user; hub/limits): 3.1.1 can only say "server unavailable".
+  connection_limit: { v4: ConnackV4.serverUnavailable, v5: Reason.quotaExceeded },
+  // The revocation list cannot be read (Redis down): new tokens are refused (fail closed), retry later.
+  unavailable: { v4: ConnackV4.serverUnavailable, v5: Reason.serverUnavailable },
 };
 
 /** Why one SUBSCRIBE filter is refused (the other filters of the packet are unaffected). */

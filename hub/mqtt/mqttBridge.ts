@@ -68,17 +68,19 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
         publisher: core.publisher,
         audit: core.audit,
         commands: core.commands,
-        retained: opts.retained ?? createRedisRetainedStore(config.REDIS_URL, log, config.ORGHUB_MQTT_MAX_RETAINED),
+        retained: opts.retained ?? createRedisRetainedStore(config.REDIS_URL, log, config.ORGHUB_MQTT_MAX_RETAINED, (org) => (core.limits.enabled ? core.limits.limitsOf(org).retainedBytes : 0)),
         fanout: new MqttFanout(core.bus),
         flusher: new FlushScheduler(),
         log,
         limits,
+        quotas: core.limits,
         sessions,
         takeover,
         store: opts.sessions ?? createRedisSessionStore(config.REDIS_URL, log, { maxExpiryMs: maxExpiryS * 1000 }),
         policy: { defaultExpiryS: config.ORGHUB_MQTT_SESSION_EXPIRY, maxExpiryS, maxQueue: config.ORGHUB_MQTT_QUEUE_MAX, maxSessions: config.ORGHUB_MQTT_MAX_SESSIONS },
         stats,
         queues,
+        live: core.sessions,
       };
 
       let server: Server;

@@ -2,6 +2,9 @@ import mqttPacket, { type IConnectPacket, type Packet } from 'mqtt-packet';
 import { randomUUID } from 'node:crypto';
 import type { Grants } from '../acl/grants.ts';
 import type { Principal } from '../auth/principal.ts';
+import type { LiveSession } from '../core/sessions.ts';
+import { NO_LIMITS, type RateLimits } from '../limits/connLimits.ts';
+import type { Slot } from '../limits/limitService.ts';
 import type { BridgeContext, SweptSession } from './bridgeContext.ts';
 import { CONNECT_REFUSALS, ConnackV4, Reason, type ConnectRefusal } from './codes.ts';
 import { clip, overPacketLimit, TokenBucket } from './limits.ts';
@@ -27,6 +30,14 @@ type AuditType = Parameters<BridgeContext['audit']['record']>[1];
 const MAX_PENDING = 10_000;
 /** Packets accepted between CONNECT and CONNACK (token verification, session resume). */
 const MAX_EARLY = 1000;
+/** Bytes of packets accepted between CONNECT and CONNACK: a client cannot park megabytes pre-auth. */
+const MAX_EARLY_BYTES = 1024 * 1024;
+/**
+ * Bytes of PUBLISH packets queued behind a pending Redis or event-store call: past it the socket
+ * stops being read until the queue is under half (so a fast sender is held back by TCP, not
+ * buffered); past 4 times it (a transport that cannot pause) the client is dropped.
+ */
+const MAX_QUEUED_BYTES = 4 * 1024 * 1024;
 
 /**
  * One MQTT connection (3.1.1 or 5): parses packets with mqtt-packet, authorises CONNECT
@@ -47,15 +58,20 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
   state: SessionState = 'connecting';
   readonly subs = new Map<string, 0 | 1>();
   readonly qos2 = new Set<number>();
+  /** The tier's rate limits and quotas (hub/limits), set at CONNECT. */
+  lim: RateLimits = NO_LIMITS;
 
   private clientId = '';
   /** Packets received while CONNECT is being authorised. */
   private early: Packet[] = [];
+  private earlyBytes = 0;
+  private queuedBytes = 0;
+  private paused = false;
   private readonly outbox: Outbox;
   private will: Will | undefined;
   /** The client said DISCONNECT (without reason 0x04): no Will. */
   private graceful = false;
-  /** No Will whatever happens (refused CONNECT, token expiry). */
+  /** No Will whatever happens (refused CONNECT, token expiry, revocation). */
   private suppressWill = false;
   /** Why the connection ends (logs and the `session.disconnected` audit event). */
   private closeReason = 'client closed';
@@ -64,6 +80,10 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
   /** Owner token while this connection holds a persistent session ('' for a clean one). */
   private owner = '';
   private expiryMs = 0;
+  /** This connection in the node's session registry (hub/core/sessions.ts), once open. */
+  private live: LiveSession | undefined;
+  /** Connection slots (IP, org, user) given back at teardown; a parked session holds none. */
+  private slots: Slot[] = [];
 
   private readonly parser = mqttPacket.parser({ protocolVersion: 4 });
   private readonly bucket: TokenBucket;
@@ -87,6 +107,14 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
 
   get open(): boolean {
     return this.state === 'open';
+  }
+
+  get backlogged(): boolean {
+    return this.sock.buffered() > this.ctx.limits.maxBackpressure / 4 || this.outbox.inflight.queued > 0;
+  }
+
+  flush(): void {
+    this.outbox.flush();
   }
 
   /** Feeds raw bytes from the socket. Never throws. */
@@ -156,7 +184,8 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
         this.connect(p).catch((err) => this.fail(err));
         return;
       case 'authenticating':
-        if (this.early.length > MAX_EARLY) return this.violation(Reason.quotaExceeded, 'too many packets before CONNACK');
+        this.earlyBytes += p.length ?? 0;
+        if (this.early.length > MAX_EARLY || this.earlyBytes > MAX_EARLY_BYTES) return this.violation(Reason.quotaExceeded, 'too many packets before CONNACK');
         this.early.push(p);
         return;
       case 'open':
@@ -182,7 +211,7 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
           }
           return;
         }
-        return this.order.run(() => handlePublish(this, p));
+        return this.queuePublish(p);
       case 'puback':
         return this.outbox.ack(p.messageId ?? 0);
       case 'pubrel':
@@ -211,6 +240,25 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     }
   }
 
+  /** A PUBLISH behind a pending one: counted by bytes; the socket pauses while the queue is busy. */
+  private queuePublish(p: Packet & { cmd: 'publish' }): void {
+    const len = p.length ?? 0;
+    this.queuedBytes += len;
+    if (this.queuedBytes > MAX_QUEUED_BYTES && !this.paused && this.sock.pause) {
+      this.paused = true;
+      this.sock.pause();
+    }
+    if (this.queuedBytes > MAX_QUEUED_BYTES * 4) return this.disconnect(Reason.quotaExceeded, 'too many bytes queued');
+    this.order.run(() => {
+      this.queuedBytes -= len;
+      if (this.paused && this.queuedBytes <= MAX_QUEUED_BYTES / 2) {
+        this.paused = false;
+        this.sock.resume?.();
+      }
+      return handlePublish(this, p);
+    });
+  }
+
   private fail(err: unknown): void {
     this.ctx.log.error({ err, session: this.session }, 'mqtt packet handling failed');
     this.disconnect(Reason.unspecified, 'internal error');
@@ -232,15 +280,21 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
       this.outbox.inflight.limitTo(props?.receiveMaximum);
       if (props?.maximumPacketSize) this.maxOut = props.maximumPacketSize;
     }
-    const d = await authorizeConnect(this.ctx, p, this.session);
-    if (this.state === 'closed') return;
+    const d = await authorizeConnect(this.ctx, p, this.session, this.sock);
+    if (this.state === 'closed') {
+      if (d.ok) this.ctx.quotas.release(d.slots);
+      return;
+    }
     if (!d.ok) return this.refuse(d.why, d.auditReason);
+    // From here the slots are the session's: release() gives them back, whatever happens next.
+    this.slots = d.slots;
+    this.lim = d.lim;
     this.principal = d.principal;
     this.grants = d.grants;
     this.will = d.will;
     let assigned: string | undefined;
     if (this.clientId === '') this.clientId = assigned = `orghub-${this.session}`;
-    const ref: SessionRef = { org: d.principal.org, key: clientKey(d.principal.org, this.clientId) };
+    const ref: SessionRef = { org: d.principal.org, key: clientKey(d.principal.org, d.principal.sub, this.clientId) };
     this.ref = ref;
     this.ctx.takeover.register(ref.key, this);
     const { policy } = this.ctx;
@@ -298,10 +352,21 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
       sessionExpiry: expiryMs / 1000,
       sessionPresent: present,
     });
+    // Registered before the queue is delivered: a revocation that arrived during CONNECT ends the
+    // session right here (the registry tells its listeners on add), and the queue is not handed over.
+    this.live = {
+      session: this.session,
+      transport: 'mqtt',
+      principal: d.principal,
+      end: (_why, reason) => this.revoke(reason),
+    };
+    this.ctx.live?.add(this.live);
+    if ((this.state as SessionState) !== 'open') return;
     if (claimed) for (const q of queuedDeliveries(this.ctx, claimed.messages, this.subs, v, this.maxOut)) this.sendQos1(q.template, q.offset);
     this.outbox.release();
     const early = this.early;
     this.early = [];
+    this.earlyBytes = 0;
     for (const q of early) {
       if (this.state !== 'open') break;
       this.dispatch(q);
@@ -315,7 +380,18 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     });
   }
 
-  /** Another connection registered the same (org, client id). */
+  /**
+   * Revoked or suspended (hub/access): MQTT 5 hears DISCONNECT 0x98, 3.1.1 a plain close. The
+   * identity behind the Will is void, so no Will (as on token expiry). A persistent session is
+   * ended, not parked: its queue is discarded and never handed to a later connection.
+   */
+  private revoke(reason: string): void {
+    this.suppressWill = true;
+    this.expiryMs = 0;
+    this.disconnect(Reason.administrativeAction, reason);
+  }
+
+  /** Another connection registered the same (org, sub, client id). */
   takenOver(): void {
     this.disconnect(Reason.sessionTakenOver, 'session taken over');
   }
@@ -383,10 +459,19 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
   private release(): void {
     if (this.expTimer) clearTimeout(this.expTimer);
     this.expTimer = undefined;
-    if (this.principal) for (const pattern of this.subs.keys()) this.ctx.fanout.remove(this.principal.org, pattern, this);
+    if (this.principal) {
+      for (const pattern of this.subs.keys()) {
+        this.ctx.fanout.remove(this.principal.org, pattern, this);
+        this.ctx.quotas.dropPattern(this.principal.org, pattern);
+      }
+    }
     this.subs.clear();
+    this.ctx.quotas.release(this.slots);
+    this.slots = [];
     this.outbox.clear();
     this.ctx.sessions.delete(this);
+    if (this.live) this.ctx.live?.remove(this.live);
+    this.live = undefined;
     if (this.ref) this.ctx.takeover.release(this.ref.key, this);
   }
 

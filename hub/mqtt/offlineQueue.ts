@@ -19,6 +19,8 @@ export class OfflineQueue implements Subscriber, HeldQueue, Registrant {
   readonly version = 4;
   readonly maxOut = Infinity;
   length = 0;
+  /** The session's filters this queue holds on the bus (those the pattern cap allowed). */
+  readonly subs: ReadonlyMap<string, 0 | 1>;
   private batch: Buffer[] = [];
   private scheduled = false;
   private stopped = false;
@@ -31,11 +33,19 @@ export class OfflineQueue implements Subscriber, HeldQueue, Registrant {
     /** Connection id of the session it continues (takeover tie-break, logs). */
     readonly session: string,
     private readonly owner: string,
-    readonly subs: ReadonlyMap<string, 0 | 1>,
+    subs: ReadonlyMap<string, 0 | 1>,
     expiryMs: number,
     parked: Promise<boolean>,
   ) {
-    for (const [pattern, qos] of subs) ctx.fanout.add(ref.org, pattern, this, qos);
+    // The queue keeps the session's patterns on this node, so it holds them in the org's
+    // distinct-pattern count (hub/limits) too; taken over from the live connection before it lets go.
+    const held = new Map<string, 0 | 1>();
+    for (const [pattern, qos] of subs) {
+      if (!ctx.quotas.holdPattern(ref.org, pattern)) continue;
+      held.set(pattern, qos);
+      ctx.fanout.add(ref.org, pattern, this, qos);
+    }
+    this.subs = held;
     ctx.queues.add(this);
     ctx.takeover.watch(ref.key, this);
     this.timers.push(setTimeout(() => this.stop(), Math.min(expiryMs, 2 ** 31 - 1)));
@@ -77,7 +87,10 @@ export class OfflineQueue implements Subscriber, HeldQueue, Registrant {
     if (this.stopped) return;
     this.stopped = true;
     for (const t of this.timers) clearTimeout(t);
-    for (const pattern of this.subs.keys()) this.ctx.fanout.remove(this.ref.org, pattern, this);
+    for (const pattern of this.subs.keys()) {
+      this.ctx.fanout.remove(this.ref.org, pattern, this);
+      this.ctx.quotas.dropPattern(this.ref.org, pattern);
+    }
     this.ctx.queues.delete(this);
     this.ctx.takeover.unwatch(this.ref.key, this);
     this.batch = [];

@@ -11,6 +11,9 @@ export interface MqttSocket {
   buffered(): number;
   /** Closes after what was written so far (graceful). */
   end(): void;
+  /** Stops reading from the peer (TCP backpressure) until `resume`; absent where the transport cannot. */
+  pause?(): void;
+  resume?(): void;
 }
 
 /** What the outbox asks of its connection. */

@@ -4,11 +4,15 @@ import { isValidTopic } from '../acl/topic.ts';
 import type { Principal } from '../auth/principal.ts';
 import { detectContentType } from '../bus/contentType.ts';
 import type { ClientContext } from '../core/context.ts';
-import { AuthError } from '../errors.ts';
+import { AuthError, HubError } from '../errors.ts';
+import type { RateLimits } from '../limits/connLimits.ts';
+import type { Slot } from '../limits/limitService.ts';
 import type { BridgeContext } from './bridgeContext.ts';
 import type { ConnectRefusal } from './codes.ts';
 import { isCommandTopic } from './commandPublish.ts';
 import type { MqttLimits } from './limits.ts';
+import type { MqttSocket } from './outbox.ts';
+import { admitIp, admitPrincipal } from './sessionLimits.ts';
 import type { RetainedMessage } from './retained.ts';
 
 /** A Last Will accepted at CONNECT. QoS 2 is kept as 1, the most the bridge delivers. */
@@ -51,36 +55,63 @@ export function connackProperties(limits: MqttLimits, requestedSessionExpiry: nu
 /** The outcome of authorising a CONNECT. */
 export type ConnectDecision =
   | { ok: false; why: ConnectRefusal; auditReason?: string }
-  | { ok: true; principal: Principal; grants: Grants; will: Will | undefined };
+  | { ok: true; principal: Principal; grants: Grants; will: Will | undefined; slots: Slot[]; lim: RateLimits };
 
 /**
- * Authorises a CONNECT: the JWT in the password, then the Will against the grammar and the
- * publish grants. No session state is touched; the session applies the decision (and refuses
- * with `session.refuse`). This is where CONNECT is authorised: a connection cap or a revocation
- * check belongs here, as one more refusal in `CONNECT_REFUSALS`.
+ * Authorises a CONNECT: the JWT in the password (a revoked token, or any token while the
+ * revocation list cannot be read, is refused by the verifier), the connection caps of hub/limits
+ * (per IP before the token is checked, per org and user after), then the Will against the grammar
+ * and the publish grants. No session state is touched; the session applies the decision (and
+ * refuses with `session.refuse`). On success the decision carries the connection slots the session
+ * must give back at close (`quotas.release`); on refusal every slot taken here is already given
+ * back. A caller that no longer wants an accepting decision (its socket closed meanwhile) releases
+ * `slots` itself.
  */
-export async function authorizeConnect(ctx: BridgeContext, p: IConnectPacket, session: string): Promise<ConnectDecision> {
+export async function authorizeConnect(ctx: BridgeContext, p: IConnectPacket, session: string, sock: Pick<MqttSocket, 'transport' | 'remote'>): Promise<ConnectDecision> {
   const v5 = p.protocolVersion === 5;
   if (v5 && p.properties?.authenticationMethod) return { ok: false, why: 'auth_method_unsupported' };
   if (!p.clientId && !p.clean && !v5) return { ok: false, why: 'client_id_required' };
   const token = p.password ? p.password.toString('utf8') : '';
   if (!token) return { ok: false, why: 'token_missing' };
+  // Per-IP cap before the token is checked (hub/limits).
+  const byIp = await admitIp(ctx.quotas, sock.transport, sock.remote);
+  if (!byIp.ok) return capped(ctx, session, byIp.limit, byIp.max, undefined);
+  const slots: Slot[] = [...byIp.slots];
+  const refused = (why: ConnectRefusal, auditReason?: string): ConnectDecision => {
+    ctx.quotas.release(slots);
+    return { ok: false, why, auditReason };
+  };
   let principal: Principal;
   try {
     principal = await ctx.verifier.verify(token);
   } catch (err) {
+    // The revocation list is unreadable (Redis down): fail closed, the client retries later.
+    if (err instanceof HubError && err.code === 'unavailable') return refused('unavailable', err.message);
     if (!(err instanceof AuthError)) ctx.log.warn({ err }, 'token verification failed unexpectedly');
-    return { ok: false, why: 'token_invalid', auditReason: err instanceof AuthError ? err.reason : 'token_invalid' };
+    return refused('token_invalid', err instanceof AuthError ? err.reason : 'token_invalid');
   }
+  const admitted = await admitPrincipal(ctx.quotas, principal);
+  if (!admitted.ok) {
+    ctx.quotas.release(slots);
+    return capped(ctx, session, admitted.limit, admitted.max, principal.org);
+  }
+  slots.push(...admitted.slots);
   const grants = compileGrants(principal, ctx.roleGrants);
-  if (!p.will) return { ok: true, principal, grants, will: undefined };
+  if (!p.will) return { ok: true, principal, grants, will: undefined, slots, lim: admitted.lim };
   // A will on `$cmd/...` would be published as a plain message, not run as a command: refuse it.
-  if (!isValidTopic(p.will.topic) || isCommandTopic(p.will.topic)) return { ok: false, why: 'will_topic_invalid' };
+  if (!isValidTopic(p.will.topic) || isCommandTopic(p.will.topic)) return refused('will_topic_invalid');
   if (!grants.canPublish(p.will.topic)) {
     ctx.audit.record(principal.org, 'publish.denied', { topic: p.will.topic, transport: 'mqtt', will: true }, { actor: principal.sub, session });
-    return { ok: false, why: 'will_not_granted' };
+    return refused('will_not_granted');
   }
-  return { ok: true, principal, grants, will: willOf(p.will) };
+  return { ok: true, principal, grants, will: willOf(p.will), slots, lim: admitted.lim };
+}
+
+/** A CONNECT refused by a connection cap (hub/limits): counted, audited, CONNACK `connection_limit`. */
+function capped(ctx: BridgeContext, session: string, limit: Parameters<RateLimits['hit']>[0], max: number, org: string | undefined): ConnectDecision {
+  ctx.quotas.hit(limit, 'mqtt');
+  ctx.audit.record(org, 'limit.hit', { limit, max, transport: 'mqtt' }, { session });
+  return { ok: false, why: 'connection_limit' };
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { Packet } from 'mqtt-packet';
 import type { ClientContext } from '../core/context.ts';
+import type { RateLimits } from '../limits/connLimits.ts';
 import type { BridgeContext } from './bridgeContext.ts';
 import type { Subscriber } from './mqttFanout.ts';
 
@@ -18,6 +19,15 @@ export interface SessionPort extends ClientContext, Subscriber {
   readonly subs: Map<string, 0 | 1>;
   /** Inbound QoS 2 packet ids between PUBREC and PUBREL. */
   readonly qos2: Set<number>;
+  /** The tier's rate limits and quotas (hub/limits), set at CONNECT. */
+  readonly lim: RateLimits;
+  /**
+   * More retained messages should wait: the socket holds over a quarter of
+   * ORGHUB_MAX_BACKPRESSURE, or QoS 1 deliveries are queued behind the in-flight window.
+   */
+  readonly backlogged: boolean;
+  /** Writes what is queued now instead of at the end of the turn. */
+  flush(): void;
   /** Encodes and queues one packet for this turn's write (dropped once closed). */
   send(p: Packet): void;
   /** Queues already encoded bytes for this turn's write. */

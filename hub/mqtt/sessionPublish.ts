@@ -9,6 +9,7 @@ import { clip } from './limits.ts';
 import type { Version } from './outbound.ts';
 import type { RetainedMessage } from './retained.ts';
 import { messageExpiresAt } from './sessionCodec.ts';
+import { checkPublish } from './sessionLimits.ts';
 import type { SessionPort } from './sessionPort.ts';
 
 /**
@@ -36,7 +37,14 @@ export function handlePublish(s: SessionPort, p: IPublishPacket): void | Promise
     if (s.qos2.has(p.messageId!)) return s.send({ cmd: 'pubrec', messageId: p.messageId });
     if (s.qos2.size >= s.ctx.limits.maxInflight) return s.disconnect(Reason.receiveMaximumExceeded, 'receive maximum exceeded');
   }
-  if (isCommandTopic(p.topic)) return handleCommand(s.ctx, s, p.topic, payload).then((code) => afterInbound(s, code, p));
+  if (isCommandTopic(p.topic)) {
+    // Commands wait for their append anyway: first let the user and org command leases fill.
+    return s.lim.settle('cmd').then(() => {
+      const over = checkPublish(s, p, payload.length, true, () => handlePublish(s, p));
+      if (over) return over.done;
+      return handleCommand(s.ctx, s, p.topic, payload).then((code) => afterInbound(s, code, p));
+    });
+  }
   let topic: string;
   try {
     topic = s.ctx.publisher.check(s, p.topic, 'mqtt');
@@ -46,6 +54,9 @@ export function handlePublish(s: SessionPort, p: IPublishPacket): void | Promise
     s.audit('session.protocol_violation', { reason: 'topic_invalid', topic: clip(p.topic) });
     return s.disconnect(Reason.topicNameInvalid, 'topic outside the hub grammar (segments of A-Z a-z 0-9 _ - ~ : = @)');
   }
+  // Size and rate limits of the tier (hub/limits): MQTT 5 PUBACK/PUBREC 0x97, QoS 0 dropped and counted.
+  const over = checkPublish(s, p, payload.length, false, () => handlePublish(s, p));
+  if (over) return over.done;
   const contentType = detectContentType(payload);
   const opts: PublishOptions = { qos: qos === 0 ? 0 : 1, expiresAt: messageExpiresAt(p.properties?.messageExpiryInterval, Date.now()) };
   if (!p.retain) return afterInbound(s, toBus(s, topic, payload, contentType, opts), p);
@@ -53,7 +64,8 @@ export function handlePublish(s: SessionPort, p: IPublishPacket): void | Promise
   return s.ctx.retained.set(s.principal.org, msg).then(
     (stored) => {
       if (stored) return afterInbound(s, toBus(s, topic, payload, contentType, opts), p);
-      // Over the org's retained-topic cap: refused whole (not published), as MQTT 5 0x97 says.
+      // Over the org's retained-topic or retained-bytes cap: refused whole (not published), as MQTT 5 0x97 says.
+      s.lim.hit('retained_bytes');
       s.audit('limit.hit', { limit: 'retained_topics', topic, transport: 'mqtt' });
       ack(s, Reason.quotaExceeded, p);
     },

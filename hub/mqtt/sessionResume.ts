@@ -33,14 +33,21 @@ export async function resumeSession(ctx: BridgeContext, ref: SessionRef, owner: 
 
 /**
  * Subscribes a resuming connection to the stored filters its token still grants (a new token may
- * grant less; the others are dropped). `exact`: the claimed record is authoritative, and filters
- * not in it go. Resolves once new bus subscriptions are confirmed.
+ * grant less; the others are dropped), and that the org's distinct-pattern cap on this node
+ * (hub/limits) still allows. `exact`: the claimed record is authoritative, and filters not in it
+ * go. Resolves once new bus subscriptions are confirmed.
  */
 export async function restoreSubscriptions(s: SessionPort, stored: StoredSession, exact: boolean): Promise<void> {
   const org = s.principal.org;
   let opened = false;
   for (const [pattern, q] of Object.entries(stored.subs)) {
-    if (filterRefusal(pattern, s.grants, !s.subs.has(pattern), s.subs.size, s.ctx.limits.maxSubscriptions)) continue;
+    const isNew = !s.subs.has(pattern);
+    if (filterRefusal(pattern, s.grants, isNew, s.subs.size, s.ctx.limits.maxSubscriptions)) continue;
+    if (isNew && !s.ctx.quotas.holdPattern(org, pattern)) {
+      s.lim.hit('patterns');
+      s.audit('limit.hit', { limit: 'patterns', transport: 'mqtt', resumed: true });
+      continue;
+    }
     const qos: 0 | 1 = q === 1 ? 1 : 0;
     s.subs.set(pattern, qos);
     if (s.ctx.fanout.add(org, pattern, s, qos)) opened = true;
@@ -50,6 +57,7 @@ export async function restoreSubscriptions(s: SessionPort, stored: StoredSession
       if (pattern in stored.subs) continue;
       s.subs.delete(pattern);
       s.ctx.fanout.remove(org, pattern, s);
+      s.ctx.quotas.dropPattern(org, pattern);
     }
   }
   if (opened) await s.ctx.bus.flush().catch(() => {});

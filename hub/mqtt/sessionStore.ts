@@ -8,7 +8,7 @@
  * change it. Queued messages are opaque encoded entries (`sessionCodec.ts`).
  */
 
-/** Where a session lives: the org from the verified token and `clientKey(org, clientId)`. */
+/** Where a session lives: the org from the verified token and `clientKey(org, sub, clientId)`. */
 export interface SessionRef {
   readonly org: string;
   /** SHA-256 of (org, client id), base64url: client ids never appear in storage keys. */

@@ -54,6 +54,13 @@ export async function handleSubscribe(s: SessionPort, p: ISubscribePacket): Prom
       granted.push(subackRefusal(refusal, s.version));
       continue;
     }
+    if (isNew && !s.ctx.quotas.holdPattern(s.principal.org, pattern)) {
+      // The org's distinct patterns on this node are at the tier's cap (hub/limits).
+      s.lim.hit('patterns');
+      s.audit('limit.hit', { limit: 'patterns', transport: 'mqtt' });
+      granted.push(subackRefusal('quota', s.version));
+      continue;
+    }
     const qos = grantedQos(sub.qos);
     s.subs.set(pattern, qos);
     if (s.ctx.fanout.add(s.principal.org, pattern, s, qos)) opened = true;
@@ -68,16 +75,32 @@ export async function handleSubscribe(s: SessionPort, p: ISubscribePacket): Prom
   for (const r of retainedFor) await sendRetained(s, r.pattern, r.qos);
 }
 
-/** Sends the org's retained messages matching `pattern` with RETAIN 1 at min(stored, granted) QoS. A store failure sends none. */
+/** Retained messages read and queued per page; the next page waits until the socket has drained. */
+const RETAINED_PAGE = 100;
+
+/**
+ * Sends the org's retained messages matching `pattern` with RETAIN 1 at min(stored, granted) QoS,
+ * a page at a time: before each next page, it waits (polling every 10 ms) until the socket holds
+ * under a quarter of ORGHUB_MAX_BACKPRESSURE and no QoS 1 delivery is queued behind the in-flight
+ * window, so a `#` subscription in a large org respects backpressure instead of buffering it all.
+ * A store failure sends nothing more.
+ */
 async function sendRetained(s: SessionPort, pattern: string, granted: 0 | 1): Promise<void> {
-  let list: RetainedMessage[];
+  const store = s.ctx.retained;
+  const pages = store.matchPages ? store.matchPages(s.principal.org, pattern, RETAINED_PAGE) : (async function* () { yield await store.match(s.principal.org, pattern); })();
   try {
-    list = await s.ctx.retained.match(s.principal.org, pattern);
+    for await (const page of pages) {
+      if (!s.open) return;
+      queueRetained(s, page, granted);
+      s.flush();
+      while (s.open && s.backlogged) await new Promise((r) => setTimeout(r, 10));
+    }
   } catch (err) {
     s.ctx.log.warn({ err: (err as Error).message, session: s.session }, 'retained messages unavailable for a subscription');
-    return;
   }
-  if (!s.open) return;
+}
+
+function queueRetained(s: SessionPort, list: RetainedMessage[], granted: 0 | 1): void {
   for (const m of list) {
     const qos: 0 | 1 = m.qos < granted ? m.qos : granted;
     const bytes = encodePublish({ topic: m.topic, payload: m.payload, retain: true }, qos, s.version);
@@ -92,6 +115,7 @@ export function handleUnsubscribe(s: SessionPort, p: IUnsubscribePacket): void {
   const removed = p.unsubscriptions.map((pattern) => {
     if (!s.subs.delete(pattern)) return false;
     s.ctx.fanout.remove(s.principal.org, pattern, s);
+    s.ctx.quotas.dropPattern(s.principal.org, pattern);
     return true;
   });
   if (removed.some(Boolean)) s.subscriptionsChanged();

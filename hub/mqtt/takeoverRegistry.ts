@@ -6,13 +6,13 @@ import type { Logger } from '../log.ts';
 export interface Registrant {
   /** Connection id (the tie-break between two registrations at the same millisecond). */
   readonly session: string;
-  /** Closes it because a newer registration of the same (org, client id) exists. */
+  /** Closes it because a newer registration of the same (org, sub, client id) exists. */
   takenOver(): void;
 }
 
 /** A takeover announcement, as sent between nodes. */
 interface TakeoverNotice {
-  /** SHA-256 of (org, client id): the id itself never reaches NATS. */
+  /** SHA-256 of (org, sub, client id): the id itself never reaches NATS. */
   k: string;
   node: string;
   session: string;
@@ -22,9 +22,14 @@ interface TakeoverNotice {
 
 export const TAKEOVER_CONTROL = 'mqtt.takeover';
 
-/** The hashed (org, client id) key of takeover notices and of the session store. Client ids never travel. */
-export function clientKey(org: string, clientId: string): string {
-  return createHash('sha256').update(org).update('\u0000').update(clientId).digest('base64url');
+/**
+ * The hashed (org, sub, client id) key of takeover notices and of the session store. Client ids
+ * never travel. Two principals of one org never take over (nor resume) each other's sessions, nor
+ * fire each other's Will. The sub is length-prefixed: it may contain any character, and no
+ * (sub, client id) pair may spell another.
+ */
+export function clientKey(org: string, sub: string, clientId: string): string {
+  return createHash('sha256').update(org).update('\u0000').update(`${sub.length}:${sub}`).update('\u0000').update(clientId).digest('base64url');
 }
 
 export interface TakeoverRegistry {
@@ -45,11 +50,11 @@ export interface TakeoverRegistry {
 
 /**
  * Client-id registry for session takeover (MQTT 3.1.1 §3.1.4-2, MQTT 5 §3.1.4-3), across nodes: a
- * registration on this node takes over an older one with the same (org, client id) here, and is
+ * registration on this node takes over an older one with the same (org, sub, client id) here, and is
  * announced on the bus so that every other node takes over its own older one. When two nodes
  * register the same id at nearly the same moment, the later registration (then the greater session
- * id) wins on both, so exactly one survives. Keyed by a hash of (org, client id): two orgs never
- * take over each other's sessions.
+ * id) wins on both, so exactly one survives. Keyed by `clientKey` (org, sub, client id): two orgs,
+ * and two principals of one org, never take over each other's sessions.
  */
 export function createTakeoverRegistry(deps: { bus: Bus; nodeId: string; log: Logger }): TakeoverRegistry {
   const byKey = new Map<string, { r: Registrant; at: number }>();

@@ -7,11 +7,14 @@ import { extractToken } from '../../auth/joseVerifier.ts';
 import type { Principal, TokenVerifier } from '../../auth/principal.ts';
 import type { ClientContext } from '../../core/context.ts';
 import { payloadOf, type Publisher } from '../../core/publisher.ts';
-import { AuthError, CloseCode, HubError } from '../../errors.ts';
+import { AuthError, CloseCode, HubError, RateLimitedError } from '../../errors.ts';
+import type { RateLimits } from '../../limits/connLimits.ts';
+import type { Admission, LimitService, Slot } from '../../limits/limitService.ts';
 import type { Logger } from '../../log.ts';
 import { decodeFrame, encodeFrame, FrameError, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, type ClientFrame, type Encoding } from '../../protocol/frames.ts';
 import type { CommandHandler } from '../../core/commands.ts';
-import { uwsTopic, type WsFanout } from './fanout.ts';
+import type { FanoutGroup, WsFanout } from './fanout.ts';
+import type { LiveSession, SessionRegistry } from '../../core/sessions.ts';
 
 export interface WsLimits {
   maxFrameBytes: number;
@@ -30,6 +33,9 @@ export interface WsDeps {
   commands?: CommandHandler;
   log: Logger;
   limits: WsLimits;
+  rateLimits: LimitService;
+  /** The node's registry of live sessions (revocation closes through it). */
+  sessions?: SessionRegistry;
 }
 
 /** Per-socket state. Kept small: 10k idle connections must stay under ~3 KiB each. */
@@ -42,6 +48,16 @@ interface Conn extends ClientContext {
   openedAt: number;
   closed: boolean;
   closeReason?: string;
+  /** Rate limits and quotas of this connection's tier. */
+  lim: RateLimits;
+  /** Connection slots (IP, org, user) given back at close. */
+  slots: Slot[];
+  /** Commands awaiting their durable ack. */
+  inflight: number;
+  /** The fan-out group of sockets holding the same patterns (fanout.ts). */
+  fanoutGroup?: FanoutGroup;
+  /** This connection in the node's session registry. */
+  live?: LiveSession;
 }
 
 type Id = number | string | undefined;
@@ -61,7 +77,7 @@ function pickProtocol(header: string): Encoding | undefined | null {
  * of docs/protocol.md. Every frame is answered; only protocol violations close the socket.
  */
 export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): void } {
-  const { app, verifier, roleGrants, publisher, fanout, audit, log, limits } = deps;
+  const { app, verifier, roleGrants, publisher, fanout, audit, log, limits, rateLimits } = deps;
   const sockets = new Set<WebSocket<Conn>>();
 
   /**
@@ -116,9 +132,13 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       audit.record(c.principal.org, 'limit.hit', { limit: 'subscriptions', max: limits.maxSubscriptions, transport: 'ws' }, { actor: c.principal.sub, session: c.session });
       throw new HubError('limit', `at most ${limits.maxSubscriptions} subscriptions per connection`);
     }
+    if (!rateLimits.holdPattern(c.principal.org, pattern)) {
+      c.lim.hit('patterns');
+      audit.record(c.principal.org, 'limit.hit', { limit: 'patterns', max: rateLimits.limitsOf(c.principal.org).patternsPerNode, transport: 'ws' }, { actor: c.principal.sub, session: c.session });
+      throw new HubError('limit', 'the org holds too many distinct subscription patterns on this node');
+    }
     c.subs.push(pattern);
-    ws.subscribe(uwsTopic(c.enc, c.principal.org, pattern));
-    if (fanout.retain(c.principal.org, pattern)) await fanout.confirm();
+    if (fanout.update(ws, c)) await fanout.confirm();
     if (!c.closed) ws.cork(() => ok(ws, id));
   };
 
@@ -126,8 +146,8 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
     const i = c.subs.indexOf(pattern);
     if (i < 0) return;
     c.subs.splice(i, 1);
-    ws.unsubscribe(uwsTopic(c.enc, c.principal.org, pattern));
-    fanout.release(c.principal.org, pattern);
+    fanout.update(ws, c);
+    rateLimits.dropPattern(c.principal.org, pattern);
   };
 
   const refresh = async (ws: WebSocket<Conn>, c: Conn, id: Id, token: string) => {
@@ -135,6 +155,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
     try {
       next = await verifier.verify(token);
     } catch (err) {
+      if (err instanceof HubError && err.code === 'unavailable') throw err;
       const reason = err instanceof AuthError ? err.reason : 'token_invalid';
       audit.record(c.principal.org, 'session.refresh_rejected', { reason }, { actor: c.principal.sub, session: c.session });
       throw new HubError('unauthorized', reason);
@@ -162,7 +183,14 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
     switch (f.op) {
       case 'pub': {
         const { payload, contentType } = payloadOf(f.data);
-        publisher.publish(c, f.topic, payload, contentType, 'ws');
+        if (payload.length > c.lim.maxMessageBytes) {
+          c.lim.hit('message_size');
+          throw new HubError('too_large', `message payload above ${c.lim.maxMessageBytes} bytes (the org's tier)`);
+        }
+        const topic = publisher.check(c, f.topic, 'ws');
+        const wait = c.lim.publish();
+        if (wait > 0) throw limited(ws, c, wait, 'publish');
+        publisher.send(c, topic, payload, contentType);
         return ok(ws, f.id);
       }
       case 'sub':
@@ -177,18 +205,44 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
         return refresh(ws, c, f.id, f.token);
       case 'cmd': {
         if (!deps.commands) throw new HubError('unavailable', 'commands are not enabled on this hub');
-        const result = await deps.commands.execute(c, { type: f.type, topic: f.topic, data: f.data, key: f.key }, 'ws');
-        if (!c.closed) ws.cork(() => ok(ws, f.id, result));
+        if (c.inflight >= c.lim.inflightCommands) {
+          c.lim.hit('inflight_commands');
+          throw new HubError('limit', `at most ${c.lim.inflightCommands} commands in flight per connection`);
+        }
+        c.inflight++;
+        try {
+          await c.lim.settle('cmd');
+          const wait = c.lim.command();
+          if (wait > 0) throw limited(ws, c, wait, 'command');
+          const result = await deps.commands.execute(c, { type: f.type, topic: f.topic, data: f.data, key: f.key }, 'ws');
+          if (!c.closed) ws.cork(() => ok(ws, f.id, result));
+        } finally {
+          c.inflight--;
+        }
         return;
       }
     }
+  };
+
+  /**
+   * A rate-limit refusal; the hit is audited (aggregated per window). Sustained abuse
+   * (ORGHUB_LIMITS_ABUSE refusals within 10 s) also closes the connection with 4003.
+   */
+  const limited = (ws: WebSocket<Conn>, c: Conn, wait: number, what: 'publish' | 'command') => {
+    audit.record(c.principal.org, 'limit.hit', { limit: what === 'publish' ? 'rate_publish' : 'rate_command', transport: 'ws' }, { actor: c.principal.sub, session: c.session });
+    if (c.lim.abusive()) {
+      c.lim.hit('abuse');
+      audit.record(c.principal.org, 'limit.hit', { limit: 'abuse', transport: 'ws' }, { actor: c.principal.sub, session: c.session });
+      close(ws, CloseCode.rateLimited, 'rate limit abuse');
+    }
+    return new RateLimitedError(wait, what);
   };
 
   const reportError = (ws: WebSocket<Conn>, id: Id, err: unknown) => {
     const c = ws.getUserData();
     if (c.closed) return;
     if (err instanceof HubError) {
-      ws.cork(() => fail(ws, id, err.code, err.message));
+      ws.cork(() => fail(ws, id, err.code, err.message, err.retryAfterMs === undefined ? undefined : { retryAfterMs: err.retryAfterMs }));
       return;
     }
     log.error({ err, session: c.session }, 'frame handling failed');
@@ -207,7 +261,9 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       const key = req.getHeader('sec-websocket-key');
       const protoHeader = req.getHeader('sec-websocket-protocol');
       const extensions = req.getHeader('sec-websocket-extensions');
-      const token = extractToken(req.getHeader('authorization'), req.getQuery() ?? '');
+      // An API key may also come as X-Api-Key (docs/access.md); a JWT or a key in Bearer wins.
+      const token = extractToken(req.getHeader('authorization'), req.getQuery() ?? '') ?? (req.getHeader('x-api-key') || undefined);
+      const ip = Buffer.from(res.getRemoteAddressAsText()).toString();
       let aborted = false;
       res.onAborted(() => {
         aborted = true;
@@ -224,9 +280,37 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
         audit.record(undefined, 'session.rejected', { reason: 'token_missing', transport: 'ws' });
         return refuse('401 Unauthorized', 'token_missing');
       }
-      verifier.verify(token).then(
-        (principal) => {
-          if (aborted) return;
+      const capped = (a: Admission & { ok: false }, org: string | undefined) => {
+        rateLimits.hit(a.limit, 'ws');
+        audit.record(org, 'limit.hit', { limit: a.limit, max: a.max, transport: 'ws' });
+        refuse('429 Too Many Requests', 'connection_limit');
+      };
+      // Slots are taken before the token is checked (per IP) and after (org, user); a refusal or
+      // an abort on the way gives back what was taken.
+      const admitted = (async () => {
+        const byIp = await rateLimits.admitIp(ip);
+        if (!byIp.ok) return { refused: byIp, org: undefined };
+        let principal: Principal;
+        try {
+          principal = await verifier.verify(token);
+        } catch (err) {
+          rateLimits.release(byIp.slots);
+          throw err;
+        }
+        const byOrg = await rateLimits.admit(principal);
+        if (!byOrg.ok) {
+          rateLimits.release(byIp.slots);
+          return { refused: byOrg, org: principal.org };
+        }
+        const lim = rateLimits.connection(principal, 'ws');
+        await lim.settle('pub');
+        return { principal, lim, slots: [...byIp.slots, ...byOrg.slots] };
+      })();
+      admitted.then(
+        (a) => {
+          if ('refused' in a) return capped(a.refused as Admission & { ok: false }, a.org);
+          const { principal } = a;
+          if (aborted) return rateLimits.release(a.slots);
           const conn: Conn = {
             principal,
             grants: compileGrants(principal, roleGrants),
@@ -236,6 +320,9 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
             expMs: principal.exp * 1000,
             openedAt: Date.now(),
             closed: false,
+            lim: a.lim,
+            slots: a.slots,
+            inflight: 0,
           };
           const proto = enc === undefined ? '' : enc === 'json' ? SUBPROTOCOL_JSON : SUBPROTOCOL_MSGPACK;
           // Not corked: uWS's cork() after an ASYNC upgrade can mistake the new WebSocket for the old
@@ -262,6 +349,11 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       sockets.add(ws);
       const c = ws.getUserData();
       audit.record(c.principal.org, 'session.connected', { transport: 'ws', encoding: c.enc, roles: c.principal.roles, jti: c.principal.jti }, { actor: c.principal.sub, session: c.session });
+      // Registered last: a revocation that arrived during the upgrade ends the session right here.
+      if (deps.sessions) {
+        c.live = { session: c.session, transport: 'ws', get principal() { return c.principal; }, end: (why, reason) => close(ws, why === 'suspended' ? CloseCode.orgSuspended : CloseCode.tokenRevoked, reason) };
+        deps.sessions.add(c.live);
+      }
     },
 
     message: (ws, message, isBinary) => {
@@ -286,8 +378,12 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       sockets.delete(ws);
       const c = ws.getUserData();
       c.closed = true;
-      for (const pattern of c.subs) fanout.release(c.principal.org, pattern);
+      fanout.remove(c);
+      for (const pattern of c.subs) rateLimits.dropPattern(c.principal.org, pattern);
+      if (c.live) deps.sessions?.remove(c.live);
       c.subs = [];
+      rateLimits.release(c.slots);
+      c.slots = [];
       audit.record(
         c.principal.org,
         'session.disconnected',
