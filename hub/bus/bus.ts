@@ -16,6 +16,8 @@ export interface BusMessage {
    * delivers at the minimum of the publish and the subscription QoS), else 1.
    */
   readonly qos: 0 | 1;
+  /** MQTT 5 Message Expiry: ms since the epoch after which the message is not delivered; 0 = never. */
+  readonly expiresAt?: number;
 }
 
 export type BusHandler = (msg: BusMessage) => void;
@@ -25,6 +27,8 @@ export interface PublishMeta {
   from?: string;
   /** 0 for an MQTT publish at QoS 0; absent means at least once (1). */
   qos?: 0 | 1;
+  /** MQTT 5 Message Expiry as ms since the epoch; absent or 0 = never. */
+  expiresAt?: number;
 }
 
 /**

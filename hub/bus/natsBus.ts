@@ -13,6 +13,8 @@ export const H_FROM = 'Orghub-From';
 export const H_TS = 'Orghub-Ts';
 /** Present (value `0`) only on MQTT QoS 0 publishes: MQTT subscribers then get them at QoS 0. */
 export const H_QOS = 'Orghub-Qos';
+/** MQTT 5 Message Expiry of the message, ms since the epoch (absent = never). */
+export const H_EXPIRES = 'Orghub-Expires';
 
 /** The handlers of one (org, pattern). */
 interface PatternEntry {
@@ -98,6 +100,7 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
     let tsRaw: string | undefined;
     let sig: string | undefined;
     let qos: 0 | 1 = 1;
+    let expiresAt = 0;
     const h = msg.headers;
     if (h) {
       for (const [k, v] of h) {
@@ -106,10 +109,11 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
         else if (k === H_TS) tsRaw = v[0];
         else if (k === H_SIG) sig = v[0];
         else if (k === H_QOS && v[0] === '0') qos = 0;
+        else if (k === H_EXPIRES) expiresAt = Number(v[0]) || 0;
       }
     }
     const meta = opts.headerAuth ? opts.headerAuth.check(msg.subject, from, tsRaw, sig) : { from, ts: saneTs(tsRaw, Date.now()) };
-    const out: BusMessage = { org: parsed.org, topic: parsed.topic, payload: msg.data, contentType: claimed === 'bytes' ? 'bytes' : detectContentType(msg.data), from: meta.from, ts: meta.ts, qos };
+    const out: BusMessage = { org: parsed.org, topic: parsed.topic, payload: msg.data, contentType: claimed === 'bytes' ? 'bytes' : detectContentType(msg.data), from: meta.from, ts: meta.ts, qos, expiresAt };
     for (let i = 0; i < e.all.length; i++) call(e.all[i], out);
     // The `$` rule (a pattern starting with a wildcard never matches a system topic) is the index's.
     if (e.patterns.size > 0) e.index.match(parsed.topic, (pe) => pe.handlers.forEach((h) => call(h, out)));
@@ -184,6 +188,7 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
         if (opts.headerAuth) h.set(H_SIG, opts.headerAuth.sign(subject, meta.from, ts));
       }
       if (meta.qos === 0) h.set(H_QOS, '0');
+      if (meta.expiresAt) h.set(H_EXPIRES, String(meta.expiresAt));
       nc.publish(subject, payload, { headers: h });
     },
     subscribe(org: string, pattern: string, handler: BusHandler) {
