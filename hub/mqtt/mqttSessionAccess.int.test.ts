@@ -4,6 +4,7 @@ import type { IDisconnectPacket } from 'mqtt-packet';
 import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
 import { testOrg } from '../testing/hubProcess.ts';
 import { connect, refusedCode, startMqttHub, until, type Collector, type MqttHub } from './mqttTestKit.ts';
+import { ConnackV4 } from './codes.ts';
 
 /**
  * Persistent sessions meet hub/access and hub/limits (the merge of issues 9, 10 and 12): a revoked
@@ -86,6 +87,8 @@ describe('mqtt persistent sessions with access and limits', () => {
     assert.equal(back.connack.sessionPresent, true, 'resumed under the cap: the slot was given back when it parked');
     assert.deepEqual((await back.waitFor(1)).map((m) => m.payload.toString()), ['one']);
     assert.equal(await refusedCode(h.tcpUrl, await issuer.token(capOrg, 'u'), 5), 0x97, 'the resumed connection holds the slot again');
+    // MQTT 3.1.1 has no quota code: the same cap answers CONNACK return code 3 (server unavailable).
+    assert.equal(await refusedCode(h.tcpUrl, await issuer.token(capOrg, 'u'), 4), ConnackV4.serverUnavailable);
   });
 
   it('session key - the same client id under another sub of the same org is another session', async () => {
