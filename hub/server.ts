@@ -23,6 +23,10 @@ import { WsFanout } from './transport/ws/fanout.ts';
 import { mountWebSocket } from './transport/ws/wsTransport.ts';
 import type { Bus } from './bus/bus.ts';
 import { ConfigError } from './errors.ts';
+import type { FleetDelivery, FleetService } from './fleet/fleet.ts';
+import { createFleetService } from './fleet/fleetService.ts';
+import { createFleetDelivery } from './fleet/delivery.ts';
+import { mountFleetApi } from './http/fleetApi.ts';
 
 /** What the outside world may plug in: everything else is built from the config. */
 export interface HubParts {
@@ -42,6 +46,9 @@ export interface HubCore {
   publisher: Publisher;
   audit: AuditSink;
   commands?: CommandHandler;
+  /** Fleet commands (with an event store): the write side and this node's delivery. */
+  fleet?: FleetDelivery;
+  fleetService?: FleetService;
   config: Config;
   log: Logger;
   nodeId: string;
@@ -69,11 +76,29 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   const bus = createNatsBus({ servers: config.NATS_URL, name: `orghub ${nodeId}`, log });
   const store = parts.store;
   const audit = store ? createStoreAuditSink({ store, log, nodeId, maxBuffer: config.ORGHUB_AUDIT_BUFFER }) : createLogAuditSink(log);
-  const commands = store ? createCommandService({ store, registry: new CommandRegistry(), bus, audit, log, nodeId }) : undefined;
+  const delivery = store ? createFleetDelivery({ store, bus, audit, log, nodeId, retryMs: config.ORGHUB_FLEET_RETRY_MS }) : undefined;
+  const fleetService = store
+    ? createFleetService({
+        store,
+        registry: new CommandRegistry(new URL('../schemas/fleet/', import.meta.url)),
+        bus,
+        audit,
+        log,
+        nodeId,
+        limits: {
+          expirySeconds: config.ORGHUB_FLEET_EXPIRY_SECONDS,
+          maxExpirySeconds: config.ORGHUB_FLEET_MAX_EXPIRY_SECONDS,
+          maxPendingPerDevice: config.ORGHUB_FLEET_MAX_PENDING,
+          maxBulk: config.ORGHUB_FLEET_MAX_BULK,
+        },
+        changed: (org, device) => delivery!.notify(org, device),
+      })
+    : undefined;
+  const commands = store ? createCommandService({ store, registry: new CommandRegistry(), bus, audit, log, nodeId, fleet: fleetService }) : undefined;
   const app = uws.App();
   const publisher = new Publisher(bus, audit);
   const fanout = new WsFanout(app, bus);
-  const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, config, log, nodeId };
+  const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, fleet: delivery, fleetService, config, log, nodeId };
 
   const ws = mountWebSocket({
     app,
@@ -83,6 +108,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     fanout,
     audit,
     commands,
+    fleet: delivery,
     log,
     limits: {
       maxFrameBytes: config.ORGHUB_MAX_FRAME_BYTES,
@@ -92,6 +118,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     },
   });
   mountHttpApi({ app, verifier, roleGrants, publisher, audit, commands, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBatch: config.ORGHUB_HTTP_MAX_BATCH });
+  if (fleetService) mountFleetApi({ app, verifier, roleGrants, audit, fleet: fleetService, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBulk: config.ORGHUB_FLEET_MAX_BULK });
 
   const stops: (() => Promise<void>)[] = [];
   const checks: ReadinessCheck[] = [{ name: 'nats', check: async () => ({ up: bus.connected }) }, ...(parts.checks ?? [])];
@@ -126,6 +153,8 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     async stop() {
       uws.us_listen_socket_close(listenSocket);
       ws.stop();
+      delivery?.close();
+      fleetService?.close();
       for (const s of stops.reverse()) await s().catch((err) => log.warn({ err }, 'extension stop failed'));
       await audit.close();
       await bus.close();

@@ -11,7 +11,13 @@ export type AuditType =
   | 'limit.hit'
   | 'session.protocol_violation'
   | 'mqtt.will_published'
-  | 'admin.action';
+  | 'admin.action'
+  | 'fleet.issued'
+  | 'fleet.delivered'
+  | 'fleet.acked'
+  | 'fleet.ack_refused'
+  | 'fleet.expired'
+  | 'fleet.cancelled';
 
 export interface AuditMeta {
   actor?: string;

@@ -40,6 +40,11 @@ export const settings = {
   ORGHUB_MQTT_MAX_INFLIGHT: { type: 'integer', minimum: 1, maximum: 65535, default: 100, description: 'Unacknowledged outbound QoS 1 messages per MQTT connection (lowered to the client\'s receive maximum); later ones queue.' },
   ORGHUB_MQTT_MAX_RETAINED: { type: 'integer', minimum: 1, maximum: 10000000, default: 10000, description: 'Retained topics per org (shared by all nodes, in Redis). A retained PUBLISH on a new topic past it is refused (MQTT 5 PUBACK 0x97) and audited as limit.hit; replacing or deleting is always allowed.' },
   ORGHUB_MQTT_RATE: { type: 'integer', minimum: 0, maximum: 10000000, default: 1000, description: 'Inbound PUBLISH packets per second per MQTT connection (token bucket, burst = 2 s worth); 0 disables. Over it disconnects (MQTT 5 reason 0x96).' },
+  ORGHUB_FLEET_EXPIRY_SECONDS: { type: 'integer', minimum: 1, maximum: 604800, default: 86400, description: 'Default lifetime of a fleet command (`expiresIn` when the request gives none); past it an unacked command becomes `expired`.' },
+  ORGHUB_FLEET_MAX_EXPIRY_SECONDS: { type: 'integer', minimum: 1, maximum: 604800, default: 604800, description: 'Longest `expiresIn` a fleet command may ask for.' },
+  ORGHUB_FLEET_RETRY_MS: { type: 'integer', minimum: 50, maximum: 86400000, default: 30000, description: 'A fleet command delivered to an online device and not acked is sent again after this many ms, until it is acked, cancelled or expired.' },
+  ORGHUB_FLEET_MAX_PENDING: { type: 'integer', minimum: 1, maximum: 10000, default: 100, description: 'Open (queued or delivered) fleet commands per device; one more is refused with `limit` (429).' },
+  ORGHUB_FLEET_MAX_BULK: { type: 'integer', minimum: 1, maximum: 100000, default: 1000, description: 'Devices one bulk fleet command (`POST /v1/fleet/commands`) may target.' },
 } as const;
 
 type Settings = typeof settings;

@@ -3,6 +3,7 @@ import type { AuditSink } from '../audit/audit.ts';
 import type { Bus, ContentType } from '../bus/bus.ts';
 import { HubError } from '../errors.ts';
 import type { ClientContext, Transport } from './context.ts';
+import { isReservedTopic } from '../fleet/fleet.ts';
 
 /**
  * The one publish path shared by WebSocket and HTTP: validate the topic, check the grant (a
@@ -24,6 +25,11 @@ export class Publisher {
   check(ctx: ClientContext, topic: unknown, transport: Transport): string {
     parseTopic(topic);
     const t = topic as string;
+    // Command topics are reserved whatever the grants say: no publish may imitate a recorded command.
+    if (isReservedTopic(t)) {
+      this.audit.record(ctx.principal.org, 'publish.denied', { topic: t, transport, reason: 'reserved' }, { actor: ctx.principal.sub, session: ctx.session });
+      throw new HubError('forbidden', `"${t}" is a command topic: only the hub publishes there`);
+    }
     if (!ctx.grants.canPublish(t)) {
       this.audit.record(ctx.principal.org, 'publish.denied', { topic: t, transport }, { actor: ctx.principal.sub, session: ctx.session });
       throw new HubError('forbidden', `publish to "${t}" is not granted`);

@@ -4,6 +4,7 @@ import type { AuditSink } from '../audit/audit.ts';
 import type { TokenVerifier } from '../auth/principal.ts';
 import type { Bus } from '../bus/bus.ts';
 import type { CommandHandler } from '../core/commands.ts';
+import type { FleetDelivery } from '../fleet/fleet.ts';
 import type { Logger } from '../log.ts';
 import type { MqttLimits } from './limits.ts';
 import type { MqttFanout } from './mqttFanout.ts';
@@ -18,6 +19,8 @@ export interface BridgeContext {
   bus: Bus;
   audit: AuditSink;
   commands?: CommandHandler;
+  /** Fleet command delivery for `$commands/<device>` subscriptions. */
+  fleet?: FleetDelivery;
   retained: RetainedStore;
   fanout: MqttFanout;
   flusher: FlushScheduler;

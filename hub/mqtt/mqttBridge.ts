@@ -51,6 +51,7 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
         bus: core.bus,
         audit: core.audit,
         commands: core.commands,
+        fleet: core.fleet,
         retained: opts.retained ?? createRedisRetainedStore(config.REDIS_URL, log, config.ORGHUB_MQTT_MAX_RETAINED),
         fanout: new MqttFanout(core.bus),
         flusher: new FlushScheduler(),

@@ -73,6 +73,8 @@ export class MqttSession implements Subscriber, ClientContext {
   closeReason = 'client closed';
   /** Internal: end the socket once the pending bytes are written. */
   endAfterFlush = false;
+  /** Internal: detachers of `$commands/<device>` subscriptions (fleet delivery, not the bus). */
+  fleet: Map<string, () => void> | undefined;
   /** Internal: the token-expiry timer. */
   expTimer: NodeJS.Timeout | undefined;
 
@@ -295,6 +297,8 @@ export class MqttSession implements Subscriber, ClientContext {
     this.expTimer = undefined;
     if (this.principal) for (const pattern of this.subs.keys()) this.ctx.fanout.remove(this.principal.org, pattern, this);
     this.subs.clear();
+    for (const detach of this.fleet?.values() ?? []) detach();
+    this.fleet = undefined;
     this.inflight.clear();
     this.ctx.sessions.delete(this);
     this.ctx.releaseClientId(this);

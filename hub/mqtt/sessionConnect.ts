@@ -1,3 +1,4 @@
+import { isReservedTopic } from '../fleet/fleet.ts';
 import type { IConnectPacket } from 'mqtt-packet';
 import { compileGrants } from '../acl/grants.ts';
 import { isValidTopic } from '../acl/topic.ts';
@@ -91,7 +92,7 @@ export async function handleConnect(s: MqttSession, p: IConnectPacket): Promise<
   if (p.will) {
     // A will on `$cmd/...` would be published as a plain message, not run as a command: refuse it.
     if (!isValidTopic(p.will.topic) || isCommandTopic(p.will.topic)) return refuse(s, 'will_topic_invalid');
-    if (!s.grants.canPublish(p.will.topic)) {
+    if (isReservedTopic(p.will.topic) || !s.grants.canPublish(p.will.topic)) {
       s.audit('publish.denied', { topic: p.will.topic, transport: 'mqtt', will: true });
       return refuse(s, 'will_not_granted');
     }

@@ -1,3 +1,4 @@
+import { isReservedTopic } from '../fleet/fleet.ts';
 import type { IPublishPacket, IPubrelPacket, Packet } from 'mqtt-packet';
 import { isValidTopic } from '../acl/topic.ts';
 import type { ContentType } from '../bus/bus.ts';
@@ -37,6 +38,11 @@ export function handlePublish(s: MqttSession, p: IPublishPacket): void | Promise
   if (!isValidTopic(p.topic)) {
     s.audit('session.protocol_violation', { reason: 'topic_invalid', topic: clip(p.topic) });
     return s.disconnect(Reason.topicNameInvalid, 'topic outside the hub grammar (segments of A-Z a-z 0-9 _ - ~ : = @)');
+  }
+  // Command topics are reserved whatever the grants say: only the hub publishes fleet commands.
+  if (isReservedTopic(p.topic)) {
+    s.audit('publish.denied', { topic: p.topic, transport: 'mqtt', reason: 'reserved' });
+    return ack(s, Reason.notAuthorized, p);
   }
   if (!s.grants.canPublish(p.topic)) {
     s.audit('publish.denied', { topic: p.topic, transport: 'mqtt' });

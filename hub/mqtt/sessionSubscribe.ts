@@ -5,6 +5,7 @@ import { isSharedFilter, Reason, subackRefusal, type FilterRefusal } from './cod
 import type { MqttSession } from './mqttSession.ts';
 import { encodePublish, packetIdOffset, type Version } from './outbound.ts';
 import type { RetainedMessage } from './retained.ts';
+import { deviceOfCommandTopic, isReservedTopic } from '../fleet/fleet.ts';
 
 /**
  * Why `filter` cannot be subscribed, checked in the documented order (shared, grammar, grants,
@@ -42,6 +43,7 @@ export function unsubackPacket(messageId: number | undefined, removed: boolean[]
 export async function handleSubscribe(s: MqttSession, p: ISubscribePacket): Promise<void> {
   const granted: number[] = [];
   const retainedFor: { pattern: string; qos: 0 | 1 }[] = [];
+  const commandTopics: string[] = [];
   let opened = false;
   for (const sub of p.subscriptions) {
     const pattern = sub.topic;
@@ -54,6 +56,17 @@ export async function handleSubscribe(s: MqttSession, p: ISubscribePacket): Prom
       continue;
     }
     const qos = grantedQos(sub.qos);
+    if (isReservedTopic(pattern)) {
+      // Served by the fleet delivery from the event store, never from the bus (docs/fleet.md).
+      if (!deviceOfCommandTopic(pattern) || !s.ctx.fleet) {
+        granted.push(subackRefusal('invalid', s.version));
+        continue;
+      }
+      if (isNew) commandTopics.push(pattern);
+      s.subs.set(pattern, 1);
+      granted.push(1);
+      continue;
+    }
     s.subs.set(pattern, qos);
     if (s.ctx.fanout.add(s.principal.org, pattern, s, qos)) opened = true;
     granted.push(qos);
@@ -64,6 +77,21 @@ export async function handleSubscribe(s: MqttSession, p: ISubscribePacket): Prom
   if (s.state !== 'open') return;
   s.send({ cmd: 'suback', messageId: p.messageId, granted });
   for (const r of retainedFor) await sendRetained(s, r.pattern, r.qos);
+  for (const pattern of commandTopics) await attachCommands(s, pattern);
+}
+
+/** Fleet commands go out at QoS 1 on `$commands/<device>`, pending ones right after SUBACK. */
+async function attachCommands(s: MqttSession, pattern: string): Promise<void> {
+  const detach = await s.ctx.fleet!.attach(s.principal.org, deviceOfCommandTopic(pattern)!, {
+    session: s.session,
+    transport: 'mqtt',
+    send: (d) => {
+      const bytes = encodePublish({ topic: pattern, payload: Buffer.from(JSON.stringify(d)), retain: false }, 1, s.version);
+      if (bytes.length <= s.maxOut) s.sendQos1(bytes, packetIdOffset(bytes));
+    },
+  });
+  if (s.state !== 'open' || !s.subs.has(pattern)) return detach();
+  (s.fleet ??= new Map()).set(pattern, detach);
 }
 
 /** Sends the org's retained messages matching `pattern` with RETAIN 1 at min(stored, granted) QoS. A store failure sends none. */
@@ -89,7 +117,9 @@ async function sendRetained(s: MqttSession, pattern: string, granted: 0 | 1): Pr
 export function handleUnsubscribe(s: MqttSession, p: IUnsubscribePacket): void {
   const removed = p.unsubscriptions.map((pattern) => {
     if (!s.subs.delete(pattern)) return false;
-    s.ctx.fanout.remove(s.principal.org, pattern, s);
+    const detach = s.fleet?.get(pattern);
+    if (detach) (s.fleet!.delete(pattern), detach());
+    else s.ctx.fanout.remove(s.principal.org, pattern, s);
     return true;
   });
   s.send(unsubackPacket(p.messageId, removed, s.version));

@@ -12,6 +12,7 @@ import type { Logger } from '../../log.ts';
 import { decodeFrame, encodeFrame, FrameError, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, type ClientFrame, type Encoding } from '../../protocol/frames.ts';
 import type { CommandHandler } from '../../core/commands.ts';
 import { uwsTopic, type WsFanout } from './fanout.ts';
+import { deviceOfCommandTopic, isReservedTopic, type FleetDelivery } from '../../fleet/fleet.ts';
 
 export interface WsLimits {
   maxFrameBytes: number;
@@ -28,6 +29,8 @@ export interface WsDeps {
   fanout: WsFanout;
   audit: AuditSink;
   commands?: CommandHandler;
+  /** Delivers fleet commands on `$commands/<device>` subscriptions (absent: such subscriptions are refused). */
+  fleet?: FleetDelivery;
   log: Logger;
   limits: WsLimits;
 }
@@ -42,6 +45,8 @@ interface Conn extends ClientContext {
   openedAt: number;
   closed: boolean;
   closeReason?: string;
+  /** Detachers of `$commands/<device>` subscriptions (served by the fleet delivery, not the bus). */
+  fleet?: Map<string, () => void>;
 }
 
 type Id = number | string | undefined;
@@ -116,16 +121,53 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       audit.record(c.principal.org, 'limit.hit', { limit: 'subscriptions', max: limits.maxSubscriptions, transport: 'ws' }, { actor: c.principal.sub, session: c.session });
       throw new HubError('limit', `at most ${limits.maxSubscriptions} subscriptions per connection`);
     }
+    if (isReservedTopic(pattern)) return subscribeCommands(ws, c, id, pattern);
     c.subs.push(pattern);
     ws.subscribe(uwsTopic(c.enc, c.principal.org, pattern));
     if (fanout.retain(c.principal.org, pattern)) await fanout.confirm();
     if (!c.closed) ws.cork(() => ok(ws, id));
   };
 
+  /**
+   * A device's command topic is served from the event store by the fleet delivery, never from the
+   * bus: nothing a client or backend publishes on NATS can reach it.
+   */
+  const subscribeCommands = async (ws: WebSocket<Conn>, c: Conn, id: Id, pattern: string) => {
+    const device = deviceOfCommandTopic(pattern);
+    if (!device) throw new HubError('bad_topic', 'command topics are subscribed one device at a time: "$commands/<device>"');
+    if (!deps.fleet) throw new HubError('unavailable', 'fleet commands are not enabled on this hub');
+    c.subs.push(pattern);
+    const fleetMap = (c.fleet ??= new Map());
+    let ready = false;
+    const early: object[] = [];
+    const detach = await deps.fleet.attach(c.principal.org, device, {
+      session: c.session,
+      transport: 'ws',
+      // Deliveries read at subscribe time follow the ok, so the client sees ok first.
+      send: (d) => {
+        const frame = { op: 'msg', sub: pattern, topic: pattern, data: d, offset: d.offset, ts: Date.now() };
+        if (!ready) early.push(frame);
+        else if (!c.closed) ws.cork(() => send(ws, frame));
+      },
+    });
+    if (c.closed || !c.subs.includes(pattern)) return detach();
+    fleetMap.set(pattern, detach);
+    ready = true;
+    ws.cork(() => {
+      ok(ws, id, { recovered: true });
+      for (const f of early) send(ws, f);
+    });
+  };
+
   const unsubscribe = (ws: WebSocket<Conn>, c: Conn, pattern: string) => {
     const i = c.subs.indexOf(pattern);
     if (i < 0) return;
     c.subs.splice(i, 1);
+    const detach = c.fleet?.get(pattern);
+    if (detach) {
+      c.fleet!.delete(pattern);
+      return detach();
+    }
     ws.unsubscribe(uwsTopic(c.enc, c.principal.org, pattern));
     fanout.release(c.principal.org, pattern);
   };
@@ -286,7 +328,8 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       sockets.delete(ws);
       const c = ws.getUserData();
       c.closed = true;
-      for (const pattern of c.subs) fanout.release(c.principal.org, pattern);
+      for (const pattern of c.subs) if (!c.fleet?.has(pattern)) fanout.release(c.principal.org, pattern);
+      for (const detach of c.fleet?.values() ?? []) detach();
       c.subs = [];
       audit.record(
         c.principal.org,

@@ -1,0 +1,127 @@
+import type { TemplatedApp, HttpResponse, HttpRequest } from '@trufflesuite/uws-js-unofficial';
+import { randomUUID } from 'node:crypto';
+import { Ajv } from 'ajv';
+import { compileGrants, type RoleGrants } from '../acl/grants.ts';
+import type { AuditSink } from '../audit/audit.ts';
+import { extractToken } from '../auth/joseVerifier.ts';
+import type { TokenVerifier } from '../auth/principal.ts';
+import type { ClientContext } from '../core/context.ts';
+import { AuthError, HubError } from '../errors.ts';
+import type { FleetService } from '../fleet/fleet.ts';
+import type { Logger } from '../log.ts';
+import { readBody, reply } from './respond.ts';
+
+export interface FleetApiDeps {
+  app: TemplatedApp;
+  verifier: TokenVerifier;
+  roleGrants: RoleGrants;
+  audit: AuditSink;
+  fleet: FleetService;
+  log: Logger;
+  maxBody: number;
+  /** Every device id of the org, for the selector `{"all": true}`; absent while no devices read model is mounted. */
+  allDevices?: (org: string, max: number) => Promise<string[]>;
+  maxBulk: number;
+}
+
+const common = {
+  type: { type: 'string', minLength: 1, maxLength: 32 },
+  data: {},
+  expiresIn: { type: 'integer' },
+  key: { type: 'string', minLength: 1, maxLength: 200 },
+};
+const issueSchema = { type: 'object', required: ['type'], properties: common, additionalProperties: false };
+const bulkSchema = {
+  type: 'object',
+  required: ['type', 'selector'],
+  properties: {
+    ...common,
+    selector: {
+      oneOf: [
+        { type: 'object', required: ['devices'], properties: { devices: { type: 'array', minItems: 1, items: { type: 'string' } } }, additionalProperties: false },
+        { type: 'object', required: ['all'], properties: { all: { const: true } }, additionalProperties: false },
+      ],
+    },
+  },
+  additionalProperties: false,
+};
+
+type Handler = (ctx: ClientContext, params: string[], body: unknown) => Promise<{ status: number; body: unknown }>;
+
+/**
+ * The fleet command routes (docs/fleet.md): issue to one device, to many, and cancel. The org is
+ * the token's; a command id of another org is simply not found.
+ */
+export function mountFleetApi(deps: FleetApiDeps): void {
+  const { app, verifier, roleGrants, audit, fleet, log } = deps;
+  const ajv = new Ajv({ allErrors: false });
+  const validateIssue = ajv.compile(issueSchema);
+  const validateBulk = ajv.compile(bulkSchema);
+  const invalid = (v: { errors?: { instancePath: string; message?: string }[] | null }) => {
+    const e = v.errors?.[0];
+    return new HubError('invalid', `body${e?.instancePath ?? ''} ${e?.message ?? 'is invalid'}`);
+  };
+
+  const route = (nParams: number, withBody: boolean, handler: Handler) => (res: HttpResponse, req: HttpRequest) => {
+    const token = extractToken(req.getHeader('authorization'), req.getQuery() ?? '');
+    const contentType = req.getHeader('content-type');
+    const params = Array.from({ length: nParams }, (_, i) => decodeURIComponent(req.getParameter(i) ?? ''));
+    const r = reply(res, (err) => log.error({ err }, 'fleet handler failed'));
+    const body = withBody ? readBody(res, req.getHeader('content-length'), deps.maxBody) : Promise.resolve(Buffer.alloc(0));
+    body.catch(() => {});
+    void (async () => {
+      try {
+        if (!token) throw new AuthError('token_missing');
+        const principal = await verifier.verify(token).catch((err) => {
+          audit.record(undefined, 'session.rejected', { reason: err instanceof AuthError ? err.reason : 'token_invalid', transport: 'http' });
+          throw err instanceof AuthError ? err : new AuthError('token_invalid');
+        });
+        const buf = await body;
+        let json: unknown;
+        if (withBody) {
+          if (!/^application\/json\b/i.test(contentType)) throw new HubError('invalid', 'content-type must be application/json');
+          try {
+            json = JSON.parse(buf.toString('utf8'));
+          } catch {
+            throw new HubError('bad_frame', 'body is not valid JSON');
+          }
+        }
+        const ctx: ClientContext = { principal, grants: compileGrants(principal, roleGrants), session: randomUUID() };
+        const out = await handler(ctx, params, json);
+        r.json(out.status, out.body);
+      } catch (err) {
+        r.error(err);
+      }
+    })();
+  };
+
+  app.post(
+    '/v1/devices/:id/commands',
+    route(1, true, async (ctx, [deviceId], body) => {
+      if (!validateIssue(body)) throw invalid(validateIssue);
+      const b = body as { type: string; data?: unknown; expiresIn?: number; key?: string };
+      const r = await fleet.issue(ctx, deviceId, { type: b.type, data: b.data ?? {}, expiresIn: b.expiresIn, key: b.key });
+      return { status: 202, body: r };
+    }),
+  );
+
+  app.del(
+    '/v1/devices/:id/commands/:commandId',
+    route(2, false, async (ctx, [deviceId, commandId]) => ({ status: 200, body: await fleet.cancel(ctx, deviceId, commandId) })),
+  );
+
+  app.post(
+    '/v1/fleet/commands',
+    route(0, true, async (ctx, _p, body) => {
+      if (!validateBulk(body)) throw invalid(validateBulk);
+      const b = body as { type: string; data?: unknown; expiresIn?: number; key?: string; selector: { devices?: string[]; all?: true } };
+      let devices = b.selector.devices;
+      if (!devices) {
+        if (!deps.allDevices) throw new HubError('unavailable', 'the selector {"all": true} needs the devices read model, which this hub does not serve');
+        devices = await deps.allDevices(ctx.principal.org, deps.maxBulk + 1);
+      }
+      const r = await fleet.issueBulk(ctx, devices, { type: b.type, data: b.data ?? {}, expiresIn: b.expiresIn, key: b.key });
+      return { status: 202, body: r };
+    }),
+  );
+}
