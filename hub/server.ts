@@ -27,6 +27,10 @@ import type { FleetDelivery, FleetService } from './fleet/fleet.ts';
 import { createFleetService } from './fleet/fleetService.ts';
 import { createFleetDelivery } from './fleet/delivery.ts';
 import { mountFleetApi } from './http/fleetApi.ts';
+import { mountPresenceApi } from './http/presenceApi.ts';
+import { parseNamespaces } from './presence/presence.ts';
+import { createRedisPresence } from './presence/redisPresence.ts';
+import { createPresenceTracker, type PresenceTracker } from './presence/tracker.ts';
 
 /** What the outside world may plug in: everything else is built from the config. */
 export interface HubParts {
@@ -49,6 +53,8 @@ export interface HubCore {
   /** Fleet commands (with an event store): the write side and this node's delivery. */
   fleet?: FleetDelivery;
   fleetService?: FleetService;
+  /** Presence (absent with ORGHUB_PRESENCE=off). */
+  presence?: PresenceTracker;
   config: Config;
   log: Logger;
   nodeId: string;
@@ -98,7 +104,21 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   const app = uws.App();
   const publisher = new Publisher(bus, audit);
   const fanout = new WsFanout(app, bus);
-  const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, fleet: delivery, fleetService, config, log, nodeId };
+  const presenceNamespaces = parseNamespaces(config.ORGHUB_PRESENCE_NAMESPACES);
+  const presence =
+    config.ORGHUB_PRESENCE === 'on'
+      ? createPresenceTracker({
+          store: createRedisPresence({ url: config.REDIS_URL, prefix: config.ORGHUB_PRESENCE_PREFIX, log }),
+          bus,
+          log,
+          nodeId,
+          namespaces: presenceNamespaces,
+          cap: config.ORGHUB_PRESENCE_MAX_PER_TOPIC,
+          heartbeatMs: config.ORGHUB_PRESENCE_HEARTBEAT_MS,
+          ttlMs: config.ORGHUB_PRESENCE_TTL_MS,
+        })
+      : undefined;
+  const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, fleet: delivery, fleetService, presence, config, log, nodeId };
 
   const ws = mountWebSocket({
     app,
@@ -109,6 +129,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     audit,
     commands,
     fleet: delivery,
+    presence,
     log,
     limits: {
       maxFrameBytes: config.ORGHUB_MAX_FRAME_BYTES,
@@ -118,10 +139,12 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     },
   });
   mountHttpApi({ app, verifier, roleGrants, publisher, audit, commands, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBatch: config.ORGHUB_HTTP_MAX_BATCH });
+  if (presence) mountPresenceApi({ app, store: presence.store, namespaces: presenceNamespaces, verifier, roleGrants, audit, log, maxBody: config.ORGHUB_HTTP_MAX_BODY });
   if (fleetService) mountFleetApi({ app, verifier, roleGrants, audit, fleet: fleetService, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBulk: config.ORGHUB_FLEET_MAX_BULK });
 
   const stops: (() => Promise<void>)[] = [];
   const checks: ReadinessCheck[] = [{ name: 'nats', check: async () => ({ up: bus.connected }) }, ...(parts.checks ?? [])];
+  if (presence) checks.push({ name: 'presence', check: async () => ({ up: await presence.store.ping().catch(() => false) }) });
   if (store) checks.push({ name: 'eventstore', check: async () => (await store.readStream('_health', 'ping', { maxCount: 1 }), { up: true }) });
   const metrics: MetricSource[] = [];
   if (store?.stats) metrics.push(...eventStoreMetrics(store.stats.bind(store)));
@@ -156,6 +179,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
       delivery?.close();
       fleetService?.close();
       for (const s of stops.reverse()) await s().catch((err) => log.warn({ err }, 'extension stop failed'));
+      await presence?.close();
       await audit.close();
       await bus.close();
       await store?.close();

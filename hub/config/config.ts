@@ -45,6 +45,12 @@ export const settings = {
   ORGHUB_FLEET_RETRY_MS: { type: 'integer', minimum: 50, maximum: 86400000, default: 30000, description: 'A fleet command delivered to an online device and not acked is sent again after this many ms, until it is acked, cancelled or expired.' },
   ORGHUB_FLEET_MAX_PENDING: { type: 'integer', minimum: 1, maximum: 10000, default: 100, description: 'Open (queued or delivered) fleet commands per device; one more is refused with `limit` (429).' },
   ORGHUB_FLEET_MAX_BULK: { type: 'integer', minimum: 1, maximum: 100000, default: 1000, description: 'Devices one bulk fleet command (`POST /v1/fleet/commands`) may target.' },
+  ORGHUB_PRESENCE: { type: 'string', enum: ['on', 'off'], default: 'on', description: 'Presence in Redis (`off`: no presence entries, events or /v1/presence).' },
+  ORGHUB_PRESENCE_NAMESPACES: { type: 'string', default: '', description: 'Comma-separated first topic segments whose concrete topics have per-topic presence (e.g. `rooms,chat`); org-wide presence is always kept.' },
+  ORGHUB_PRESENCE_MAX_PER_TOPIC: { type: 'integer', minimum: 1, maximum: 1000000, default: 1000, description: 'Connections listed per presence scope (a topic, or the org); past it they are only counted.' },
+  ORGHUB_PRESENCE_TTL_MS: { type: 'integer', minimum: 1000, maximum: 600000, default: 10000, description: 'A node whose heartbeat is older than this is dead: any other node removes its presence entries (worst case TTL + one heartbeat).' },
+  ORGHUB_PRESENCE_HEARTBEAT_MS: { type: 'integer', minimum: 100, maximum: 60000, default: 2000, description: 'How often each node refreshes its heartbeat and reaps dead nodes.' },
+  ORGHUB_PRESENCE_PREFIX: { type: 'string', minLength: 1, default: 'orghub:presence:', description: 'Redis key prefix of presence data.' },
 } as const;
 
 type Settings = typeof settings;

@@ -2,9 +2,9 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
-import { startHubProcess, testOrg, type HubProcess } from '../testing/hubProcess.ts';
+import { freePort, startHubProcess, testOrg, type HubProcess } from '../testing/hubProcess.ts';
 import { TestClient, type Frame } from '../testing/wsClient.ts';
-import { connect as mqttConnect, startMqttHub, type MqttHub } from '../mqtt/mqttTestKit.ts';
+import { connect as mqttConnect } from '../mqtt/mqttTestKit.ts';
 import { connectNats } from '../testing/natsClient.ts';
 
 /**
@@ -35,7 +35,7 @@ async function until<T>(fn: () => Promise<T | undefined | false> | T | undefined
 
 describe('fleet', () => {
   let issuer: TestIssuer;
-  let m1: MqttHub;
+  let mqttUrl: string;
   let node1: HubProcess;
   let node2: HubProcess;
   let pool: pg.Pool;
@@ -79,8 +79,11 @@ describe('fleet', () => {
   before(async () => {
     issuer = await createTestIssuer();
     const env = { ...issuer.env, DATABASE_URL, ORGHUB_FLEET_RETRY_MS: String(RETRY_MS) };
-    [m1, node2] = await Promise.all([startMqttHub(issuer, env), startHubProcess(env)]);
-    node1 = m1.hub;
+    // One at a time, with a generous deadline: the development machine is shared and often busy.
+    const mqttPort = await freePort();
+    mqttUrl = `mqtt://127.0.0.1:${mqttPort}`;
+    node1 = await startHubProcess({ ...env, ORGHUB_MQTT_PORT: String(mqttPort), ORGHUB_MQTT_RATE: '100000' }, { timeoutMs: 45_000 });
+    node2 = await startHubProcess(env, { timeoutMs: 45_000 });
     pool = new pg.Pool({ connectionString: DATABASE_URL, max: 2 });
   });
 
@@ -120,7 +123,7 @@ describe('fleet', () => {
   it('fleet - over MQTT QoS 1 a device should get a command queued while offline after SUBSCRIBE, and ack it on $cmd/$commands/<device>', async () => {
     const org = testOrg();
     const commandId = await issue(node2, org, 'm1', { type: 'config', data: { settings: { rate: 5 } } });
-    const c = await mqttConnect(m1.tcpUrl, await issuer.token(org, 'm1', ['device']));
+    const c = await mqttConnect(mqttUrl, await issuer.token(org, 'm1', ['device']));
     closers.push(() => c.client.endAsync(true));
     const granted = await c.client.subscribeAsync('$commands/m1', { qos: 1 });
     assert.equal(granted[0].qos, 1);
@@ -241,7 +244,7 @@ describe('fleet', () => {
     const withAcl = await TestClient.connect(node1.wsUrl, await issuer.token(org, 'x', [], { acl: { pub: ['$commands/d5'], sub: [] } }));
     clients.push(withAcl);
     assert.equal((await withAcl.request({ op: 'pub', topic: '$commands/d5', data: forged })).code, 'forbidden');
-    const mq = await mqttConnect(m1.tcpUrl, await issuer.token(org, 'd5', ['device']), { protocolVersion: 5 });
+    const mq = await mqttConnect(mqttUrl, await issuer.token(org, 'd5', ['device']), { protocolVersion: 5 });
     closers.push(() => mq.client.endAsync(true));
     const code = await mq.client.publishAsync('$commands/d5', JSON.stringify(forged), { qos: 1 }).then(
       () => 0,

@@ -1,15 +1,13 @@
-import type { TemplatedApp, HttpResponse, HttpRequest } from '@trufflesuite/uws-js-unofficial';
-import { randomUUID } from 'node:crypto';
+import type { TemplatedApp } from '@trufflesuite/uws-js-unofficial';
 import { Ajv } from 'ajv';
-import { compileGrants, type RoleGrants } from '../acl/grants.ts';
+import type { RoleGrants } from '../acl/grants.ts';
 import type { AuditSink } from '../audit/audit.ts';
-import { extractToken } from '../auth/joseVerifier.ts';
 import type { TokenVerifier } from '../auth/principal.ts';
 import type { ClientContext } from '../core/context.ts';
-import { AuthError, HubError } from '../errors.ts';
+import { HubError } from '../errors.ts';
 import type { FleetService } from '../fleet/fleet.ts';
 import type { Logger } from '../log.ts';
-import { readBody, reply } from './respond.ts';
+import { authRoute, invalidBody } from './authRoute.ts';
 
 export interface FleetApiDeps {
   app: TemplatedApp;
@@ -46,54 +44,18 @@ const bulkSchema = {
   additionalProperties: false,
 };
 
-type Handler = (ctx: ClientContext, params: string[], body: unknown) => Promise<{ status: number; body: unknown }>;
-
 /**
  * The fleet command routes (docs/fleet.md): issue to one device, to many, and cancel. The org is
  * the token's; a command id of another org is simply not found.
  */
 export function mountFleetApi(deps: FleetApiDeps): void {
-  const { app, verifier, roleGrants, audit, fleet, log } = deps;
+  const { app, fleet } = deps;
   const ajv = new Ajv({ allErrors: false });
   const validateIssue = ajv.compile(issueSchema);
   const validateBulk = ajv.compile(bulkSchema);
-  const invalid = (v: { errors?: { instancePath: string; message?: string }[] | null }) => {
-    const e = v.errors?.[0];
-    return new HubError('invalid', `body${e?.instancePath ?? ''} ${e?.message ?? 'is invalid'}`);
-  };
-
-  const route = (nParams: number, withBody: boolean, handler: Handler) => (res: HttpResponse, req: HttpRequest) => {
-    const token = extractToken(req.getHeader('authorization'), req.getQuery() ?? '');
-    const contentType = req.getHeader('content-type');
-    const params = Array.from({ length: nParams }, (_, i) => decodeURIComponent(req.getParameter(i) ?? ''));
-    const r = reply(res, (err) => log.error({ err }, 'fleet handler failed'));
-    const body = withBody ? readBody(res, req.getHeader('content-length'), deps.maxBody) : Promise.resolve(Buffer.alloc(0));
-    body.catch(() => {});
-    void (async () => {
-      try {
-        if (!token) throw new AuthError('token_missing');
-        const principal = await verifier.verify(token).catch((err) => {
-          audit.record(undefined, 'session.rejected', { reason: err instanceof AuthError ? err.reason : 'token_invalid', transport: 'http' });
-          throw err instanceof AuthError ? err : new AuthError('token_invalid');
-        });
-        const buf = await body;
-        let json: unknown;
-        if (withBody) {
-          if (!/^application\/json\b/i.test(contentType)) throw new HubError('invalid', 'content-type must be application/json');
-          try {
-            json = JSON.parse(buf.toString('utf8'));
-          } catch {
-            throw new HubError('bad_frame', 'body is not valid JSON');
-          }
-        }
-        const ctx: ClientContext = { principal, grants: compileGrants(principal, roleGrants), session: randomUUID() };
-        const out = await handler(ctx, params, json);
-        r.json(out.status, out.body);
-      } catch (err) {
-        r.error(err);
-      }
-    })();
-  };
+  const route = (n: number, withBody: boolean, h: (ctx: ClientContext, params: string[], body: unknown) => Promise<{ status: number; body: unknown }>) =>
+    authRoute(deps, n, withBody, ({ ctx, params, body }) => h(ctx, params, body));
+  const invalid = invalidBody;
 
   app.post(
     '/v1/devices/:id/commands',

@@ -5,6 +5,7 @@ import type { TokenVerifier } from '../auth/principal.ts';
 import type { Bus } from '../bus/bus.ts';
 import type { CommandHandler } from '../core/commands.ts';
 import type { FleetDelivery } from '../fleet/fleet.ts';
+import type { PresenceTracker } from '../presence/tracker.ts';
 import type { Logger } from '../log.ts';
 import type { MqttLimits } from './limits.ts';
 import type { MqttFanout } from './mqttFanout.ts';
@@ -21,6 +22,7 @@ export interface BridgeContext {
   commands?: CommandHandler;
   /** Fleet command delivery for `$commands/<device>` subscriptions. */
   fleet?: FleetDelivery;
+  presence?: PresenceTracker;
   retained: RetainedStore;
   fanout: MqttFanout;
   flusher: FlushScheduler;

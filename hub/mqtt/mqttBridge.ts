@@ -52,6 +52,7 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
         audit: core.audit,
         commands: core.commands,
         fleet: core.fleet,
+        presence: core.presence,
         retained: opts.retained ?? createRedisRetainedStore(config.REDIS_URL, log, config.ORGHUB_MQTT_MAX_RETAINED),
         fanout: new MqttFanout(core.bus),
         flusher: new FlushScheduler(),

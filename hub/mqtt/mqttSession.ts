@@ -299,6 +299,7 @@ export class MqttSession implements Subscriber, ClientContext {
     this.subs.clear();
     for (const detach of this.fleet?.values() ?? []) detach();
     this.fleet = undefined;
+    this.ctx.presence?.disconnected(this.session);
     this.inflight.clear();
     this.ctx.sessions.delete(this);
     this.ctx.releaseClientId(this);

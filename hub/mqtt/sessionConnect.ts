@@ -102,6 +102,7 @@ export async function handleConnect(s: MqttSession, p: IConnectPacket): Promise<
   if (s.clientId === '') s.clientId = assigned = `orghub-${s.session}`;
   s.ctx.takeOver(s);
   s.state = 'open';
+  s.ctx.presence?.connected(principal.org, { session: s.session, sub: principal.sub, clientId: s.clientId, transport: 'mqtt' });
   s.expTimer = setTimeout(() => {
     // The identity behind the will has lapsed, so the will is not published.
     s.suppressWill = true;

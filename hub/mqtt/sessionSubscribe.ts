@@ -69,6 +69,7 @@ export async function handleSubscribe(s: MqttSession, p: ISubscribePacket): Prom
     }
     s.subs.set(pattern, qos);
     if (s.ctx.fanout.add(s.principal.org, pattern, s, qos)) opened = true;
+    if (isNew) s.ctx.presence?.subscribed(s.session, pattern);
     granted.push(qos);
     if (wantsRetained(sub.rh, isNew)) retainedFor.push({ pattern, qos });
   }
@@ -119,7 +120,10 @@ export function handleUnsubscribe(s: MqttSession, p: IUnsubscribePacket): void {
     if (!s.subs.delete(pattern)) return false;
     const detach = s.fleet?.get(pattern);
     if (detach) (s.fleet!.delete(pattern), detach());
-    else s.ctx.fanout.remove(s.principal.org, pattern, s);
+    else {
+      s.ctx.fanout.remove(s.principal.org, pattern, s);
+      s.ctx.presence?.unsubscribed(s.session, pattern);
+    }
     return true;
   });
   s.send(unsubackPacket(p.messageId, removed, s.version));

@@ -12,6 +12,7 @@ import type { Logger } from '../../log.ts';
 import { decodeFrame, encodeFrame, FrameError, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, type ClientFrame, type Encoding } from '../../protocol/frames.ts';
 import type { CommandHandler } from '../../core/commands.ts';
 import { uwsTopic, type WsFanout } from './fanout.ts';
+import type { PresenceTracker } from '../../presence/tracker.ts';
 import { deviceOfCommandTopic, isReservedTopic, type FleetDelivery } from '../../fleet/fleet.ts';
 
 export interface WsLimits {
@@ -31,6 +32,7 @@ export interface WsDeps {
   commands?: CommandHandler;
   /** Delivers fleet commands on `$commands/<device>` subscriptions (absent: such subscriptions are refused). */
   fleet?: FleetDelivery;
+  presence?: PresenceTracker;
   log: Logger;
   limits: WsLimits;
 }
@@ -125,6 +127,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
     c.subs.push(pattern);
     ws.subscribe(uwsTopic(c.enc, c.principal.org, pattern));
     if (fanout.retain(c.principal.org, pattern)) await fanout.confirm();
+    deps.presence?.subscribed(c.session, pattern);
     if (!c.closed) ws.cork(() => ok(ws, id));
   };
 
@@ -170,6 +173,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
     }
     ws.unsubscribe(uwsTopic(c.enc, c.principal.org, pattern));
     fanout.release(c.principal.org, pattern);
+    deps.presence?.unsubscribed(c.session, pattern);
   };
 
   const refresh = async (ws: WebSocket<Conn>, c: Conn, id: Id, token: string) => {
@@ -303,6 +307,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
     open: (ws) => {
       sockets.add(ws);
       const c = ws.getUserData();
+      deps.presence?.connected(c.principal.org, { session: c.session, sub: c.principal.sub, transport: 'ws' });
       audit.record(c.principal.org, 'session.connected', { transport: 'ws', encoding: c.enc, roles: c.principal.roles, jti: c.principal.jti }, { actor: c.principal.sub, session: c.session });
     },
 
@@ -330,6 +335,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       c.closed = true;
       for (const pattern of c.subs) if (!c.fleet?.has(pattern)) fanout.release(c.principal.org, pattern);
       for (const detach of c.fleet?.values() ?? []) detach();
+      deps.presence?.disconnected(c.session);
       c.subs = [];
       audit.record(
         c.principal.org,
