@@ -28,6 +28,10 @@ import { createFleetService } from './fleet/fleetService.ts';
 import { createFleetDelivery } from './fleet/delivery.ts';
 import { mountFleetApi } from './http/fleetApi.ts';
 import { mountPresenceApi } from './http/presenceApi.ts';
+import { mountHistoryApi } from './http/historyApi.ts';
+import { parseRetention } from './history/history.ts';
+import { createRedisHistory } from './history/redisHistory.ts';
+import { createHistoryRecorder, type HistoryRecorder } from './history/subscription.ts';
 import { parseNamespaces } from './presence/presence.ts';
 import { createRedisPresence } from './presence/redisPresence.ts';
 import { createPresenceTracker, type PresenceTracker } from './presence/tracker.ts';
@@ -53,6 +57,8 @@ export interface HubCore {
   /** Fleet commands (with an event store): the write side and this node's delivery. */
   fleet?: FleetDelivery;
   fleetService?: FleetService;
+  /** History of the namespaces in ORGHUB_HISTORY_NAMESPACES (absent when none is). */
+  history?: HistoryRecorder;
   /** Presence (absent with ORGHUB_PRESENCE=off). */
   presence?: PresenceTracker;
   config: Config;
@@ -102,7 +108,14 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     : undefined;
   const commands = store ? createCommandService({ store, registry: new CommandRegistry(), bus, audit, log, nodeId, fleet: fleetService }) : undefined;
   const app = uws.App();
-  const publisher = new Publisher(bus, audit);
+  let retention;
+  try {
+    retention = parseRetention(config.ORGHUB_HISTORY_NAMESPACES);
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  const history = retention.size > 0 ? createHistoryRecorder({ store: createRedisHistory({ url: config.REDIS_URL, prefix: config.ORGHUB_HISTORY_PREFIX, log }), bus, namespaces: retention, log }) : undefined;
+  const publisher = new Publisher(bus, audit, history);
   const fanout = new WsFanout(app, bus);
   const presenceNamespaces = parseNamespaces(config.ORGHUB_PRESENCE_NAMESPACES);
   const presence =
@@ -118,7 +131,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
           ttlMs: config.ORGHUB_PRESENCE_TTL_MS,
         })
       : undefined;
-  const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, fleet: delivery, fleetService, presence, config, log, nodeId };
+  const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, fleet: delivery, fleetService, presence, history, config, log, nodeId };
 
   const ws = mountWebSocket({
     app,
@@ -130,6 +143,8 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     commands,
     fleet: delivery,
     presence,
+    history,
+    maxRecover: config.ORGHUB_HISTORY_MAX_RECOVER,
     log,
     limits: {
       maxFrameBytes: config.ORGHUB_MAX_FRAME_BYTES,
@@ -139,11 +154,13 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     },
   });
   mountHttpApi({ app, verifier, roleGrants, publisher, audit, commands, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBatch: config.ORGHUB_HTTP_MAX_BATCH });
+  if (history) mountHistoryApi({ app, history, maxRecover: config.ORGHUB_HISTORY_MAX_RECOVER, verifier, roleGrants, audit, log, maxBody: config.ORGHUB_HTTP_MAX_BODY });
   if (presence) mountPresenceApi({ app, store: presence.store, namespaces: presenceNamespaces, verifier, roleGrants, audit, log, maxBody: config.ORGHUB_HTTP_MAX_BODY });
   if (fleetService) mountFleetApi({ app, verifier, roleGrants, audit, fleet: fleetService, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBulk: config.ORGHUB_FLEET_MAX_BULK });
 
   const stops: (() => Promise<void>)[] = [];
   const checks: ReadinessCheck[] = [{ name: 'nats', check: async () => ({ up: bus.connected }) }, ...(parts.checks ?? [])];
+  if (history) checks.push({ name: 'history', check: async () => ({ up: await history.store.ping().catch(() => false) }) });
   if (presence) checks.push({ name: 'presence', check: async () => ({ up: await presence.store.ping().catch(() => false) }) });
   if (store) checks.push({ name: 'eventstore', check: async () => (await store.readStream('_health', 'ping', { maxCount: 1 }), { up: true }) });
   const metrics: MetricSource[] = [];
@@ -180,6 +197,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
       fleetService?.close();
       for (const s of stops.reverse()) await s().catch((err) => log.warn({ err }, 'extension stop failed'));
       await presence?.close();
+      await history?.store.close();
       await audit.close();
       await bus.close();
       await store?.close();

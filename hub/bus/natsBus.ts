@@ -11,6 +11,9 @@ export const H_FROM = 'Orghub-From';
 export const H_TS = 'Orghub-Ts';
 /** Present (value `0`) only on MQTT QoS 0 publishes: MQTT subscribers then get them at QoS 0. */
 export const H_QOS = 'Orghub-Qos';
+/** History position of the message (topics of a namespace with history). */
+export const H_OFFSET = 'Orghub-Offset';
+export const H_EPOCH = 'Orghub-Epoch';
 
 interface Entry {
   readonly org: string;
@@ -80,6 +83,8 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
     let from: string | undefined;
     let ts = 0;
     let qos: 0 | 1 = 1;
+    let offset: number | undefined;
+    let epoch: string | undefined;
     const h = msg.headers;
     if (h) {
       for (const [k, v] of h) {
@@ -87,9 +92,11 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
         else if (k === H_FROM) from = v[0] || undefined;
         else if (k === H_TS) ts = Number(v[0]) || 0;
         else if (k === H_QOS && v[0] === '0') qos = 0;
+        else if (k === H_OFFSET) offset = Number(v[0]) || undefined;
+        else if (k === H_EPOCH) epoch = v[0] || undefined;
       }
     }
-    const out: BusMessage = { org: parsed.org, topic: parsed.topic, payload: msg.data, contentType: claimed === 'bytes' ? 'bytes' : detectContentType(msg.data), from, ts, qos };
+    const out: BusMessage = { org: parsed.org, topic: parsed.topic, payload: msg.data, contentType: claimed === 'bytes' ? 'bytes' : detectContentType(msg.data), from, ts, qos, offset, epoch };
     for (const handler of e.handlers) {
       try {
         handler(out);
@@ -140,6 +147,10 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
       if (meta.from) h.set(H_FROM, meta.from);
       h.set(H_TS, String(Date.now()));
       if (meta.qos === 0) h.set(H_QOS, '0');
+      if (meta.offset !== undefined && meta.epoch !== undefined) {
+        h.set(H_OFFSET, String(meta.offset));
+        h.set(H_EPOCH, meta.epoch);
+      }
       nc.publish(topicToSubject(org, topic), payload, { headers: h });
     },
     subscribe(org: string, pattern: string, handler: BusHandler) {

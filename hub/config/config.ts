@@ -51,6 +51,9 @@ export const settings = {
   ORGHUB_PRESENCE_TTL_MS: { type: 'integer', minimum: 1000, maximum: 600000, default: 10000, description: 'A node whose heartbeat is older than this is dead: any other node removes its presence entries (worst case TTL + one heartbeat).' },
   ORGHUB_PRESENCE_HEARTBEAT_MS: { type: 'integer', minimum: 100, maximum: 60000, default: 2000, description: 'How often each node refreshes its heartbeat and reaps dead nodes.' },
   ORGHUB_PRESENCE_PREFIX: { type: 'string', minLength: 1, default: 'orghub:presence:', description: 'Redis key prefix of presence data.' },
+  ORGHUB_HISTORY_NAMESPACES: { type: 'string', default: '', description: 'Namespaces (first topic segments) whose concrete topics keep history, as `ns=size:ttlSeconds` entries, e.g. `chat=100:300,feed=1000:3600`: the last `size` messages, kept `ttlSeconds` after the last publish. Their messages carry `offset` and `epoch`, and `sub` may resume with `since`.' },
+  ORGHUB_HISTORY_MAX_RECOVER: { type: 'integer', minimum: 1, maximum: 1000000, default: 10000, description: 'Most messages one resume (`sub` with `since`) recovers; a client further behind gets `recovered: false`.' },
+  ORGHUB_HISTORY_PREFIX: { type: 'string', minLength: 1, default: 'orghub:history:', description: 'Redis key prefix of history streams.' },
 } as const;
 
 type Settings = typeof settings;

@@ -4,6 +4,8 @@ import type { Bus, ContentType } from '../bus/bus.ts';
 import { HubError } from '../errors.ts';
 import type { ClientContext, Transport } from './context.ts';
 import { isReservedTopic } from '../fleet/fleet.ts';
+import { isPresenceTopic } from '../presence/presence.ts';
+import type { HistoryRecorder } from '../history/subscription.ts';
 
 /**
  * The one publish path shared by WebSocket and HTTP: validate the topic, check the grant (a
@@ -14,11 +16,16 @@ export class Publisher {
   constructor(
     private readonly bus: Bus,
     private readonly audit: AuditSink,
+    /** Topics of a namespace with history are appended to it first (they get an offset); see docs/history.md. */
+    private readonly history?: HistoryRecorder,
   ) {}
 
-  /** Throws HubError: `bad_topic`, `forbidden`, or `unavailable` (nothing was published). */
-  publish(ctx: ClientContext, topic: unknown, payload: Uint8Array, contentType: ContentType, transport: Transport): void {
-    this.send(ctx, this.check(ctx, topic, transport), payload, contentType);
+  /**
+   * Throws HubError: `bad_topic`, `forbidden`, or `unavailable` (nothing was published). Returns a
+   * promise only for a topic with history (the append is awaited before the publish).
+   */
+  publish(ctx: ClientContext, topic: unknown, payload: Uint8Array, contentType: ContentType, transport: Transport): void | Promise<void> {
+    return this.send(ctx, this.check(ctx, topic, transport), payload, contentType);
   }
 
   /** Validates and authorises a topic without publishing; returns the topic string. */
@@ -26,9 +33,9 @@ export class Publisher {
     parseTopic(topic);
     const t = topic as string;
     // Command topics are reserved whatever the grants say: no publish may imitate a recorded command.
-    if (isReservedTopic(t)) {
+    if (isReservedTopic(t) || isPresenceTopic(t)) {
       this.audit.record(ctx.principal.org, 'publish.denied', { topic: t, transport, reason: 'reserved' }, { actor: ctx.principal.sub, session: ctx.session });
-      throw new HubError('forbidden', `"${t}" is a command topic: only the hub publishes there`);
+      throw new HubError('forbidden', `"${t}" is reserved: only the hub publishes there`);
     }
     if (!ctx.grants.canPublish(t)) {
       this.audit.record(ctx.principal.org, 'publish.denied', { topic: t, transport }, { actor: ctx.principal.sub, session: ctx.session });
@@ -38,7 +45,8 @@ export class Publisher {
   }
 
   /** Publishes to a topic that `check` has already accepted. Throws `unavailable` when the bus is down. */
-  send(ctx: ClientContext, checkedTopic: string, payload: Uint8Array, contentType: ContentType): void {
+  send(ctx: ClientContext, checkedTopic: string, payload: Uint8Array, contentType: ContentType): void | Promise<void> {
+    if (this.history?.retention(checkedTopic)) return this.history.publish(ctx.principal.org, checkedTopic, payload, { contentType, from: ctx.principal.sub });
     this.bus.publish(ctx.principal.org, checkedTopic, payload, { contentType, from: ctx.principal.sub });
   }
 

@@ -77,11 +77,11 @@ export function mountHttpApi(deps: HttpApiDeps): void {
 
   app.post(
     '/v1/publish',
-    route((ctx, body) => {
+    route(async (ctx, body) => {
       if (!validateOne(body)) throw invalid(validateOne);
       const { topic, data } = body as { topic: string; data: unknown };
       const { payload, contentType } = payloadOf(data);
-      publisher.publish(ctx, topic, payload, contentType, 'http');
+      await publisher.publish(ctx, topic, payload, contentType, 'http');
       return { status: 200, body: { ok: true } };
     }),
   );
@@ -89,7 +89,7 @@ export function mountHttpApi(deps: HttpApiDeps): void {
   // All-or-nothing: every topic is checked before anything is published, so a 4xx publishes nothing.
   app.post(
     '/v1/publish/batch',
-    route((ctx, body) => {
+    route(async (ctx, body) => {
       if (!validateBatch(body)) throw invalid(validateBatch);
       const items = body as { topic: string; data: unknown }[];
       // Every topic is checked and every payload encoded before anything is sent: a refused item
@@ -102,7 +102,13 @@ export function mountHttpApi(deps: HttpApiDeps): void {
         }
       });
       if (!publisher.available) throw new HubError('unavailable', 'message bus unavailable; nothing was published');
-      for (const m of ready) publisher.send(ctx, m.topic, m.payload, m.contentType);
+      // History topics are appended before they are published; their promises settle in order.
+      const pending: Promise<void>[] = [];
+      for (const m of ready) {
+        const p = publisher.send(ctx, m.topic, m.payload, m.contentType);
+        if (p) pending.push(p);
+      }
+      await Promise.all(pending);
       return { status: 200, body: { ok: true, published: items.length } };
     }),
   );

@@ -6,6 +6,7 @@ import type { Bus } from '../bus/bus.ts';
 import type { CommandHandler } from '../core/commands.ts';
 import type { FleetDelivery } from '../fleet/fleet.ts';
 import type { PresenceTracker } from '../presence/tracker.ts';
+import type { HistoryRecorder } from '../history/subscription.ts';
 import type { Logger } from '../log.ts';
 import type { MqttLimits } from './limits.ts';
 import type { MqttFanout } from './mqttFanout.ts';
@@ -23,6 +24,8 @@ export interface BridgeContext {
   /** Fleet command delivery for `$commands/<device>` subscriptions. */
   fleet?: FleetDelivery;
   presence?: PresenceTracker;
+  /** History topics are appended before they are published. */
+  history?: HistoryRecorder;
   retained: RetainedStore;
   fanout: MqttFanout;
   flusher: FlushScheduler;

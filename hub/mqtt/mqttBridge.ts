@@ -53,6 +53,7 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
         commands: core.commands,
         fleet: core.fleet,
         presence: core.presence,
+        history: core.history,
         retained: opts.retained ?? createRedisRetainedStore(config.REDIS_URL, log, config.ORGHUB_MQTT_MAX_RETAINED),
         fanout: new MqttFanout(core.bus),
         flusher: new FlushScheduler(),

@@ -136,7 +136,16 @@ export function publishWill(s: MqttSession, w: Will): void {
   const contentType = detectContentType(w.payload);
   const go = () => {
     try {
-      s.ctx.bus.publish(org, w.topic, w.payload, { contentType, from: s.principal.sub, qos: w.qos });
+      const meta = { contentType, from: s.principal.sub, qos: w.qos };
+      if (s.ctx.history?.retention(w.topic)) {
+        // A history topic gets its offset first, like every other publish on it.
+        s.ctx.history.publish(org, w.topic, w.payload, meta).then(
+          () => s.audit('mqtt.will_published', { topic: w.topic, bytes: w.payload.length, retain: w.retain }),
+          (err) => s.ctx.log.warn({ err: (err as Error).message, session: s.session }, 'last will not published'),
+        );
+        return;
+      }
+      s.ctx.bus.publish(org, w.topic, w.payload, meta);
       s.audit('mqtt.will_published', { topic: w.topic, bytes: w.payload.length, retain: w.retain });
     } catch (err) {
       s.ctx.log.warn({ err: (err as Error).message, session: s.session }, 'last will not published');

@@ -1,4 +1,5 @@
 import { isReservedTopic } from '../fleet/fleet.ts';
+import { isPresenceTopic } from '../presence/presence.ts';
 import type { IPublishPacket, IPubrelPacket, Packet } from 'mqtt-packet';
 import { isValidTopic } from '../acl/topic.ts';
 import type { ContentType } from '../bus/bus.ts';
@@ -40,7 +41,7 @@ export function handlePublish(s: MqttSession, p: IPublishPacket): void | Promise
     return s.disconnect(Reason.topicNameInvalid, 'topic outside the hub grammar (segments of A-Z a-z 0-9 _ - ~ : = @)');
   }
   // Command topics are reserved whatever the grants say: only the hub publishes fleet commands.
-  if (isReservedTopic(p.topic)) {
+  if (isReservedTopic(p.topic) || isPresenceTopic(p.topic)) {
     s.audit('publish.denied', { topic: p.topic, transport: 'mqtt', reason: 'reserved' });
     return ack(s, Reason.notAuthorized, p);
   }
@@ -49,11 +50,11 @@ export function handlePublish(s: MqttSession, p: IPublishPacket): void | Promise
     return ack(s, Reason.notAuthorized, p);
   }
   const contentType = detectContentType(payload);
-  if (!p.retain) return afterInbound(s, toBus(s, p.topic, payload, contentType, qos), p);
+  if (!p.retain) return afterBus(s, toBus(s, p.topic, payload, contentType, qos), p);
   const msg: RetainedMessage = { topic: p.topic, payload: Buffer.from(payload), contentType, qos: qos === 0 ? 0 : 1, from: s.principal.sub, ts: Date.now() };
   return s.ctx.retained.set(s.principal.org, msg).then(
     (stored) => {
-      if (stored) return afterInbound(s, toBus(s, p.topic, payload, contentType, qos), p);
+      if (stored) return afterBus(s, toBus(s, p.topic, payload, contentType, qos), p);
       // Over the org's retained-topic cap: refused whole (not published), as MQTT 5 0x97 says.
       s.audit('limit.hit', { limit: 'retained_topics', topic: p.topic, transport: 'mqtt' });
       ack(s, Reason.quotaExceeded, p);
@@ -76,8 +77,26 @@ export function handlePubrel(s: MqttSession, p: IPubrelPacket): void {
   else s.send({ cmd: 'pubcomp', messageId: p.messageId });
 }
 
-/** Hands a PUBLISH to the bus; `unspecified` when the bus is down (nothing was published). */
-function toBus(s: MqttSession, topic: string, payload: Buffer, contentType: ContentType, qos: 0 | 1 | 2): number {
+/** `afterInbound` once the publish is done (a history topic waits for its append). */
+function afterBus(s: MqttSession, code: number | Promise<number>, p: IPublishPacket): void | Promise<void> {
+  return typeof code === 'number' ? afterInbound(s, code, p) : code.then((c) => afterInbound(s, c, p));
+}
+
+/**
+ * Hands a PUBLISH to the bus; `unspecified` when the bus is down (nothing was published). A topic
+ * of a namespace with history is appended to it first (docs/history.md), so the answer waits.
+ */
+function toBus(s: MqttSession, topic: string, payload: Buffer, contentType: ContentType, qos: 0 | 1 | 2): number | Promise<number> {
+  const history = s.ctx.history;
+  if (history?.retention(topic)) {
+    return history.publish(s.principal.org, topic, payload, { contentType, from: s.principal.sub, qos: qos === 0 ? 0 : 1 }).then(
+      () => Reason.success,
+      (err) => {
+        if (err instanceof HubError && err.code === 'unavailable') return Reason.unspecified;
+        throw err;
+      },
+    );
+  }
   try {
     s.ctx.bus.publish(s.principal.org, topic, payload, { contentType, from: s.principal.sub, qos: qos === 0 ? 0 : 1 });
     return Reason.success;

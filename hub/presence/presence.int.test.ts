@@ -95,6 +95,10 @@ describe('presence', () => {
     assert.equal((await device.request({ op: 'sub', topic: '$presence/rooms/r1' })).code, 'forbidden');
     const spoof = await watcher.request({ op: 'pub', topic: '$presence/rooms/r1', data: { event: 'join', sub: 'ghost' } });
     assert.equal(spoof.code, 'forbidden');
+    // Even an explicit acl grant may not forge presence events: only the hub publishes there
+    const granted = await TestClient.connect(node1.wsUrl, await issuer.token(orgA, 'x', [], { acl: { pub: ['$presence/rooms/r1'], sub: [] } }));
+    clients.push(granted);
+    assert.equal((await granted.request({ op: 'pub', topic: '$presence/rooms/r1', data: { event: 'join', sub: 'ghost' } })).code, 'forbidden');
 
     const member = await ws(node1, orgA, 'u1', ['admin']);
     assert.equal((await member.request({ op: 'sub', topic: 'rooms/r1' })).op, 'ok');

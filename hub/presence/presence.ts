@@ -56,6 +56,11 @@ export interface PresenceStore {
   close(): Promise<void>;
 }
 
+/** True for `$presence/...`: only the hub publishes presence events there, whatever a token's grants say. */
+export function isPresenceTopic(topic: string): boolean {
+  return topic.startsWith('$presence/');
+}
+
 /** The `$presence/...` topic that carries join and leave events of a scope. */
 export function presenceTopic(scope: string): string {
   return `$presence/${scope}`;

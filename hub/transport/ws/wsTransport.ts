@@ -11,7 +11,9 @@ import { AuthError, CloseCode, HubError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { decodeFrame, encodeFrame, FrameError, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, type ClientFrame, type Encoding } from '../../protocol/frames.ts';
 import type { CommandHandler } from '../../core/commands.ts';
-import { uwsTopic, type WsFanout } from './fanout.ts';
+import { jsonFrame, msgpackFrame, uwsTopic, type WsFanout } from './fanout.ts';
+import type { BusMessage } from '../../bus/bus.ts';
+import { openHistorySubscription, type HistoryRecorder, type HistorySubscription } from '../../history/subscription.ts';
 import type { PresenceTracker } from '../../presence/tracker.ts';
 import { deviceOfCommandTopic, isReservedTopic, type FleetDelivery } from '../../fleet/fleet.ts';
 
@@ -33,6 +35,10 @@ export interface WsDeps {
   /** Delivers fleet commands on `$commands/<device>` subscriptions (absent: such subscriptions are refused). */
   fleet?: FleetDelivery;
   presence?: PresenceTracker;
+  /** Topics of namespaces with history: offsets, epochs and resume (`sub` with `since`). */
+  history?: HistoryRecorder;
+  /** Most messages one resume may recover. */
+  maxRecover?: number;
   log: Logger;
   limits: WsLimits;
 }
@@ -49,6 +55,8 @@ interface Conn extends ClientContext {
   closeReason?: string;
   /** Detachers of `$commands/<device>` subscriptions (served by the fleet delivery, not the bus). */
   fleet?: Map<string, () => void>;
+  /** Subscriptions to history topics (delivered in offset order per connection, not by uWS publish). */
+  history?: Map<string, HistorySubscription>;
 }
 
 type Id = number | string | undefined;
@@ -112,7 +120,42 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
     ws.end(code, reason);
   };
 
-  const subscribe = async (ws: WebSocket<Conn>, c: Conn, id: Id, pattern: string) => {
+  const sendMsgs = (ws: WebSocket<Conn>, c: Conn, pattern: string, msgs: BusMessage[]) => {
+    if (c.closed || msgs.length === 0) return;
+    if (c.enc === 'json') ws.send(jsonFrame(JSON.stringify(pattern), msgs), false);
+    else ws.send(msgpackFrame(pattern, msgs), true);
+  };
+
+  /**
+   * A topic with history: recovered messages (for `since`) follow the `ok`, then live ones, in
+   * offset order and exactly once (hub/history/subscription.ts).
+   */
+  const subscribeHistory = async (ws: WebSocket<Conn>, c: Conn, id: Id, pattern: string, since?: { offset: number; epoch: string }) => {
+    c.subs.push(pattern);
+    let hs: HistorySubscription;
+    try {
+      hs = await openHistorySubscription({ recorder: deps.history!, bus: deps.fanout.bus, log, org: c.principal.org, topic: pattern, since, maxRecover: deps.maxRecover ?? 10_000 });
+    } catch (err) {
+      const i = c.subs.indexOf(pattern);
+      if (i >= 0) c.subs.splice(i, 1);
+      throw err;
+    }
+    if (c.closed || !c.subs.includes(pattern)) return hs.close();
+    (c.history ??= new Map()).set(pattern, hs);
+    deps.presence?.subscribed(c.session, pattern);
+    ws.cork(() => {
+      const extra: Record<string, unknown> = { offset: hs.position.offset, epoch: hs.position.epoch };
+      if (hs.recovered !== undefined) extra.recovered = hs.recovered;
+      if (hs.missed !== undefined) extra.missed = hs.missed;
+      ok(ws, id, extra);
+      sendMsgs(ws, c, pattern, hs.messages);
+    });
+    hs.start((msgs) => {
+      if (!c.closed) ws.cork(() => sendMsgs(ws, c, pattern, msgs));
+    });
+  };
+
+  const subscribe = async (ws: WebSocket<Conn>, c: Conn, id: Id, pattern: string, since?: { offset: number; epoch: string }) => {
     parsePattern(pattern);
     if (!c.grants.canSubscribe(pattern)) {
       audit.record(c.principal.org, 'subscribe.denied', { pattern, transport: 'ws' }, { actor: c.principal.sub, session: c.session });
@@ -124,6 +167,8 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       throw new HubError('limit', `at most ${limits.maxSubscriptions} subscriptions per connection`);
     }
     if (isReservedTopic(pattern)) return subscribeCommands(ws, c, id, pattern);
+    if (deps.history?.retention(pattern)) return subscribeHistory(ws, c, id, pattern, since);
+    if (since) throw new HubError('invalid', `"since" needs a topic of a namespace with history (ORGHUB_HISTORY_NAMESPACES); "${pattern}" has none`);
     c.subs.push(pattern);
     ws.subscribe(uwsTopic(c.enc, c.principal.org, pattern));
     if (fanout.retain(c.principal.org, pattern)) await fanout.confirm();
@@ -171,6 +216,13 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       c.fleet!.delete(pattern);
       return detach();
     }
+    const hs = c.history?.get(pattern);
+    if (hs) {
+      c.history!.delete(pattern);
+      hs.close();
+      deps.presence?.unsubscribed(c.session, pattern);
+      return;
+    }
     ws.unsubscribe(uwsTopic(c.enc, c.principal.org, pattern));
     fanout.release(c.principal.org, pattern);
     deps.presence?.unsubscribed(c.session, pattern);
@@ -208,11 +260,16 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
     switch (f.op) {
       case 'pub': {
         const { payload, contentType } = payloadOf(f.data);
-        publisher.publish(c, f.topic, payload, contentType, 'ws');
+        const pending = publisher.publish(c, f.topic, payload, contentType, 'ws');
+        if (pending) {
+          await pending;
+          if (!c.closed) ws.cork(() => ok(ws, f.id));
+          return;
+        }
         return ok(ws, f.id);
       }
       case 'sub':
-        return subscribe(ws, c, f.id, f.topic);
+        return subscribe(ws, c, f.id, f.topic, f.since);
       case 'unsub':
         parsePattern(f.topic);
         unsubscribe(ws, c, f.topic);
@@ -333,7 +390,8 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       sockets.delete(ws);
       const c = ws.getUserData();
       c.closed = true;
-      for (const pattern of c.subs) if (!c.fleet?.has(pattern)) fanout.release(c.principal.org, pattern);
+      for (const pattern of c.subs) if (!c.fleet?.has(pattern) && !c.history?.has(pattern)) fanout.release(c.principal.org, pattern);
+      for (const hs of c.history?.values() ?? []) hs.close();
       for (const detach of c.fleet?.values() ?? []) detach();
       deps.presence?.disconnected(c.session);
       c.subs = [];
