@@ -129,6 +129,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
           cap: config.ORGHUB_PRESENCE_MAX_PER_TOPIC,
           heartbeatMs: config.ORGHUB_PRESENCE_HEARTBEAT_MS,
           ttlMs: config.ORGHUB_PRESENCE_TTL_MS,
+          orgEvents: config.ORGHUB_PRESENCE_ORG_EVENTS === 'on',
         })
       : undefined;
   const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, fleet: delivery, fleetService, presence, history, config, log, nodeId };

@@ -46,6 +46,7 @@ export const settings = {
   ORGHUB_FLEET_MAX_PENDING: { type: 'integer', minimum: 1, maximum: 10000, default: 100, description: 'Open (queued or delivered) fleet commands per device; one more is refused with `limit` (429).' },
   ORGHUB_FLEET_MAX_BULK: { type: 'integer', minimum: 1, maximum: 100000, default: 1000, description: 'Devices one bulk fleet command (`POST /v1/fleet/commands`) may target.' },
   ORGHUB_PRESENCE: { type: 'string', enum: ['on', 'off'], default: 'on', description: 'Presence in Redis (`off`: no presence entries, events or /v1/presence).' },
+  ORGHUB_PRESENCE_ORG_EVENTS: { type: 'string', enum: ['on', 'off'], default: 'off', description: 'Also publish org-wide join/leave events on `$presence/@org` (one bus message per connect and disconnect); per-topic events are always published.' },
   ORGHUB_PRESENCE_NAMESPACES: { type: 'string', default: '', description: 'Comma-separated first topic segments whose concrete topics have per-topic presence (e.g. `rooms,chat`); org-wide presence is always kept.' },
   ORGHUB_PRESENCE_MAX_PER_TOPIC: { type: 'integer', minimum: 1, maximum: 1000000, default: 1000, description: 'Connections listed per presence scope (a topic, or the org); past it they are only counted.' },
   ORGHUB_PRESENCE_TTL_MS: { type: 'integer', minimum: 1000, maximum: 600000, default: 10000, description: 'A node whose heartbeat is older than this is dead: any other node removes its presence entries (worst case TTL + one heartbeat).' },

@@ -42,7 +42,7 @@ describe('presence', () => {
 
   before(async () => {
     issuer = await createTestIssuer();
-    env = { ...issuer.env, ORGHUB_PRESENCE_NAMESPACES: 'rooms', ORGHUB_PRESENCE_MAX_PER_TOPIC: '3', ORGHUB_EVENT_STORE: 'none' };
+    env = { ...issuer.env, ORGHUB_PRESENCE_NAMESPACES: 'rooms', ORGHUB_PRESENCE_MAX_PER_TOPIC: '3', ORGHUB_PRESENCE_ORG_EVENTS: 'on', ORGHUB_EVENT_STORE: 'none' };
     // One at a time, with a generous deadline: the development machine is shared and often busy.
     const mqttPort = await freePort();
     mqttUrl = `mqtt://127.0.0.1:${mqttPort}`;

@@ -13,6 +13,8 @@ export interface PresenceOptions {
   cap: number;
   heartbeatMs: number;
   ttlMs: number;
+  /** Publish join/leave of the org scope too (ORGHUB_PRESENCE_ORG_EVENTS). */
+  orgEvents: boolean;
 }
 
 interface Local {
@@ -48,6 +50,7 @@ export function createPresenceTracker(opts: PresenceOptions): PresenceTracker {
   let errors = 0;
 
   const announce = (org: string, scope: string, event: 'join' | 'leave', entry: PresenceEntry) => {
+    if (scope === ORG_SCOPE && !opts.orgEvents) return;
     try {
       bus.publish(org, presenceTopic(scope), Buffer.from(JSON.stringify({ event, scope, ...entry })), { contentType: 'json' });
     } catch {
