@@ -10,8 +10,10 @@ export type ErrorCode =
   | 'forbidden'
   | 'unauthorized'
   | 'too_large'
-  | 'limit' // a per-connection limit (subscriptions, rate) was hit
+  | 'limit' // a cap or quota was hit (subscriptions, connections, patterns, in-flight commands, message size)
+  | 'rate_limited' // a rate limit was hit; retry after `retryAfterMs`
   | 'unavailable' // a dependency (NATS, event store) is down; nothing was accepted
+  | 'overloaded' // the event store's queue (or this org's share of it) is full; nothing was accepted, retry after `retryAfterMs`
   | 'conflict' // optimistic concurrency check failed
   | 'unknown_command'
   | 'not_found'
@@ -19,12 +21,15 @@ export type ErrorCode =
 
 export class HubError extends Error {
   override name = 'HubError';
+  /** When set, the client should wait this long before retrying (WS `retryAfterMs`, HTTP `Retry-After`). */
+  readonly retryAfterMs?: number;
   constructor(
     readonly code: ErrorCode,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; retryAfterMs?: number },
   ) {
     super(message, options);
+    if (options?.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs;
   }
 }
 
@@ -33,6 +38,15 @@ export class AuthError extends HubError {
   override name = 'AuthError';
   constructor(readonly reason: string, options?: { cause?: unknown }) {
     super('unauthorized', reason, options);
+  }
+}
+
+/** A rate limit refused the request; `retryAfterMs` says when a retry may succeed. */
+export class RateLimitedError extends HubError {
+  override name = 'RateLimitedError';
+  declare readonly retryAfterMs: number;
+  constructor(retryAfterMs: number, what: string) {
+    super('rate_limited', `${what} rate limit reached; retry after ${retryAfterMs} ms`, { retryAfterMs });
   }
 }
 
@@ -50,6 +64,7 @@ export const CloseCode = {
   shutdown: 4000,
   slowConsumer: 4001,
   idleTimeout: 4002,
+  rateLimited: 4003,
   tokenExpired: 4100,
   tokenRevoked: 4101,
   protocolViolation: 4200,
@@ -67,7 +82,9 @@ export const httpStatus: Record<ErrorCode, number> = {
   unauthorized: 401,
   too_large: 413,
   limit: 429,
+  rate_limited: 429,
   unavailable: 503,
+  overloaded: 503,
   conflict: 409,
   unknown_command: 400,
   not_found: 404,

@@ -2,8 +2,9 @@ import { loadConfig } from './config/config.ts';
 import { ConfigError } from './errors.ts';
 import { createLogger } from './log.ts';
 import { startHub } from './server.ts';
-import { createMqttBridge } from './mqtt/mqttBridge.ts';
+import { hubExtensions } from './extensions.ts';
 import { createEventStore } from './eventstore/factory.ts';
+import { createReadModels } from './readmodels/factory.ts';
 
 /** Process entry: config errors exit with status 2 and a message naming the variable. */
 async function main() {
@@ -27,7 +28,7 @@ async function main() {
   let hub;
   try {
     const store = await createEventStore(config, log);
-    hub = await startHub(config, log, { store, extensions: [createMqttBridge()] });
+    hub = await startHub(config, log, { store, readModels: createReadModels(config, log), extensions: hubExtensions() });
   } catch (err) {
     // Start-up failures that name a setting (bad value, busy port) exit 2 with that message.
     if (err instanceof ConfigError) {

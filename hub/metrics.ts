@@ -14,7 +14,16 @@ export interface MetricSource {
  * the event store and of hub extensions (the MQTT bridge).
  */
 export function createMetrics(
-  sources: { connections(): number; fanout(): { messages: number; deliveries: number; frames: number }; fanoutPatterns(): number; auditBacklog(): number; auditDropped(): number },
+  sources: {
+    connections(): number;
+    fanout(): { messages: number; deliveries: number; frames: number };
+    fanoutPatterns(): number;
+    auditBacklog(): number;
+    auditDropped(): number;
+    /** Drops per org label (a bounded set of labels). */
+    auditDroppedByOrg?(): Record<string, number>;
+    auditDeadLettered?(): number;
+  },
   extra: readonly MetricSource[] = [],
 ): Registry {
   const registry = new Registry();
@@ -49,6 +58,24 @@ export function createMetrics(
   counter('orghub_fanout_frames_total', 'Coalesced frames published to uWS topics', () => sources.fanout().frames);
   gauge('orghub_audit_backlog', 'Audit events waiting for the event store', sources.auditBacklog);
   counter('orghub_audit_dropped_total', 'Audit events dropped past the buffer bound', sources.auditDropped);
+  const byOrg = sources.auditDroppedByOrg;
+  if (byOrg) {
+    const seen = new Map<string, number>();
+    new Counter({
+      name: 'orghub_audit_dropped_by_org_total',
+      help: 'Audit events dropped past the buffer bounds, by org (the first 20 orgs that drop and _unauthenticated by name, later ones as other)',
+      labelNames: ['org'],
+      registers: [registry],
+      collect() {
+        for (const [org, v] of Object.entries(byOrg())) {
+          const d = v - (seen.get(org) ?? 0);
+          if (d > 0) this.inc({ org }, d);
+          seen.set(org, v);
+        }
+      },
+    });
+  }
+  if (sources.auditDeadLettered) counter('orghub_audit_dead_lettered_total', 'Audit events the event store rejected for good (invalid data): logged, not retried', sources.auditDeadLettered);
   for (const m of extra) (m.type === 'gauge' ? gauge : counter)(m.name, m.help, m.read);
   return registry;
 }

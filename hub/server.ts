@@ -17,8 +17,13 @@ import type { EventStore, EventStoreStats } from './eventstore/eventStore.ts';
 import { Publisher } from './core/publisher.ts';
 import { mountOpsApi, type ReadinessCheck } from './http/opsApi.ts';
 import { mountHttpApi } from './http/publishApi.ts';
+import { mountQueryApi } from './http/queryApi.ts';
+import { recordRoutes, type MountedRoute } from './http/routes.ts';
+import type { ReadModels } from './readmodels/readModels.ts';
+import { cursorKey } from './readmodels/factory.ts';
 import type { Logger } from './log.ts';
 import { createMetrics, type MetricSource } from './metrics.ts';
+import { createProjectionStatus } from '../projections/hubStatus.ts';
 import { WsFanout } from './transport/ws/fanout.ts';
 import { mountWebSocket } from './transport/ws/wsTransport.ts';
 import type { Bus } from './bus/bus.ts';
@@ -35,6 +40,10 @@ import { createHistoryRecorder, type HistoryRecorder } from './history/subscript
 import { parseNamespaces } from './presence/presence.ts';
 import { createRedisPresence } from './presence/redisPresence.ts';
 import { createPresenceTracker, type PresenceTracker } from './presence/tracker.ts';
+import { createAggregatingAuditSink } from './audit/aggregatingAuditSink.ts';
+import { createLimitService } from './limits/factory.ts';
+import type { LimitService } from './limits/limitService.ts';
+import { registerLimitMetrics } from './limits/metrics.ts';
 
 /** What the outside world may plug in: everything else is built from the config. */
 export interface HubParts {
@@ -44,6 +53,8 @@ export interface HubParts {
   checks?: ReadinessCheck[];
   /** Mounts further routes or listeners (the MQTT bridge) once the core exists. */
   extensions?: HubExtension[];
+  /** The query side (docs/query-api.md); without it the query routes answer 503. Closed on stop. */
+  readModels?: ReadModels;
 }
 
 export interface HubCore {
@@ -61,6 +72,8 @@ export interface HubCore {
   history?: HistoryRecorder;
   /** Presence (absent with ORGHUB_PRESENCE=off). */
   presence?: PresenceTracker;
+  /** Rate limits, caps and quotas, shared by every transport. */
+  limits: LimitService;
   config: Config;
   log: Logger;
   nodeId: string;
@@ -74,6 +87,8 @@ export interface HubExtension {
 export interface RunningHub {
   port: number;
   core: HubCore;
+  /** Every route mounted on the HTTP port, extensions included (checked against docs/openapi.yaml). */
+  routes: readonly MountedRoute[];
   stop(): Promise<void>;
 }
 
@@ -87,7 +102,9 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   });
   const bus = createNatsBus({ servers: config.NATS_URL, name: `orghub ${nodeId}`, log });
   const store = parts.store;
-  const audit = store ? createStoreAuditSink({ store, log, nodeId, maxBuffer: config.ORGHUB_AUDIT_BUFFER }) : createLogAuditSink(log);
+  // Denials and limit hits are aggregated per window, so a flood cannot become an audit flood.
+  const audit = createAggregatingAuditSink(store ? createStoreAuditSink({ store, log, nodeId, maxBuffer: config.ORGHUB_AUDIT_BUFFER, maxPerOrg: config.ORGHUB_AUDIT_ORG_BUFFER }) : createLogAuditSink(log));
+  const limits = createLimitService(config, log, nodeId);
   const delivery = store ? createFleetDelivery({ store, bus, audit, log, nodeId, retryMs: config.ORGHUB_FLEET_RETRY_MS }) : undefined;
   const fleetService = store
     ? createFleetService({
@@ -107,7 +124,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
       })
     : undefined;
   const commands = store ? createCommandService({ store, registry: new CommandRegistry(), bus, audit, log, nodeId, fleet: fleetService }) : undefined;
-  const app = uws.App();
+  const { app, routes } = recordRoutes(uws.App());
   let retention;
   try {
     retention = parseRetention(config.ORGHUB_HISTORY_NAMESPACES);
@@ -132,7 +149,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
           orgEvents: config.ORGHUB_PRESENCE_ORG_EVENTS === 'on',
         })
       : undefined;
-  const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, fleet: delivery, fleetService, presence, history, config, log, nodeId };
+  const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, limits, fleet: delivery, fleetService, presence, history, config, log, nodeId };
 
   const ws = mountWebSocket({
     app,
@@ -147,6 +164,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     history,
     maxRecover: config.ORGHUB_HISTORY_MAX_RECOVER,
     log,
+    rateLimits: limits,
     limits: {
       maxFrameBytes: config.ORGHUB_MAX_FRAME_BYTES,
       maxSubscriptions: config.ORGHUB_MAX_SUBSCRIPTIONS,
@@ -154,7 +172,8 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
       maxBackpressure: config.ORGHUB_MAX_BACKPRESSURE,
     },
   });
-  mountHttpApi({ app, verifier, roleGrants, publisher, audit, commands, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBatch: config.ORGHUB_HTTP_MAX_BATCH });
+  mountHttpApi({ app, verifier, roleGrants, publisher, audit, commands, limits, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBatch: config.ORGHUB_HTTP_MAX_BATCH });
+  mountQueryApi({ app, verifier, roleGrants, audit, readModels: parts.readModels, log, cursorKey: cursorKey(config), exportPageSize: config.ORGHUB_QUERY_EXPORT_PAGE, maxPerOrg: config.ORGHUB_QUERY_MAX_PER_ORG });
   if (history) mountHistoryApi({ app, history, maxRecover: config.ORGHUB_HISTORY_MAX_RECOVER, verifier, roleGrants, audit, log, maxBody: config.ORGHUB_HTTP_MAX_BODY });
   if (presence) mountPresenceApi({ app, store: presence.store, namespaces: presenceNamespaces, verifier, roleGrants, audit, log, maxBody: config.ORGHUB_HTTP_MAX_BODY });
   if (fleetService) mountFleetApi({ app, verifier, roleGrants, audit, fleet: fleetService, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBulk: config.ORGHUB_FLEET_MAX_BULK });
@@ -163,7 +182,8 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   const checks: ReadinessCheck[] = [{ name: 'nats', check: async () => ({ up: bus.connected }) }, ...(parts.checks ?? [])];
   if (history) checks.push({ name: 'history', check: async () => ({ up: await history.store.ping().catch(() => false) }) });
   if (presence) checks.push({ name: 'presence', check: async () => ({ up: await presence.store.ping().catch(() => false) }) });
-  if (store) checks.push({ name: 'eventstore', check: async () => (await store.readStream('_health', 'ping', { maxCount: 1 }), { up: true }) });
+  // The Postgres store pings on a connection of its own, never one that appends wait for.
+  if (store) checks.push({ name: 'eventstore', check: async () => (await (store.ping ? store.ping() : store.readStream('_health', 'ping', { maxCount: 1 })), { up: true }) });
   const metrics: MetricSource[] = [];
   if (store?.stats) metrics.push(...eventStoreMetrics(store.stats.bind(store)));
   for (const ext of parts.extensions ?? []) {
@@ -172,15 +192,32 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     metrics.push(...(started.metrics ?? []));
     stops.push(started.stop);
   }
-  checks.push({ name: 'audit', check: async () => ({ up: true, detail: audit.stats() }) });
+  checks.push({ name: 'audit', check: async () => ({ up: true, detail: { ...audit.stats() } }) });
+  // Limits fail open to local buckets while Redis is down (docs/operations.md), so never "down" here.
+  if (limits.enabled) checks.push({ name: 'limits', check: async () => ({ up: true, detail: { degraded: limits.degraded } }) });
   const registry = createMetrics({
     connections: ws.connections,
     fanout: () => fanout.stats,
     fanoutPatterns: () => fanout.size,
     auditBacklog: () => audit.stats().backlog,
     auditDropped: () => audit.stats().dropped,
+    auditDroppedByOrg: () => audit.stats().droppedByOrg ?? {},
+    auditDeadLettered: () => audit.stats().deadLettered ?? 0,
   }, metrics);
-  mountOpsApi(app, checks, registry, log);
+  if (store && config.ORGHUB_EVENT_STORE === 'postgres') {
+    // The projector is its own process: its lag and dead letters are read from Postgres (docs/projections.md).
+    const projections = createProjectionStatus({
+      databaseUrl: config.DATABASE_URL,
+      lagThresholdS: config.ORGHUB_PROJECTION_LAG_THRESHOLD_S,
+      cacheMs: config.ORGHUB_PROJECTION_STATUS_CACHE_MS,
+      onError: (err) => log.debug({ err: (err as Error)?.message }, 'projection status read failed'),
+    });
+    checks.push(projections.check);
+    projections.register(registry);
+    stops.push(projections.close);
+  }
+  registerLimitMetrics(registry, limits);
+  mountOpsApi(app, checks, registry, log, config.ORGHUB_READY_CACHE_MS);
 
   const listenSocket = await new Promise<uws.us_listen_socket>((resolve, reject) => {
     app.listen(config.ORGHUB_HOST, config.ORGHUB_PORT, (s) => (s ? resolve(s) : reject(new ConfigError(`cannot listen on ${config.ORGHUB_HOST}:${config.ORGHUB_PORT} (ORGHUB_PORT)`))));
@@ -191,6 +228,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   return {
     port,
     core,
+    routes,
     async stop() {
       uws.us_listen_socket_close(listenSocket);
       ws.stop();
@@ -200,8 +238,10 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
       await presence?.close();
       await history?.store.close();
       await audit.close();
+      await limits.close();
       await bus.close();
       await store?.close();
+      await parts.readModels?.close();
       verifier.close?.();
     },
   };
@@ -214,5 +254,7 @@ function eventStoreMetrics(stats: () => EventStoreStats): MetricSource[] {
     { name: 'orghub_eventstore_batches_total', help: 'Group-commit transactions (appends / batches = mean batch size)', type: 'counter', read: () => stats().batches },
     { name: 'orghub_eventstore_failed_batches_total', help: 'Group-commit transactions that failed as a whole', type: 'counter', read: () => stats().failedBatches },
     { name: 'orghub_eventstore_pending', help: 'Appends queued or in flight', type: 'gauge', read: () => stats().pending },
+    { name: 'orghub_eventstore_overloaded_total', help: 'Appends refused with `overloaded` (group-commit queue or one org\'s share of it full)', type: 'counter', read: () => stats().overloaded ?? 0 },
+    { name: 'orghub_eventstore_data_errors_total', help: 'Appends the database rejected for their data; each failed alone (its batch-mates were bisected out and committed)', type: 'counter', read: () => stats().dataErrors ?? 0 },
   ];
 }

@@ -5,7 +5,10 @@
  * publish-to-deliver p50/p99 from sampled subscribers (timestamp in the payload, one clock).
  *
  *   node --import tsx loadtest/fanout.ts [--target hub|nats|uws|both|all] [--messages 2000]
- *     [--subscribers 1000] [--runs 3] [--size 128] [--sampled 20] [--rate 0]
+ *     [--subscribers 1000] [--runs 3] [--size 128] [--sampled 20] [--rate 0] [--limits on|off|both]
+ *     [--rounds 2]
+ * `--limits both` runs the hub with limits on and off, alternating (`--rounds` times each), and
+ * prints the ratio of their median deliveries/s (the cost of the limit checks).
  * Env: BENCH_MESSAGES, BENCH_SUBSCRIBERS, BENCH_RUNS, BENCH_TARGET.
  */
 import { parseArgs } from 'node:util';
@@ -29,6 +32,8 @@ const { values: args } = parseArgs({
     sampled: { type: 'string', default: '20' },
     rate: { type: 'string', default: '0' },
     concurrency: { type: 'string', default: '100' },
+    limits: { type: 'string', default: 'on' },
+    rounds: { type: 'string', default: '2' },
   },
 });
 const M = Number(args.messages);
@@ -38,6 +43,9 @@ const SIZE = Number(args.size);
 const SAMPLED = Math.min(S, Number(args.sampled));
 const RATE = Number(args.rate);
 const CONC = Number(args.concurrency);
+const LIMIT_MODES = args.limits === 'both' ? ['on', 'off'] : [args.limits ?? 'on'];
+if (!LIMIT_MODES.every((m) => m === 'on' || m === 'off')) throw new Error(`bad --limits ${args.limits} (on|off|both)`);
+const ROUNDS = args.limits === 'both' ? Number(args.rounds) : 1;
 for (const [k, v] of Object.entries({ M, S, RUNS, SIZE, CONC })) {
   if (!Number.isInteger(v) || v <= 0) throw new Error(`bad value for ${k}: ${v}`);
 }
@@ -172,14 +180,23 @@ async function main(): Promise<void> {
   const all: RunResult[] = [];
   const errors: string[] = [];
   try {
-    for (const name of targets) {
-      progress.start(`starting ${name}`);
+    // The hub once per limits mode and round, alternating (on, off, on, off, ...); peers once.
+    const plan: { name: (typeof targets)[number]; mode?: string }[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const name of targets) {
+        if (name === 'hub') for (const mode of LIMIT_MODES) plan.push({ name, mode });
+        else if (round === 0) plan.push({ name });
+      }
+    }
+    for (const { name, mode } of plan) {
+      progress.start(`starting ${name}${mode ? ` (limits ${mode})` : ''}`);
       let t: Target | undefined;
       try {
         // A burst queues up to M frames per subscriber; keep the hub's slow-consumer limit (default
         // 4 MiB) above that so the bench measures throughput, not the disconnect policy.
         const backpressure = Math.min(256 * 1024 * 1024, Math.max(4 * 1024 * 1024, M * 512));
-        t = await startTarget(name, issuer, { ORGHUB_MAX_BACKPRESSURE: String(backpressure) });
+        t = await startTarget(name, issuer, { ORGHUB_MAX_BACKPRESSURE: String(backpressure), ...(mode ? { ORGHUB_LIMITS: mode } : {}) });
+        if (mode && LIMIT_MODES.length > 1) t = { ...t, label: `${t.label} limits ${mode}` };
         all.push(...(await benchTarget(t, tokens, t.needsToken ? pubToken : undefined)));
       } catch (e) {
         errors.push(`${name}: ${(e as Error).message}`);
@@ -217,6 +234,11 @@ async function main(): Promise<void> {
         `CPU µs/delivery ${fixed(med('hub', cpu) / med(other, cpu))} (hub process only; +nats-server: ` +
         `${fixed((med('hub', cpu) + med('hub', (r) => r.helperCpuUsPerDelivery[0] ?? 0)) / med(other, cpu))})\n`);
     }
+  }
+  if (LIMIT_MODES.length > 1) {
+    const by = (mode: string) => median(all.filter((r) => r.target.label.endsWith(`limits ${mode}`)).map(rate));
+    const cpuBy = (mode: string) => median(all.filter((r) => r.target.label.endsWith(`limits ${mode}`)).map(cpu));
+    process.stdout.write(`\nlimits on / off (medians over ${ROUNDS} alternating rounds): deliveries/s ${fixed(by('on') / by('off'))}, CPU µs/delivery ${fixed(cpuBy('on') / cpuBy('off'))}\n`);
   }
   if (errors.length) {
     process.stdout.write(`\nNot measured:\n${errors.map((e) => `- ${e.split('\n')[0]}`).join('\n')}\n`);

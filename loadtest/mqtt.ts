@@ -11,7 +11,8 @@
  * pid is the one listening on 1883). Bounded: every phase has a deadline.
  *
  *   node --import tsx loadtest/mqtt.ts [--subscribers 300] [--messages 5000] [--publishers 50]
- *     [--ingest 200000] [--runs 3] [--size 128] [--target both|hub|mosquitto]
+ *     [--ingest 200000] [--runs 3] [--size 128] [--target both|hub|mosquitto] [--limits on|off|both]
+ * `--limits both` runs two hubs, limits on and off, and alternates between them in every run.
  */
 import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
@@ -33,6 +34,7 @@ const { values: args } = parseArgs({
     runs: { type: 'string', default: '3' },
     size: { type: 'string', default: '128' },
     target: { type: 'string', default: 'both' },
+    limits: { type: 'string', default: 'on' },
   },
 });
 const S = Number(args.subscribers);
@@ -180,16 +182,20 @@ function mosquittoPid(): number {
 
 async function main(): Promise<void> {
   const targets: Target[] = [];
-  let hub: HubServer | undefined;
+  const hubs: HubServer[] = [];
   const issuer = await createBenchIssuer();
   try {
     if (process.env.BENCH_HUB_MQTT_PORT) {
       // An already running hub (e.g. started with --cpu-prof): BENCH_HUB_MQTT_PORT, BENCH_HUB_PID, BENCH_HUB_TOKEN.
       targets.push({ name: 'orghub', port: Number(process.env.BENCH_HUB_MQTT_PORT), pid: Number(process.env.BENCH_HUB_PID), password: process.env.BENCH_HUB_TOKEN ?? '' });
     } else if (args.target !== 'mosquitto') {
-      const mqttPort = await freePort();
-      hub = await startHub(issuer.env, { ORGHUB_MQTT_PORT: String(mqttPort), ORGHUB_MQTT_RATE: '0' });
-      targets.push({ name: 'orghub', port: mqttPort, pid: hub.child.pid, password: await issuer.token('bench', 'bench') });
+      const modes = args.limits === 'both' ? ['on', 'off'] : [args.limits ?? 'on'];
+      for (const mode of modes) {
+        const mqttPort = await freePort();
+        const hub = await startHub(issuer.env, { ORGHUB_MQTT_PORT: String(mqttPort), ORGHUB_MQTT_RATE: '0', ORGHUB_LIMITS: mode });
+        hubs.push(hub);
+        targets.push({ name: modes.length > 1 ? `orghub limits ${mode}` : 'orghub', port: mqttPort, pid: hub.child.pid, password: await issuer.token('bench', 'bench') });
+      }
     }
     if (args.target !== 'hub') targets.push({ name: 'mosquitto', port: 1883, pid: mosquittoPid(), password: 'unused' });
     const rows: Row[] = [];
@@ -215,12 +221,15 @@ async function main(): Promise<void> {
           rs.map((r) => `${r.delivered}/${r.expected}`).join(' / '),
         ]);
       }
+      const on = med['orghub limits on'];
+      const off = med['orghub limits off'];
+      if (on && off) out.push([scenario, 'ratio limits on / off (median)', fixed(on / off, 2), '', '']);
       if (med.orghub && med.mosquitto) out.push([scenario, 'ratio orghub / mosquitto (median)', fixed(med.orghub / med.mosquitto, 2), '', '']);
     }
     process.stdout.write(`\nMQTT bench: ${SIZE}-byte QoS 0 payloads, ${RUNS} runs; fan-out ${S} subscribers × ${M} messages; ingest ${P} publishers, ${IN} messages\n\n`);
     printTable(['scenario', 'server', 'deliveries/s (per run)', 'server CPU µs/delivery', 'delivered/expected'], out);
   } finally {
-    await hub?.stop();
+    for (const hub of hubs) await hub.stop();
     issuer.dispose();
   }
 }

@@ -196,6 +196,8 @@ describe('grants', () => {
       ['cmd not an array', { r: { cmd: {} } }, /role "r" cmd: must be an array/],
       ['cmd type empty', { r: { cmd: [{ type: '', topic: '#' }] } }, /cmd\[0\]: type must be/],
       ['cmd bad topic', { r: { cmd: [{ type: 'x', topic: 'a b' }] } }, /cmd\[0\] topic "a b"/],
+      ['read not an array', { r: { read: 'audit' } }, /role "r" read: must be an array of read models/],
+      ['unknown read model', { r: { read: ['audit', 'events'] } }, /role "r" read\[1\] "events": unknown read model \(allowed: audit, devices, sessions, commands, \*\)/],
     ];
     for (const [name, r, re] of bad) {
       it(`grants - validateRoleGrants refuses ${name}`, () => {
@@ -306,6 +308,27 @@ describe('grants', () => {
         const g = compileGrants(principal({ acl: { sub: grants, pub: grants } }), none);
         for (const t of topics) assert.equal(g.canSubscribe(t), g.canPublish(t), `grants ${grants} topic ${t}`);
       }
+    });
+  });
+
+  describe('read grants', () => {
+    const models = ['audit', 'devices', 'sessions', 'commands'] as const;
+
+    it('grants - admin reads every model; device and service read none by default', () => {
+      const admin = compileGrants(principal({ roles: ['admin'] }), defaultRoleGrants);
+      for (const m of models) assert.equal(admin.canRead(m), true, m);
+      for (const role of ['device', 'service', 'unknown']) {
+        const g = compileGrants(principal({ roles: [role] }), defaultRoleGrants);
+        for (const m of models) assert.equal(g.canRead(m), false, `${role} ${m}`);
+      }
+    });
+
+    it('grants - ORGHUB_ROLE_GRANTS and the acl claim grant single models', () => {
+      const roles = parseRoleGrants(JSON.stringify({ ...defaultRoleGrants, auditor: { read: ['audit'] } }));
+      const auditor = compileGrants(principal({ roles: ['auditor'] }), roles);
+      assert.deepEqual(models.map((m) => auditor.canRead(m)), [true, false, false, false]);
+      const claim = compileGrants(principal({ roles: ['device'], acl: { read: ['devices', 'nonsense'] } }), defaultRoleGrants);
+      assert.deepEqual(models.map((m) => claim.canRead(m)), [false, true, false, false], 'claim grants what it names; unknown names are ignored');
     });
   });
 });

@@ -11,6 +11,7 @@
 import { ConfigError } from '../errors.ts';
 import type { GrantSpec, Principal } from '../auth/principal.ts';
 import { isPlainSegment, isValidPattern, parsePattern } from './topic.ts';
+import { READ_MODELS, type ReadModelName } from '../readmodels/readModels.ts';
 
 /** Role name → its default grants. Treat as immutable once passed to `compileGrants` (it is cached). */
 export type RoleGrants = Record<string, GrantSpec>;
@@ -25,6 +26,8 @@ export interface Grants {
   canSubscribe(pattern: string): boolean;
   /** `type` is a command type, `topic` a valid concrete topic. Cmd grants match `type` exactly or by `*`. */
   canCommand(type: string, topic: string): boolean;
+  /** True when a `read` grant names `model` or is `*` (the query API, docs/query-api.md). */
+  canRead(model: ReadModelName): boolean;
 }
 
 const SUB = '{sub}';
@@ -166,7 +169,10 @@ interface CompiledSpec {
   pub: Template[];
   sub: Template[];
   cmd: { type: string; topic: Template }[];
+  read: string[];
 }
+
+const READ_NAMES: ReadonlySet<string> = new Set<string>([...READ_MODELS, '*']);
 
 /**
  * Parses a pattern that may contain whole-segment placeholders. Returns the segments, or a message
@@ -201,7 +207,7 @@ function parseCmdType(t: unknown): string | undefined {
 
 /** Compiles a spec leniently: invalid entries are skipped (used for token claims). */
 function compileClaim(spec: unknown): CompiledSpec {
-  const out: CompiledSpec = { pub: [], sub: [], cmd: [] };
+  const out: CompiledSpec = { pub: [], sub: [], cmd: [], read: [] };
   if (spec === null || typeof spec !== 'object') return out;
   const s = spec as GrantSpec;
   for (const key of ['pub', 'sub'] as const) {
@@ -220,6 +226,7 @@ function compileClaim(spec: unknown): CompiledSpec {
       if (type !== undefined && typeof topic !== 'string') out.cmd.push({ type, topic });
     }
   }
+  if (Array.isArray(s.read)) for (const r of s.read) if (typeof r === 'string' && READ_NAMES.has(r)) out.read.push(r);
   return out;
 }
 
@@ -230,12 +237,12 @@ function fail(source: string, where: string, why: string): never {
 /** Compiles a spec strictly: any invalid entry throws ConfigError naming `source` and the entry. */
 function compileRole(source: string, role: string, spec: unknown): CompiledSpec {
   if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) {
-    fail(source, `role "${role}"`, 'must be an object like {"pub":[..],"sub":[..],"cmd":[..]}');
+    fail(source, `role "${role}"`, 'must be an object like {"pub":[..],"sub":[..],"cmd":[..],"read":[..]}');
   }
-  const out: CompiledSpec = { pub: [], sub: [], cmd: [] };
+  const out: CompiledSpec = { pub: [], sub: [], cmd: [], read: [] };
   for (const key of Object.keys(spec)) {
-    if (key !== 'pub' && key !== 'sub' && key !== 'cmd') {
-      fail(source, `role "${role}"`, `unknown key "${key}" (allowed: pub, sub, cmd)`);
+    if (key !== 'pub' && key !== 'sub' && key !== 'cmd' && key !== 'read') {
+      fail(source, `role "${role}"`, `unknown key "${key}" (allowed: pub, sub, cmd, read)`);
     }
   }
   const s = spec as GrantSpec;
@@ -265,12 +272,20 @@ function compileRole(source: string, role: string, spec: unknown): CompiledSpec 
       out.cmd.push({ type, topic });
     });
   }
+  const read: unknown = s.read;
+  if (read !== undefined) {
+    if (!Array.isArray(read)) fail(source, `role "${role}" read`, `must be an array of read models (${[...READ_NAMES].join(', ')})`);
+    read.forEach((r: unknown, i: number) => {
+      if (typeof r !== 'string' || !READ_NAMES.has(r)) fail(source, `role "${role}" read[${i}] ${JSON.stringify(r)}`, `unknown read model (allowed: ${[...READ_NAMES].join(', ')})`);
+      out.read.push(r);
+    });
+  }
   return out;
 }
 
 function compileRoles(source: string, r: unknown): Map<string, CompiledSpec> {
   if (r === null || typeof r !== 'object' || Array.isArray(r)) {
-    throw new ConfigError(`${source}: must be an object mapping role names to {"pub","sub","cmd"}`);
+    throw new ConfigError(`${source}: must be an object mapping role names to {"pub","sub","cmd","read"}`);
   }
   const out = new Map<string, CompiledSpec>();
   for (const [role, spec] of Object.entries(r)) {
@@ -305,8 +320,10 @@ class GrantTries {
   readonly sub = new Node();
   readonly cmdByType = new Map<string, Node>();
   cmdAny: Node | undefined = undefined;
+  readonly read = new Set<string>();
 
   add(spec: CompiledSpec): void {
+    for (const r of spec.read) this.read.add(r);
     for (const t of spec.pub) insert(this.pub, t);
     for (const t of spec.sub) insert(this.sub, t);
     for (const c of spec.cmd) {
@@ -343,6 +360,10 @@ class GrantTries {
     const segs = topic.split('/');
     return (exact !== undefined && fromRoot(exact, segs, w, matchFrom)) || (any !== undefined && fromRoot(any, segs, w, matchFrom));
   }
+
+  canRead(model: string): boolean {
+    return this.read.has(model) || this.read.has('*');
+  }
 }
 
 /** One principal's grants: shared role tries, its own claim tries (if any), and its placeholder values. */
@@ -364,6 +385,10 @@ class BoundGrants implements Grants, Who {
 
   canCommand(type: string, topic: string): boolean {
     return (this.roles?.canCommand(type, topic, this) ?? false) || (this.claim?.canCommand(type, topic, this) ?? false);
+  }
+
+  canRead(model: ReadModelName): boolean {
+    return (this.roles?.canRead(model) ?? false) || (this.claim?.canRead(model) ?? false);
   }
 }
 

@@ -30,9 +30,13 @@ const admin: GrantSpec = {
   pub: ['#'],
   sub: ['#', '$presence/#'],
   cmd: [{ type: '*', topic: '#' }],
+  read: ['*'],
 };
 
 /**
+ * Devices and services read no read model by default (the audit log and the fleet's state are the
+ * org admin's); grant `read` in ORGHUB_ROLE_GRANTS or a token's `acl` claim to change that.
+ *
  * A backend service publishes and listens on every ordinary topic of its org but issues no commands:
  * commands are the audited, user-attributable path and go through admins (or the service is given
  * an explicit `cmd` grant in its token's `acl` claim).
@@ -54,7 +58,7 @@ function deepFreeze<T>(o: T): T {
 export const defaultRoleGrants: RoleGrants = deepFreeze({ device, admin, service });
 
 /**
- * Parses and validates `ORGHUB_ROLE_GRANTS` (a JSON object `{"role":{"pub":[..],"sub":[..],"cmd":[..]}}`).
+ * Parses and validates `ORGHUB_ROLE_GRANTS` (a JSON object `{"role":{"pub":[..],"sub":[..],"cmd":[..],"read":[..]}}`).
  * Throws ConfigError naming ORGHUB_ROLE_GRANTS, the role and the bad entry. The result replaces the
  * defaults; spread `defaultRoleGrants` into it yourself to extend them instead.
  */

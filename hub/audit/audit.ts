@@ -32,6 +32,17 @@ export interface AuditMeta {
 export interface AuditSink {
   record(org: string | undefined, type: AuditType, data: Record<string, unknown>, meta?: AuditMeta): void;
   /** Events waiting for the store, and events dropped past the bound since start. */
-  stats(): { backlog: number; dropped: number };
+  stats(): AuditStats;
   close(): Promise<void>;
+}
+
+export interface AuditStats {
+  /** Events waiting for the store. */
+  backlog: number;
+  /** Events dropped past the buffer bounds since start. */
+  dropped: number;
+  /** `dropped` per org (bounded labels: the first 20 orgs and `_unauthenticated`, the rest as `other`). */
+  droppedByOrg?: Record<string, number>;
+  /** Events the store rejected for good (invalid data): logged at error level, not retried. */
+  deadLettered?: number;
 }

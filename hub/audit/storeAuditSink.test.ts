@@ -5,6 +5,8 @@ import { createPostgresEventStore } from '../eventstore/postgresEventStore.ts';
 import { createStoreAuditSink } from './storeAuditSink.ts';
 import { freePort } from '../testing/hubProcess.ts';
 
+const pick = (s: { backlog: number; dropped: number }) => ({ backlog: s.backlog, dropped: s.dropped });
+
 /** A loopback port nothing listens on (bound, then released). */
 const closedPort = freePort;
 
@@ -20,13 +22,13 @@ describe('storeAuditSink', () => {
     // Given a real Postgres event store whose server cannot be reached, and a bound of 10
     const store = createPostgresEventStore({ databaseUrl: `postgres://postgres@127.0.0.1:${await closedPort()}/orghub`, connectTimeoutMs: 300 });
     const { log, lines } = captureLog();
-    const sink = createStoreAuditSink({ store, log, nodeId: 'unit', maxBuffer: 10, flushMs: 10 });
+    const sink = createStoreAuditSink({ store, log, nodeId: 'unit', maxBuffer: 10, maxPerOrg: 10, flushMs: 10 });
 
     // When 25 events are recorded
     for (let i = 0; i < 25; i++) sink.record('org-unit', 'publish.denied', { i }, { actor: 'd1' });
 
     // Then 10 wait, 15 are counted as dropped, and the drop is logged at error level
-    assert.deepEqual(sink.stats(), { backlog: 10, dropped: 15 });
+    assert.deepEqual(pick(sink.stats()), { backlog: 10, dropped: 15 });
     const full = lines.find((l) => /audit buffer full/.test(l.msg));
     assert.ok(full, JSON.stringify(lines));
     assert.equal(full.level, 50);
@@ -37,16 +39,18 @@ describe('storeAuditSink', () => {
     await sink.flushNow();
 
     // Then the events stay in the buffer (nothing more is lost), and the outage is logged once
-    assert.deepEqual(sink.stats(), { backlog: 10, dropped: 15 });
+    assert.deepEqual(pick(sink.stats()), { backlog: 10, dropped: 15 });
     const warn = lines.filter((l) => /not yet recorded/.test(l.msg));
     assert.equal(warn.length, 1);
     assert.equal(warn[0].level, 40);
     await sink.flushNow();
     assert.equal(lines.filter((l) => /not yet recorded/.test(l.msg)).length, 1, 'logged once per outage, not per retry');
 
-    // And later events are still counted while the buffer is full; pre-auth events use the bound too
+    // And later events are still counted while the buffer is full; pre-auth events use the bound too,
+    // and make room by taking it from the org that holds the most (org-unit)
     for (let i = 0; i < 5; i++) sink.record(undefined, 'session.rejected', { reason: 'token_expired' });
-    assert.deepEqual(sink.stats(), { backlog: 10, dropped: 20 });
+    assert.deepEqual(pick(sink.stats()), { backlog: 10, dropped: 20 });
+    assert.deepEqual(sink.stats().droppedByOrg, { 'org-unit': 20 });
 
     // And shutdown reports what could not be recorded
     await sink.close();
@@ -59,10 +63,10 @@ describe('storeAuditSink', () => {
   it('storeAuditSink - under the bound nothing should be dropped and nothing logged at error level', async () => {
     const store = createPostgresEventStore({ databaseUrl: `postgres://postgres@127.0.0.1:${await closedPort()}/orghub`, connectTimeoutMs: 300 });
     const { log, lines } = captureLog();
-    const sink = createStoreAuditSink({ store, log, nodeId: 'unit', maxBuffer: 10, flushMs: 10 });
+    const sink = createStoreAuditSink({ store, log, nodeId: 'unit', maxBuffer: 10, maxPerOrg: 10, flushMs: 10 });
     for (let i = 0; i < 10; i++) sink.record('org-unit', 'limit.hit', { i });
     await sink.flushNow();
-    assert.deepEqual(sink.stats(), { backlog: 10, dropped: 0 });
+    assert.deepEqual(pick(sink.stats()), { backlog: 10, dropped: 0 });
     assert.equal(lines.filter((l) => /audit buffer full/.test(l.msg)).length, 0);
     await sink.close();
     await store.close();

@@ -99,7 +99,7 @@ function parseAcl(v: unknown): GrantSpec | undefined {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
   for (const k in v) {
     const val = (v as Record<string, unknown>)[k];
-    if (k === 'pub' || k === 'sub') {
+    if (k === 'pub' || k === 'sub' || k === 'read') {
       if (!parseStringList(val)) return undefined;
     } else if (k === 'cmd') {
       if (!Array.isArray(val)) return undefined;

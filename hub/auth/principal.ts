@@ -4,6 +4,8 @@ export interface GrantSpec {
   sub?: string[];
   /** Command grants: `type` may be a command type or `*`; `topic` is a topic pattern. */
   cmd?: { type: string; topic: string }[];
+  /** Read models the holder may query (`audit`, `devices`, `sessions`, `commands`, or `*` for all). */
+  read?: string[];
 }
 
 /** The verified identity behind a connection or request. `org` comes only from the token. */

@@ -34,14 +34,18 @@ export interface PublishMeta {
 }
 
 /**
- * Cross-node fan-out. One underlying subscription per distinct (org, pattern), reference-counted
- * across handlers. Patterns whose first segment is a wildcard never deliver `$` system topics.
+ * Cross-node fan-out. One underlying subscription per org with any local subscriber (the node
+ * receives and parses each message once, however many local patterns overlap on it), matched
+ * locally against the patterns. Patterns whose first segment is a wildcard never deliver `$`
+ * system topics. Handlers of patterns that match the same message get the same BusMessage object.
  */
 export interface Bus {
   /** Throws HubError('unavailable') while the bus is disconnected: never a silent drop. */
   publish(org: string, topic: string, payload: Uint8Array, meta: PublishMeta): void;
   /** Returns a disposer; the underlying subscription closes when the last handler is disposed. */
   subscribe(org: string, pattern: string, handler: BusHandler): () => void;
+  /** Every message of the org, once, `$` topics included (for callers that match locally). */
+  subscribeOrg(org: string, handler: BusHandler): () => void;
   readonly connected: boolean;
   /**
    * Node-to-node control messages of one `kind` (subject `orghub.ctl.<kind>`, outside every org's

@@ -4,6 +4,7 @@ import { patternToSubject, subjectToTopic, topicToSubject } from '../acl/topic.t
 import type { Logger } from '../log.ts';
 import type { Bus, BusHandler, BusMessage, PublishMeta } from './bus.ts';
 import { detectContentType } from './contentType.ts';
+import { PatternIndex } from './patternIndex.ts';
 
 /** NATS header names carrying message metadata; the payload itself is never wrapped. */
 export const H_CONTENT_TYPE = 'Orghub-Content-Type';
@@ -15,13 +16,25 @@ export const H_QOS = 'Orghub-Qos';
 export const H_OFFSET = 'Orghub-Offset';
 export const H_EPOCH = 'Orghub-Epoch';
 
+/** The handlers of one (org, pattern). */
+interface PatternEntry {
+  /** An array: almost every entry has exactly one handler (memory per distinct pattern). */
+  handlers: BusHandler[];
+}
+
+/**
+ * Everything this node receives for one org: ONE NATS subscription (`hub.<org>.>`), however many
+ * patterns its clients hold, matched locally. A message is received and parsed once per node, not
+ * once per overlapping pattern (issue 9, "no amplification"). The price: a node receives all of an
+ * org's traffic as soon as one local client subscribes to anything in it.
+ */
 interface Entry {
   readonly org: string;
   readonly subject: string;
-  /** A pattern starting with a wildcard must not deliver `$` system topics (MQTT rule). */
-  readonly skipSystem: boolean;
-  /** An array: almost every entry has exactly one handler (memory per distinct pattern). */
-  handlers: BusHandler[];
+  readonly patterns: Map<string, PatternEntry>;
+  readonly index: PatternIndex<PatternEntry>;
+  /** subscribeOrg handlers: every message of the org. */
+  all: BusHandler[];
   sub?: Subscription;
 }
 
@@ -77,7 +90,6 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
   const deliver = (e: Entry, msg: Msg) => {
     const parsed = subjectToTopic(msg.subject);
     if (!parsed || parsed.org !== e.org) return; // junk subject from a raw publisher
-    if (e.skipSystem && parsed.topic.charCodeAt(0) === 36 /* $ */) return;
     // One pass over the headers: MsgHdrs.get() allocates key lists on every call.
     let claimed: string | undefined;
     let from: string | undefined;
@@ -97,13 +109,31 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
       }
     }
     const out: BusMessage = { org: parsed.org, topic: parsed.topic, payload: msg.data, contentType: claimed === 'bytes' ? 'bytes' : detectContentType(msg.data), from, ts, qos, offset, epoch };
-    for (const handler of e.handlers) {
+    const call = (handler: BusHandler) => {
       try {
         handler(out);
       } catch (err) {
         opts.log.error({ err }, 'bus handler failed');
       }
+    };
+    for (const handler of e.all) call(handler);
+    // The `$` rule (a pattern starting with a wildcard never matches a system topic) is the index's.
+    if (e.patterns.size > 0) e.index.match(parsed.topic, (pe) => pe.handlers.forEach(call));
+  };
+
+  const orgEntry = (org: string): Entry => {
+    let e = entries.get(org);
+    if (!e) {
+      e = { org, subject: patternToSubject(org, '#'), patterns: new Map(), index: new PatternIndex(), all: [] };
+      entries.set(org, e);
+      attach(e);
     }
+    return e;
+  };
+  const maybeDrop = (e: Entry) => {
+    if (e.patterns.size > 0 || e.all.length > 0 || entries.get(e.org) !== e) return;
+    entries.delete(e.org);
+    e.sub?.unsubscribe();
   };
 
   const ready = (async () => {
@@ -154,23 +184,34 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
       nc.publish(topicToSubject(org, topic), payload, { headers: h });
     },
     subscribe(org: string, pattern: string, handler: BusHandler) {
-      const key = `${org}\u0000${pattern}`;
-      let e = entries.get(key);
-      if (!e) {
-        const first = pattern.split('/', 1)[0];
-        e = { org, subject: patternToSubject(org, pattern), skipSystem: first === '+' || first === '#', handlers: [] };
-        entries.set(key, e);
-        attach(e);
+      patternToSubject(org, pattern); // validates org and pattern (throws bad_topic)
+      const e = orgEntry(org);
+      let pe = e.patterns.get(pattern);
+      if (!pe) {
+        pe = { handlers: [] };
+        e.patterns.set(pattern, pe);
+        e.index.add(pattern, pe);
       }
-      e.handlers.push(handler);
-      const entry = e;
+      pe.handlers.push(handler);
+      const entry = pe;
       return () => {
         const i = entry.handlers.indexOf(handler);
         if (i < 0) return;
         entry.handlers.splice(i, 1);
         if (entry.handlers.length > 0) return;
-        entries.delete(key);
-        entry.sub?.unsubscribe();
+        e.patterns.delete(pattern);
+        e.index.remove(pattern, entry);
+        maybeDrop(e);
+      };
+    },
+    subscribeOrg(org: string, handler: BusHandler) {
+      const e = orgEntry(org);
+      e.all.push(handler);
+      return () => {
+        const i = e.all.indexOf(handler);
+        if (i < 0) return;
+        e.all.splice(i, 1);
+        maybeDrop(e);
       };
     },
     publishControl(kind: string, payload: Uint8Array) {

@@ -5,6 +5,7 @@ import type { Bus } from '../bus/bus.ts';
 import type { CommandHandler, CommandRequest, CommandResult } from '../core/commands.ts';
 import type { ClientContext } from '../core/context.ts';
 import { HubError } from '../errors.ts';
+import { badString, findBadText } from '../core/text.ts';
 import { ANY, type EventStore } from '../eventstore/eventStore.ts';
 import type { Logger } from '../log.ts';
 import type { CommandRegistry } from './registry.ts';
@@ -39,6 +40,9 @@ export function createCommandService(deps: {
         audit.record(principal.org, 'command.denied', { type: req.type, topic: req.topic, transport }, { actor: principal.sub, session: ctx.session });
         throw new HubError('forbidden', `command "${req.type}" on "${req.topic}" is not granted`);
       }
+      // Hostile text is refused before the schema and before the queue, so it fails this command alone.
+      const bad = findBadText(req.data, undefined, 'data') ?? (typeof req.key === 'string' ? keyProblem(req.key) : undefined);
+      if (bad) throw new HubError('invalid', `${req.type}: ${bad}`);
       const problem = registry.check(req.type, req.data);
       if (problem) throw new HubError('invalid', `${req.type}: ${problem}`);
       if (req.type === 'fleet.ack' && deps.fleet) return deps.fleet.ack(ctx, req.topic, req.data as Parameters<FleetService['ack']>[2], transport);
@@ -75,4 +79,9 @@ export function createCommandService(deps: {
       return result.duplicate ? { eventId, position, duplicate: true } : { eventId, position };
     },
   };
+}
+
+function keyProblem(key: string): string | undefined {
+  const why = badString(key, 256);
+  return why && `key ${why}`;
 }

@@ -1,5 +1,6 @@
 import { Ajv } from 'ajv';
 import { ConfigError } from '../errors.ts';
+import { parseOrgOverrides, parseTierOverrides } from '../limits/tiers.ts';
 
 /**
  * Every setting of the hub, in one place. Each entry is an environment variable with its
@@ -16,6 +17,12 @@ export const settings = {
   EVENTSTORE_URL: { type: 'string', default: '', description: 'EventStoreDB connection string, for ORGHUB_EVENT_STORE=eventstoredb (e.g. `esdb://127.0.0.1:2113?tls=false`).' },
   DATABASE_URL: { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/orghub', description: 'Postgres for the event store and read models (an owner role that runs migrations).' },
   ORGHUB_DATABASE_APP_ROLE: { type: 'string', pattern: '^[a-z_][a-z0-9_]*$', default: 'orghub_app', description: 'Non-superuser role, without BYPASSRLS, that queries run as (SET ROLE).' },
+  ORGHUB_DATABASE_QUERY_ROLE: { type: 'string', pattern: '^[a-z_][a-z0-9_]*$', default: 'orghub_query', description: 'Role the query API reads the read models as (SET LOCAL ROLE): not superuser, no BYPASSRLS, owns nothing, SELECT on the read models only. `npm run migrate` creates it.' },
+  ORGHUB_QUERY_POOL_SIZE: { type: 'integer', minimum: 1, maximum: 100, default: 8, description: 'Connections of the query API\'s own Postgres pool (separate from the event store\'s append pool).' },
+  ORGHUB_QUERY_MAX_PER_ORG: { type: 'integer', minimum: 1, maximum: 1000, default: 4, description: 'Query-API requests (a CSV export counts for its whole duration) one org may have in flight on one hub node; more answer 429 `limit`, so one org cannot take the whole query pool.' },
+  ORGHUB_QUERY_STATEMENT_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 600000, default: 5000, description: 'statement_timeout of each query-API statement; a query past it answers 503 `unavailable`. A CSV export runs one statement per page, so it is bounded per page, not in total.' },
+  ORGHUB_QUERY_EXPORT_PAGE: { type: 'integer', minimum: 100, maximum: 10000, default: 1000, description: 'Rows per page of a streamed CSV export (each page one short transaction); bounds the export\'s memory.' },
+  ORGHUB_QUERY_CURSOR_KEY: { type: 'string', default: '', description: 'HMAC key that makes page cursors tamper-evident; all nodes must share it. Empty uses a built-in key, which is enough: cursors carry no secret and isolation rests on RLS (docs/query-api.md).' },
   REDIS_URL: { type: 'string', default: 'redis://127.0.0.1:6379', description: 'Redis for retained MQTT messages, presence and rate-limit buckets.' },
   ORGHUB_JWT_ISSUER: { type: 'string', minLength: 1, default: 'orghub-dev', description: 'Required `iss` of every token.' },
   ORGHUB_JWT_AUDIENCE: { type: 'string', minLength: 1, default: 'orghub', description: 'Required `aud` of every token.' },
@@ -34,7 +41,11 @@ export const settings = {
   ORGHUB_HTTP_MAX_BATCH: { type: 'integer', minimum: 1, maximum: 10000, default: 1000, description: 'Most messages in one POST /v1/publish/batch.' },
   ORGHUB_GROUP_COMMIT_MS: { type: 'number', minimum: 0, maximum: 100, default: 2, description: 'Window in which event-store appends share one transaction.' },
   ORGHUB_GROUP_COMMIT_MAX: { type: 'integer', minimum: 1, maximum: 10000, default: 500, description: 'Most appends in one group-commit transaction.' },
-  ORGHUB_AUDIT_BUFFER: { type: 'integer', minimum: 100, maximum: 10000000, default: 100000, description: 'Audit events held in memory while the event store is unreachable; beyond this they are counted and dropped.' },
+  ORGHUB_GROUP_COMMIT_QUEUE: { type: 'integer', minimum: 1, maximum: 10000000, default: 20000, description: 'Appends (commands, audit batches) waiting for a group-commit transaction, all orgs together; past it an append fails with `overloaded` (retry after `retryAfterMs`).' },
+  ORGHUB_GROUP_COMMIT_QUEUE_PER_ORG: { type: 'integer', minimum: 1, maximum: 10000000, default: 5000, description: 'Appends one org may have waiting; past it that org\'s appends fail with `overloaded` while other orgs are served (the queue is round-robin across orgs).' },
+  ORGHUB_AUDIT_BUFFER: { type: 'integer', minimum: 100, maximum: 10000000, default: 100000, description: 'Audit events held in memory while the event store is unreachable; beyond this they are counted and dropped (per org in `orghub_audit_dropped_by_org_total`).' },
+  ORGHUB_AUDIT_ORG_BUFFER: { type: 'integer', minimum: 0, maximum: 10000000, default: 0, description: 'Audit events one org (or `_unauthenticated`) may hold in that buffer, so no single source can fill it; 0 means a quarter of ORGHUB_AUDIT_BUFFER. When the whole buffer is full, the org holding the most loses its newest event.' },
+  ORGHUB_READY_CACHE_MS: { type: 'integer', minimum: 0, maximum: 60000, default: 1000, description: '`/ready` answers from a result at most this old; concurrent requests share one check (0 checks every time, still one at a time). The event store is checked on its own one-connection pool.' },
   ORGHUB_LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'pino log level.' },
   ORGHUB_MQTT_MAX_PACKET: { type: 'integer', minimum: 1024, maximum: 268435455, default: 262144, description: 'Largest MQTT packet accepted (and advertised in MQTT 5 CONNACK); larger disconnects (MQTT 5 reason 0x95).' },
   ORGHUB_MQTT_MAX_INFLIGHT: { type: 'integer', minimum: 1, maximum: 65535, default: 100, description: 'Unacknowledged outbound QoS 1 messages per MQTT connection (lowered to the client\'s receive maximum); later ones queue.' },
@@ -55,6 +66,22 @@ export const settings = {
   ORGHUB_HISTORY_NAMESPACES: { type: 'string', default: '', description: 'Namespaces (first topic segments) whose concrete topics keep history, as `ns=size:ttlSeconds` entries, e.g. `chat=100:300,feed=1000:3600`: the last `size` messages, kept `ttlSeconds` after the last publish. Their messages carry `offset` and `epoch`, and `sub` may resume with `since`.' },
   ORGHUB_HISTORY_MAX_RECOVER: { type: 'integer', minimum: 1, maximum: 1000000, default: 10000, description: 'Most messages one resume (`sub` with `since`) recovers; a client further behind gets `recovered: false`.' },
   ORGHUB_HISTORY_PREFIX: { type: 'string', minLength: 1, default: 'orghub:history:', description: 'Redis key prefix of history streams.' },
+  ORGHUB_PROJECTION_LAG_THRESHOLD_S: { type: 'number', minimum: 0, maximum: 86400, default: 5, description: 'Hub `/ready`: a projection whose oldest unprojected event is older than this many seconds is reported `lagging` (still 200).' },
+  ORGHUB_PROJECTION_STATUS_CACHE_MS: { type: 'integer', minimum: 0, maximum: 60000, default: 2000, description: 'Hub: how long the projection lag read for `/ready` and `/metrics` is reused (one small query per period).' },
+  ORGHUB_PROJECTOR_PROJECTIONS: { type: 'string', default: 'all', description: 'Projector: which projections this process runs (`all` or a comma-separated list of orgs, audit_log, sessions, device_commands).' },
+  ORGHUB_PROJECTOR_BATCH: { type: 'integer', minimum: 1, maximum: 100000, default: 2000, description: 'Projector: most events read and applied in one transaction.' },
+  ORGHUB_PROJECTOR_POLL_MS: { type: 'integer', minimum: 1, maximum: 60000, default: 100, description: 'Projector: sleep between reads once caught up (bounds the steady-state lag).' },
+  ORGHUB_PROJECTOR_LOCK_POLL_MS: { type: 'integer', minimum: 50, maximum: 60000, default: 1000, description: 'Projector: how often a standby tries the advisory lock of a projection (takeover time after the active process dies).' },
+  ORGHUB_PROJECTOR_RETENTION_INTERVAL_S: { type: 'integer', minimum: 0, maximum: 86400, default: 3600, description: 'Projector: seconds between audit-log retention sweeps (drop or trim rows older than each org\'s audit_retention_days); 0 turns retention off.' },
+  ORGHUB_PROJECTOR_RETENTION_BATCH: { type: 'integer', minimum: 1, maximum: 100000, default: 5000, description: 'Projector: rows deleted per retention transaction when trimming inside a partition (short transactions, no long locks).' },
+  ORGHUB_LIMITS: { type: 'string', enum: ['on', 'off'], default: 'on', description: 'Rate limits, connection caps and per-tier quotas (docs/operations.md "Limits"); `off` skips every check (benchmarks, trusted single-tenant installs).' },
+  ORGHUB_LIMITS_TIER: { type: 'string', enum: ['free', 'standard', 'enterprise'], default: 'standard', description: 'Tier of an org that ORGHUB_LIMITS_ORGS does not name; the defaults of each tier are in docs/operations.md.' },
+  ORGHUB_LIMITS_TIERS: { type: 'string', default: '', description: 'JSON object changing tier defaults, e.g. `{"free":{"publish":{"org":100}}}` (fields as in docs/operations.md "Limits"; validated at start).' },
+  ORGHUB_LIMITS_ORGS: { type: 'string', default: '', description: 'JSON object of per-org tiers and overrides, e.g. `{"acme":{"tier":"enterprise","connections":{"org":50000}}}` (validated at start).' },
+  ORGHUB_LIMITS_PER_IP: { type: 'integer', minimum: 0, maximum: 10000000, default: 0, description: 'Open connections (WebSocket + MQTT) per client IP address across the cluster, counted before authentication; 0 = off (the default, because behind a load balancer or NAT the peer address is not the client).' },
+  ORGHUB_LIMITS_ABUSE: { type: 'integer', minimum: 0, maximum: 100000000, default: 2000, description: 'Rate-limit refusals within 10 s after which a connection is closed (WebSocket 4003, MQTT 5 DISCONNECT 0x96); 0 = never.' },
+  ORGHUB_LIMITS_PREFIX: { type: 'string', pattern: '^[A-Za-z0-9:_-]{1,64}$', default: 'orghub:lim:', description: 'Prefix of every Redis key of the limits (buckets, connection slots, node heartbeats); nodes of one cluster must share it.' },
+  ORGHUB_LIMITS_LEASE_MS: { type: 'integer', minimum: 1, maximum: 10000, default: 100, description: 'Each node takes this many ms worth of a cluster-wide (user or org) bucket from Redis at a time and serves messages from it locally.' },
 } as const;
 
 type Settings = typeof settings;
@@ -101,6 +128,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       throw new ConfigError('ORGHUB_ROLE_GRANTS is not valid JSON');
     }
   }
+  parseTierOverrides(cfg.ORGHUB_LIMITS_TIERS);
+  parseOrgOverrides(cfg.ORGHUB_LIMITS_ORGS);
   /** Whether the MQTT port was set explicitly (then a busy port is fatal). */
   return Object.freeze(cfg);
 }
@@ -108,4 +137,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 /** True when the variable was given in the environment rather than defaulted. */
 export function isExplicit(name: keyof Settings, env: NodeJS.ProcessEnv = process.env): boolean {
   return env[name] !== undefined && env[name] !== '';
+}
+
+/** The settings the projector process reads (it needs no JWT keys). */
+const PROJECTOR_KEYS = ['DATABASE_URL', 'ORGHUB_LOG_LEVEL', 'ORGHUB_PROJECTOR_PROJECTIONS', 'ORGHUB_PROJECTOR_BATCH', 'ORGHUB_PROJECTOR_POLL_MS', 'ORGHUB_PROJECTOR_LOCK_POLL_MS', 'ORGHUB_PROJECTOR_RETENTION_INTERVAL_S', 'ORGHUB_PROJECTOR_RETENTION_BATCH'] as const;
+export type ProjectorConfig = Pick<Config, (typeof PROJECTOR_KEYS)[number]>;
+const validateProjector = ajv.compile({
+  type: 'object',
+  properties: Object.fromEntries(PROJECTOR_KEYS.map((k) => [k, settings[k]])),
+  additionalProperties: true,
+});
+
+/** Like loadConfig, for `projections/main.ts`: only the projector's settings. */
+export function loadProjectorConfig(env: NodeJS.ProcessEnv = process.env): ProjectorConfig {
+  const raw: Record<string, unknown> = {};
+  for (const key of PROJECTOR_KEYS) {
+    const v = env[key];
+    if (v !== undefined && v !== '') raw[key] = v;
+  }
+  if (!validateProjector(raw)) {
+    const msgs = (validateProjector.errors ?? []).map((e) => `${e.instancePath.replace(/^\//, '')} ${e.message}`);
+    throw new ConfigError(`invalid configuration: ${msgs.join('; ')}`);
+  }
+  return Object.freeze(raw as unknown as ProjectorConfig);
 }

@@ -81,10 +81,14 @@ export function runConformance(name: string, factory: () => Promise<EventStore> 
         store.appendToStream(org, 'a', [ev('x', 1)]),
         store.appendToStream(org, 'b', [ev('x', { s: 'nul\u0000' })]),
         store.appendToStream(org, 'c', [ev('x', 3)]),
+        store.appendToStream(newOrg(), 'd', [ev('x', { reason: 'lone \ud800 surrogate' })]),
+        store.appendToStream(newOrg(), 'e', [ev('x', 5)]),
       ]);
       assert.equal(results[0].status, 'fulfilled');
       assert.ok(results[1].status === 'rejected' && results[1].reason instanceof HubError && results[1].reason.code === 'invalid');
       assert.equal(results[2].status, 'fulfilled');
+      assert.ok(results[3].status === 'rejected' && results[3].reason instanceof HubError && results[3].reason.code === 'invalid' && /not well-formed/.test(results[3].reason.message));
+      assert.equal(results[4].status, 'fulfilled');
     });
 
     it('expected version - NO_STREAM should succeed on a fresh stream and fail on an existing one', async () => {

@@ -5,6 +5,7 @@ import { uuidv7 } from './uuidv7.ts';
 import type { NewEvent, EventMetadata, RecordedEvent } from './eventStore.ts';
 import { formatPosition } from './eventStore.ts';
 import { InvalidEventError } from './errors.ts';
+import { badString, findBadText } from '../core/text.ts';
 
 /** The envelope schema, compiled once per process. */
 export const envelopeSchema = JSON.parse(readFileSync(new URL('../../schemas/event-envelope.schema.json', import.meta.url), 'utf8')) as object;
@@ -14,8 +15,6 @@ const ajv = new Ajv({ allErrors: false, strict: true });
 addFormats(ajv);
 const validateEnvelope = ajv.compile(envelopeSchema);
 
-/** `\u0000` in JSON text, not preceded by an escaping backslash. */
-const NUL_ESCAPE = /(?:^|[^\\])(?:\\\\)*\\u0000/;
 
 /** An event ready to append: id and schemaVersion filled in, validated against the envelope schema. */
 export interface PreparedEvent {
@@ -29,6 +28,8 @@ export interface PreparedEvent {
 /** Fills defaults and validates; throws InvalidEventError with the schema's message. */
 export function prepareEvents(org: string, stream: string, events: readonly NewEvent[]): PreparedEvent[] {
   if (!Array.isArray(events) || events.length === 0) throw new InvalidEventError('appendToStream needs at least one event');
+  const badStream = badString(stream, 512);
+  if (badStream) throw new InvalidEventError(`stream name ${badStream}`);
   return events.map((e, i) => {
     const env = {
       id: e.id ?? uuidv7(),
@@ -44,10 +45,10 @@ export function prepareEvents(org: string, stream: string, events: readonly NewE
       const where = err ? `${err.instancePath || '/'} ${err.message}` : 'invalid';
       throw new InvalidEventError(`event ${i} (${String(e.type)}): ${where}`);
     }
-    // Postgres jsonb cannot hold U+0000; refuse it here so it fails this append, not a whole batch.
-    if (NUL_ESCAPE.test(JSON.stringify(env.data)) || NUL_ESCAPE.test(JSON.stringify(env.metadata))) {
-      throw new InvalidEventError(`event ${i} (${e.type}): strings must not contain U+0000`);
-    }
+    // Postgres rejects U+0000 and lone surrogates (jsonb, text), and a rejected literal fails the
+    // whole group-commit transaction: refuse them here, so only this append fails, before queueing.
+    const bad = findBadText(env.data, undefined, '/data') ?? findBadText(env.metadata, undefined, '/metadata');
+    if (bad) throw new InvalidEventError(`event ${i} (${e.type}): ${bad}`);
     return { id: env.id, type: env.type, schemaVersion: env.schemaVersion, data: env.data, metadata: env.metadata };
   });
 }

@@ -23,6 +23,17 @@ export class EventStoreUnavailableError extends HubError {
   }
 }
 
+/**
+ * The group-commit queue, or this org's share of it, is full; nothing was queued. Wire code
+ * `overloaded`; the caller may retry after `retryAfterMs` (with the same idempotency key).
+ */
+export class EventStoreOverloadedError extends HubError {
+  override name = 'EventStoreOverloadedError';
+  constructor(message: string, retryAfterMs: number) {
+    super('overloaded', message, { retryAfterMs });
+  }
+}
+
 /** An envelope failed `schemas/event-envelope.schema.json`, or another per-append rejection. */
 export class InvalidEventError extends HubError {
   override name = 'InvalidEventError';
@@ -31,4 +42,4 @@ export class InvalidEventError extends HubError {
   }
 }
 
-export const errors = { ConcurrencyError, EventStoreUnavailableError, InvalidEventError };
+export const errors = { ConcurrencyError, EventStoreUnavailableError, EventStoreOverloadedError, InvalidEventError };

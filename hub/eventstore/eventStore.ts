@@ -144,6 +144,10 @@ export interface EventStoreStats {
   failedBatches: number;
   /** Appends queued or in flight right now (a gauge). */
   pending: number;
+  /** Appends refused because the queue (or the org's share of it) was full. */
+  overloaded?: number;
+  /** Appends that failed alone with a data error (their batch-mates were committed). */
+  dataErrors?: number;
 }
 
 export interface EventStore {
@@ -153,6 +157,8 @@ export interface EventStore {
   subscribe(options: SubscribeOptions): Subscription;
   /** Write-path counters, where the adapter keeps them. */
   stats?(): EventStoreStats;
+  /** Checks the store answers, on a connection of its own (never one that appends wait for); for /ready. */
+  ping?(): Promise<void>;
   close(): Promise<void>;
 }
 

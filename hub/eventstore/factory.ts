@@ -21,6 +21,8 @@ export async function createEventStore(config: Config, log: Logger): Promise<Eve
         appRole: config.ORGHUB_DATABASE_APP_ROLE,
         groupCommitMs: config.ORGHUB_GROUP_COMMIT_MS,
         groupCommitMax: config.ORGHUB_GROUP_COMMIT_MAX,
+        groupCommitQueue: config.ORGHUB_GROUP_COMMIT_QUEUE,
+        groupCommitQueuePerOrg: config.ORGHUB_GROUP_COMMIT_QUEUE_PER_ORG,
         onError: (err) => log.warn({ err: (err as Error)?.message ?? String(err) }, 'event store background error'),
       });
   }

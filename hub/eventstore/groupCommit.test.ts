@@ -11,7 +11,7 @@ interface Item {
 const tick = () => new Promise((r) => setTimeout(r, 5));
 
 /** A group commit whose flush records each batch and completes only when the test says so. */
-function harness(concurrency: number, extra: { splitMin?: number; maxBatch?: number } = {}) {
+function harness(concurrency: number, extra: { splitMin?: number; maxBatch?: number; maxQueue?: number; maxQueuePerKey?: number } = {}) {
   const batches: Item[][] = [];
   const finish: Array<() => void> = [];
   const gc = createGroupCommit<Item, number>({
@@ -25,6 +25,9 @@ function harness(concurrency: number, extra: { splitMin?: number; maxBatch?: num
     conflictKeys: (i) => (i.key ? [i.key] : []),
     partitionKey: (i) => i.org,
     splitMin: extra.splitMin,
+    maxQueue: extra.maxQueue,
+    maxQueuePerKey: extra.maxQueuePerKey,
+    overloaded: (scope, key) => Object.assign(new Error(`overloaded ${scope} ${key}`), { scope }),
   });
   const ids = () => batches.map((b) => b.map((i) => i.id));
   return { gc, finish, ids };
@@ -98,6 +101,63 @@ describe('group commit', () => {
     assert.match(String((three as PromiseRejectedResult).reason), /only 3 failed/);
     await gc.drain();
     assert.equal(gc.pending, 0);
-    assert.deepEqual({ ...gc.totals }, { items: 3, batches: 2, failedBatches: 1 });
+    assert.deepEqual({ ...gc.totals }, { items: 3, batches: 2, failedBatches: 1, overloaded: 0 });
+  });
+
+  it('group commit - a batch is filled round-robin across orgs: a flooding org cannot push another org out of it', async () => {
+    // Given one slot busy and 300 requests of org a queued before 3 of org b
+    const { gc, finish, ids } = harness(1, { maxBatch: 10 });
+    const all = [gc.submit({ id: 0, org: 'x' })];
+    await tick();
+    for (let i = 1; i <= 300; i++) all.push(gc.submit({ id: i, org: 'a' }));
+    for (let i = 1001; i <= 1003; i++) all.push(gc.submit({ id: i, org: 'b' }));
+    // When the slot frees
+    finish[0]();
+    await tick();
+    // Then the next batch of 10 holds all of b's requests and 7 of a's, in arrival order
+    assert.deepEqual(ids()[1], [1, 2, 3, 4, 5, 6, 7, 1001, 1002, 1003]);
+    while (finish.length < ids().length || ids().flat().length < 304) {
+      finish[finish.length - 1]();
+      await tick();
+    }
+    for (const f of finish) f();
+    assert.equal((await Promise.all(all)).length, 304);
+  });
+
+  it('group commit - one org may hold at most concurrency - 1 slots, so a late org gets a free slot at once', async () => {
+    // Given 3 slots and a flood of org a that fills two of them
+    const { gc, finish, ids } = harness(3, { maxBatch: 5, splitMin: 1000 });
+    const all: Promise<number>[] = [];
+    for (let i = 1; i <= 40; i++) all.push(gc.submit({ id: i, org: 'a' }));
+    await tick();
+    assert.equal(ids().length, 2, 'a holds 2 of 3 slots, not all 3');
+    // When org b submits
+    all.push(gc.submit({ id: 100, org: 'b' }));
+    await tick();
+    // Then b's request leaves at once in the third slot, alone
+    assert.deepEqual(ids()[2], [100]);
+    while (ids().flat().length < 41 || finish.some(Boolean)) {
+      const f = finish.shift();
+      if (!f) break;
+      f();
+      await tick();
+    }
+    assert.equal((await Promise.all(all)).length, 41);
+  });
+
+  it('group commit - past maxQueuePerKey an org gets overloaded while another org is still queued; past maxQueue everyone is', async () => {
+    const { gc, finish } = harness(1, { maxQueue: 6, maxQueuePerKey: 3 });
+    const first = gc.submit({ id: 0, org: 'x' });
+    await tick(); // id 0 in flight, the queue is empty
+    const ok = [1, 2, 3].map((id) => gc.submit({ id, org: 'a' }));
+    await assert.rejects(gc.submit({ id: 4, org: 'a' }), (e: any) => e.scope === 'key' && /overloaded key a/.test(e.message));
+    // positive control: b still gets in
+    const b = [5, 6, 7].map((id) => gc.submit({ id, org: 'b' }));
+    await assert.rejects(gc.submit({ id: 8, org: 'c' }), (e: any) => e.scope === 'queue');
+    assert.equal(gc.totals.overloaded, 2);
+    finish[0]();
+    await tick();
+    finish[1]();
+    assert.deepEqual(await Promise.all([first, ...ok, ...b]), [0, 1, 2, 3, 5, 6, 7]);
   });
 });

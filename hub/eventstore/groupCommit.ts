@@ -6,6 +6,11 @@
  *
  * `flush` returns one outcome per request, in order: a value or an Error. A rejected flush fails
  * every request of that batch (the transaction did not commit).
+ *
+ * Fairness: the queue is one FIFO per partition key (org). A batch is filled round-robin across
+ * keys (each gets an equal share; what a short queue leaves goes to the others), and one key may
+ * hold at most `maxSlotsPerKey` of the in-flight batches, so one org's flood cannot make another
+ * org's requests wait behind it. Both the whole queue and each key's share of it are bounded.
  */
 export interface GroupCommitOptions<I, R> {
   windowMs: number;
@@ -26,20 +31,34 @@ export interface GroupCommitOptions<I, R> {
   partitionKey?: (item: I) => string;
   /** Smallest share of a split; default 32. */
   splitMin?: number;
+  /** Most requests queued (not yet in flight); past it `submit` rejects with `overloaded('queue')`. Default unbounded. */
+  maxQueue?: number;
+  /** Most requests queued per partition key (one org's share); default `maxQueue`. */
+  maxQueuePerKey?: number;
+  /**
+   * Most in-flight batches that may hold one partition key; default `concurrency - 1` (at least 1)
+   * when `partitionKey` is set, so a flooding org always leaves a slot, and a short batch, for the
+   * others. Without `partitionKey`: `concurrency`.
+   */
+  maxSlotsPerKey?: number;
+  /** The error a refused `submit` rejects with (the queue, or the key's share of it, is full). */
+  overloaded?: (scope: 'queue' | 'key', key: string) => Error;
 }
 
 export interface GroupCommit<I, R> {
   submit(item: I): Promise<R>;
   /** Requests queued or in flight. */
   readonly pending: number;
-  /** Since creation: requests flushed, batches flushed, batches whose flush rejected as a whole. */
-  readonly totals: { readonly items: number; readonly batches: number; readonly failedBatches: number };
+  /** Since creation: requests flushed, batches flushed, batches whose flush rejected as a whole, submits refused as overloaded. */
+  readonly totals: { readonly items: number; readonly batches: number; readonly failedBatches: number; readonly overloaded: number };
   /** Flushes what is queued and waits for every batch in flight. */
   drain(): Promise<void>;
 }
 
 interface Pending<I, R> {
   item: I;
+  key: string;
+  seq: number;
   resolve: (r: R) => void;
   reject: (e: unknown) => void;
 }
@@ -48,9 +67,21 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
   if (!(opts.windowMs >= 0)) throw new RangeError('windowMs must be >= 0');
   if (!(opts.maxBatch >= 1)) throw new RangeError('maxBatch must be >= 1');
   if (!(opts.concurrency >= 1)) throw new RangeError('concurrency must be >= 1');
+  const maxQueue = opts.maxQueue ?? Infinity;
+  const maxQueuePerKey = opts.maxQueuePerKey ?? maxQueue;
+  if (!(maxQueue >= 1) || !(maxQueuePerKey >= 1)) throw new RangeError('maxQueue and maxQueuePerKey must be >= 1');
+  const maxSlotsPerKey = opts.maxSlotsPerKey ?? (opts.partitionKey ? Math.max(1, opts.concurrency - 1) : opts.concurrency);
+  if (!(maxSlotsPerKey >= 1)) throw new RangeError('maxSlotsPerKey must be >= 1');
+  const overloaded = opts.overloaded ?? ((scope, key) => new Error(scope === 'queue' ? 'group commit: queue full' : `group commit: queue full for ${key}`));
 
-  let queue: Pending<I, R>[] = [];
-  const totals = { items: 0, batches: 0, failedBatches: 0 };
+  /** One FIFO per partition key; a key is present only while its queue is non-empty. */
+  const queues = new Map<string, Pending<I, R>[]>();
+  let queued = 0;
+  let seq = 0;
+  let rr = 0;
+  /** In-flight batches holding each key. */
+  const slots = new Map<string, number>();
+  const totals = { items: 0, batches: 0, failedBatches: 0, overloaded: 0 };
   let inFlight = 0;
   let inFlightItems = 0;
   let timer: NodeJS.Timeout | undefined;
@@ -58,8 +89,8 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
   const idle: Array<() => void> = [];
 
   function schedule(): void {
-    if (queue.length === 0 || inFlight >= opts.concurrency) return;
-    if (queue.length >= opts.maxBatch) {
+    if (queued === 0 || inFlight >= opts.concurrency) return;
+    if (queued >= opts.maxBatch) {
       if (timer) clearTimeout(timer);
       timer = undefined;
       windowOpen = false;
@@ -75,30 +106,72 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
     }, opts.windowMs);
   }
 
+  /** How many requests each eligible key gives to a batch of `max`: equal shares, round-robin start. */
+  function allocate(max: number): Map<string, number> {
+    const keys = [...queues.keys()].filter((k) => (slots.get(k) ?? 0) < maxSlotsPerKey);
+    const alloc = new Map<string, number>();
+    if (keys.length === 0) return alloc;
+    const start = rr++ % keys.length;
+    let open = keys.slice(start).concat(keys.slice(0, start));
+    let remaining = max;
+    while (remaining > 0 && open.length > 0) {
+      const share = Math.max(1, Math.floor(remaining / open.length));
+      const next: string[] = [];
+      for (const k of open) {
+        if (remaining === 0) break;
+        const have = alloc.get(k) ?? 0;
+        const give = Math.min(share, queues.get(k)!.length - have, remaining);
+        alloc.set(k, have + give);
+        remaining -= give;
+        if (have + give < queues.get(k)!.length) next.push(k);
+      }
+      open = next;
+    }
+    return alloc;
+  }
+
   function take(max: number): Pending<I, R>[] {
-    if (!opts.conflictKeys) {
-      const batch = queue.slice(0, max);
-      queue = queue.slice(batch.length);
-      return batch;
-    }
-    const seen = new Set<string>();
     const batch: Pending<I, R>[] = [];
-    const rest: Pending<I, R>[] = [];
-    for (const p of queue) {
-      if (batch.length >= max) {
-        rest.push(p);
-        continue;
+    const seen = opts.conflictKeys ? new Set<string>() : undefined;
+    for (const [k, n] of allocate(max)) {
+      const q = queues.get(k)!;
+      if (!seen) {
+        for (const p of q.splice(0, n)) batch.push(p);
+      } else {
+        // A request whose conflict key is already in this batch waits for the next one, keeping its place.
+        const rest: Pending<I, R>[] = [];
+        let got = 0;
+        let i = 0;
+        for (; i < q.length && got < n; i++) {
+          const p = q[i];
+          const keys = opts.conflictKeys!(p.item);
+          if (keys.some((c) => seen.has(c))) {
+            rest.push(p);
+            continue;
+          }
+          for (const c of keys) seen.add(c);
+          batch.push(p);
+          got++;
+        }
+        queues.set(k, i < q.length ? rest.concat(q.slice(i)) : rest);
       }
-      const keys = opts.conflictKeys(p.item);
-      if (keys.some((k) => seen.has(k))) {
-        rest.push(p);
-        continue;
-      }
-      for (const k of keys) seen.add(k);
-      batch.push(p);
+      if (queues.get(k)!.length === 0) queues.delete(k);
     }
-    queue = rest;
-    return batch;
+    queued -= batch.length;
+    // Arrival order inside a batch, as before fairness (the store keeps each stream's order by it).
+    return batch.sort((a, b) => a.seq - b.seq);
+  }
+
+  /** Puts requests back at the front of their keys' queues, in order. */
+  function giveBack(items: Pending<I, R>[]): void {
+    const byKey = new Map<string, Pending<I, R>[]>();
+    for (const p of items) {
+      let g = byKey.get(p.key);
+      if (!g) byKey.set(p.key, (g = []));
+      g.push(p);
+    }
+    for (const [k, g] of byKey) queues.set(k, g.concat(queues.get(k) ?? []));
+    queued += items.length;
   }
 
   const splitMin = Math.max(1, opts.splitMin ?? 32);
@@ -107,9 +180,8 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
   function split(items: Pending<I, R>[], parts: number): Pending<I, R>[][] {
     const groups = new Map<string, Pending<I, R>[]>();
     for (const p of items) {
-      const k = opts.partitionKey!(p.item);
-      let g = groups.get(k);
-      if (!g) groups.set(k, (g = []));
+      let g = groups.get(p.key);
+      if (!g) groups.set(p.key, (g = []));
       g.push(p);
     }
     if (groups.size < 2) return [items];
@@ -120,26 +192,29 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
       for (const b of bins) if (b.length < min.length) min = b;
       for (const p of g) min.push(p);
     }
-    return bins.filter((b) => b.length > 0);
+    return bins.filter((b) => b.length > 0).map((b) => b.sort((x, y) => x.seq - y.seq));
   }
 
   function run(): void {
-    if (queue.length === 0 || inFlight >= opts.concurrency) return;
+    if (queued === 0 || inFlight >= opts.concurrency) return;
     const free = opts.concurrency - inFlight;
-    const parts = opts.partitionKey ? Math.min(free, Math.floor(queue.length / splitMin)) : 1;
+    const parts = opts.partitionKey ? Math.min(free, Math.floor(queued / splitMin)) : 1;
     if (parts < 2) {
-      void runBatch(take(opts.maxBatch));
+      const batch = take(opts.maxBatch);
+      if (batch.length) void runBatch(batch);
       return;
     }
     const batches = split(take(opts.maxBatch * parts), parts);
     // A bin over maxBatch (one big partition) gives its tail back, in order, to the front of the queue.
     const back: Pending<I, R>[] = [];
     for (const b of batches) if (b.length > opts.maxBatch) back.push(...b.splice(opts.maxBatch));
-    if (back.length) queue = back.concat(queue);
-    for (const batch of batches) void runBatch(batch);
+    if (back.length) giveBack(back);
+    for (const batch of batches) if (batch.length) void runBatch(batch);
   }
 
   async function runBatch(batch: Pending<I, R>[]): Promise<void> {
+    const keys = new Set(batch.map((p) => p.key));
+    for (const k of keys) slots.set(k, (slots.get(k) ?? 0) + 1);
     inFlight++;
     inFlightItems += batch.length;
     totals.items += batch.length;
@@ -158,30 +233,44 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
     } finally {
       inFlight--;
       inFlightItems -= batch.length;
+      for (const k of keys) {
+        const n = slots.get(k)! - 1;
+        if (n === 0) slots.delete(k);
+        else slots.set(k, n);
+      }
       // Whatever queued meanwhile has already waited for a free slot: send it without a new window.
-      if (queue.length > 0) {
+      if (queued > 0) {
         if (timer) clearTimeout(timer);
         timer = undefined;
         windowOpen = false;
         run();
       }
-      if (inFlight === 0 && queue.length === 0) for (const f of idle.splice(0)) f();
+      if (inFlight === 0 && queued === 0) for (const f of idle.splice(0)) f();
     }
   }
 
   return {
     submit(item: I): Promise<R> {
+      const key = opts.partitionKey ? opts.partitionKey(item) : '';
+      const q = queues.get(key);
+      if (queued >= maxQueue || (q?.length ?? 0) >= maxQueuePerKey) {
+        totals.overloaded++;
+        return Promise.reject(overloaded(queued >= maxQueue ? 'queue' : 'key', key));
+      }
       return new Promise<R>((resolve, reject) => {
-        queue.push({ item, resolve, reject });
+        const p = { item, key, seq: seq++, resolve, reject };
+        if (q) q.push(p);
+        else queues.set(key, [p]);
+        queued++;
         schedule();
       });
     },
     get pending() {
-      return queue.length + inFlightItems;
+      return queued + inFlightItems;
     },
     totals,
     drain(): Promise<void> {
-      if (inFlight === 0 && queue.length === 0) return Promise.resolve();
+      if (inFlight === 0 && queued === 0) return Promise.resolve();
       if (timer) {
         clearTimeout(timer);
         timer = undefined;

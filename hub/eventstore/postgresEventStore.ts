@@ -8,7 +8,7 @@ import { prepareEvents } from './envelope.ts';
 import { createGroupCommit } from './groupCommit.ts';
 import { buildAppendCall, checkExpected, mapOutcomes, type AppendRequest, type OutcomeRow } from './pgAppend.ts';
 import { pollingSubscription } from './pollingSubscription.ts';
-import { EventStoreUnavailableError } from './errors.ts';
+import { EventStoreOverloadedError, EventStoreUnavailableError, InvalidEventError } from './errors.ts';
 import { DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, assertRoleName } from './roles.ts';
 
 export interface PostgresEventStoreOptions {
@@ -29,6 +29,10 @@ export interface PostgresEventStoreOptions {
    * several backends (cores) work on it at once; default 16.
    */
   groupCommitSplitMin?: number;
+  /** ORGHUB_GROUP_COMMIT_QUEUE: appends queued at most; past it an append fails `overloaded`. Default 20000. */
+  groupCommitQueue?: number;
+  /** ORGHUB_GROUP_COMMIT_QUEUE_PER_ORG: appends one org may have queued; default 5000. */
+  groupCommitQueuePerOrg?: number;
   /** Pool size; default 8 (appends use at most groupCommitConcurrency of them). */
   poolSize?: number;
   /** How long one statement may take before failing with `unavailable`; default 5000 ms. */
@@ -72,6 +76,22 @@ function wrap(err: unknown, what: string): unknown {
 }
 
 const RETRYABLE = new Set(['40P01', '40001']); // deadlock, serialization failure: nothing committed
+
+/**
+ * Errors the same input will always cause: data exceptions (class 22, e.g. a jsonb literal
+ * Postgres cannot hold), integrity violations other than a unique race (class 23: a retry of
+ * 23505 sees the committed key and reports a duplicate) and program limits (class 54, e.g. an
+ * index row too large). Retrying them is useless, and they must fail only the append that caused
+ * them; everything else (connection loss, timeouts, deadlocks) is transient.
+ */
+export function isDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) return false;
+  return code.startsWith('22') || (code.startsWith('23') && code !== '23505') || code.startsWith('54');
+}
+
+/** How long an `overloaded` caller should wait: about one busy batch. */
+const OVERLOADED_RETRY_MS = 100;
 
 export function createPostgresEventStore(options: PostgresEventStoreOptions = {}): EventStore {
   const appRole = assertRoleName(options.appRole ?? DEFAULT_APP_ROLE);
@@ -167,7 +187,43 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions = {}
     }
   }
 
+  let dataErrors = 0;
+
+  /**
+   * A batch whose transaction failed with a data error is bisected: each half is retried as its
+   * own transaction (in order, so a stream's appends keep their order), down to the one append
+   * that causes the error, which alone fails with `invalid`. Its batch-mates commit. A transient
+   * error in a half fails that half's appends only (the other half may have committed).
+   */
   async function flush(batch: AppendRequest[]): Promise<Array<AppendResult | Error>> {
+    try {
+      return await flushOnce(batch);
+    } catch (err) {
+      if (!isDataError(err)) throw err;
+      return bisect(batch, err);
+    }
+  }
+
+  async function bisect(batch: AppendRequest[], err: unknown): Promise<Array<AppendResult | Error>> {
+    if (batch.length === 1) {
+      dataErrors++;
+      const e = err as { code?: string; message?: string };
+      return [new InvalidEventError(`append to ${batch[0].stream} rejected by the event store: ${e.message ?? err} (SQLSTATE ${e.code})`, { cause: err })];
+    }
+    const mid = batch.length >> 1;
+    const out: Array<AppendResult | Error> = [];
+    for (const half of [batch.slice(0, mid), batch.slice(mid)]) {
+      try {
+        out.push(...(await flushOnce(half)));
+      } catch (e) {
+        if (isDataError(e)) out.push(...(await bisect(half, e)));
+        else for (let i = 0; i < half.length; i++) out.push(e as Error);
+      }
+    }
+    return out;
+  }
+
+  async function flushOnce(batch: AppendRequest[]): Promise<Array<AppendResult | Error>> {
     const call = buildAppendCall(batch);
     for (let attempt = 1; ; attempt++) {
       try {
@@ -189,8 +245,28 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions = {}
     flush,
     partitionKey: (req) => req.org,
     splitMin: options.groupCommitSplitMin ?? 16,
+    maxQueue: options.groupCommitQueue ?? 20_000,
+    maxQueuePerKey: options.groupCommitQueuePerOrg ?? 5_000,
+    overloaded: (scope, org) =>
+      new EventStoreOverloadedError(
+        scope === 'queue' ? 'the event store queue is full (ORGHUB_GROUP_COMMIT_QUEUE); nothing was recorded' : `org ${org} has too many appends queued (ORGHUB_GROUP_COMMIT_QUEUE_PER_ORG); nothing was recorded`,
+        OVERLOADED_RETRY_MS,
+      ),
     conflictKeys: (req) => req.events.flatMap((e) => (e.metadata.idempotencyKey ? [`${req.org}\u0000${e.metadata.idempotencyKey}`] : [])),
   });
+
+  // --- readiness: its own one-connection pool, so a /ready flood never takes an append connection ---
+  let opsPool: pg.Pool | undefined;
+  async function ping(): Promise<void> {
+    if (closed) throw new EventStoreUnavailableError('event store is closed');
+    if (!opsPool) {
+      opsPool = new pg.Pool({ connectionString, max: 1, connectionTimeoutMillis: options.connectTimeoutMs ?? 1500, query_timeout: 1000, idleTimeoutMillis: 30_000 });
+      opsPool.on('error', (err) => onError(wrap(err, 'ping connection')));
+    }
+    await opsPool.query('SELECT 1').catch((err: unknown) => {
+      throw wrap(err, 'ping');
+    });
+  }
 
   // --- reads ---
   function filterSql(f: ReadAllFilter, params: unknown[]): string {
@@ -279,7 +355,7 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions = {}
 
     stats() {
       const t = group.totals;
-      return { appends: t.items, batches: t.batches, failedBatches: t.failedBatches, pending: group.pending };
+      return { appends: t.items, batches: t.batches, failedBatches: t.failedBatches, pending: group.pending, overloaded: t.overloaded, dataErrors };
     },
 
     async readStream(org: string, stream: string, opts: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
@@ -291,6 +367,8 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions = {}
     },
 
     readAll,
+
+    ping,
 
     subscribe(opts: SubscribeOptions): Subscription {
       const filter: ReadAllFilter = { org: opts.org, streamPrefix: opts.streamPrefix, types: opts.types };
@@ -327,6 +405,7 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions = {}
       listener = undefined;
       await l?.end().catch(() => {});
       await pool.end();
+      await opsPool?.end();
     },
   };
 }

@@ -127,6 +127,10 @@ BEGIN
   GRANT SELECT, INSERT, UPDATE, DELETE ON ${all} TO ${w};
   GRANT USAGE ON SEQUENCE projection_dead_letters_id_seq TO ${w};
   GRANT EXECUTE ON FUNCTION readmodel_ensure_audit_partition(timestamptz) TO ${w};
+  -- the projector's migration (1764110000000): rebuild shadows and retention
+  IF to_regprocedure('readmodel_ensure_partition_of(text, timestamptz)') IS NOT NULL THEN
+    GRANT EXECUTE ON FUNCTION readmodel_ensure_partition_of(text, timestamptz), readmodel_drop_audit_partition(text, timestamptz) TO ${w};
+  END IF;
   FOREACH t IN ARRAY ARRAY['${PROJECTION_TABLES.filter((t) => t !== 'projection_checkpoints').join("','")}'] LOOP
     EXECUTE format('DROP POLICY IF EXISTS %I ON %I', t || '_writer', t);
     EXECUTE format('CREATE POLICY %I ON %I FOR ALL TO ${w} USING (true) WITH CHECK (true)', t || '_writer', t);

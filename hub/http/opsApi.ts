@@ -1,5 +1,5 @@
 import type { TemplatedApp } from '@trufflesuite/uws-js-unofficial';
-import type { Registry } from 'prom-client';
+import { Counter, type Registry } from 'prom-client';
 import type { Logger } from '../log.ts';
 
 /** A dependency that `/ready` reports by name. `detail` is shown as-is (no secrets). */
@@ -8,8 +8,55 @@ export interface ReadinessCheck {
   check(): Promise<{ up: boolean; detail?: Record<string, unknown> }>;
 }
 
-/** `/health` (process alive), `/ready` (every dependency up, each named) and `/metrics`. */
-export function mountOpsApi(app: TemplatedApp, checks: ReadinessCheck[], registry: Registry, log: Logger): void {
+export interface ReadinessResult {
+  ready: boolean;
+  /** The JSON body of `/ready`. */
+  body: string;
+}
+
+/**
+ * Runs every check (each bounded by `timeoutMs`) and caches the answer for `ttlMs`; requests that
+ * arrive while a check runs share it. So a flood of unauthenticated `/ready` requests costs one
+ * check per `ttlMs`, never one per request (issue 9: a /ready flood must not slow tenants down).
+ */
+export function cachedReadiness(checks: readonly ReadinessCheck[], ttlMs: number, timeoutMs = 1500, onRun: () => void = () => {}): () => Promise<ReadinessResult> {
+  let last: { at: number; result: ReadinessResult } | undefined;
+  let running: Promise<ReadinessResult> | undefined;
+  const runAll = async (): Promise<ReadinessResult> => {
+    onRun();
+    const results = await Promise.all(
+      checks.map(async (c) => {
+        try {
+          const r = await Promise.race([c.check(), new Promise<{ up: boolean; detail?: Record<string, unknown> }>((resolve) => setTimeout(() => resolve({ up: false, detail: { error: 'timeout' } }), timeoutMs).unref())]);
+          return [c.name, { status: r.up ? 'up' : 'down', ...r.detail }] as const;
+        } catch (err) {
+          return [c.name, { status: 'down', error: (err as Error).message }] as const;
+        }
+      }),
+    );
+    const ready = results.every(([, r]) => r.status === 'up');
+    return { ready, body: JSON.stringify({ status: ready ? 'ready' : 'not_ready', checks: Object.fromEntries(results) }) };
+  };
+  return () => {
+    // A failing answer is kept shorter, so recovery shows quickly (still at most 5 checks a second).
+    if (last && Date.now() - last.at < (last.result.ready ? ttlMs : Math.min(ttlMs, 200))) return Promise.resolve(last.result);
+    running ??= runAll().then((result) => {
+      last = { at: Date.now(), result };
+      running = undefined;
+      return result;
+    });
+    return running;
+  };
+}
+
+/**
+ * `/health` (process alive), `/ready` (every dependency up, each named; cached for `readyCacheMs`)
+ * and `/metrics`.
+ */
+export function mountOpsApi(app: TemplatedApp, checks: ReadinessCheck[], registry: Registry, log: Logger, readyCacheMs = 1000): void {
+  const runs = new Counter({ name: 'orghub_ready_checks_total', help: 'Times /ready actually ran its checks (cached answers in between are not counted)', registers: [registry] });
+  const requests = new Counter({ name: 'orghub_ready_requests_total', help: '/ready requests answered', registers: [registry] });
+  const readiness = cachedReadiness(checks, readyCacheMs, 1500, () => runs.inc());
   app.get('/health', (res) => {
     res.writeHeader('content-type', 'application/json').end('{"status":"ok"}');
   });
@@ -19,19 +66,9 @@ export function mountOpsApi(app: TemplatedApp, checks: ReadinessCheck[], registr
     res.onAborted(() => {
       aborted = true;
     });
-    void Promise.all(
-      checks.map(async (c) => {
-        try {
-          const r = await Promise.race([c.check(), new Promise<{ up: boolean; detail?: Record<string, unknown> }>((resolve) => setTimeout(() => resolve({ up: false, detail: { error: 'timeout' } }), 1500).unref())]);
-          return [c.name, { status: r.up ? 'up' : 'down', ...r.detail }] as const;
-        } catch (err) {
-          return [c.name, { status: 'down', error: (err as Error).message }] as const;
-        }
-      }),
-    ).then((results) => {
+    requests.inc();
+    void readiness().then(({ ready, body }) => {
       if (aborted) return;
-      const ready = results.every(([, r]) => r.status === 'up');
-      const body = JSON.stringify({ status: ready ? 'ready' : 'not_ready', checks: Object.fromEntries(results) });
       res.cork(() => res.writeStatus(ready ? '200 OK' : '503 Service Unavailable').writeHeader('content-type', 'application/json').end(body));
     });
   });

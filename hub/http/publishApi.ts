@@ -8,7 +8,9 @@ import type { TokenVerifier } from '../auth/principal.ts';
 import type { CommandHandler } from '../core/commands.ts';
 import type { ClientContext } from '../core/context.ts';
 import { payloadOf, type Publisher } from '../core/publisher.ts';
-import { AuthError, HubError } from '../errors.ts';
+import { AuthError, HubError, RateLimitedError } from '../errors.ts';
+import type { RateLimits } from '../limits/connLimits.ts';
+import type { LimitService } from '../limits/limitService.ts';
 import type { Logger } from '../log.ts';
 import { readBody, reply } from './respond.ts';
 
@@ -19,6 +21,7 @@ export interface HttpApiDeps {
   publisher: Publisher;
   audit: AuditSink;
   commands?: CommandHandler;
+  limits: LimitService;
   log: Logger;
   maxBody: number;
   maxBatch: number;
@@ -42,6 +45,32 @@ export function mountHttpApi(deps: HttpApiDeps): void {
   const invalid = (v: { errors?: { instancePath: string; message?: string }[] | null }) => {
     const e = v.errors?.[0];
     return new HubError('invalid', `body${e?.instancePath ?? ''} ${e?.message ?? 'is invalid'}`);
+  };
+
+  /** Per (org, user): HTTP requests share the user's and org's leases; bounded, rebuilt when full. */
+  const perUser = new Map<string, RateLimits>();
+  const limitsFor = (ctx: ClientContext): RateLimits => {
+    const k = `${ctx.principal.org}\u0000${ctx.principal.sub}`;
+    let l = perUser.get(k);
+    if (!l) {
+      if (perUser.size >= 10_000) perUser.clear();
+      perUser.set(k, (l = deps.limits.connection(ctx.principal, 'http')));
+    }
+    return l;
+  };
+  /** Size and rate checks before anything is published; throws `too_large` or `rate_limited`. */
+  const admit = async (ctx: ClientContext, kind: 'pub' | 'cmd', bytes: number[]) => {
+    const lim = limitsFor(ctx);
+    if (bytes.some((b) => b > lim.maxMessageBytes)) {
+      lim.hit('message_size');
+      throw new HubError('too_large', `message payload above ${lim.maxMessageBytes} bytes (the org's tier)`);
+    }
+    await lim.settle(kind);
+    const wait = kind === 'pub' ? lim.publish(bytes.length) : lim.command();
+    if (wait > 0) {
+      audit.record(ctx.principal.org, 'limit.hit', { limit: kind === 'pub' ? 'rate_publish' : 'rate_command', transport: 'http' }, { actor: ctx.principal.sub, session: ctx.session });
+      throw new RateLimitedError(wait, kind === 'pub' ? 'publish' : 'command');
+    }
   };
 
   /** Authenticates, reads and parses the body; the handler gets a verified context and JSON. */
@@ -81,7 +110,9 @@ export function mountHttpApi(deps: HttpApiDeps): void {
       if (!validateOne(body)) throw invalid(validateOne);
       const { topic, data } = body as { topic: string; data: unknown };
       const { payload, contentType } = payloadOf(data);
-      await publisher.publish(ctx, topic, payload, contentType, 'http');
+      const checked = publisher.check(ctx, topic, 'http');
+      await admit(ctx, 'pub', [payload.length]);
+      await publisher.send(ctx, checked, payload, contentType);
       return { status: 200, body: { ok: true } };
     }),
   );
@@ -101,6 +132,7 @@ export function mountHttpApi(deps: HttpApiDeps): void {
           throw err instanceof HubError ? new HubError(err.code, `[${i}] ${err.message}`) : err;
         }
       });
+      await admit(ctx, 'pub', ready.map((m) => m.payload.length));
       if (!publisher.available) throw new HubError('unavailable', 'message bus unavailable; nothing was published');
       // History topics are appended before they are published; their promises settle in order.
       const pending: Promise<void>[] = [];
@@ -118,6 +150,7 @@ export function mountHttpApi(deps: HttpApiDeps): void {
     route(async (ctx, body) => {
       if (!deps.commands) throw new HubError('unavailable', 'commands are not enabled on this hub');
       if (!validateCommand(body)) throw invalid(validateCommand);
+      await admit(ctx, 'cmd', []);
       const result = await deps.commands.execute(ctx, body as { type: string; topic: string; data: unknown; key?: string }, 'http');
       return { status: 200, body: { ok: true, ...result } };
     }),

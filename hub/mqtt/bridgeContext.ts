@@ -8,6 +8,7 @@ import type { FleetDelivery } from '../fleet/fleet.ts';
 import type { PresenceTracker } from '../presence/tracker.ts';
 import type { HistoryRecorder } from '../history/subscription.ts';
 import type { Logger } from '../log.ts';
+import type { LimitService } from '../limits/limitService.ts';
 import type { MqttLimits } from './limits.ts';
 import type { MqttFanout } from './mqttFanout.ts';
 import type { MqttSession } from './mqttSession.ts';
@@ -31,6 +32,8 @@ export interface BridgeContext {
   flusher: FlushScheduler;
   log: Logger;
   limits: MqttLimits;
+  /** Rate limits, connection caps and quotas shared with the other transports (hub/limits). */
+  quotas: LimitService;
   /** Live sessions on this node (keepalive sweep, shutdown). */
   sessions: Set<MqttSession>;
   /** Registers `s` under (org, client id), disconnecting an older session with the same id on any node. */

@@ -65,4 +65,13 @@ describe('mqtt limits', () => {
     assert.equal(clip('a'.repeat(129)), `${'a'.repeat(128)}…`);
     assert.equal(clip('abcdef', 3), 'abc…');
   });
+
+  it('clip - never splits a surrogate pair, escapes NUL and control characters, repairs lone surrogates', () => {
+    const id = `${'a'.repeat(127)}\u{1F600}tail`;
+    const c = clip(id)!;
+    assert.ok(c.isWellFormed(), 'a pair cut at 128 code units would leave a lone high surrogate');
+    assert.equal(c, `${'a'.repeat(127)}\u{1F600}…`);
+    assert.equal(clip('bad\u0000id\n'), 'bad\\u0000id\\u000a');
+    assert.equal(clip('x\ud800y'), 'x\ufffdy');
+  });
 });

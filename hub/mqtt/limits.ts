@@ -1,3 +1,5 @@
+import { sanitizeUntrusted } from '../core/text.ts';
+
 /**
  * Per-connection token bucket for inbound PUBLISH packets. `rate` tokens per second, burst of
  * `2 * rate`; a rate of 0 disables the limit. Refilled lazily from a monotonic clock, so an idle
@@ -62,7 +64,11 @@ export function keepaliveExpired(keepaliveMs: number, lastSeen: number, now: num
   return keepaliveMs > 0 && now - lastSeen > keepaliveMs * 1.5;
 }
 
-/** Shortens client-chosen strings (client ids, user names, topics) before they reach logs and audit data. */
+/**
+ * Makes client-chosen strings (client ids, user names, topics) safe before they reach logs and
+ * audit data: clipped to `n` code points (a surrogate pair is never cut), control characters
+ * escaped, lone surrogates replaced (see hub/core/text.ts).
+ */
 export function clip(s: string | undefined, n = 128): string | undefined {
-  return s === undefined ? undefined : s.length > n ? `${s.slice(0, n)}…` : s;
+  return sanitizeUntrusted(s, n);
 }

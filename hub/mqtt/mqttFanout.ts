@@ -1,4 +1,5 @@
 import type { Bus, BusMessage } from '../bus/bus.ts';
+import { PatternIndex } from '../bus/patternIndex.ts';
 import { encodePublish, packetIdOffset, type Version } from './outbound.ts';
 
 /** What the fan-out needs from a session. */
@@ -13,12 +14,20 @@ export interface Subscriber {
 }
 
 interface Entry {
-  readonly org: string;
-  readonly pattern: string;
   /** Subscriber → granted QoS of its subscription to this pattern. */
   readonly subs: Map<Subscriber, 0 | 1>;
+}
+
+/** One bus subscription per org with local MQTT subscribers, and the index of their filters. */
+interface OrgState {
+  readonly entries: Map<string, Entry>;
+  readonly index: PatternIndex<Entry>;
+  /** Topic → its subscribers at their QoS (merged over overlapping filters); cleared on any change. */
+  readonly cache: Map<string, Map<Subscriber, 0 | 1>>;
   dispose: () => void;
 }
+
+const TOPIC_CACHE = 4096;
 
 export interface MqttFanoutStats {
   messages: number;
@@ -26,47 +35,84 @@ export interface MqttFanoutStats {
 }
 
 /**
- * Bridges the bus to MQTT subscribers: one bus subscription per distinct (org, pattern) held by
- * local MQTT sessions. Each message is encoded at most once per (protocol version, QoS) and the
- * bytes are queued to every subscriber; each session writes its queue once per turn.
+ * Bridges the bus to MQTT subscribers: one bus subscription per org with local MQTT sessions (the
+ * node receives and parses each message once), matched against the sessions' filters locally. A
+ * session whose filters overlap on a message gets it ONCE, at the highest QoS granted by the
+ * matching filters (MQTT 3.1.1 §3.3.5; MQTT 5 §3.3.4 allows it). Each message is encoded at most
+ * once per (protocol version, QoS) and the bytes are queued to every subscriber; each session
+ * writes its queue once per turn.
  *
  * Messages crossing the bus carry no MQTT QoS or retain flag, so live deliveries go out at the
  * subscription's granted QoS with RETAIN 0 (docs/mqtt.md).
  */
 export class MqttFanout {
-  private readonly entries = new Map<string, Entry>();
+  private readonly orgs = new Map<string, OrgState>();
+  private patterns = 0;
   readonly stats: MqttFanoutStats = { messages: 0, deliveries: 0 };
 
   constructor(private readonly bus: Bus) {}
 
   /** Adds or updates `s`'s subscription; true when a new bus subscription was opened (flush before SUBACK). */
   add(org: string, pattern: string, s: Subscriber, qos: 0 | 1): boolean {
-    const key = `${org}\u0000${pattern}`;
-    const existing = this.entries.get(key);
-    if (existing) {
-      existing.subs.set(s, qos);
-      return false;
+    let opened = false;
+    let os = this.orgs.get(org);
+    if (!os) {
+      const state: OrgState = { entries: new Map(), index: new PatternIndex(), cache: new Map(), dispose: () => {} };
+      state.dispose = this.bus.subscribeOrg(org, (m) => this.route(state, m));
+      this.orgs.set(org, (os = state));
+      opened = true;
     }
-    const e: Entry = { org, pattern, subs: new Map([[s, qos]]), dispose: () => {} };
-    e.dispose = this.bus.subscribe(org, pattern, (m) => this.deliver(e, m));
-    this.entries.set(key, e);
-    return true;
+    os.cache.clear();
+    let e = os.entries.get(pattern);
+    if (!e) {
+      e = { subs: new Map() };
+      os.entries.set(pattern, e);
+      os.index.add(pattern, e);
+      this.patterns++;
+    }
+    e.subs.set(s, qos);
+    return opened;
   }
 
   remove(org: string, pattern: string, s: Subscriber): void {
-    const key = `${org}\u0000${pattern}`;
-    const e = this.entries.get(key);
-    if (!e || !e.subs.delete(s) || e.subs.size > 0) return;
-    this.entries.delete(key);
-    e.dispose();
+    const os = this.orgs.get(org);
+    const e = os?.entries.get(pattern);
+    if (!os || !e || !e.subs.delete(s)) return;
+    os.cache.clear();
+    if (e.subs.size > 0) return;
+    os.entries.delete(pattern);
+    os.index.remove(pattern, e);
+    this.patterns--;
+    if (os.entries.size > 0) return;
+    this.orgs.delete(org);
+    os.dispose();
   }
 
+  /** Distinct (org, filter) held by local sessions. */
   get size(): number {
-    return this.entries.size;
+    return this.patterns;
   }
 
-  private deliver(e: Entry, m: BusMessage): void {
+  private route(os: OrgState, m: BusMessage): void {
     this.stats.messages++;
+    let subs = os.cache.get(m.topic);
+    if (!subs) {
+      let first: Entry | undefined;
+      let merged: Map<Subscriber, 0 | 1> | undefined;
+      os.index.match(m.topic, (e) => {
+        if (!first) return void (first = e);
+        // Overlapping filters: one delivery per session, at the highest granted QoS.
+        merged ??= new Map(first.subs);
+        for (const [s, q] of e.subs) if ((merged.get(s) ?? -1) < q) merged.set(s, q);
+      });
+      subs = merged ?? (first as Entry | undefined)?.subs ?? new Map();
+      if (os.cache.size >= TOPIC_CACHE) os.cache.clear();
+      os.cache.set(m.topic, subs);
+    }
+    if (subs.size > 0) this.deliver(subs, m);
+  }
+
+  private deliver(subs: Map<Subscriber, 0 | 1>, m: BusMessage): void {
     const out = { topic: m.topic, payload: m.payload, retain: false };
     // Lazily encoded, indexed by version (4|5) * 2 + qos.
     let q0v4: Buffer | undefined;
@@ -76,7 +122,7 @@ export class MqttFanout {
     let off4 = 0;
     let off5 = 0;
     let n = 0;
-    for (const [s, granted] of e.subs) {
+    for (const [s, granted] of subs) {
       // MQTT delivers at the minimum of the publish QoS and the subscription's
       if (granted === 0 || m.qos === 0) {
         const b = s.version === 5 ? (q0v5 ??= encodePublish(out, 0, 5)) : (q0v4 ??= encodePublish(out, 0, 4));

@@ -12,6 +12,8 @@ import type { BridgeContext } from './bridgeContext.ts';
 import { handleConnect, publishWill, type Will } from './sessionConnect.ts';
 import { handlePublish, handlePubrel } from './sessionPublish.ts';
 import { handleSubscribe, handleUnsubscribe } from './sessionSubscribe.ts';
+import { NO_LIMITS, type RateLimits } from '../limits/connLimits.ts';
+import type { Slot } from '../limits/limitService.ts';
 
 /** The byte pipe under a session: a TCP socket or an MQTT-over-WebSocket connection. */
 export interface MqttSocket {
@@ -77,6 +79,10 @@ export class MqttSession implements Subscriber, ClientContext {
   fleet: Map<string, () => void> | undefined;
   /** Internal: the token-expiry timer. */
   expTimer: NodeJS.Timeout | undefined;
+  /** Internal: the tier's rate limits and quotas (hub/limits), set at CONNECT. */
+  lim: RateLimits = NO_LIMITS;
+  /** Internal: connection slots (IP, org, user) given back at teardown. */
+  slots: Slot[] = [];
 
   private readonly parser = mqttPacket.parser({ protocolVersion: 4 });
   private out: Buffer[] = [];
@@ -295,11 +301,18 @@ export class MqttSession implements Subscriber, ClientContext {
   release(): void {
     if (this.expTimer) clearTimeout(this.expTimer);
     this.expTimer = undefined;
-    if (this.principal) for (const pattern of this.subs.keys()) this.ctx.fanout.remove(this.principal.org, pattern, this);
+    if (this.principal) {
+      for (const pattern of this.subs.keys()) {
+        this.ctx.fanout.remove(this.principal.org, pattern, this);
+        this.ctx.quotas.dropPattern(this.principal.org, pattern);
+      }
+    }
     this.subs.clear();
     for (const detach of this.fleet?.values() ?? []) detach();
     this.fleet = undefined;
     this.ctx.presence?.disconnected(this.session);
+    this.ctx.quotas.release(this.slots);
+    this.slots = [];
     this.inflight.clear();
     this.ctx.sessions.delete(this);
     this.ctx.releaseClientId(this);

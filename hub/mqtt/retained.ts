@@ -18,12 +18,15 @@ export interface RetainedMessage {
 export interface RetainedStore {
   /**
    * Stores (or, for an empty payload, deletes) the retained message of `topic`. Resolves false,
-   * storing nothing, when `topic` is new and the org already holds its maximum of retained topics.
+   * storing nothing, when `topic` is new and the org already holds its maximum of retained topics,
+   * or when the value would take the org past its retained bytes (hub/limits tier `retainedBytes`).
    * Rejects when the store is down.
    */
   set(org: string, msg: RetainedMessage): Promise<boolean>;
   /** Every retained message of the org whose topic matches `pattern` (hub semantics, `$` rule included). */
   match(org: string, pattern: string): Promise<RetainedMessage[]>;
+  /** The same, read `pageSize` messages at a time (the caller waits for its socket between pages). */
+  matchPages?(org: string, pattern: string, pageSize: number): AsyncIterable<RetainedMessage[]>;
   /** Readiness: true once the store answers. */
   ping(): Promise<boolean>;
   close(): Promise<void>;

@@ -19,6 +19,19 @@ export function retainedIndexKey(org: string): string {
   return `orghub:retained-topics:${org}`;
 }
 
+/** Redis key of the bytes an org's retained values take (the sum of the hash's value lengths). */
+export function retainedBytesKey(org: string): string {
+  return `orghub:retained-bytes:${org}`;
+}
+
+/** Recomputes the byte count of an org that has none (written before it existed, or lost). KEYS[3]. */
+const ENSURE_BYTES_LUA = `
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  local total = 0
+  for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do total = total + redis.call('HSTRLEN', KEYS[1], f) end
+  redis.call('SET', KEYS[3], total)
+end`;
+
 /**
  * Rebuilds the index of an org whose hash has none (written before the index existed, or the
  * index key was lost): called at the start of every script, a no-op once the index exists.
@@ -36,17 +49,27 @@ if redis.call('EXISTS', KEYS[2]) == 0 then
   end
 end`;
 
-/** Store unless the topic is new and the org is at its cap; atomic, so nodes cannot race past it. */
+/**
+ * Store unless the topic is new and the org is at its topic cap (0), or the value would take the
+ * org past ARGV[4] bytes (-1; 0 = no byte cap; a replacement that does not grow is always allowed).
+ * Atomic, so nodes cannot race past either cap.
+ */
 const RETAIN_LUA = `${ENSURE_INDEX_LUA}
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 or redis.call('HLEN', KEYS[1]) < tonumber(ARGV[3]) then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-  redis.call('ZADD', KEYS[2], 0, ARGV[1])
-  return 1
-end
-return 0`;
+${ENSURE_BYTES_LUA}
+local exists = redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1
+if not exists and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+local delta = string.len(ARGV[2]) - redis.call('HSTRLEN', KEYS[1], ARGV[1])
+local max = tonumber(ARGV[4])
+if max > 0 and delta > 0 and tonumber(redis.call('GET', KEYS[3])) + delta > max then return -1 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+redis.call('INCRBY', KEYS[3], delta)
+return 1`;
 
-/** An empty retained payload deletes the topic from the hash and the index. */
+/** An empty retained payload deletes the topic from the hash, the index and the byte count. */
 const DELETE_LUA = `${ENSURE_INDEX_LUA}
+${ENSURE_BYTES_LUA}
+redis.call('DECRBY', KEYS[3], redis.call('HSTRLEN', KEYS[1], ARGV[1]))
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 return 1`;
@@ -71,7 +94,7 @@ export function literalPrefix(pattern: string): string {
  * `orghub:retained-topics:<org>`). Commands fail fast while Redis is down (no offline queue), so a
  * PUBLISH with retain is refused rather than parked. Every write touches both keys in one script.
  */
-export function createRedisRetainedStore(url: string, log: Logger, maxPerOrg: number): RetainedStore {
+export function createRedisRetainedStore(url: string, log: Logger, maxPerOrg: number, maxBytesOf: (org: string) => number = () => 0): RetainedStore {
   const redis = new Redis(url, {
     lazyConnect: false,
     enableOfflineQueue: false,
@@ -94,14 +117,19 @@ export function createRedisRetainedStore(url: string, log: Logger, maxPerOrg: nu
 
   return {
     async set(org, m) {
-      const keys = [retainedKey(org), retainedIndexKey(org)] as const;
+      const keys = [retainedKey(org), retainedIndexKey(org), retainedBytesKey(org)] as const;
       if (m.payload.length === 0) {
-        await redis.eval(DELETE_LUA, 2, ...keys, m.topic);
+        await redis.eval(DELETE_LUA, 3, ...keys, m.topic);
         return true;
       }
-      return (await redis.eval(RETAIN_LUA, 2, ...keys, m.topic, encodeRetained(m), maxPerOrg)) === 1;
+      return (await redis.eval(RETAIN_LUA, 3, ...keys, m.topic, encodeRetained(m), maxPerOrg, maxBytesOf(org))) === 1;
     },
     async match(org, pattern) {
+      const out: RetainedMessage[] = [];
+      for await (const page of this.matchPages!(org, pattern, Infinity)) out.push(...page);
+      return out;
+    },
+    async *matchPages(org, pattern, pageSize) {
       const key = retainedKey(org);
       let topics: string[];
       if (isValidTopic(pattern)) {
@@ -113,15 +141,19 @@ export function createRedisRetainedStore(url: string, log: Logger, maxPerOrg: nu
         const range = (await redis.eval(RANGE_LUA, 2, key, retainedIndexKey(org), prefix ? `[${prefix}` : '-', prefix ? `[${prefix}\xff` : '+')) as string[];
         topics = range.filter((t) => isValidTopic(t) && matches(pattern, t));
       }
-      if (topics.length === 0) return [];
-      const values = await redis.hmgetBuffer(key, ...topics);
-      const out: RetainedMessage[] = [];
-      topics.forEach((topic, i) => {
-        const v = values[i];
-        const m = v ? decodeRetained(topic, v) : undefined;
-        if (m) out.push(m);
-      });
-      return out;
+      // Values are read a page at a time, so a subscriber to `#` of a large org never makes the
+      // node hold every retained payload at once; the caller paces the pages.
+      for (let i = 0; i < topics.length; i += pageSize) {
+        const slice = topics.slice(i, i + pageSize);
+        const values = await redis.hmgetBuffer(key, ...slice);
+        const page: RetainedMessage[] = [];
+        slice.forEach((topic, j) => {
+          const v = values[j];
+          const m = v ? decodeRetained(topic, v) : undefined;
+          if (m) page.push(m);
+        });
+        if (page.length) yield page;
+      }
     },
     async ping() {
       if (redis.status !== 'ready') return false;

@@ -8,6 +8,7 @@ import { CONNECT_REFUSALS, ConnackV4, Reason, type ConnectRefusal } from './code
 import { detectContentType } from '../bus/contentType.ts';
 import { isCommandTopic } from './inbound.ts';
 import { clip, type MqttLimits } from './limits.ts';
+import { admitIp, admitPrincipal } from './sessionLimits.ts';
 import type { MqttSession } from './mqttSession.ts';
 import type { RetainedMessage } from './retained.ts';
 
@@ -60,6 +61,13 @@ function refuse(s: MqttSession, why: ConnectRefusal, auditReason: string = why):
   s.release();
 }
 
+/** A CONNECT refused by a connection cap (hub/limits): counted, audited, CONNACK `connection_limit`. */
+function refuseCapped(s: MqttSession, limit: Parameters<MqttSession['lim']['hit']>[0], max: number, org: string | undefined): void {
+  s.ctx.quotas.hit(limit, 'mqtt');
+  s.ctx.audit.record(org, 'limit.hit', { limit, max, transport: 'mqtt' }, { session: s.session });
+  refuse(s, 'connection_limit');
+}
+
 /**
  * CONNECT: verifies the JWT in the password, checks the Will against the grammar and the publish
  * grants, registers the client id (takeover), answers CONNACK and replays the packets that
@@ -79,6 +87,11 @@ export async function handleConnect(s: MqttSession, p: IConnectPacket): Promise<
   if (s.clientId === '' && !p.clean && v === 4) return refuse(s, 'client_id_required');
   const token = p.password ? p.password.toString('utf8') : '';
   if (!token) return refuse(s, 'token_missing');
+  // Per-IP cap before the token is checked (hub/limits); slots go back in release().
+  const byIp = await admitIp(s.ctx.quotas, s.sock.transport, s.sock.remote);
+  if (!byIp.ok) return refuseCapped(s, byIp.limit, byIp.max, undefined);
+  s.slots.push(...byIp.slots);
+  if ((s.state as string) === 'closed') return s.release();
   let principal: Principal;
   try {
     principal = await s.ctx.verifier.verify(token);
@@ -87,6 +100,11 @@ export async function handleConnect(s: MqttSession, p: IConnectPacket): Promise<
     return refuse(s, 'token_invalid', err instanceof AuthError ? err.reason : 'token_invalid');
   }
   if (s.state === 'closed') return;
+  const admitted = await admitPrincipal(s.ctx.quotas, principal);
+  if (!admitted.ok) return refuseCapped(s, admitted.limit, admitted.max, principal.org);
+  s.slots.push(...admitted.slots);
+  s.lim = admitted.lim;
+  if ((s.state as string) === 'closed') return s.release();
   s.principal = principal;
   s.grants = compileGrants(principal, s.ctx.roleGrants);
   if (p.will) {

@@ -11,6 +11,7 @@ import { clip } from './limits.ts';
 import type { MqttSession } from './mqttSession.ts';
 import type { Version } from './outbound.ts';
 import type { RetainedMessage } from './retained.ts';
+import { checkPublish } from './sessionLimits.ts';
 
 /**
  * PUBACK (QoS 1) or PUBREC (QoS 2) carrying `code`. MQTT 3.1.1 has no reason code, and MQTT 5
@@ -35,7 +36,11 @@ export function handlePublish(s: MqttSession, p: IPublishPacket): void | Promise
     if (s.qos2.has(p.messageId!)) return s.send({ cmd: 'pubrec', messageId: p.messageId });
     if (s.qos2.size >= s.ctx.limits.maxInflight) return s.disconnect(Reason.receiveMaximumExceeded, 'receive maximum exceeded');
   }
-  if (isCommandTopic(p.topic)) return handleCommand(s.ctx, s, p.topic, payload).then((code) => afterInbound(s, code, p));
+  if (isCommandTopic(p.topic)) {
+    const over = checkPublish(s, p, payload.length, true, () => handlePublish(s, p));
+    if (over) return over.done;
+    return handleCommand(s.ctx, s, p.topic, payload).then((code) => afterInbound(s, code, p));
+  }
   if (!isValidTopic(p.topic)) {
     s.audit('session.protocol_violation', { reason: 'topic_invalid', topic: clip(p.topic) });
     return s.disconnect(Reason.topicNameInvalid, 'topic outside the hub grammar (segments of A-Z a-z 0-9 _ - ~ : = @)');
@@ -49,13 +54,16 @@ export function handlePublish(s: MqttSession, p: IPublishPacket): void | Promise
     s.audit('publish.denied', { topic: p.topic, transport: 'mqtt' });
     return ack(s, Reason.notAuthorized, p);
   }
+  const over = checkPublish(s, p, payload.length, false, () => handlePublish(s, p));
+  if (over) return over.done;
   const contentType = detectContentType(payload);
   if (!p.retain) return afterBus(s, toBus(s, p.topic, payload, contentType, qos), p);
   const msg: RetainedMessage = { topic: p.topic, payload: Buffer.from(payload), contentType, qos: qos === 0 ? 0 : 1, from: s.principal.sub, ts: Date.now() };
   return s.ctx.retained.set(s.principal.org, msg).then(
     (stored) => {
       if (stored) return afterBus(s, toBus(s, p.topic, payload, contentType, qos), p);
-      // Over the org's retained-topic cap: refused whole (not published), as MQTT 5 0x97 says.
+      // Over the org's retained-topic or retained-bytes cap: refused whole (not published), as MQTT 5 0x97 says.
+      s.lim.hit('retained_bytes');
       s.audit('limit.hit', { limit: 'retained_topics', topic: p.topic, transport: 'mqtt' });
       ack(s, Reason.quotaExceeded, p);
     },

@@ -55,13 +55,20 @@ export async function handleSubscribe(s: MqttSession, p: ISubscribePacket): Prom
       granted.push(subackRefusal(refusal, s.version));
       continue;
     }
+    if (isReservedTopic(pattern) && (!deviceOfCommandTopic(pattern) || !s.ctx.fleet)) {
+      granted.push(subackRefusal('invalid', s.version));
+      continue;
+    }
+    if (isNew && !s.ctx.quotas.holdPattern(s.principal.org, pattern)) {
+      // The org's distinct patterns on this node are at the tier's cap (hub/limits).
+      s.lim.hit('patterns');
+      s.audit('limit.hit', { limit: 'patterns', transport: 'mqtt' });
+      granted.push(subackRefusal('quota', s.version));
+      continue;
+    }
     const qos = grantedQos(sub.qos);
     if (isReservedTopic(pattern)) {
       // Served by the fleet delivery from the event store, never from the bus (docs/fleet.md).
-      if (!deviceOfCommandTopic(pattern) || !s.ctx.fleet) {
-        granted.push(subackRefusal('invalid', s.version));
-        continue;
-      }
       if (isNew) commandTopics.push(pattern);
       s.subs.set(pattern, 1);
       granted.push(1);
@@ -95,16 +102,32 @@ async function attachCommands(s: MqttSession, pattern: string): Promise<void> {
   (s.fleet ??= new Map()).set(pattern, detach);
 }
 
-/** Sends the org's retained messages matching `pattern` with RETAIN 1 at min(stored, granted) QoS. A store failure sends none. */
+/** Retained messages read and queued per page; the next page waits until the socket has drained. */
+const RETAINED_PAGE = 100;
+
+/**
+ * Sends the org's retained messages matching `pattern` with RETAIN 1 at min(stored, granted) QoS,
+ * a page at a time: before each next page, it waits (polling every 10 ms) until the socket holds
+ * under a quarter of ORGHUB_MAX_BACKPRESSURE and no QoS 1 delivery is queued behind the in-flight
+ * window, so a `#` subscription in a large org respects backpressure instead of buffering it all.
+ * A store failure sends nothing more.
+ */
 async function sendRetained(s: MqttSession, pattern: string, granted: 0 | 1): Promise<void> {
-  let list: RetainedMessage[];
+  const store = s.ctx.retained;
+  const pages = store.matchPages ? store.matchPages(s.principal.org, pattern, RETAINED_PAGE) : (async function* () { yield await store.match(s.principal.org, pattern); })();
   try {
-    list = await s.ctx.retained.match(s.principal.org, pattern);
+    for await (const page of pages) {
+      if (s.state !== 'open') return;
+      queueRetained(s, page, granted);
+      s.flush();
+      while (s.state === 'open' && (s.sock.buffered() > s.ctx.limits.maxBackpressure / 4 || s.inflight.queued > 0)) await new Promise((r) => setTimeout(r, 10));
+    }
   } catch (err) {
     s.ctx.log.warn({ err: (err as Error).message, session: s.session }, 'retained messages unavailable for a subscription');
-    return;
   }
-  if (s.state !== 'open') return;
+}
+
+function queueRetained(s: MqttSession, list: RetainedMessage[], granted: 0 | 1): void {
   for (const m of list) {
     const qos: 0 | 1 = m.qos < granted ? m.qos : granted;
     const bytes = encodePublish({ topic: m.topic, payload: m.payload, retain: true }, qos, s.version);
@@ -119,9 +142,13 @@ export function handleUnsubscribe(s: MqttSession, p: IUnsubscribePacket): void {
   const removed = p.unsubscriptions.map((pattern) => {
     if (!s.subs.delete(pattern)) return false;
     const detach = s.fleet?.get(pattern);
-    if (detach) (s.fleet!.delete(pattern), detach());
-    else {
+    if (detach) {
+      s.fleet!.delete(pattern);
+      detach();
+      s.ctx.quotas.dropPattern(s.principal.org, pattern);
+    } else {
       s.ctx.fanout.remove(s.principal.org, pattern, s);
+      s.ctx.quotas.dropPattern(s.principal.org, pattern);
       s.ctx.presence?.unsubscribed(s.session, pattern);
     }
     return true;

@@ -58,6 +58,16 @@ export function hubExists(): boolean {
   return existsSync(join(REPO_ROOT, 'hub', 'main.ts'));
 }
 
+/** The bench org's limits: the enterprise tier with rates and caps far above any bench's load. */
+export const BENCH_LIMITS = {
+  tier: 'enterprise',
+  publish: { connection: 1e9, user: 1e9, org: 1e9 },
+  commands: { connection: 1e9, user: 1e9, org: 1e9 },
+  connections: { org: 1e9, user: 1e9 },
+  maxMessageBytes: 16 * 1024 * 1024,
+  inflightCommands: 1_000_000,
+} as const;
+
 export interface HubServer extends RunningServer {
   readonly port: number;
   readonly nats: NatsServer;
@@ -80,6 +90,10 @@ export async function startHub(jwtEnv: Record<string, string>, extraEnv: Record<
     NATS_URL: nats.natsUrl,
     ORGHUB_MQTT_PORT: '0',
     ORGHUB_LOG_LEVEL: 'warn',
+    // Limits stay on (the default) but never bind for the bench org: benches measure throughput,
+    // and bench:fanout/bench:mqtt --limits both measure what the checks cost. ORGHUB_LIMITS=off in
+    // extraEnv turns them off.
+    ORGHUB_LIMITS_ORGS: JSON.stringify({ bench: BENCH_LIMITS }),
     ...jwtEnv,
     ...extraEnv,
   };

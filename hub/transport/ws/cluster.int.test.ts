@@ -128,18 +128,21 @@ describe('cluster', () => {
     assert.deepEqual(Buffer.from(seenM[1]!.data), text);
   });
 
-  it('cluster - overlapping subscriptions deliver once per matching subscription, each naming its sub', async () => {
+  it('cluster - overlapping subscriptions deliver once per connection, naming one matching sub (no amplification)', async () => {
     const org = testOrg();
     const s = await client(node2, org, 'sub-1');
     const p = await client(node1, org, 'pub-1');
-    for (const t of ['devices/#', 'devices/+/telemetry', 'devices/d1/telemetry', 'devices/d1/+', 'other/#']) await subscribe(s, t);
+    const overlapping = ['devices/#', 'devices/+/telemetry', 'devices/d1/telemetry', 'devices/d1/+'];
+    for (const t of [...overlapping, 'other/#']) await subscribe(s, t);
 
     assert.equal((await p.request({ op: 'pub', topic: 'devices/d1/telemetry', data: { v: 1 } })).op, 'ok');
     assert.equal((await p.request({ op: 'pub', topic: 'other/end', data: { v: 'end' } })).op, 'ok');
     await s.waitFor((f) => f.op === 'msg' && f.topic === 'other/end');
     await sleep(200);
     const got = s.messages('devices/d1/telemetry');
-    assert.deepEqual(got.map((f) => f.sub).sort(), ['devices/#', 'devices/+/telemetry', 'devices/d1/+', 'devices/d1/telemetry']);
+    assert.equal(got.length, 1, 'one delivery however many of the connection\'s patterns match');
+    assert.ok(overlapping.includes(got[0].sub), `sub names a matching pattern: ${got[0].sub}`);
+    assert.equal(s.messages('other/end')[0].sub, 'other/#');
     for (const f of got) assert.deepEqual(f.data, { v: 1 });
     // Subscribing to the same pattern twice is one subscription, not two deliveries.
     await subscribe(s, 'other/#');

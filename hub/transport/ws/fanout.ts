@@ -1,23 +1,66 @@
-import type { TemplatedApp } from '@trufflesuite/uws-js-unofficial';
+import type { TemplatedApp, WebSocket } from '@trufflesuite/uws-js-unofficial';
 import type { Bus, BusMessage } from '../../bus/bus.ts';
 import { encodeMsgpack } from '../../protocol/frames.ts';
 import type { Encoding } from '../../protocol/frames.ts';
 
-/** One per distinct (org, pattern) held locally; kept small, as devices each hold their own pattern. */
-interface Entry {
+import { PatternIndex } from '../../bus/patternIndex.ts';
+
+/**
+ * The sockets of one org that hold exactly the same set of patterns share a group, and each socket
+ * is subscribed to its group's uWS topic only. A message is queued once per group however many of
+ * the group's patterns match it, so a connection holding 256 overlapping patterns receives it once
+ * and the node encodes it once for that group (issue 9, "no amplification").
+ */
+interface Group {
+  readonly key: string;
   readonly org: string;
-  readonly pattern: string;
+  readonly patterns: readonly string[];
+  readonly topicJson: string;
+  readonly topicPack: string;
   refs: number;
   pending: BusMessage[];
+  /** The matching pattern named as `sub` for each pending message. */
+  pendingSubs: Entry[];
+}
+
+/** The groups holding one (org, pattern). */
+interface Entry {
+  readonly pattern: string;
+  readonly patternJson: string;
+  groups: Group[];
+}
+
+/** A group a topic reaches, and the pattern its frames name. */
+interface Target {
+  readonly g: Group;
+  readonly e: Entry;
+}
+
+interface OrgState {
+  readonly entries: Map<string, Entry>;
+  readonly index: PatternIndex<Entry>;
+  /**
+   * Topic → the groups it reaches, deduplicated: most traffic repeats topics, so the index walk
+   * (which visits every overlapping pattern) runs once per topic, not once per message. Cleared
+   * whenever the org's groups change; bounded by TOPIC_CACHE.
+   */
+  readonly cache: Map<string, Target[]>;
   dispose: () => void;
 }
 
-const utf8 = new TextDecoder();
+const TOPIC_CACHE = 4096;
 
-/** The uWS topic a socket subscribes to for one (org, pattern) and subprotocol. */
-export function uwsTopic(enc: Encoding, org: string, pattern: string): string {
-  return `${enc === 'json' ? 'j' : 'm'}\u0000${org}\u0000${pattern}`;
+/** What the fan-out keeps on a connection: its encoding, org, patterns and current group. */
+export interface FanoutMember {
+  readonly enc: Encoding;
+  readonly principal: { readonly org: string };
+  readonly subs: readonly string[];
+  fanoutGroup?: Group;
 }
+
+export type { Group as FanoutGroup };
+
+const utf8 = new TextDecoder();
 
 export interface FanoutStats {
   messages: number;
@@ -26,16 +69,20 @@ export interface FanoutStats {
 }
 
 /**
- * Bridges the bus to WebSocket subscribers. Each distinct (org, pattern) held by local sockets
- * has one bus subscription. Messages that arrive within about a millisecond are coalesced into
- * one frame per (pattern, subprotocol) and handed to uWS's native publish, which writes the
- * same bytes to every subscribed socket without crossing back into JavaScript per socket.
- * That keeps per-delivery cost in C++ (see BASELINES.md, "What coalescing buys").
+ * Bridges the bus to WebSocket subscribers. Per org with local subscribers, one bus subscription
+ * (the bus receives and parses each message once per node) and a pattern index; each message goes
+ * once to each group of sockets with a matching pattern. Messages that arrive within about a
+ * millisecond are coalesced into one frame per (group, subprotocol) and handed to uWS's native
+ * publish, which writes the same bytes to every socket of the group without crossing back into
+ * JavaScript per socket. That keeps per-delivery cost in C++ (see BASELINES.md, "What coalescing buys").
  */
 export class WsFanout {
-  private readonly entries = new Map<string, Entry>();
-  private readonly dirty: Entry[] = [];
+  private readonly orgs = new Map<string, OrgState>();
+  private readonly groups = new Map<string, Group>();
+  private readonly dirty: Group[] = [];
   private scheduled = false;
+  private nextId = 1;
+  private patterns = 0;
   readonly stats: FanoutStats = { messages: 0, deliveries: 0, frames: 0 };
 
   constructor(
@@ -44,26 +91,58 @@ export class WsFanout {
   ) {}
 
   /**
-   * Adds one local subscriber of (org, pattern); the first one opens the bus subscription and
-   * the call returns true, so the caller can `confirm()` before acknowledging the subscribe.
+   * Moves `ws` to the group of its current patterns (`m.subs`). Returns true when a new bus
+   * subscription was opened, so the caller can `confirm()` before acknowledging the subscribe.
+   * Anything pending is flushed first, so nothing queued for the old group is lost in the move.
    */
-  retain(org: string, pattern: string): boolean {
-    const key = `${org}\u0000${pattern}`;
-    const existing = this.entries.get(key);
-    if (existing) {
-      existing.refs++;
-      return false;
+  update(ws: WebSocket<unknown>, m: FanoutMember): boolean {
+    const org = m.principal.org;
+    const sorted = [...m.subs].sort();
+    const key = `${org}\u0000${sorted.join('\u0001')}`;
+    const old = m.fanoutGroup;
+    if (old && old.key === key) return false;
+    if (this.scheduled) this.flush();
+    if (old) {
+      ws.unsubscribe(m.enc === 'json' ? old.topicJson : old.topicPack);
+      this.leave(old);
+      m.fanoutGroup = undefined;
     }
-    const entry: Entry = {
-      org,
-      pattern,
-      refs: 1,
-      pending: [],
-      dispose: () => {},
-    };
-    entry.dispose = this.bus.subscribe(org, pattern, (m) => this.enqueue(entry, m));
-    this.entries.set(key, entry);
-    return true;
+    if (sorted.length === 0) return false;
+    let opened = false;
+    let g = this.groups.get(key);
+    if (g) g.refs++;
+    else {
+      const id = this.nextId++;
+      g = { key, org, patterns: sorted, topicJson: `j\u0000${org}\u0000${id}`, topicPack: `m\u0000${org}\u0000${id}`, refs: 1, pending: [], pendingSubs: [] };
+      this.groups.set(key, g);
+      let os = this.orgs.get(org);
+      if (!os) {
+        const state: OrgState = { entries: new Map(), index: new PatternIndex(), cache: new Map(), dispose: () => {} };
+        state.dispose = this.bus.subscribeOrg(org, (msg) => this.route(state, msg));
+        this.orgs.set(org, (os = state));
+        opened = true;
+      }
+      os.cache.clear();
+      for (const p of sorted) {
+        let e = os.entries.get(p);
+        if (!e) {
+          e = { pattern: p, patternJson: JSON.stringify(p), groups: [] };
+          os.entries.set(p, e);
+          os.index.add(p, e);
+          this.patterns++;
+        }
+        e.groups.push(g);
+      }
+    }
+    ws.subscribe(m.enc === 'json' ? g.topicJson : g.topicPack);
+    m.fanoutGroup = g;
+    return opened;
+  }
+
+  /** A closed socket leaves its group (uWS has already dropped its topic subscriptions). */
+  remove(m: FanoutMember): void {
+    if (m.fanoutGroup) this.leave(m.fanoutGroup);
+    m.fanoutGroup = undefined;
   }
 
   /** Resolves once new bus subscriptions are known to the server, so no later publish misses them. */
@@ -71,22 +150,54 @@ export class WsFanout {
     await this.bus.flush().catch(() => {});
   }
 
-  release(org: string, pattern: string): void {
-    const key = `${org}\u0000${pattern}`;
-    const e = this.entries.get(key);
-    if (!e || --e.refs > 0) return;
-    this.entries.delete(key);
-    e.dispose();
-  }
-
+  /** Distinct (org, pattern) held by local sockets. */
   get size(): number {
-    return this.entries.size;
+    return this.patterns;
   }
 
-  private enqueue(e: Entry, m: BusMessage): void {
-    if (e.pending.length === 0) this.dirty.push(e);
-    e.pending.push(m);
-    if (!this.scheduled) {
+  private leave(g: Group): void {
+    if (--g.refs > 0) return;
+    this.groups.delete(g.key);
+    const os = this.orgs.get(g.org);
+    if (!os) return;
+    os.cache.clear();
+    for (const p of g.patterns) {
+      const e = os.entries.get(p);
+      if (!e) continue;
+      e.groups = e.groups.filter((x) => x !== g);
+      if (e.groups.length > 0) continue;
+      os.entries.delete(p);
+      os.index.remove(p, e);
+      this.patterns--;
+    }
+    if (os.entries.size === 0) {
+      this.orgs.delete(g.org);
+      os.dispose();
+    }
+  }
+
+  private route(os: OrgState, m: BusMessage): void {
+    this.stats.messages++;
+    let targets = os.cache.get(m.topic);
+    if (!targets) {
+      const found: Target[] = [];
+      const seen = new Set<Group>();
+      os.index.match(m.topic, (e) => {
+        for (const g of e.groups) {
+          if (seen.has(g)) continue;
+          seen.add(g);
+          found.push({ g, e });
+        }
+      });
+      if (os.cache.size >= TOPIC_CACHE) os.cache.clear();
+      os.cache.set(m.topic, (targets = found));
+    }
+    for (const { g, e } of targets) {
+      if (g.pending.length === 0) this.dirty.push(g);
+      g.pending.push(m);
+      g.pendingSubs.push(e);
+    }
+    if (!this.scheduled && this.dirty.length > 0) {
       this.scheduled = true;
       // A 1 ms window rather than the end of this turn: NATS hands messages over a few per socket
       // read, so waiting one timer tick packs several reads into each frame. Measured with
@@ -99,21 +210,21 @@ export class WsFanout {
   private readonly flush = (): void => {
     this.scheduled = false;
     const dirty = this.dirty.splice(0);
-    for (const e of dirty) {
-      const msgs = e.pending;
-      e.pending = [];
-      this.stats.messages += msgs.length;
-      const jsonTopic = uwsTopic('json', e.org, e.pattern);
-      const msgpackTopic = uwsTopic('msgpack', e.org, e.pattern);
-      const nJson = this.app.numSubscribers(jsonTopic);
-      const nPack = this.app.numSubscribers(msgpackTopic);
+    for (const g of dirty) {
+      const msgs = g.pending;
+      const subs = g.pendingSubs;
+      g.pending = [];
+      g.pendingSubs = [];
+      const nJson = this.app.numSubscribers(g.topicJson);
+      const nPack = this.app.numSubscribers(g.topicPack);
+      // Almost always one pattern names every message of the group: no per-message arrays then.
+      const one = subs.every((e) => e === subs[0]) ? subs[0] : undefined;
       if (nJson > 0) {
-        // Topic segments and patterns use a restricted alphabet: no escaping needed, but stringify is cheap and safe.
-        this.app.publish(jsonTopic, jsonFrame(JSON.stringify(e.pattern), msgs), false);
+        this.app.publish(g.topicJson, jsonFrame(one ? one.patternJson : subs.map((e) => e.patternJson), msgs), false);
         this.stats.frames++;
       }
       if (nPack > 0) {
-        this.app.publish(msgpackTopic, msgpackFrame(e.pattern, msgs), true);
+        this.app.publish(g.topicPack, msgpackFrame(one ? one.pattern : subs.map((e) => e.pattern), msgs), true);
         this.stats.frames++;
       }
       this.stats.deliveries += (nJson + nPack) * msgs.length;
@@ -129,11 +240,15 @@ function jsonMsg(patternJson: string, m: BusMessage): string {
   return `{"op":"msg","sub":${patternJson},"topic":"${m.topic}","data":${data}${from},"ts":${m.ts}${pos}}`;
 }
 
-/** One message is sent as an object, several as an array of objects (docs/protocol.md). */
-export function jsonFrame(patternJson: string, msgs: BusMessage[]): string {
-  if (msgs.length === 1) return jsonMsg(patternJson, msgs[0]);
+/**
+ * One message is sent as an object, several as an array of objects (docs/protocol.md). `sub` is the
+ * JSON text of the pattern named in every message, or one per message.
+ */
+export function jsonFrame(sub: string | readonly string[], msgs: BusMessage[]): string {
+  const at = (i: number) => (typeof sub === 'string' ? sub : sub[i]);
+  if (msgs.length === 1) return jsonMsg(at(0), msgs[0]);
   let out = '[';
-  for (let i = 0; i < msgs.length; i++) out += (i ? ',' : '') + jsonMsg(patternJson, msgs[i]);
+  for (let i = 0; i < msgs.length; i++) out += (i ? ',' : '') + jsonMsg(at(i), msgs[i]);
   return out + ']';
 }
 
@@ -150,13 +265,15 @@ function msgpackMsg(pattern: string, m: BusMessage): object {
  * binary `data` with `"enc":"json"`, instead of throwing out of the flush (which would end the
  * process) or being left out.
  */
-export function msgpackFrame(pattern: string, msgs: BusMessage[]): Uint8Array {
+export function msgpackFrame(sub: string | readonly string[], msgs: BusMessage[]): Uint8Array {
+  const at = (i: number) => (typeof sub === 'string' ? sub : sub[i]);
   try {
-    return encodeMsgpack(msgs.length === 1 ? msgpackMsg(pattern, msgs[0]) : msgs.map((m) => msgpackMsg(pattern, m)));
+    return encodeMsgpack(msgs.length === 1 ? msgpackMsg(at(0), msgs[0]) : msgs.map((m, i) => msgpackMsg(at(i), m)));
   } catch (err) {
     if (!(err instanceof RangeError)) throw err;
   }
-  const frames = msgs.map((m) => {
+  const frames = msgs.map((m, i) => {
+    const pattern = at(i);
     try {
       const o = msgpackMsg(pattern, m);
       encodeMsgpack(o);

@@ -97,8 +97,9 @@ describe('isolation', () => {
 
     onlyOwn(aj, 'MARK-A', 'json client of org A');
     onlyOwn(am, 'MARK-A', 'msgpack client of org A');
-    // A's `#`, `+/#`, `a/b`: control reached each matching subscription exactly once.
-    assert.deepEqual(aj.messages('a/b').map((f) => f.sub).sort(), ['#', '+/#', 'a/b']);
+    // A's `#`, `+/#`, `a/b` overlap: the control reached the connection exactly once, naming one of them.
+    assert.equal(aj.messages('a/b').length, 1);
+    assert.ok(['#', '+/#', 'a/b'].includes(aj.messages('a/b')[0].sub));
     assert.ok(bObserver.messages().length >= 4 + 4 + 3, 'org B traffic did flow');
     assert.ok(!bObserver.messages().some((m) => JSON.stringify(m).includes('MARK-A')), 'org B saw nothing of org A');
   });
@@ -229,10 +230,12 @@ describe('isolation', () => {
     await expectOk(admin, { op: 'pub', topic: 'devices/d1/cmd', data: { v: 2 } });
     await expectOk(admin, { op: 'pub', topic: 'devices/d2/cmd', data: 'for d2 only' });
     await admin.waitFor((f) => f.op === 'msg' && f.topic === 'devices/d2/cmd');
-    await d1.waitFor((f) => f.op === 'msg' && f.topic === 'devices/d1/cmd' && f.sub === 'devices/d1/+');
+    await d1.waitFor((f) => f.op === 'msg' && f.topic === 'devices/d1/cmd');
     await sleep(200);
     assert.deepEqual(admin.messages().map((m) => m.topic), ['devices/d1/telemetry', 'devices/d1/cmd', 'devices/d2/cmd']);
     assert.ok(!d1.messages().some((m) => m.topic === 'devices/d2/cmd'));
-    assert.deepEqual(d1.messages().map((m) => `${m.sub} ${m.topic}`).sort(), ['devices/d1/# devices/d1/cmd', 'devices/d1/# devices/d1/telemetry', 'devices/d1/+ devices/d1/cmd', 'devices/d1/+ devices/d1/telemetry']);
+    // Its overlapping `devices/d1/#` and `devices/d1/+` deliver each message once (no amplification).
+    assert.deepEqual(d1.messages().map((m) => m.topic).sort(), ['devices/d1/cmd', 'devices/d1/telemetry']);
+    for (const m of d1.messages()) assert.ok(['devices/d1/#', 'devices/d1/+'].includes(m.sub), m.sub);
   });
 });

@@ -7,11 +7,13 @@ import { extractToken } from '../../auth/joseVerifier.ts';
 import type { Principal, TokenVerifier } from '../../auth/principal.ts';
 import type { ClientContext } from '../../core/context.ts';
 import { payloadOf, type Publisher } from '../../core/publisher.ts';
-import { AuthError, CloseCode, HubError } from '../../errors.ts';
+import { AuthError, CloseCode, HubError, RateLimitedError } from '../../errors.ts';
+import type { RateLimits } from '../../limits/connLimits.ts';
+import type { Admission, LimitService, Slot } from '../../limits/limitService.ts';
 import type { Logger } from '../../log.ts';
 import { decodeFrame, encodeFrame, FrameError, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, type ClientFrame, type Encoding } from '../../protocol/frames.ts';
 import type { CommandHandler } from '../../core/commands.ts';
-import { jsonFrame, msgpackFrame, uwsTopic, type WsFanout } from './fanout.ts';
+import { jsonFrame, msgpackFrame, type FanoutGroup, type WsFanout } from './fanout.ts';
 import type { BusMessage } from '../../bus/bus.ts';
 import { openHistorySubscription, type HistoryRecorder, type HistorySubscription } from '../../history/subscription.ts';
 import type { PresenceTracker } from '../../presence/tracker.ts';
@@ -41,6 +43,7 @@ export interface WsDeps {
   maxRecover?: number;
   log: Logger;
   limits: WsLimits;
+  rateLimits: LimitService;
 }
 
 /** Per-socket state. Kept small: 10k idle connections must stay under ~3 KiB each. */
@@ -53,10 +56,21 @@ interface Conn extends ClientContext {
   openedAt: number;
   closed: boolean;
   closeReason?: string;
-  /** Detachers of `$commands/<device>` subscriptions (served by the fleet delivery, not the bus). */
-  fleet?: Map<string, () => void>;
-  /** Subscriptions to history topics (delivered in offset order per connection, not by uWS publish). */
-  history?: Map<string, HistorySubscription>;
+  /** Rate limits and quotas of this connection's tier. */
+  lim: RateLimits;
+  /** Connection slots (IP, org, user) given back at close. */
+  slots: Slot[];
+  /** Commands awaiting their durable ack. */
+  inflight: number;
+  /** The fan-out group of sockets holding the same patterns (fanout.ts). */
+  fanoutGroup?: FanoutGroup;
+  /**
+   * `$commands/<device>` subscriptions (served by the fleet delivery, not the bus) and history-topic
+   * subscriptions (delivered in offset order per connection). Neither is in `subs`, the fan-out's
+   * pattern set. A null value: still being opened.
+   */
+  fleet?: Map<string, (() => void) | null>;
+  history?: Map<string, HistorySubscription | null>;
 }
 
 type Id = number | string | undefined;
@@ -76,7 +90,7 @@ function pickProtocol(header: string): Encoding | undefined | null {
  * of docs/protocol.md. Every frame is answered; only protocol violations close the socket.
  */
 export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): void } {
-  const { app, verifier, roleGrants, publisher, fanout, audit, log, limits } = deps;
+  const { app, verifier, roleGrants, publisher, fanout, audit, log, limits, rateLimits } = deps;
   const sockets = new Set<WebSocket<Conn>>();
 
   /**
@@ -131,17 +145,17 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
    * offset order and exactly once (hub/history/subscription.ts).
    */
   const subscribeHistory = async (ws: WebSocket<Conn>, c: Conn, id: Id, pattern: string, since?: { offset: number; epoch: string }) => {
-    c.subs.push(pattern);
+    const held = (c.history ??= new Map());
+    held.set(pattern, null);
     let hs: HistorySubscription;
     try {
       hs = await openHistorySubscription({ recorder: deps.history!, bus: deps.fanout.bus, log, org: c.principal.org, topic: pattern, since, maxRecover: deps.maxRecover ?? 10_000 });
     } catch (err) {
-      const i = c.subs.indexOf(pattern);
-      if (i >= 0) c.subs.splice(i, 1);
+      if (held.get(pattern) === null) held.delete(pattern);
       throw err;
     }
-    if (c.closed || !c.subs.includes(pattern)) return hs.close();
-    (c.history ??= new Map()).set(pattern, hs);
+    if (c.closed || held.get(pattern) !== null) return hs.close();
+    held.set(pattern, hs);
     deps.presence?.subscribed(c.session, pattern);
     ws.cork(() => {
       const extra: Record<string, unknown> = { offset: hs.position.offset, epoch: hs.position.epoch };
@@ -161,17 +175,21 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       audit.record(c.principal.org, 'subscribe.denied', { pattern, transport: 'ws' }, { actor: c.principal.sub, session: c.session });
       throw new HubError('forbidden', `subscribe to "${pattern}" is not granted`);
     }
-    if (c.subs.includes(pattern)) return ok(ws, id);
-    if (c.subs.length >= limits.maxSubscriptions) {
+    if (c.subs.includes(pattern) || c.fleet?.has(pattern) || c.history?.has(pattern)) return ok(ws, id);
+    if (c.subs.length + (c.fleet?.size ?? 0) + (c.history?.size ?? 0) >= limits.maxSubscriptions) {
       audit.record(c.principal.org, 'limit.hit', { limit: 'subscriptions', max: limits.maxSubscriptions, transport: 'ws' }, { actor: c.principal.sub, session: c.session });
       throw new HubError('limit', `at most ${limits.maxSubscriptions} subscriptions per connection`);
     }
     if (isReservedTopic(pattern)) return subscribeCommands(ws, c, id, pattern);
     if (deps.history?.retention(pattern)) return subscribeHistory(ws, c, id, pattern, since);
     if (since) throw new HubError('invalid', `"since" needs a topic of a namespace with history (ORGHUB_HISTORY_NAMESPACES); "${pattern}" has none`);
+    if (!rateLimits.holdPattern(c.principal.org, pattern)) {
+      c.lim.hit('patterns');
+      audit.record(c.principal.org, 'limit.hit', { limit: 'patterns', max: rateLimits.limitsOf(c.principal.org).patternsPerNode, transport: 'ws' }, { actor: c.principal.sub, session: c.session });
+      throw new HubError('limit', 'the org holds too many distinct subscription patterns on this node');
+    }
     c.subs.push(pattern);
-    ws.subscribe(uwsTopic(c.enc, c.principal.org, pattern));
-    if (fanout.retain(c.principal.org, pattern)) await fanout.confirm();
+    if (fanout.update(ws, c)) await fanout.confirm();
     deps.presence?.subscribed(c.session, pattern);
     if (!c.closed) ws.cork(() => ok(ws, id));
   };
@@ -184,8 +202,8 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
     const device = deviceOfCommandTopic(pattern);
     if (!device) throw new HubError('bad_topic', 'command topics are subscribed one device at a time: "$commands/<device>"');
     if (!deps.fleet) throw new HubError('unavailable', 'fleet commands are not enabled on this hub');
-    c.subs.push(pattern);
     const fleetMap = (c.fleet ??= new Map());
+    fleetMap.set(pattern, null);
     let ready = false;
     const early: object[] = [];
     const detach = await deps.fleet.attach(c.principal.org, device, {
@@ -198,7 +216,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
         else if (!c.closed) ws.cork(() => send(ws, frame));
       },
     });
-    if (c.closed || !c.subs.includes(pattern)) return detach();
+    if (c.closed || fleetMap.get(pattern) !== null) return detach();
     fleetMap.set(pattern, detach);
     ready = true;
     ws.cork(() => {
@@ -208,23 +226,23 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
   };
 
   const unsubscribe = (ws: WebSocket<Conn>, c: Conn, pattern: string) => {
-    const i = c.subs.indexOf(pattern);
-    if (i < 0) return;
-    c.subs.splice(i, 1);
-    const detach = c.fleet?.get(pattern);
-    if (detach) {
-      c.fleet!.delete(pattern);
-      return detach();
+    if (c.fleet?.has(pattern)) {
+      const detach = c.fleet.get(pattern);
+      c.fleet.delete(pattern);
+      return detach?.();
     }
-    const hs = c.history?.get(pattern);
-    if (hs) {
-      c.history!.delete(pattern);
-      hs.close();
+    if (c.history?.has(pattern)) {
+      const hs = c.history.get(pattern);
+      c.history.delete(pattern);
+      hs?.close();
       deps.presence?.unsubscribed(c.session, pattern);
       return;
     }
-    ws.unsubscribe(uwsTopic(c.enc, c.principal.org, pattern));
-    fanout.release(c.principal.org, pattern);
+    const i = c.subs.indexOf(pattern);
+    if (i < 0) return;
+    c.subs.splice(i, 1);
+    fanout.update(ws, c);
+    rateLimits.dropPattern(c.principal.org, pattern);
     deps.presence?.unsubscribed(c.session, pattern);
   };
 
@@ -246,7 +264,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
     c.grants = compileGrants(next, roleGrants);
     c.expMs = next.exp * 1000;
     ws.cork(() => {
-      for (const pattern of [...c.subs]) {
+      for (const pattern of [...c.subs, ...(c.fleet?.keys() ?? []), ...(c.history?.keys() ?? [])]) {
         if (c.grants.canSubscribe(pattern)) continue;
         unsubscribe(ws, c, pattern);
         fail(ws, undefined, 'forbidden', `subscription "${pattern}" dropped: no longer granted`, { topic: pattern });
@@ -260,8 +278,16 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
     switch (f.op) {
       case 'pub': {
         const { payload, contentType } = payloadOf(f.data);
-        const pending = publisher.publish(c, f.topic, payload, contentType, 'ws');
+        if (payload.length > c.lim.maxMessageBytes) {
+          c.lim.hit('message_size');
+          throw new HubError('too_large', `message payload above ${c.lim.maxMessageBytes} bytes (the org's tier)`);
+        }
+        const topic = publisher.check(c, f.topic, 'ws');
+        const wait = c.lim.publish();
+        if (wait > 0) throw limited(ws, c, wait, 'publish');
+        const pending = publisher.send(c, topic, payload, contentType);
         if (pending) {
+          // A history topic: acknowledged once appended (it has its offset) and published.
           await pending;
           if (!c.closed) ws.cork(() => ok(ws, f.id));
           return;
@@ -280,18 +306,44 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
         return refresh(ws, c, f.id, f.token);
       case 'cmd': {
         if (!deps.commands) throw new HubError('unavailable', 'commands are not enabled on this hub');
-        const result = await deps.commands.execute(c, { type: f.type, topic: f.topic, data: f.data, key: f.key }, 'ws');
-        if (!c.closed) ws.cork(() => ok(ws, f.id, result));
+        if (c.inflight >= c.lim.inflightCommands) {
+          c.lim.hit('inflight_commands');
+          throw new HubError('limit', `at most ${c.lim.inflightCommands} commands in flight per connection`);
+        }
+        c.inflight++;
+        try {
+          await c.lim.settle('cmd');
+          const wait = c.lim.command();
+          if (wait > 0) throw limited(ws, c, wait, 'command');
+          const result = await deps.commands.execute(c, { type: f.type, topic: f.topic, data: f.data, key: f.key }, 'ws');
+          if (!c.closed) ws.cork(() => ok(ws, f.id, result));
+        } finally {
+          c.inflight--;
+        }
         return;
       }
     }
+  };
+
+  /**
+   * A rate-limit refusal; the hit is audited (aggregated per window). Sustained abuse
+   * (ORGHUB_LIMITS_ABUSE refusals within 10 s) also closes the connection with 4003.
+   */
+  const limited = (ws: WebSocket<Conn>, c: Conn, wait: number, what: 'publish' | 'command') => {
+    audit.record(c.principal.org, 'limit.hit', { limit: what === 'publish' ? 'rate_publish' : 'rate_command', transport: 'ws' }, { actor: c.principal.sub, session: c.session });
+    if (c.lim.abusive()) {
+      c.lim.hit('abuse');
+      audit.record(c.principal.org, 'limit.hit', { limit: 'abuse', transport: 'ws' }, { actor: c.principal.sub, session: c.session });
+      close(ws, CloseCode.rateLimited, 'rate limit abuse');
+    }
+    return new RateLimitedError(wait, what);
   };
 
   const reportError = (ws: WebSocket<Conn>, id: Id, err: unknown) => {
     const c = ws.getUserData();
     if (c.closed) return;
     if (err instanceof HubError) {
-      ws.cork(() => fail(ws, id, err.code, err.message));
+      ws.cork(() => fail(ws, id, err.code, err.message, err.retryAfterMs === undefined ? undefined : { retryAfterMs: err.retryAfterMs }));
       return;
     }
     log.error({ err, session: c.session }, 'frame handling failed');
@@ -311,6 +363,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       const protoHeader = req.getHeader('sec-websocket-protocol');
       const extensions = req.getHeader('sec-websocket-extensions');
       const token = extractToken(req.getHeader('authorization'), req.getQuery() ?? '');
+      const ip = Buffer.from(res.getRemoteAddressAsText()).toString();
       let aborted = false;
       res.onAborted(() => {
         aborted = true;
@@ -327,9 +380,37 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
         audit.record(undefined, 'session.rejected', { reason: 'token_missing', transport: 'ws' });
         return refuse('401 Unauthorized', 'token_missing');
       }
-      verifier.verify(token).then(
-        (principal) => {
-          if (aborted) return;
+      const capped = (a: Admission & { ok: false }, org: string | undefined) => {
+        rateLimits.hit(a.limit, 'ws');
+        audit.record(org, 'limit.hit', { limit: a.limit, max: a.max, transport: 'ws' });
+        refuse('429 Too Many Requests', 'connection_limit');
+      };
+      // Slots are taken before the token is checked (per IP) and after (org, user); a refusal or
+      // an abort on the way gives back what was taken.
+      const admitted = (async () => {
+        const byIp = await rateLimits.admitIp(ip);
+        if (!byIp.ok) return { refused: byIp, org: undefined };
+        let principal: Principal;
+        try {
+          principal = await verifier.verify(token);
+        } catch (err) {
+          rateLimits.release(byIp.slots);
+          throw err;
+        }
+        const byOrg = await rateLimits.admit(principal);
+        if (!byOrg.ok) {
+          rateLimits.release(byIp.slots);
+          return { refused: byOrg, org: principal.org };
+        }
+        const lim = rateLimits.connection(principal, 'ws');
+        await lim.settle('pub');
+        return { principal, lim, slots: [...byIp.slots, ...byOrg.slots] };
+      })();
+      admitted.then(
+        (a) => {
+          if ('refused' in a) return capped(a.refused as Admission & { ok: false }, a.org);
+          const { principal } = a;
+          if (aborted) return rateLimits.release(a.slots);
           const conn: Conn = {
             principal,
             grants: compileGrants(principal, roleGrants),
@@ -339,6 +420,9 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
             expMs: principal.exp * 1000,
             openedAt: Date.now(),
             closed: false,
+            lim: a.lim,
+            slots: a.slots,
+            inflight: 0,
           };
           const proto = enc === undefined ? '' : enc === 'json' ? SUBPROTOCOL_JSON : SUBPROTOCOL_MSGPACK;
           // Not corked: uWS's cork() after an ASYNC upgrade can mistake the new WebSocket for the old
@@ -390,11 +474,14 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       sockets.delete(ws);
       const c = ws.getUserData();
       c.closed = true;
-      for (const pattern of c.subs) if (!c.fleet?.has(pattern) && !c.history?.has(pattern)) fanout.release(c.principal.org, pattern);
-      for (const hs of c.history?.values() ?? []) hs.close();
-      for (const detach of c.fleet?.values() ?? []) detach();
+      fanout.remove(c);
+      for (const pattern of c.subs) rateLimits.dropPattern(c.principal.org, pattern);
+      for (const hs of c.history?.values() ?? []) hs?.close();
+      for (const detach of c.fleet?.values() ?? []) detach?.();
       deps.presence?.disconnected(c.session);
       c.subs = [];
+      rateLimits.release(c.slots);
+      c.slots = [];
       audit.record(
         c.principal.org,
         'session.disconnected',

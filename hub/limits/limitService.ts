@@ -1,0 +1,225 @@
+import type { Principal } from '../auth/principal.ts';
+import type { Transport } from '../core/context.ts';
+import type { Logger } from '../log.ts';
+import { chunkFor, Lease } from './leases.ts';
+import { bucketKey, slotKey, type BucketSpec, type Grant, type Limiter } from './limiter.ts';
+import { createMemoryLimiter } from './memoryLimiter.ts';
+import type { TierLimits, TierTable } from './tiers.ts';
+import { LocalBucket } from './tokenBucket.ts';
+import { ConnLimits, NO_LIMITS, type RateLimits } from './connLimits.ts';
+
+export interface LimitServiceOptions {
+  enabled: boolean;
+  tiers: TierTable;
+  /** The cluster-wide store (Redis); the service falls back to local buckets while it fails. */
+  cluster: Limiter;
+  nodeId: string;
+  /** Prefix of every Redis key (ORGHUB_LIMITS_PREFIX). */
+  prefix: string;
+  /** Connections per IP address across the cluster, counted before authentication (0 = off). */
+  perIp: number;
+  /** Refusals within 10 s after which a connection is closed (0 = never). */
+  abuseDenials: number;
+  /** Each lease takes about this many ms of a bucket's rate. */
+  leaseMs: number;
+  log: Logger;
+}
+
+/** The limits that may be hit, as a bounded metric label. */
+export const LIMIT_NAMES = ['rate_publish', 'rate_command', 'message_size', 'connections_ip', 'connections_org', 'connections_user', 'patterns', 'inflight_commands', 'retained_bytes', 'abuse'] as const;
+export type LimitName = (typeof LIMIT_NAMES)[number];
+
+/** A connection slot held until the connection ends. */
+export interface Slot {
+  readonly key: string;
+}
+
+export type Admission = { ok: true; slots: Slot[] } | { ok: false; limit: LimitName; max: number };
+
+const HEARTBEAT_MS = 5_000;
+const NODE_TTL_MS = 15_000;
+/** After a failed Redis call, the local fallback serves for this long before Redis is tried again. */
+const DEGRADED_MS = 1_000;
+
+/**
+ * Rate limits, caps and quotas for every transport (docs/operations.md "Limits"). Hierarchy per
+ * message: the connection's own bucket (local), then the user's and the org's (cluster-wide, served
+ * from local leases). Connection slots (per IP, org, user) are cluster-wide sets in Redis whose
+ * entries belong to a node and lapse with its heartbeat. While Redis fails, every node falls back
+ * to local buckets and per-node counts and recovers by itself (fail open to per-node limits).
+ */
+export class LimitService {
+  readonly enabled: boolean;
+  /** Hits per `limit|transport`, for /metrics (bounded: LIMIT_NAMES × transports). */
+  readonly hits = new Map<string, number>();
+  /** MQTT QoS 0 messages dropped over a limit. */
+  dropped = 0;
+  /** Times the cluster store failed and local buckets took over. */
+  fallbacks = 0;
+  private readonly local = createMemoryLimiter();
+  private readonly leases = new Map<string, Lease>();
+  private readonly held = new Map<string, number>();
+  /** org → pattern → local holders (distinct patterns per org per node). */
+  private readonly patterns = new Map<string, Map<string, number>>();
+  private degradedUntil = 0;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly opts: LimitServiceOptions) {
+    this.enabled = opts.enabled;
+    this.timer = setInterval(() => this.housekeeping(), HEARTBEAT_MS);
+    this.timer.unref();
+    if (this.enabled) void (opts.cluster.ready?.() ?? Promise.resolve()).then(() => this.beat());
+  }
+
+  /** True while the cluster store is failing and local buckets stand in. */
+  get degraded(): boolean {
+    return Date.now() < this.degradedUntil;
+  }
+
+  limitsOf(org: string): TierLimits {
+    return this.opts.tiers.limitsOf(org);
+  }
+
+  hit(limit: LimitName, transport: Transport): void {
+    const k = `${limit}|${transport}`;
+    this.hits.set(k, (this.hits.get(k) ?? 0) + 1);
+  }
+
+  /** Per-connection limits for an authenticated client; `NO_LIMITS` when limits are off. */
+  connection(p: Principal, transport: Transport): RateLimits {
+    if (!this.enabled) return NO_LIMITS;
+    const l = this.limitsOf(p.org);
+    const spec = (rate: number): BucketSpec => ({ rate, burst: Math.max(1, rate * l.burstSeconds) });
+    const local = (rate: number) => (rate > 0 ? new LocalBucket(rate, spec(rate).burst) : undefined);
+    const lease = (kind: 'pub' | 'cmd', level: 'user' | 'org', rate: number) => (rate > 0 ? this.lease(bucketKey(this.opts.prefix, kind, level, p.org, p.sub), spec(rate)) : undefined);
+    // HTTP has no connection: its requests meet the user's and the org's buckets only.
+    const conn = (rate: number) => (transport === 'http' ? undefined : local(rate));
+    return new ConnLimits(this, transport, l, this.opts.abuseDenials, {
+      pub: [conn(l.publish.connection), lease('pub', 'user', l.publish.user), lease('pub', 'org', l.publish.org)],
+      cmd: [conn(l.commands.connection), lease('cmd', 'user', l.commands.user), lease('cmd', 'org', l.commands.org)],
+    });
+  }
+
+  /** Takes a slot for a connection from `ip` (before authentication). */
+  async admitIp(ip: string): Promise<Admission> {
+    if (!this.enabled || this.opts.perIp <= 0) return { ok: true, slots: [] };
+    const key = slotKey(this.opts.prefix, 'ip', ip);
+    if (await this.acquire(key, this.opts.perIp)) return { ok: true, slots: [{ key }] };
+    return { ok: false, limit: 'connections_ip', max: this.opts.perIp };
+  }
+
+  /** Takes the org's and the user's connection slots, or neither. */
+  async admit(p: Principal): Promise<Admission> {
+    if (!this.enabled) return { ok: true, slots: [] };
+    const l = this.limitsOf(p.org);
+    const org = slotKey(this.opts.prefix, 'org', p.org);
+    if (!(await this.acquire(org, l.connections.org))) return { ok: false, limit: 'connections_org', max: l.connections.org };
+    const user = slotKey(this.opts.prefix, 'user', p.org, p.sub);
+    if (!(await this.acquire(user, l.connections.user))) {
+      this.release([{ key: org }]);
+      return { ok: false, limit: 'connections_user', max: l.connections.user };
+    }
+    return { ok: true, slots: [{ key: org }, { key: user }] };
+  }
+
+  /** Gives slots back (a connection closed, or a later check refused it). */
+  release(slots: readonly Slot[]): void {
+    for (const s of slots) {
+      const n = (this.held.get(s.key) ?? 0) - 1;
+      this.held.set(s.key, Math.max(0, n));
+      // A failed release is repaired by the next heartbeat, which re-asserts the node's counts.
+      if (!this.degraded) this.opts.cluster.release(s.key, this.opts.nodeId).catch(() => this.degrade());
+    }
+  }
+
+  /** Counts one more local holder of (org, pattern); false when it is a new pattern past the org's cap. */
+  holdPattern(org: string, pattern: string): boolean {
+    let m = this.patterns.get(org);
+    const n = m?.get(pattern) ?? 0;
+    if (n === 0 && this.enabled && (m?.size ?? 0) >= this.limitsOf(org).patternsPerNode) return false;
+    if (!m) this.patterns.set(org, (m = new Map()));
+    m.set(pattern, n + 1);
+    return true;
+  }
+
+  dropPattern(org: string, pattern: string): void {
+    const m = this.patterns.get(org);
+    const n = m?.get(pattern);
+    if (!m || !n) return;
+    if (n > 1) m.set(pattern, n - 1);
+    else {
+      m.delete(pattern);
+      if (m.size === 0) this.patterns.delete(org);
+    }
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    await this.opts.cluster.close();
+  }
+
+  // ---- internals ----------------------------------------------------------------------------
+
+  private lease(key: string, spec: BucketSpec): Lease {
+    let l = this.leases.get(key);
+    if (!l || l.spec.rate !== spec.rate || l.spec.burst !== spec.burst) {
+      l = new Lease(key, spec, chunkFor(spec, this.opts.leaseMs), this.source);
+      this.leases.set(key, l);
+    }
+    return l;
+  }
+
+  private readonly source = async (key: string, want: number, minGrant: number, spec: BucketSpec): Promise<Grant> => {
+    if (!this.degraded) {
+      try {
+        return await this.opts.cluster.take(key, want, minGrant, spec);
+      } catch (err) {
+        this.degrade(err);
+      }
+    }
+    return this.local.take(key, want, minGrant, spec);
+  };
+
+  private async acquire(key: string, max: number): Promise<boolean> {
+    let ok: boolean;
+    if (max <= 0) ok = true;
+    else if (this.degraded) ok = (this.held.get(key) ?? 0) < max;
+    else {
+      try {
+        ok = await this.opts.cluster.acquire(key, this.opts.nodeId, max);
+      } catch (err) {
+        this.degrade(err);
+        ok = (this.held.get(key) ?? 0) < max;
+      }
+    }
+    if (ok) this.held.set(key, (this.held.get(key) ?? 0) + 1);
+    return ok;
+  }
+
+  private degrade(err?: unknown): void {
+    if (!this.degraded) {
+      this.fallbacks++;
+      this.opts.log.warn({ err: (err as Error | undefined)?.message }, 'limits: Redis failed; local buckets and per-node caps until it answers');
+    }
+    this.degradedUntil = Date.now() + DEGRADED_MS;
+  }
+
+  /** Heartbeat: marks this node alive and re-asserts its slot counts (repairs a restarted Redis). */
+  private async beat(): Promise<void> {
+    try {
+      await this.opts.cluster.heartbeat(this.opts.nodeId, this.held, NODE_TTL_MS);
+      this.degradedUntil = 0;
+      for (const [k, n] of this.held) if (n === 0) this.held.delete(k);
+    } catch (err) {
+      this.degrade(err);
+    }
+  }
+
+  private housekeeping(): void {
+    if (!this.enabled) return;
+    void this.beat();
+    const now = performance.now();
+    for (const [k, l] of this.leases) if (now - l.lastUse > 30_000) this.leases.delete(k);
+    this.local.forget(60_000);
+  }
+}

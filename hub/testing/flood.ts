@@ -1,0 +1,169 @@
+/**
+ * Load generators for the tenant-safety tests and the fairness benchmark (issue 9), kept in one
+ * place so tests and loadtest/ share them:
+ *
+ * - `startFlood` runs a flood in a child process (so its client CPU does not sit on the event loop
+ *   that measures the victim's latency): `cmd` keeps `inflight` commands outstanding on each of
+ *   `conns` WebSocket connections; `ready` keeps `conns` `/ready` requests outstanding (paced to
+ *   `rate`/s when given).
+ * - `pacedCommands` sends `n` commands at `rate`/s on one connection and returns each ack's latency.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import WebSocket from 'ws';
+
+const SELF = fileURLToPath(import.meta.url);
+
+export interface FloodOptions {
+  mode: 'cmd' | 'ready';
+  /** ws URL for `cmd`, http base URL for `ready`. */
+  url: string;
+  token?: string;
+  conns: number;
+  /** `cmd`: commands outstanding per connection. */
+  inflight?: number;
+  /** `ready`: requests per second in all (0 = as fast as the connections go). */
+  rate?: number;
+}
+
+export interface FloodResult {
+  sent: number;
+  ok: number;
+  errors: Record<string, number>;
+  seconds: number;
+}
+
+export interface Flood {
+  /** Resolves once every connection is open and sending. */
+  started: Promise<void>;
+  stop(): Promise<FloodResult>;
+  child: ChildProcess;
+}
+
+export function startFlood(opts: FloodOptions): Flood {
+  const child = spawn(process.execPath, ['--import', 'tsx', SELF, JSON.stringify(opts)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  let onStarted: () => void;
+  const started = new Promise<void>((r) => (onStarted = r));
+  child.stdout!.on('data', (d) => {
+    out += d;
+    if (out.includes('started\n')) onStarted();
+  });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  return {
+    started,
+    child,
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+      const line = out.split('\n').find((l) => l.startsWith('{'));
+      if (!line) throw new Error(`flood child gave no result: ${out}`);
+      return JSON.parse(line) as FloodResult;
+    },
+  };
+}
+
+/** Sends `n` commands at `rate`/s (open loop) and resolves with each ack's latency in ms. */
+export async function pacedCommands(ws: WebSocket, n: number, rate: number, idBase: number, keyPrefix: string): Promise<{ latencies: number[]; errors: string[] }> {
+  const sentAt = new Map<number, number>();
+  const latencies: number[] = [];
+  const errors: string[] = [];
+  let done!: () => void;
+  const finished = new Promise<void>((r) => (done = r));
+  const onMessage = (data: Buffer) => {
+    const now = performance.now();
+    const v = JSON.parse(data.toString());
+    for (const f of Array.isArray(v) ? v : [v]) {
+      const t = sentAt.get(f.id);
+      if (t === undefined) continue;
+      sentAt.delete(f.id);
+      if (f.op === 'ok') latencies.push(now - t);
+      else errors.push(f.code);
+      if (latencies.length + errors.length === n) done();
+    }
+  };
+  ws.on('message', onMessage);
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    const due = t0 + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    const id = idBase + i;
+    sentAt.set(id, performance.now());
+    ws.send(JSON.stringify({ op: 'cmd', id, type: 'device.reboot', topic: 'devices/d1/commands', data: { reason: 'paced' }, key: `${keyPrefix}-${i}` }));
+  }
+  await Promise.race([finished, new Promise((r) => setTimeout(r, 30_000))]);
+  ws.off('message', onMessage);
+  if (latencies.length + errors.length < n) throw new Error(`paced commands: ${n - latencies.length - errors.length} unanswered`);
+  return { latencies, errors };
+}
+
+export function openWs(url: string, token: string): Promise<WebSocket> {
+  const ws = new WebSocket(url, ['orghub.v1.json'], { headers: { authorization: `Bearer ${token}` }, perMessageDeflate: false });
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+  });
+}
+
+// --- the child ---
+async function child(opts: FloodOptions): Promise<void> {
+  const result: FloodResult = { sent: 0, ok: 0, errors: {}, seconds: 0 };
+  let running = true;
+  const t0 = performance.now();
+  const count = (code: string) => (result.errors[code] = (result.errors[code] ?? 0) + 1);
+  const closers: Array<() => void> = [];
+  if (opts.mode === 'cmd') {
+    const inflight = opts.inflight ?? 32;
+    let seq = 0;
+    for (let c = 0; c < opts.conns; c++) {
+      const ws = await openWs(opts.url, opts.token!);
+      const send = () => {
+        if (!running) return;
+        result.sent++;
+        ws.send(JSON.stringify({ op: 'cmd', id: ++seq, type: 'device.reboot', topic: `devices/f${c}/commands`, data: { reason: 'flood' } }));
+      };
+      ws.on('message', (data: Buffer) => {
+        const v = JSON.parse(data.toString());
+        for (const f of Array.isArray(v) ? v : [v]) {
+          if (f.op === 'ok') result.ok++;
+          else if (f.op === 'err') count(f.code);
+          send();
+        }
+      });
+      closers.push(() => ws.terminate());
+      for (let i = 0; i < inflight; i++) send();
+    }
+  } else {
+    const rate = opts.rate ?? 0;
+    const gap = rate > 0 ? (opts.conns * 1000) / rate : 0;
+    for (let c = 0; c < opts.conns; c++) {
+      void (async () => {
+        while (running) {
+          const t = performance.now();
+          result.sent++;
+          try {
+            const r = await fetch(`${opts.url}/ready`);
+            await r.arrayBuffer();
+            if (r.status === 200) result.ok++;
+            else count(String(r.status));
+          } catch {
+            count('network');
+          }
+          const wait = gap - (performance.now() - t);
+          if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+        }
+      })();
+    }
+  }
+  process.stdout.write('started\n');
+  process.once('SIGTERM', () => {
+    running = false;
+    result.seconds = (performance.now() - t0) / 1000;
+    for (const c of closers) c();
+    process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(0));
+  });
+}
+
+if (process.argv[1] === SELF) void child(JSON.parse(process.argv[2]) as FloodOptions);

@@ -1,0 +1,124 @@
+/**
+ * Tenant fairness (issue 9): org B's command ack latency while org A floods commands, and while
+ * someone floods the unauthenticated `/ready`, against B alone in the same run (the peer). A real
+ * hub child process (dedicated nats-server, the machine's Postgres); B sends paced commands on one
+ * WebSocket connection; the floods run in their own child processes (hub/testing/flood.ts).
+ *
+ * Phases, repeated `--rounds` times: B alone, B + A's command flood, B alone, B + /ready flood.
+ * Each ratio compares B's p99 under a flood with the p99 of all B-alone samples of the run.
+ *
+ *   npm run bench:fairness        (node --import tsx loadtest/fairness.ts)
+ *   options: --rate 200 --seconds 6 --rounds 2 --flood-conns 4 --flood-inflight 64
+ *            --ready-conns 16 --ready-rate 2000
+ *
+ * Targets: B's p99 under A's flood <= 2 x alone; under the /ready flood <= 1.2 x alone.
+ */
+import { parseArgs } from 'node:util';
+import { randomBytes } from 'node:crypto';
+import { migrate } from '../hub/eventstore/migrate.ts';
+import { openWs, pacedCommands, startFlood, type FloodResult } from '../hub/testing/flood.ts';
+import { startHub, type HubServer } from './lib/servers.ts';
+import { createBenchIssuer } from './lib/tokens.ts';
+import { percentiles, fixed, si } from './lib/stats.ts';
+import { Progress, printTable } from './lib/report.ts';
+
+const { values } = parseArgs({
+  options: {
+    rate: { type: 'string', default: '200' },
+    seconds: { type: 'string', default: '6' },
+    rounds: { type: 'string', default: '2' },
+    'flood-conns': { type: 'string', default: '4' },
+    'flood-inflight': { type: 'string', default: '64' },
+    'ready-conns': { type: 'string', default: '16' },
+    'ready-rate': { type: 'string', default: '2000' },
+  },
+});
+const RATE = Number(values.rate);
+const SECONDS = Number(values.seconds);
+const ROUNDS = Number(values.rounds);
+const FLOOD_CONNS = Number(values['flood-conns']);
+const FLOOD_INFLIGHT = Number(values['flood-inflight']);
+const READY_CONNS = Number(values['ready-conns']);
+const READY_RATE = Number(values['ready-rate']);
+for (const [k, v] of Object.entries({ RATE, SECONDS, ROUNDS, FLOOD_CONNS, FLOOD_INFLIGHT, READY_CONNS })) {
+  if (!Number.isInteger(v) || v < 1) throw new Error(`--${k.toLowerCase().replace('_', '-')} must be a positive integer`);
+}
+const progress = new Progress();
+const run = randomBytes(3).toString('hex');
+
+async function main(): Promise<void> {
+  progress.log(`bench:fairness run ${run}: B at ${RATE} commands/s, ${SECONDS} s per phase, ${ROUNDS} rounds`);
+  await migrate({ quiet: true });
+  const issuer = await createBenchIssuer();
+  let hub: HubServer | undefined;
+  try {
+    progress.start('starting nats-server and hub');
+    hub = await startHub(issuer.env, { ORGHUB_LOG_LEVEL: 'warn' });
+    const b = await openWs(hub.wsUrl, await issuer.token(`bench-fair-b-${run}`, 'admin-b'));
+    const aToken = await issuer.token(`bench-fair-a-${run}`, 'admin-a');
+    progress.stop();
+    const n = RATE * SECONDS;
+    let phase = 0;
+    const bPhase = async (label: string) => {
+      progress.start(label);
+      const r = await pacedCommands(b, n, RATE, 1_000_000 * ++phase, `${run}-${phase}`);
+      progress.stop();
+      if (r.errors.length) throw new Error(`${label}: B got errors ${r.errors.slice(0, 5).join(',')}`);
+      return r.latencies;
+    };
+    await pacedCommands(b, 200, RATE, 0, `${run}-warm`);
+    const alone: number[] = [];
+    const underA: number[] = [];
+    const underReady: number[] = [];
+    const floods: { a: FloodResult[]; ready: FloodResult[] } = { a: [], ready: [] };
+    for (let round = 1; round <= ROUNDS; round++) {
+      alone.push(...(await bPhase(`round ${round}: B alone`)));
+      const fa = startFlood({ mode: 'cmd', url: hub.wsUrl, token: aToken, conns: FLOOD_CONNS, inflight: FLOOD_INFLIGHT });
+      await fa.started;
+      await new Promise((r) => setTimeout(r, 500));
+      underA.push(...(await bPhase(`round ${round}: B + A's command flood`)));
+      floods.a.push(await fa.stop());
+      alone.push(...(await bPhase(`round ${round}: B alone`)));
+      const fr = startFlood({ mode: 'ready', url: hub.httpUrl!, conns: READY_CONNS, rate: READY_RATE });
+      await fr.started;
+      await new Promise((r) => setTimeout(r, 500));
+      underReady.push(...(await bPhase(`round ${round}: B + /ready flood`)));
+      floods.ready.push(await fr.stop());
+    }
+    b.terminate();
+    const [, baseP99] = percentiles(alone, [50, 99]);
+    const row = (name: string, xs: number[], target: string) => {
+      const [p50, p99, p999] = percentiles(xs, [50, 99, 99.9]);
+      return [name, xs.length, fixed(p50), fixed(p99), fixed(p999), fixed(p99 / baseP99, 2), target];
+    };
+    const rate = (fs: FloodResult[]) => si(fs.reduce((s, f) => s + f.ok, 0) / fs.reduce((s, f) => s + f.seconds, 0));
+    const errs = (fs: FloodResult[]) => JSON.stringify(fs.reduce((acc, f) => {
+      for (const [k, v] of Object.entries(f.errors)) acc[k] = (acc[k] ?? 0) + v;
+      return acc;
+    }, {} as Record<string, number>));
+    const aRatio = percentiles(underA, [99])[0] / baseP99;
+    const rRatio = percentiles(underReady, [99])[0] / baseP99;
+    process.stdout.write(`\n## bench:fairness (${new Date().toISOString()}, B at ${RATE} commands/s, ${SECONDS} s x ${ROUNDS} rounds per phase)\n\n`);
+    printTable(
+      ['B\'s phase', 'acks', 'p50 ms', 'p99 ms', 'p99.9 ms', 'p99 / alone', 'target'],
+      [
+        row('alone (peer)', alone, ''),
+        row(`A floods (${FLOOD_CONNS} conns x ${FLOOD_INFLIGHT} in flight)`, underA, `<= 2x: ${aRatio <= 2 ? 'PASS' : 'FAIL'}`),
+        row(`/ready flood (${READY_CONNS} conns, ${READY_RATE}/s)`, underReady, `<= 1.2x: ${rRatio <= 1.2 ? 'PASS' : 'FAIL'}`),
+      ],
+    );
+    process.stdout.write(`\nA's flood: ${rate(floods.a)} acks/s, errors ${errs(floods.a)}; /ready flood: ${rate(floods.ready)} answers/s, errors ${errs(floods.ready)}\n`);
+  } finally {
+    progress.stop();
+    await hub?.stop();
+    issuer.dispose();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`\nbench:fairness failed: ${(err as Error)?.stack ?? err}\n`);
+    process.exit(1);
+  },
+);
