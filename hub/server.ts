@@ -174,10 +174,10 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   });
   mountHttpApi({ app, verifier, roleGrants, publisher, audit, commands, limits, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBatch: config.ORGHUB_HTTP_MAX_BATCH });
   mountQueryApi({ app, verifier, roleGrants, audit, readModels: parts.readModels, log, cursorKey: cursorKey(config), exportPageSize: config.ORGHUB_QUERY_EXPORT_PAGE, maxPerOrg: config.ORGHUB_QUERY_MAX_PER_ORG });
-  if (history) mountHistoryApi({ app, history, maxRecover: config.ORGHUB_HISTORY_MAX_RECOVER, verifier, roleGrants, audit, log, maxBody: config.ORGHUB_HTTP_MAX_BODY });
-  if (presence) mountPresenceApi({ app, store: presence.store, namespaces: presenceNamespaces, verifier, roleGrants, audit, log, maxBody: config.ORGHUB_HTTP_MAX_BODY });
+  mountHistoryApi({ app, history, maxRecover: config.ORGHUB_HISTORY_MAX_RECOVER, verifier, roleGrants, audit, log, maxBody: config.ORGHUB_HTTP_MAX_BODY });
+  mountPresenceApi({ app, store: presence?.store, namespaces: presenceNamespaces, verifier, roleGrants, audit, log, maxBody: config.ORGHUB_HTTP_MAX_BODY });
   const readModels = parts.readModels;
-  if (fleetService) mountFleetApi({ app, verifier, roleGrants, audit, fleet: fleetService, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBulk: config.ORGHUB_FLEET_MAX_BULK, allDevices: readModels ? (org, max) => readModels.deviceIds(org, max) : undefined });
+  mountFleetApi({ app, verifier, roleGrants, audit, fleet: fleetService, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBulk: config.ORGHUB_FLEET_MAX_BULK, allDevices: readModels ? (org, max) => readModels.deviceIds(org, max) : undefined });
 
   const stops: (() => Promise<void>)[] = [];
   const checks: ReadinessCheck[] = [{ name: 'nats', check: async () => ({ up: bus.connected }) }, ...(parts.checks ?? [])];

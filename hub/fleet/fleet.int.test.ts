@@ -6,13 +6,14 @@ import { freePort, startHubProcess, testOrg, type HubProcess } from '../testing/
 import { TestClient, type Frame } from '../testing/wsClient.ts';
 import { connect as mqttConnect } from '../mqtt/mqttTestKit.ts';
 import { connectNats } from '../testing/natsClient.ts';
+import { createTestDatabase, startProjector, type ProjectorProcess, type TestDatabase } from '../../projections/testing.ts';
 
 /**
- * Fleet commands end to end: two real hub processes (node 1 with the MQTT bridge), real NATS,
- * Postgres and WebSocket/MQTT clients; the events table is read directly as the projector role.
- * Redelivery runs every 400 ms here (ORGHUB_FLEET_RETRY_MS) so the suite stays quick.
+ * Fleet commands end to end: two real hub processes (node 1 with the MQTT bridge), a real
+ * projector, NATS, Postgres and WebSocket/MQTT clients; the events table is read directly as the
+ * projector role, the read models through the query routes. The suite has a database of its own
+ * (projections are global per database). Redelivery runs every 400 ms here (ORGHUB_FLEET_RETRY_MS).
  */
-const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/orghub';
 const RETRY_MS = 400;
 
 interface Row {
@@ -39,6 +40,8 @@ describe('fleet', () => {
   let node1: HubProcess;
   let node2: HubProcess;
   let pool: pg.Pool;
+  let db: TestDatabase;
+  let projector: ProjectorProcess;
   const clients: TestClient[] = [];
   const closers: (() => Promise<unknown>)[] = [];
 
@@ -78,21 +81,32 @@ describe('fleet', () => {
 
   before(async () => {
     issuer = await createTestIssuer();
+    db = await createTestDatabase('fleet');
+    const DATABASE_URL = db.url;
+    projector = startProjector(DATABASE_URL);
     const env = { ...issuer.env, DATABASE_URL, ORGHUB_FLEET_RETRY_MS: String(RETRY_MS) };
     // One at a time, with a generous deadline: the development machine is shared and often busy.
     const mqttPort = await freePort();
     mqttUrl = `mqtt://127.0.0.1:${mqttPort}`;
     node1 = await startHubProcess({ ...env, ORGHUB_MQTT_PORT: String(mqttPort), ORGHUB_MQTT_RATE: '100000' }, { timeoutMs: 45_000 });
     node2 = await startHubProcess(env, { timeoutMs: 45_000 });
-    pool = new pg.Pool({ connectionString: DATABASE_URL, max: 2 });
+    pool = new pg.Pool({ connectionString: db.url, max: 2 });
   });
 
   after(async () => {
     for (const c of clients) await c.close();
     for (const c of closers) await c().catch(() => {});
-    await Promise.all([node1?.stop(), node2?.stop()]);
+    await Promise.all([node1?.stop(), node2?.stop(), projector?.stop()]);
     await pool?.end();
+    await db?.drop();
   });
+
+  /** Polls a read-model route until `pred` holds for its body. */
+  const readUntil = async (hub: HubProcess, org: string, path: string, pred: (body: any) => boolean, what: string) =>
+    until(async () => {
+      const r = await http(hub, 'GET', path, await issuer.token(org, 'admin-1'));
+      return r.status === 200 && pred(r.body) ? r.body : undefined;
+    }, 15_000, what);
 
   it('fleet - a command issued while the device is offline should be delivered when it connects and subscribes, over WebSocket, and its ack should record succeeded', async () => {
     // Given an offline device and a command issued on node 1
@@ -191,6 +205,18 @@ describe('fleet', () => {
     }
     assert.deepEqual(await stepsOf(org, cancelled), ['issued', 'cancelled']);
     assert.deepEqual(await stepsOf(org, expiring), ['issued', 'expired']);
+
+    // The read model agrees: GET /v1/devices/d3/commands, newest first
+    const statuses = (b: any) => Object.fromEntries(b.items.map((c: any) => [c.id, c.status]));
+    const listed = await readUntil(node1, org, '/v1/devices/d3/commands', (b) => {
+      const st = statuses(b);
+      return st[expiring] === 'expired' && st[cancelled] === 'cancelled' && st[live] === 'delivered';
+    }, 'device_commands statuses');
+    const row = listed.items.find((c: any) => c.id === live);
+    assert.deepEqual([row.type, row.topic, row.deviceId, row.issuedBy], ['reboot', '$commands/d3', 'd3', 'admin-1']);
+    assert.ok(row.expiresAt && row.deliveredAt);
+    assert.equal((await ack(d3, 'd3', live, 'rejected', 'busy')).op, 'ok');
+    await readUntil(node2, org, '/v1/devices/d3/commands?status=rejected', (b) => b.items.length === 1 && b.items[0].id === live && b.items[0].details === 'busy', 'rejected in the read model');
   });
 
   it("fleet - an ack for another device's command should be refused, and another org should neither see, receive, ack nor cancel a command", async () => {
@@ -223,6 +249,12 @@ describe('fleet', () => {
     assert.equal((await events(orgB, `stream_id LIKE 'fleet:%'`)).length, 0);
     const refused = await until(async () => (await events(orgA, `type = 'audit.fleet.ack_refused'`)).length >= 1 || undefined, 5000, 'ack_refused audit');
     assert.ok(refused);
+    // Read models: org A lists the command (positive control), org B lists nothing for the same device id
+    await readUntil(node1, orgA, '/v1/devices/d1/commands', (b) => b.items.some((c: any) => c.id === cmdA && c.status === 'succeeded'), 'org A read model');
+    const bList = await http(node1, 'GET', '/v1/devices/d1/commands', await issuer.token(orgB, 'admin-b'));
+    assert.deepEqual([bList.status, bList.body.items], [200, []]);
+    const byDeviceRead = await http(node1, 'GET', '/v1/devices/d1/commands', await issuer.token(orgA, 'd2', ['device']));
+    assert.deepEqual([byDeviceRead.status, byDeviceRead.body.error.code], [403, 'forbidden']);
   });
 
   it('fleet - no publish (WebSocket, HTTP, MQTT, raw NATS) and no generic command may imitate a command on a delivery topic', async () => {
@@ -267,7 +299,7 @@ describe('fleet', () => {
     assert.ok(denied.every((r) => r.data.topic === '$commands/d5'));
   });
 
-  it('fleet - a bulk command to 100 devices should create one command per device, deliver them and refuse a second org', async () => {
+  it('fleet - a bulk command to 100 devices should create one command per device, deliver them, summarise them per status, and be unknown to another org', async () => {
     const org = testOrg();
     const ids = Array.from({ length: 100 }, (_, i) => `b${i}`);
     const admin = await issuer.token(org, 'admin-1');
@@ -285,6 +317,26 @@ describe('fleet', () => {
     assert.equal((await b7.request({ op: 'sub', topic: '$commands/b7' })).op, 'ok');
     const got = await b7.waitFor((f) => f.op === 'msg' && f.topic === '$commands/b7');
     assert.equal(got.data.commandId, r.body.commands[7].commandId);
+    const b8 = await ws(node1, org, 'b8');
+    assert.equal((await b8.request({ op: 'sub', topic: '$commands/b8' })).op, 'ok');
+    const got8 = await b8.waitFor((f) => f.op === 'msg' && f.topic === '$commands/b8');
+    assert.equal((await ack(b7, 'b7', got.data.commandId)).op, 'ok');
+    assert.equal((await ack(b8, 'b8', got8.data.commandId, 'failed')).op, 'ok');
+    const cancelled = await http(node1, 'DELETE', `/v1/devices/b9/commands/${r.body.commands[9].commandId}`, admin);
+    assert.equal(cancelled.status, 200);
+
+    // The per-status summary from the read model
+    const summary = await readUntil(node2, org, `/v1/fleet/commands/${r.body.fleetId}`, (b) => b.byStatus?.succeeded === 1 && b.byStatus.failed === 1 && b.byStatus.cancelled === 1, 'bulk summary');
+    assert.deepEqual(summary.byStatus, { queued: 97, delivered: 0, succeeded: 1, failed: 1, rejected: 0, expired: 0, cancelled: 1 });
+    assert.deepEqual([summary.fleetId, summary.total, summary.type, summary.issuedBy], [r.body.fleetId, 100, 'reboot', 'admin-1']);
+    const otherOrg = await http(node2, 'GET', `/v1/fleet/commands/${r.body.fleetId}`, await issuer.token(testOrg(), 'admin-1'));
+    assert.deepEqual([otherOrg.status, otherOrg.body.error.code], [404, 'not_found']);
+
+    // The selector {"all": true}: every device the devices read model knows in this org (b7 and b8 connected)
+    await readUntil(node1, org, '/v1/devices', (b) => b.items.length >= 2, 'devices read model');
+    const all = await http(node1, 'POST', '/v1/fleet/commands', admin, { type: 'lock', data: {}, selector: { all: true } });
+    assert.equal(all.status, 202, JSON.stringify(all.body));
+    assert.deepEqual(all.body.commands.map((c: any) => c.deviceId).sort(), ['b7', 'b8']);
 
     const tooMany = await http(node1, 'POST', '/v1/fleet/commands', admin, { type: 'reboot', data: {}, selector: { devices: ['a', 'a'] } });
     assert.deepEqual([tooMany.status, tooMany.body.error.code], [400, 'invalid']);

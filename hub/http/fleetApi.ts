@@ -14,7 +14,8 @@ export interface FleetApiDeps {
   verifier: TokenVerifier;
   roleGrants: RoleGrants;
   audit: AuditSink;
-  fleet: FleetService;
+  /** Absent without an event store: the routes answer 503 `unavailable`. */
+  fleet?: FleetService;
   log: Logger;
   maxBody: number;
   /** Every device id of the org, for the selector `{"all": true}`; absent while no devices read model is mounted. */
@@ -49,7 +50,11 @@ const bulkSchema = {
  * the token's; a command id of another org is simply not found.
  */
 export function mountFleetApi(deps: FleetApiDeps): void {
-  const { app, fleet } = deps;
+  const { app } = deps;
+  const fleetOf = (): FleetService => {
+    if (!deps.fleet) throw new HubError('unavailable', 'fleet commands need the event store (ORGHUB_EVENT_STORE=none)');
+    return deps.fleet;
+  };
   const ajv = new Ajv({ allErrors: false });
   const validateIssue = ajv.compile(issueSchema);
   const validateBulk = ajv.compile(bulkSchema);
@@ -60,21 +65,23 @@ export function mountFleetApi(deps: FleetApiDeps): void {
   app.post(
     '/v1/devices/:id/commands',
     route(1, true, async (ctx, [deviceId], body) => {
+      fleetOf();
       if (!validateIssue(body)) throw invalid(validateIssue);
       const b = body as { type: string; data?: unknown; expiresIn?: number; key?: string };
-      const r = await fleet.issue(ctx, deviceId, { type: b.type, data: b.data ?? {}, expiresIn: b.expiresIn, key: b.key });
+      const r = await fleetOf().issue(ctx, deviceId, { type: b.type, data: b.data ?? {}, expiresIn: b.expiresIn, key: b.key });
       return { status: 202, body: r };
     }),
   );
 
   app.del(
     '/v1/devices/:id/commands/:commandId',
-    route(2, false, async (ctx, [deviceId, commandId]) => ({ status: 200, body: await fleet.cancel(ctx, deviceId, commandId) })),
+    route(2, false, async (ctx, [deviceId, commandId]) => ({ status: 200, body: await fleetOf().cancel(ctx, deviceId, commandId) })),
   );
 
   app.post(
     '/v1/fleet/commands',
     route(0, true, async (ctx, _p, body) => {
+      fleetOf();
       if (!validateBulk(body)) throw invalid(validateBulk);
       const b = body as { type: string; data?: unknown; expiresIn?: number; key?: string; selector: { devices?: string[]; all?: true } };
       let devices = b.selector.devices;
@@ -82,7 +89,7 @@ export function mountFleetApi(deps: FleetApiDeps): void {
         if (!deps.allDevices) throw new HubError('unavailable', 'the selector {"all": true} needs the devices read model, which this hub does not serve');
         devices = await deps.allDevices(ctx.principal.org, deps.maxBulk + 1);
       }
-      const r = await fleet.issueBulk(ctx, devices, { type: b.type, data: b.data ?? {}, expiresIn: b.expiresIn, key: b.key });
+      const r = await fleetOf().issueBulk(ctx, devices, { type: b.type, data: b.data ?? {}, expiresIn: b.expiresIn, key: b.key });
       return { status: 202, body: r };
     }),
   );

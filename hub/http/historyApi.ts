@@ -7,7 +7,8 @@ import { authRoute, type RouteDeps } from './authRoute.ts';
 
 export interface HistoryApiDeps extends RouteDeps {
   app: TemplatedApp;
-  history: HistoryRecorder;
+  /** Absent when no namespace keeps history: every topic is then `invalid`. */
+  history?: HistoryRecorder;
   maxRecover: number;
 }
 
@@ -23,8 +24,9 @@ export function mountHistoryApi(deps: HistoryApiDeps): void {
     authRoute(deps, 0, false, async ({ ctx, query }) => {
       const topic = query.get('topic') ?? '';
       if (!isValidTopic(topic)) throw new HubError('bad_topic', 'topic must be a concrete topic');
-      const r = deps.history.retention(topic);
-      if (!r) throw new HubError('invalid', `"${topic}" is not in a namespace with history (ORGHUB_HISTORY_NAMESPACES)`);
+      const history = deps.history;
+      const r = history?.retention(topic);
+      if (!history || !r) throw new HubError('invalid', `"${topic}" is not in a namespace with history (ORGHUB_HISTORY_NAMESPACES)`);
       if (!ctx.grants.canSubscribe(topic)) throw new HubError('forbidden', `subscribe to "${topic}" is not granted`);
       const int = (name: string, dflt: number) => {
         const v = query.get(name);
@@ -35,7 +37,7 @@ export function mountHistoryApi(deps: HistoryApiDeps): void {
       const since = int('since', 0);
       const limit = Math.min(int('limit', deps.maxRecover), deps.maxRecover);
       const epoch = query.get('epoch');
-      const read = await deps.history.store.read(ctx.principal.org, topic, since, limit, r).catch(() => {
+      const read = await history.store.read(ctx.principal.org, topic, since, limit, r).catch(() => {
         throw new HubError('unavailable', 'history store unavailable');
       });
       const plan = epoch !== null ? planRecovery({ offset: since, epoch }, read.top, read.earliest) : undefined;

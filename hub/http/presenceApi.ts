@@ -7,7 +7,8 @@ import { authRoute, type RouteDeps } from './authRoute.ts';
 
 export interface PresenceApiDeps extends RouteDeps {
   app: TemplatedApp;
-  store: PresenceStore;
+  /** Absent with ORGHUB_PRESENCE=off: the routes answer 503 `unavailable`. */
+  store?: PresenceStore;
   namespaces: ReadonlySet<string>;
 }
 
@@ -17,6 +18,10 @@ export interface PresenceApiDeps extends RouteDeps {
  * `$presence/...` topic, the same grant that receives its join and leave events.
  */
 export function mountPresenceApi(deps: PresenceApiDeps): void {
+  const storeOf = (): PresenceStore => {
+    if (!deps.store) throw new HubError('unavailable', 'presence is off on this hub (ORGHUB_PRESENCE=off)');
+    return deps.store;
+  };
   const scopeOf = (ctx: ClientContext, query: URLSearchParams): string => {
     const topic = query.get('topic');
     let scope = ORG_SCOPE;
@@ -32,7 +37,7 @@ export function mountPresenceApi(deps: PresenceApiDeps): void {
     '/v1/presence',
     authRoute(deps, 0, false, async ({ ctx, query }) => {
       const scope = scopeOf(ctx, query);
-      const list = await deps.store.list(ctx.principal.org, scope).catch(() => {
+      const list = await storeOf().list(ctx.principal.org, scope).catch(() => {
         throw new HubError('unavailable', 'presence store unavailable');
       });
       return { status: 200, body: { scope, ...list, entries: list.entries.map((e) => ({ ...e, since: new Date(e.since).toISOString() })) } };
@@ -42,7 +47,7 @@ export function mountPresenceApi(deps: PresenceApiDeps): void {
     '/v1/presence_stats',
     authRoute(deps, 0, false, async ({ ctx, query }) => {
       const scope = scopeOf(ctx, query);
-      const { connections, users, truncated } = await deps.store.list(ctx.principal.org, scope).catch(() => {
+      const { connections, users, truncated } = await storeOf().list(ctx.principal.org, scope).catch(() => {
         throw new HubError('unavailable', 'presence store unavailable');
       });
       return { status: 200, body: { scope, connections, users, truncated } };
