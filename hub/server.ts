@@ -181,12 +181,27 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
 
   const stops: (() => Promise<void>)[] = [];
   const checks: ReadinessCheck[] = [{ name: 'nats', check: async () => ({ up: bus.connected }) }, ...(parts.checks ?? [])];
-  if (history) checks.push({ name: 'history', check: async () => ({ up: await history.store.ping().catch(() => false) }) });
-  if (presence) checks.push({ name: 'presence', check: async () => ({ up: await presence.store.ping().catch(() => false) }) });
+  // Informational: without Redis only history-topic publishes fail and presence pauses; the rest
+  // of the hub serves on, so neither makes the node unready.
+  if (history) checks.push({ name: 'history', check: async () => ({ up: true, detail: { redis: (await history.store.ping().catch(() => false)) ? 'up' : 'down' } }) });
+  if (presence) checks.push({ name: 'presence', check: async () => ({ up: true, detail: { redis: (await presence.store.ping().catch(() => false)) ? 'up' : 'down' } }) });
   // The Postgres store pings on a connection of its own, never one that appends wait for.
   if (store) checks.push({ name: 'eventstore', check: async () => (await (store.ping ? store.ping() : store.readStream('_health', 'ping', { maxCount: 1 })), { up: true }) });
   const metrics: MetricSource[] = [];
   if (store?.stats) metrics.push(...eventStoreMetrics(store.stats.bind(store)));
+  if (delivery) {
+    metrics.push(
+      { name: 'orghub_fleet_devices', help: 'Devices subscribed to their fleet command topic on this node', type: 'gauge', read: () => delivery.stats().devices },
+      { name: 'orghub_fleet_deliveries_total', help: 'Fleet commands sent for the first time by this node', type: 'counter', read: () => delivery.stats().deliveries },
+      { name: 'orghub_fleet_redeliveries_total', help: 'Fleet commands sent again (not acked within ORGHUB_FLEET_RETRY_MS, or a new subscription)', type: 'counter', read: () => delivery.stats().redeliveries },
+    );
+  }
+  if (presence) {
+    metrics.push(
+      { name: 'orghub_presence_sessions', help: 'Connections this node tracks in presence', type: 'gauge', read: () => presence.stats().sessions },
+      { name: 'orghub_presence_errors_total', help: 'Presence store calls that failed (presence is best effort)', type: 'counter', read: () => presence.stats().errors },
+    );
+  }
   for (const ext of parts.extensions ?? []) {
     const started = await ext.start(core);
     checks.push(...(started.checks ?? []));
