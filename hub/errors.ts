@@ -67,6 +67,8 @@ export const CloseCode = {
   rateLimited: 4003,
   tokenExpired: 4100,
   tokenRevoked: 4101,
+  /** The org was suspended by the platform operator: reconnecting is refused until it is resumed. */
+  orgSuspended: 4202,
   protocolViolation: 4200,
   forbidden: 4201,
 } as const;

@@ -1,4 +1,5 @@
-import { Registry, Gauge, Counter, collectDefaultMetrics } from 'prom-client';
+import { Registry, Gauge, Counter, Histogram, collectDefaultMetrics } from 'prom-client';
+import type { LatencySnapshot } from './core/latencyHistogram.ts';
 
 /** One more figure for /metrics, read at scrape time: a gauge, or a counter over a monotonic number. */
 export interface MetricSource {
@@ -7,6 +8,21 @@ export interface MetricSource {
   type: 'gauge' | 'counter';
   read(): number;
 }
+
+/**
+ * A histogram kept outside prom-client (hub/core/latencyHistogram.ts), one series per label set;
+ * label values must come from a bounded set (see `orgLabeler`).
+ */
+export interface HistogramSource {
+  name: string;
+  help: string;
+  type: 'histogram';
+  labelNames: readonly string[];
+  read(): ReadonlyArray<{ labels: Record<string, string>; snapshot: LatencySnapshot }>;
+}
+
+/** Every metric name the hub registers starts with this (process metrics included). */
+export const METRIC_PREFIX = 'orghub_';
 
 /**
  * Prometheus metrics. Hot-path figures are read from plain counters at scrape time (collect
@@ -24,10 +40,11 @@ export function createMetrics(
     auditDroppedByOrg?(): Record<string, number>;
     auditDeadLettered?(): number;
   },
-  extra: readonly MetricSource[] = [],
+  extra: readonly (MetricSource | HistogramSource)[] = [],
 ): Registry {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'orghub_process_' });
+  // prom-client's default names already start with `process_` or `nodejs_`: the prefix is only ours.
+  collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX });
   const gauge = (name: string, help: string, read: () => number) =>
     new Gauge({
       name,
@@ -76,6 +93,37 @@ export function createMetrics(
     });
   }
   if (sources.auditDeadLettered) counter('orghub_audit_dead_lettered_total', 'Audit events the event store rejected for good (invalid data): logged, not retried', sources.auditDeadLettered);
-  for (const m of extra) (m.type === 'gauge' ? gauge : counter)(m.name, m.help, m.read);
+  for (const m of extra) {
+    if (m.type === 'histogram') registry.registerMetric(new SnapshotHistogram(m));
+    else (m.type === 'gauge' ? gauge : counter)(m.name, m.help, m.read);
+  }
   return registry;
+}
+
+/**
+ * A prom-client Histogram whose series are read from snapshots at scrape time instead of being
+ * observed through prom-client on the hot path. It yields prom-client's own value shape
+ * (`_bucket` with `le`, `+Inf`, `_sum`, `_count`), so the registry formats it like any histogram.
+ */
+class SnapshotHistogram extends Histogram<string> {
+  constructor(private readonly source: HistogramSource) {
+    super({ name: source.name, help: source.help, labelNames: [...source.labelNames], registers: [] });
+  }
+
+  override async get() {
+    const values: { value: number; labels: Record<string, string | number>; metricName: string }[] = [];
+    const name = this.source.name;
+    for (const { labels, snapshot } of this.source.read()) {
+      snapshot.bounds.forEach((le, i) => values.push({ value: snapshot.cumulative[i], labels: { ...labels, le }, metricName: `${name}_bucket` }));
+      values.push({ value: snapshot.count, labels: { ...labels, le: '+Inf' }, metricName: `${name}_bucket` });
+      values.push({ value: snapshot.sum, labels, metricName: `${name}_sum` });
+      values.push({ value: snapshot.count, labels, metricName: `${name}_count` });
+    }
+    // prom-client's typings declare `type` as a numeric enum; at run time it is this string.
+    return { name, help: this.source.help, type: 'histogram' as never, values, aggregator: 'sum' as const, collect: () => {} };
+  }
+
+  getForPromString() {
+    return this.get();
+  }
 }

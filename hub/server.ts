@@ -22,8 +22,9 @@ import { recordRoutes, type MountedRoute } from './http/routes.ts';
 import type { ReadModels } from './readmodels/readModels.ts';
 import { cursorKey } from './readmodels/factory.ts';
 import type { Logger } from './log.ts';
-import { createMetrics, type MetricSource } from './metrics.ts';
+import { createMetrics, type MetricSource, type HistogramSource } from './metrics.ts';
 import { createProjectionStatus } from '../projections/hubStatus.ts';
+import { orgLabeler } from './core/latencyHistogram.ts';
 import { WsFanout } from './transport/ws/fanout.ts';
 import { mountWebSocket } from './transport/ws/wsTransport.ts';
 import type { Bus } from './bus/bus.ts';
@@ -44,6 +45,13 @@ import { createAggregatingAuditSink } from './audit/aggregatingAuditSink.ts';
 import { createLimitService } from './limits/factory.ts';
 import type { LimitService } from './limits/limitService.ts';
 import { registerLimitMetrics } from './limits/metrics.ts';
+import { clusterSecret, createAccess, type Access } from './access/access.ts';
+import { withSignedControl } from './bus/signedControl.ts';
+import { createHeaderAuth } from './bus/headerAuth.ts';
+import type { SessionRegistry } from './core/sessions.ts';
+import { mountRevocationApi } from './http/revocationApi.ts';
+import { mountApiKeyApi } from './http/apiKeyApi.ts';
+import { mountOrgApi } from './http/orgApi.ts';
 
 /** What the outside world may plug in: everything else is built from the config. */
 export interface HubParts {
@@ -77,6 +85,9 @@ export interface HubCore {
   config: Config;
   log: Logger;
   nodeId: string;
+  /** Live sessions of this node (WebSocket and MQTT register here). */
+  sessions: SessionRegistry;
+  access: Access;
 }
 
 export interface HubExtension {
@@ -96,14 +107,16 @@ export interface RunningHub {
 export async function startHub(config: Config, log: Logger, parts: HubParts = {}): Promise<RunningHub> {
   const nodeId = config.ORGHUB_NODE_ID || `${hostname()}:${process.pid}`;
   const roleGrants = config.ORGHUB_ROLE_GRANTS ? parseRoleGrants(config.ORGHUB_ROLE_GRANTS) : defaultRoleGrants;
-  const verifier = createCachingVerifier(await createJoseVerifier(config, { reloadOnSighup: true, onWarning: (m) => log.warn(m) }), {
+  const tokens = createCachingVerifier(await createJoseVerifier(config, { reloadOnSighup: true, onWarning: (m) => log.warn(m) }), {
     max: config.ORGHUB_JWT_CACHE_SIZE,
     ttlMs: 60_000,
   });
-  const bus = createNatsBus({ servers: config.NATS_URL, name: `orghub ${nodeId}`, log });
+  const bus = withSignedControl(createNatsBus({ servers: config.NATS_URL, name: `orghub ${nodeId}`, log, headerAuth: createHeaderAuth(clusterSecret(config)) }), clusterSecret(config), log);
+  const access = createAccess({ config, bus, log, verifier: tokens });
+  const { verifier, sessions } = access;
   const store = parts.store;
   // Denials and limit hits are aggregated per window, so a flood cannot become an audit flood.
-  const audit = createAggregatingAuditSink(store ? createStoreAuditSink({ store, log, nodeId, maxBuffer: config.ORGHUB_AUDIT_BUFFER, maxPerOrg: config.ORGHUB_AUDIT_ORG_BUFFER }) : createLogAuditSink(log));
+  const audit = createAggregatingAuditSink(store ? createStoreAuditSink({ store, log, nodeId, maxBuffer: config.ORGHUB_AUDIT_BUFFER, maxPerOrg: config.ORGHUB_AUDIT_ORG_BUFFER }) : createLogAuditSink(log), { windowMs: config.ORGHUB_AUDIT_AGGREGATE_MS });
   const limits = createLimitService(config, log, nodeId);
   const delivery = store ? createFleetDelivery({ store, bus, audit, log, nodeId, retryMs: config.ORGHUB_FLEET_RETRY_MS }) : undefined;
   const fleetService = store
@@ -133,7 +146,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   }
   const history = retention.size > 0 ? createHistoryRecorder({ store: createRedisHistory({ url: config.REDIS_URL, prefix: config.ORGHUB_HISTORY_PREFIX, log }), bus, namespaces: retention, log }) : undefined;
   const publisher = new Publisher(bus, audit, history);
-  const fanout = new WsFanout(app, bus);
+  const fanout = new WsFanout(app, bus, orgLabeler(config.ORGHUB_METRICS_ORGS.split(',')));
   const presenceNamespaces = parseNamespaces(config.ORGHUB_PRESENCE_NAMESPACES);
   const presence =
     config.ORGHUB_PRESENCE === 'on'
@@ -149,7 +162,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
           orgEvents: config.ORGHUB_PRESENCE_ORG_EVENTS === 'on',
         })
       : undefined;
-  const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, limits, fleet: delivery, fleetService, presence, history, config, log, nodeId };
+  const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, limits, fleet: delivery, fleetService, presence, history, config, log, nodeId, sessions, access };
 
   const ws = mountWebSocket({
     app,
@@ -165,6 +178,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     maxRecover: config.ORGHUB_HISTORY_MAX_RECOVER,
     log,
     rateLimits: limits,
+    sessions,
     limits: {
       maxFrameBytes: config.ORGHUB_MAX_FRAME_BYTES,
       maxSubscriptions: config.ORGHUB_MAX_SUBSCRIPTIONS,
@@ -178,16 +192,24 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   mountPresenceApi({ app, store: presence?.store, namespaces: presenceNamespaces, verifier, roleGrants, audit, log, maxBody: config.ORGHUB_HTTP_MAX_BODY });
   const readModels = parts.readModels;
   mountFleetApi({ app, verifier, roleGrants, audit, fleet: fleetService, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBulk: config.ORGHUB_FLEET_MAX_BULK, allDevices: readModels ? (org, max) => readModels.deviceIds(org, max) : undefined });
+  mountRevocationApi({ app, verifier, audit, log, revocations: access.revocations, store, nodeId, maxTtlSec: config.ORGHUB_JWT_MAX_TTL });
+  mountOrgApi({ app, verifier, audit, log, orgs: access.orgs, orgStore: access.orgStore, store, nodeId });
+  mountApiKeyApi({ app, verifier, audit, log, apiKeys: access.apiKeys, revocations: access.revocations, roleGrants, store, nodeId, maxTtlSec: config.ORGHUB_JWT_MAX_TTL });
+
 
   const stops: (() => Promise<void>)[] = [];
-  const checks: ReadinessCheck[] = [{ name: 'nats', check: async () => ({ up: bus.connected }) }, ...(parts.checks ?? [])];
+  const checks: ReadinessCheck[] = [
+    { name: 'nats', check: async () => ({ up: bus.connected }) },
+    { name: 'revocations', check: async () => ({ up: access.ready(), detail: { rules: access.revocations.size } }) },
+    ...(parts.checks ?? []),
+  ];
   // Informational: without Redis only history-topic publishes fail and presence pauses; the rest
   // of the hub serves on, so neither makes the node unready.
   if (history) checks.push({ name: 'history', check: async () => ({ up: true, detail: { redis: (await history.store.ping().catch(() => false)) ? 'up' : 'down' } }) });
   if (presence) checks.push({ name: 'presence', check: async () => ({ up: true, detail: { redis: (await presence.store.ping().catch(() => false)) ? 'up' : 'down' } }) });
   // The Postgres store pings on a connection of its own, never one that appends wait for.
   if (store) checks.push({ name: 'eventstore', check: async () => (await (store.ping ? store.ping() : store.readStream('_health', 'ping', { maxCount: 1 })), { up: true }) });
-  const metrics: MetricSource[] = [];
+  const metrics: (MetricSource | HistogramSource)[] = [fanoutLatencyMetric(fanout)];
   if (store?.stats) metrics.push(...eventStoreMetrics(store.stats.bind(store)));
   if (delivery) {
     metrics.push(
@@ -255,6 +277,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
       await history?.store.close();
       await audit.close();
       await limits.close();
+      await access.stop();
       await bus.close();
       await store?.close();
       await parts.readModels?.close();
@@ -263,9 +286,31 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   };
 }
 
+/** Publish-to-deliver latency of WebSocket fan-out, one series per bounded org label. */
+function fanoutLatencyMetric(fanout: WsFanout): HistogramSource {
+  return {
+    name: 'orghub_deliver_latency_seconds',
+    help: 'Seconds from the publishing node stamping Orghub-Ts to the hand-off of the frame to WebSocket subscribers (org label bounded by ORGHUB_METRICS_ORGS)',
+    type: 'histogram',
+    labelNames: ['org'],
+    read: () => [...fanout.latency].map(([org, h]) => ({ labels: { org }, snapshot: h.snapshot() })),
+  };
+}
+
 /** The event store's write path on /metrics. */
-function eventStoreMetrics(stats: () => EventStoreStats): MetricSource[] {
+function eventStoreMetrics(stats: () => EventStoreStats): (MetricSource | HistogramSource)[] {
+  const latency: HistogramSource = {
+    name: 'orghub_eventstore_append_latency_seconds',
+    help: 'Seconds from appendToStream to its commit (queue, group-commit window, transaction, fsync), successful appends only',
+    type: 'histogram',
+    labelNames: [],
+    read: () => {
+      const s = stats().appendLatency;
+      return s ? [{ labels: {}, snapshot: s }] : [];
+    },
+  };
   return [
+    latency,
     { name: 'orghub_eventstore_appends_total', help: 'Appends (commands and audit events) sent to the event store', type: 'counter', read: () => stats().appends },
     { name: 'orghub_eventstore_batches_total', help: 'Group-commit transactions (appends / batches = mean batch size)', type: 'counter', read: () => stats().batches },
     { name: 'orghub_eventstore_failed_batches_total', help: 'Group-commit transactions that failed as a whole', type: 'counter', read: () => stats().failedBatches },

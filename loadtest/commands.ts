@@ -186,10 +186,14 @@ async function paced(name: string, send: (seq: number) => Promise<boolean>, rate
   return { name, sent: total, acked, errors, seconds: elapsed, latencies };
 }
 
-/** Runs pgbench on the event store's append script (8 clients, 2 threads) with `args`; returns its output. */
+/**
+ * Runs pgbench on the event store's append script (8 clients, 2 threads) with `args`; returns its
+ * output. The database is DATABASE_URL's (pgbench takes a connection URI as its dbname), the same
+ * one the hub under test writes to.
+ */
 async function runPgbench(label: string, args: string[]): Promise<string> {
   progress.start(label);
-  const child = startChild('pgbench', 'pgbench', ['-n', '-c', '8', '-j', '2', ...args, '-f', PGBENCH_FILE, '-h', '127.0.0.1', '-U', 'postgres', 'orghub'], { cwd: REPO_ROOT });
+  const child = startChild('pgbench', 'pgbench', ['-n', '-c', '8', '-j', '2', ...args, '-f', PGBENCH_FILE, DATABASE_URL], { cwd: REPO_ROOT });
   const code = await new Promise<number | null>((resolve) => child.proc.once('exit', (c) => resolve(c)));
   progress.stop();
   const out = child.tail();

@@ -4,11 +4,14 @@
  * hub child process (dedicated nats-server, the machine's Postgres); B sends paced commands on one
  * WebSocket connection; the floods run in their own child processes (hub/testing/flood.ts).
  *
- * Phases, repeated `--rounds` times: B alone, B + A's command flood, B alone, B + /ready flood.
- * Each ratio compares B's p99 under a flood with the p99 of all B-alone samples of the run.
+ * Phases, repeated `--rounds` times: B alone, B + A's command flood, B alone, B + /ready flood,
+ * B + /health flood. Each ratio compares B's p99 under a flood with the p99 of all B-alone samples
+ * of the run. The /health flood (same connections and rate, an endpoint that checks nothing) is the
+ * peer for the /ready flood: the HTTP traffic's own cost on this machine, client included.
+ * `BENCH_HUB_ENV='{"ORGHUB_GROUP_COMMIT_SLOTS_PER_ORG":"2"}'` passes settings to the hub.
  *
  *   npm run bench:fairness        (node --import tsx loadtest/fairness.ts)
- *   options: --rate 200 --seconds 6 --rounds 2 --flood-conns 4 --flood-inflight 64
+ *   options: --rate 200 --seconds 6 --rounds 2 --flood-conns 4 --flood-inflight 250
  *            --ready-conns 16 --ready-rate 2000
  *
  * Targets: B's p99 under A's flood <= 2 x alone; under the /ready flood <= 1.2 x alone.
@@ -28,7 +31,7 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '6' },
     rounds: { type: 'string', default: '2' },
     'flood-conns': { type: 'string', default: '4' },
-    'flood-inflight': { type: 'string', default: '64' },
+    'flood-inflight': { type: 'string', default: '250' },
     'ready-conns': { type: 'string', default: '16' },
     'ready-rate': { type: 'string', default: '2000' },
   },
@@ -46,6 +49,17 @@ for (const [k, v] of Object.entries({ RATE, SECONDS, ROUNDS, FLOOD_CONNS, FLOOD_
 const progress = new Progress();
 const run = randomBytes(3).toString('hex');
 
+/** Waits until the hub's append queue is empty: A's commands still queued when its flood stops. */
+async function drained(httpUrl: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const text = await (await fetch(`${httpUrl}/metrics`)).text();
+    if (Number(/^orghub_eventstore_pending (\S+)$/m.exec(text)?.[1]) === 0) return;
+    if (Date.now() > deadline) throw new Error('the append queue did not drain');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 async function main(): Promise<void> {
   progress.log(`bench:fairness run ${run}: B at ${RATE} commands/s, ${SECONDS} s per phase, ${ROUNDS} rounds`);
   await migrate({ quiet: true });
@@ -53,7 +67,9 @@ async function main(): Promise<void> {
   let hub: HubServer | undefined;
   try {
     progress.start('starting nats-server and hub');
-    hub = await startHub(issuer.env, { ORGHUB_LOG_LEVEL: 'warn' });
+    const hubEnv = JSON.parse(process.env.BENCH_HUB_ENV ?? '{}') as Record<string, string>;
+    if (Object.keys(hubEnv).length) progress.log(`hub settings: ${JSON.stringify(hubEnv)}`);
+    hub = await startHub(issuer.env, { ORGHUB_LOG_LEVEL: 'warn', ...hubEnv });
     const b = await openWs(hub.wsUrl, await issuer.token(`bench-fair-b-${run}`, 'admin-b'));
     const aToken = await issuer.token(`bench-fair-a-${run}`, 'admin-a');
     progress.stop();
@@ -70,20 +86,32 @@ async function main(): Promise<void> {
     const alone: number[] = [];
     const underA: number[] = [];
     const underReady: number[] = [];
-    const floods: { a: FloodResult[]; ready: FloodResult[] } = { a: [], ready: [] };
+    const underHealth: number[] = [];
+    const aloneP99s: number[] = [];
+    const floods: { a: FloodResult[]; ready: FloodResult[]; health: FloodResult[] } = { a: [], ready: [], health: [] };
+    const aloneRun = async (label: string) => {
+      const xs = await bPhase(label);
+      aloneP99s.push(percentiles(xs, [99])[0]);
+      alone.push(...xs);
+    };
+    const httpFlood = async (round: number, path: string, into: number[], results: FloodResult[]) => {
+      const f = startFlood({ mode: 'ready', path, url: hub!.httpUrl!, conns: READY_CONNS, rate: READY_RATE });
+      await f.started;
+      await new Promise((r) => setTimeout(r, 500));
+      into.push(...(await bPhase(`round ${round}: B + ${path} flood`)));
+      results.push(await f.stop());
+    };
     for (let round = 1; round <= ROUNDS; round++) {
-      alone.push(...(await bPhase(`round ${round}: B alone`)));
+      await aloneRun(`round ${round}: B alone`);
       const fa = startFlood({ mode: 'cmd', url: hub.wsUrl, token: aToken, conns: FLOOD_CONNS, inflight: FLOOD_INFLIGHT });
       await fa.started;
       await new Promise((r) => setTimeout(r, 500));
       underA.push(...(await bPhase(`round ${round}: B + A's command flood`)));
       floods.a.push(await fa.stop());
-      alone.push(...(await bPhase(`round ${round}: B alone`)));
-      const fr = startFlood({ mode: 'ready', url: hub.httpUrl!, conns: READY_CONNS, rate: READY_RATE });
-      await fr.started;
-      await new Promise((r) => setTimeout(r, 500));
-      underReady.push(...(await bPhase(`round ${round}: B + /ready flood`)));
-      floods.ready.push(await fr.stop());
+      await drained(hub.httpUrl!);
+      await aloneRun(`round ${round}: B alone`);
+      await httpFlood(round, '/ready', underReady, floods.ready);
+      await httpFlood(round, '/health', underHealth, floods.health);
     }
     b.terminate();
     const [, baseP99] = percentiles(alone, [50, 99]);
@@ -98,6 +126,7 @@ async function main(): Promise<void> {
     }, {} as Record<string, number>));
     const aRatio = percentiles(underA, [99])[0] / baseP99;
     const rRatio = percentiles(underReady, [99])[0] / baseP99;
+    const hRatio = percentiles(underHealth, [99])[0] / baseP99;
     process.stdout.write(`\n## bench:fairness (${new Date().toISOString()}, B at ${RATE} commands/s, ${SECONDS} s x ${ROUNDS} rounds per phase)\n\n`);
     printTable(
       ['B\'s phase', 'acks', 'p50 ms', 'p99 ms', 'p99.9 ms', 'p99 / alone', 'target'],
@@ -105,9 +134,13 @@ async function main(): Promise<void> {
         row('alone (peer)', alone, ''),
         row(`A floods (${FLOOD_CONNS} conns x ${FLOOD_INFLIGHT} in flight)`, underA, `<= 2x: ${aRatio <= 2 ? 'PASS' : 'FAIL'}`),
         row(`/ready flood (${READY_CONNS} conns, ${READY_RATE}/s)`, underReady, `<= 1.2x: ${rRatio <= 1.2 ? 'PASS' : 'FAIL'}`),
+        row(`/health flood, peer (same conns and rate)`, underHealth, `/ready - /health: ${fixed(rRatio - hRatio, 2)}`),
       ],
     );
-    process.stdout.write(`\nA's flood: ${rate(floods.a)} acks/s, errors ${errs(floods.a)}; /ready flood: ${rate(floods.ready)} answers/s, errors ${errs(floods.ready)}\n`);
+    process.stdout.write(`\nB alone, p99 of each alone phase: ${aloneP99s.map((x) => fixed(x, 1)).join(', ')} ms (the noise floor)\n`);
+    const aP = (k: 'p50' | 'p99') => floods.a.map((f) => fixed(f[k] ?? NaN, 1)).join(', ');
+    process.stdout.write(`A's own ack latency under its flood: p50 ${aP('p50')} ms, p99 ${aP('p99')} ms (per round)\n`);
+    process.stdout.write(`A's flood: ${rate(floods.a)} acks/s, errors ${errs(floods.a)}; /ready flood: ${rate(floods.ready)} answers/s, errors ${errs(floods.ready)}; /health flood: ${rate(floods.health)} answers/s\n`);
   } finally {
     progress.stop();
     await hub?.stop();

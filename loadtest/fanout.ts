@@ -43,9 +43,10 @@ const SIZE = Number(args.size);
 const SAMPLED = Math.min(S, Number(args.sampled));
 const RATE = Number(args.rate);
 const CONC = Number(args.concurrency);
-const LIMIT_MODES = args.limits === 'both' ? ['on', 'off'] : [args.limits ?? 'on'];
+// `both` = on,off; a comma list (e.g. `off,on`) sets the order, to rule out an order bias.
+const LIMIT_MODES = args.limits === 'both' ? ['on', 'off'] : (args.limits ?? 'on').split(',');
 if (!LIMIT_MODES.every((m) => m === 'on' || m === 'off')) throw new Error(`bad --limits ${args.limits} (on|off|both)`);
-const ROUNDS = args.limits === 'both' ? Number(args.rounds) : 1;
+const ROUNDS = LIMIT_MODES.length > 1 ? Number(args.rounds) : 1;
 for (const [k, v] of Object.entries({ M, S, RUNS, SIZE, CONC })) {
   if (!Number.isInteger(v) || v <= 0) throw new Error(`bad value for ${k}: ${v}`);
 }

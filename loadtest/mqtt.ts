@@ -189,7 +189,8 @@ async function main(): Promise<void> {
       // An already running hub (e.g. started with --cpu-prof): BENCH_HUB_MQTT_PORT, BENCH_HUB_PID, BENCH_HUB_TOKEN.
       targets.push({ name: 'orghub', port: Number(process.env.BENCH_HUB_MQTT_PORT), pid: Number(process.env.BENCH_HUB_PID), password: process.env.BENCH_HUB_TOKEN ?? '' });
     } else if (args.target !== 'mosquitto') {
-      const modes = args.limits === 'both' ? ['on', 'off'] : [args.limits ?? 'on'];
+      // `both` = on,off; a comma list (e.g. `off,on`) sets the order, to rule out an order bias.
+      const modes = args.limits === 'both' ? ['on', 'off'] : (args.limits ?? 'on').split(',');
       for (const mode of modes) {
         const mqttPort = await freePort();
         const hub = await startHub(issuer.env, { ORGHUB_MQTT_PORT: String(mqttPort), ORGHUB_MQTT_RATE: '0', ORGHUB_LIMITS: mode });

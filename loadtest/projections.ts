@@ -3,6 +3,7 @@
  *
  *   npm run bench:projections        (node --import tsx loadtest/projections.ts)
  *   options: --events 200000 --orgs 20 --rounds 2 --batch 5000 --lag (also run the lag phase)
+ *            --reuse (keep the prefilled database of a previous run when it holds --events events)
  *            --lag-seconds 20 (paced phase of bench:commands)
  *
  * 1. A dedicated database (orghub_bench_projections, recreated) gets a log of --events mixed events
@@ -30,6 +31,7 @@ import { ProgressBar } from '../projections/progress.ts';
 import { PROJECTIONS } from '../projections/registry.ts';
 import { startProjectionRunner } from '../projections/runner.ts';
 import { createSharedReader } from '../projections/sharedReader.ts';
+import { createPgEventReader } from '../projections/pgEventReader.ts';
 import { readProjectionLag } from '../projections/status.ts';
 import { fixed, percentiles, si } from './lib/stats.ts';
 import { printTable } from './lib/report.ts';
@@ -41,6 +43,8 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '2' },
     batch: { type: 'string', default: '5000' },
     lag: { type: 'boolean', default: false },
+    reuse: { type: 'boolean', default: false },
+    database: { type: 'string', default: 'orghub_bench_projections' },
     'lag-seconds': { type: 'string', default: '20' },
   },
 });
@@ -49,13 +53,26 @@ const ORGS = Number(values.orgs);
 const ROUNDS = Number(values.rounds);
 const BATCH = Number(values.batch);
 const BASE = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/orghub';
-const DB = 'orghub_bench_projections';
+const DB = values.database!;
+if (!/^[a-z_][a-z0-9_]*$/.test(DB)) throw new Error('--database must be a plain identifier');
 const url = (() => {
   const u = new URL(BASE);
   u.pathname = `/${DB}`;
   return u.toString();
 })();
 const TABLES = ['orgs', 'audit_log', 'sessions', 'devices', 'device_commands'];
+
+async function countEvents(): Promise<number> {
+  const c = new pg.Client({ connectionString: url });
+  try {
+    await c.connect();
+    return Number((await c.query('SELECT count(*) AS n FROM events')).rows[0].n);
+  } catch {
+    return -1;
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
 
 async function recreateDatabase(): Promise<void> {
   const c = new pg.Client({ connectionString: BASE });
@@ -158,7 +175,8 @@ async function projectorRound(pool: pg.Pool, label: string): Promise<number> {
   const wpool = new pg.Pool({ connectionString: url, max: 6 });
   const bar = new ProgressBar(label, EVENTS);
   const t0 = performance.now();
-  const read = createSharedReader(store);
+  const reader = createPgEventReader({ databaseUrl: url });
+  const read = createSharedReader(reader.read, { consumers: PROJECTIONS.length });
   const runners = PROJECTIONS.map((projection) =>
     startProjectionRunner({ store, pool: wpool, databaseUrl: url, writerRole: DEFAULT_PROJECTION_WRITER_ROLE, projection, batchSize: BATCH, pollMs: 20, lockPollMs: 200, log, read }),
   );
@@ -174,7 +192,9 @@ async function projectorRound(pool: pg.Pool, label: string): Promise<number> {
     }
     await new Promise((r) => setTimeout(r, 20));
   }
+  process.stderr.write(`${label}: busy per projection (fold + SQL + commit): ${runners.map((r) => `${r.status().name} ${fixed(r.status().busyMs / 1000)} s`).join(', ')}\n`);
   await Promise.all(runners.map((r) => r.stop()));
+  await reader.close();
   await store.close();
   await wpool.end();
   const dead = (await pool.query('SELECT count(*)::int AS n FROM projection_dead_letters')).rows[0].n;
@@ -189,7 +209,8 @@ async function lagPhase(pool: pg.Pool): Promise<{ samples: number[]; commandsOut
   const store = createPostgresEventStore({ databaseUrl: url, poolSize: 6 });
   const wpool = new pg.Pool({ connectionString: url, max: 6 });
   const log = createLogger('warn');
-  const read = createSharedReader(store);
+  const reader = createPgEventReader({ databaseUrl: url });
+  const read = createSharedReader(reader.read, { consumers: PROJECTIONS.length });
   const runners = PROJECTIONS.map((projection) =>
     startProjectionRunner({ store, pool: wpool, databaseUrl: url, writerRole: DEFAULT_PROJECTION_WRITER_ROLE, projection, batchSize: 2000, pollMs: 100, lockPollMs: 1000, log, read }),
   );
@@ -221,6 +242,7 @@ async function lagPhase(pool: pg.Pool): Promise<{ samples: number[]; commandsOut
   }
   const code = await exited;
   await Promise.all(runners.map((r) => r.stop()));
+  await reader.close();
   await store.close();
   await wpool.end();
   if (code !== 0) throw new Error(`bench:commands failed (${code}):\n${err.slice(-2000)}`);
@@ -229,11 +251,15 @@ async function lagPhase(pool: pg.Pool): Promise<{ samples: number[]; commandsOut
 
 async function main(): Promise<void> {
   process.stderr.write(`bench:projections: ${EVENTS} events, ${ORGS} orgs, ${ROUNDS} rounds, batch ${BATCH}, database ${DB}\n`);
-  await recreateDatabase();
+  const reusable = values.reuse && (await countEvents()) === EVENTS;
+  if (!reusable) await recreateDatabase();
+  else await migrate({ databaseUrl: url, quiet: true });
   const pool = new pg.Pool({ connectionString: url, max: 2 });
   try {
-    await prefill(pool);
-    await pool.query('VACUUM ANALYZE events');
+    if (!reusable) {
+      await prefill(pool);
+      await pool.query('VACUUM ANALYZE events');
+    }
     const limits: number[] = [];
     const projector: number[] = [];
     for (let r = 0; r < ROUNDS; r++) {
@@ -247,18 +273,20 @@ async function main(): Promise<void> {
       }
       process.stderr.write(`round ${r + 1}: limit ${fixed(limits[r])} s, projector ${fixed(projector[r])} s\n`);
     }
-    const best = (xs: number[]) => Math.min(...xs);
-    const limitRate = EVENTS / best(limits);
-    const projRate = EVENTS / best(projector);
-    const ratio = projRate / limitRate;
-    process.stdout.write(`\n## bench:projections (${new Date().toISOString()}, ${EVENTS} events, ${ORGS} orgs, batch ${BATCH}, best of ${ROUNDS})\n\n`);
-    printTable(
-      ['run', 'seconds (each round)', 'events/s (best)', 'target'],
-      [
-        ['INSERT … SELECT (physical limit)', limits.map((x) => fixed(x)).join(', '), si(limitRate), 'ceiling'],
-        ['projector from zero (4 projections)', projector.map((x) => fixed(x)).join(', '), si(projRate), `>= 0.5 x limit: ${fixed(ratio, 2)}x ${ratio >= 0.5 ? 'PASS' : 'FAIL'}; >= 20k/s: ${projRate >= 20000 ? 'PASS' : 'FAIL'}`],
-      ],
-    );
+    if (ROUNDS > 0) {
+      const best = (xs: number[]) => Math.min(...xs);
+      const limitRate = EVENTS / best(limits);
+      const projRate = EVENTS / best(projector);
+      const ratio = projRate / limitRate;
+      process.stdout.write(`\n## bench:projections (${new Date().toISOString()}, ${EVENTS} events, ${ORGS} orgs, batch ${BATCH}, best of ${ROUNDS})\n\n`);
+      printTable(
+        ['run', 'seconds (each round)', 'events/s (best)', 'target'],
+        [
+          ['INSERT … SELECT (physical limit)', limits.map((x) => fixed(x)).join(', '), si(limitRate), 'ceiling'],
+          ['projector from zero (4 projections)', projector.map((x) => fixed(x)).join(', '), si(projRate), `>= 0.5 x limit: ${fixed(ratio, 2)}x ${ratio >= 0.5 ? 'PASS' : 'FAIL'}; >= 20k/s: ${projRate >= 20000 ? 'PASS' : 'FAIL'}`],
+        ],
+      );
+    }
     if (values.lag) {
       const { samples, commandsOut } = await lagPhase(pool);
       const [p50, p99, max] = percentiles(samples, [50, 99, 100]);

@@ -31,12 +31,20 @@ const DEAD_LETTER_COLUMNS: Column<Rejected & { projection: string }>[] = [
   { name: 'error', type: 'text', get: (r) => r.error.slice(0, 2000) },
 ];
 
-function projectionTx(client: pg.ClientBase, target: Target, months: Set<string>): ProjectionTx {
+function projectionTx(client: pg.ClientBase, target: Target, months: Set<string>, beforeNewPartition?: () => Promise<void>, onWrite?: () => void): ProjectionTx {
   return {
-    query: (sql, params) => client.query(sql, params),
+    query: (sql, params) => {
+      onWrite?.();
+      return client.query(sql, params);
+    },
     table: target.table,
     async ensureAuditPartition(at) {
       const key = `${target.partitionParent}/${at}`;
+      if (months.has(key)) return;
+      // A batch written while the previous one is still open creates no partition before that one
+      // ends: both would wait on the other (the creation's advisory and parent locks against the
+      // JavaScript wait for the previous commit), a deadlock Postgres cannot see.
+      if (beforeNewPartition) await beforeNewPartition();
       if (months.has(key)) return;
       await client.query('SELECT readmodel_ensure_partition_of($1, $2)', [target.partitionParent, at]);
       months.add(key);
@@ -50,15 +58,25 @@ function projectionTx(client: pg.ClientBase, target: Target, months: Set<string>
  * handler's SQL fails as a whole, the batch is redone one event per savepoint so that only the
  * events that fail go to dead letters and the projection never stalls on a poison event.
  */
-export async function applyBatch(client: pg.ClientBase, projection: Projection, events: readonly RecordedEvent[], target: Target, months: Set<string>): Promise<BatchOutcome> {
+export async function applyBatch(
+  client: pg.ClientBase, projection: Projection, events: readonly RecordedEvent[], target: Target, months: Set<string>,
+  opts: {
+    savepointOpened?: boolean;
+    /** Awaited before creating a partition this connection has not seen (pipelined batches). */
+    beforeNewPartition?: () => Promise<void>;
+    /** Called at the handler's first own statement: its partitions are ensured by then. */
+    onWrite?: () => void;
+  } = {},
+): Promise<BatchOutcome> {
   const relevant = events.filter((e) => projection.canHandle(e));
   if (relevant.length === 0) return { applied: 0, deadLetters: 0 };
-  const tx = projectionTx(client, target, months);
+  const tx = projectionTx(client, target, months, opts.beforeNewPartition, opts.onWrite);
   let rejected: Rejected[];
-  await client.query('SAVEPOINT batch');
+  // The caller may open `SAVEPOINT batch` with its BEGIN (one round trip less); no RELEASE:
+  // savepoints end with the transaction, and every round trip counts here.
+  if (!opts.savepointOpened) await client.query('SAVEPOINT batch');
   try {
     rejected = await projection.handle(relevant, tx);
-    await client.query('RELEASE SAVEPOINT batch');
   } catch {
     await client.query('ROLLBACK TO SAVEPOINT batch');
     months.clear();
@@ -67,7 +85,6 @@ export async function applyBatch(client: pg.ClientBase, projection: Projection, 
       await client.query('SAVEPOINT one');
       try {
         rejected.push(...(await projection.handle([e], tx)));
-        await client.query('RELEASE SAVEPOINT one');
       } catch (err) {
         await client.query('ROLLBACK TO SAVEPOINT one');
         months.clear();
@@ -83,20 +100,32 @@ export async function applyBatch(client: pg.ClientBase, projection: Projection, 
   return { applied: relevant.length - rejected.length, deadLetters: rejected.length };
 }
 
+/** A text literal for SQL sent without parameters (names come from code; positions are integers). */
+function lit(v: string): string {
+  return `'${v.replace(/'/g, "''")}'`;
+}
+
 /**
- * Moves the checkpoint from `prev` to `next` (compare-and-set) and adds the batch's counters.
- * Throws CheckpointConflictError when the stored position is not `prev`.
+ * Moves the checkpoint from `prev` to `next` (compare-and-set), adds the batch's counters and
+ * commits, in one round trip: a DO block raises when the stored position is not `prev`, and the
+ * COMMIT after it then never runs. Throws CheckpointConflictError in that case (the caller rolls
+ * back).
  */
-export async function advanceCheckpoint(client: pg.ClientBase, name: string, version: number, prev: Position, next: Position, events: number, deadLetters: number): Promise<void> {
-  const r = await client.query(
-    `INSERT INTO projection_checkpoints AS c (name, version, position_tx, position, events_applied, dead_letters, updated_at)
-     VALUES ($1, $2, $3::xid8, $4, $5, $6, now())
-     ON CONFLICT (name) DO UPDATE SET position_tx = EXCLUDED.position_tx, position = EXCLUDED.position,
-       events_applied = c.events_applied + EXCLUDED.events_applied, dead_letters = c.dead_letters + EXCLUDED.dead_letters, updated_at = now()
-     WHERE c.position_tx = $7::xid8 AND c.position = $8`,
-    [name, version, next.tx.toString(), next.pos.toString(), events, deadLetters, prev.tx.toString(), prev.pos.toString()],
-  );
-  if (r.rowCount !== 1) throw new CheckpointConflictError(`checkpoint of ${name} is no longer at ${prev.tx}:${prev.pos}`);
+export async function advanceCheckpointAndCommit(client: pg.ClientBase, name: string, version: number, prev: Position, next: Position, events: number, deadLetters: number): Promise<void> {
+  const sql = `DO $cp$ BEGIN
+    INSERT INTO projection_checkpoints AS c (name, version, position_tx, position, events_applied, dead_letters, updated_at)
+    VALUES (${lit(name)}, ${Number(version)}, '${next.tx}'::xid8, ${next.pos}, ${Number(events)}, ${Number(deadLetters)}, now())
+    ON CONFLICT (name) DO UPDATE SET position_tx = EXCLUDED.position_tx, position = EXCLUDED.position,
+      events_applied = c.events_applied + EXCLUDED.events_applied, dead_letters = c.dead_letters + EXCLUDED.dead_letters, updated_at = now()
+    WHERE c.position_tx = '${prev.tx}'::xid8 AND c.position = ${prev.pos};
+    IF NOT FOUND THEN RAISE EXCEPTION 'projection checkpoint moved' USING ERRCODE = 'OH001'; END IF;
+  END $cp$; COMMIT`;
+  try {
+    await client.query(sql);
+  } catch (err) {
+    if ((err as { code?: string }).code === 'OH001') throw new CheckpointConflictError(`checkpoint of ${name} is no longer at ${prev.tx}:${prev.pos}`);
+    throw err;
+  }
 }
 
 export interface Checkpoint {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { createPostgresEventStore } from '../hub/eventstore/postgresEventStore.ts';
 import type { EventStore, NewEvent } from '../hub/eventstore/eventStore.ts';
 import { testOrg } from '../hub/testing/hubProcess.ts';
+import { readProjectionLag } from './status.ts';
 import { createTestDatabase, startProjector, waitUntil, type TestDatabase } from './testing.ts';
 
 /** Appends `n` mixed events for `org`: audit events and commands, in chunks. */
@@ -50,7 +51,7 @@ describe('projections - crash', () => {
     for (const org of orgs) expected[org] = await appendMixed(store, org, 3000);
     const total = 6000;
 
-    const p1 = startProjector(db.url, { ORGHUB_PROJECTOR_BATCH: '50' });
+    const p1 = startProjector(db.url, { ORGHUB_PROJECTOR_BATCH: '25' });
     const pid = p1.child.pid!;
     // Kill while a batch transaction of the write pool is open, and before the end of the log.
     const open = await waitUntil('an open batch transaction', async () => {
@@ -73,7 +74,10 @@ describe('projections - crash', () => {
       expected[org].audit += more.audit;
       expected[org].commands += more.commands;
     }
-    const p2 = startProjector(db.url, { ORGHUB_PROJECTOR_BATCH: '50' });
+    // While it is down, the lag the hub reports is visible (threshold 0 s: lagging).
+    const down = await readProjectionLag(db.pool, 0);
+    assert.ok(down.every((l) => l.behindEvents >= 500 && l.behindSeconds > 0 && l.lagging), JSON.stringify(down));
+    const p2 = startProjector(db.url, { ORGHUB_PROJECTOR_BATCH: '25' });
     try {
       const head = (await db.pool.query('SELECT count(*)::int AS n FROM events')).rows[0].n;
       assert.equal(head, total + 500);
@@ -83,6 +87,8 @@ describe('projections - crash', () => {
       }, 40000, 100);
       const cps = (await db.pool.query('SELECT name, events_applied::int AS n, dead_letters::int AS d FROM projection_checkpoints ORDER BY name')).rows;
       assert.deepEqual(cps, ['audit_log', 'device_commands', 'orgs', 'sessions'].map((name) => ({ name, n: head, d: 0 })), 'each event consumed exactly once');
+      const up = await readProjectionLag(db.pool, 0);
+      assert.ok(up.every((l) => l.behindEvents === 0 && l.behindSeconds === 0 && !l.lagging), JSON.stringify(up));
       for (const org of orgs) {
         const a = (await db.pool.query('SELECT count(*)::int AS n, count(DISTINCT global_position)::int AS d FROM audit_log WHERE org_id = $1', [org])).rows[0];
         const c = (await db.pool.query('SELECT count(*)::int AS n FROM device_commands WHERE org_id = $1', [org])).rows[0];

@@ -23,7 +23,7 @@ describe('projections - failover', () => {
 
   const holders = async () =>
     (await db.pool.query(
-      `SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'orghub-projector:%:lock:%'`,
+      `SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND a.application_name LIKE 'orghub-projector:%:lock:%'`,
     )).rows.map((r) => r.application_name as string);
 
   it('should keep one active instance per projection and let the standby take over within 5 s', async () => {

@@ -46,7 +46,11 @@ export function createProjectionStatus(opts: ProjectionStatusOptions): Projectio
       name: 'projections',
       async check() {
         try {
-          const lags = await read();
+          // Answer before /ready's own 1.5 s timeout would mark this check down: slow lag reads never make the hub unready.
+          const lags = await Promise.race([
+            read(),
+            new Promise<never>((_, reject) => setTimeout(() => reject(new Error('projection status read timed out')), 1000).unref()),
+          ]);
           return {
             up: true,
             detail: {

@@ -8,6 +8,7 @@ import { selectProjections } from './registry.ts';
 import { sweepRetention } from './retention.ts';
 import { startProjectionRunner } from './runner.ts';
 import { createSharedReader } from './sharedReader.ts';
+import { createPgEventReader } from './pgEventReader.ts';
 
 /**
  * The projector process (`npm run projector`; `npm start` runs it beside the hub). Every selected
@@ -37,10 +38,13 @@ async function main() {
   const writerRole = assertRoleName(process.env.ORGHUB_DATABASE_PROJECTION_WRITER_ROLE || DEFAULT_PROJECTION_WRITER_ROLE);
   const databaseUrl = config.DATABASE_URL;
   const store = createPostgresEventStore({ databaseUrl, poolSize: projections.length + 1, queryTimeoutMs: 60_000, onError: (err) => log.warn({ err: (err as Error)?.message }, 'event store background error') });
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: projections.length + 1, application_name: `orghub-projector:${process.pid}:write`, keepAlive: true });
+  // One connection per projection, a second for those that write two batches at a time (runner.ts).
+  const writers = projections.reduce((n, p) => n + (p.independentBatches ? 2 : 1), 0);
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: writers + 1, application_name: `orghub-projector:${process.pid}:write`, keepAlive: true });
   pool.on('error', (err) => log.warn({ err: err.message }, 'projector pool connection lost'));
 
-  const read = createSharedReader(store);
+  const reader = createPgEventReader({ databaseUrl });
+  const read = createSharedReader(reader.read, { consumers: projections.length });
   const runners = projections.map((projection) =>
     startProjectionRunner({
       store, pool, databaseUrl, writerRole, projection, log, read,
@@ -75,6 +79,7 @@ async function main() {
     log.info({ signal }, 'projector shutting down');
     if (retentionTimer) clearInterval(retentionTimer);
     await Promise.all(runners.map((r) => r.stop()));
+    await reader.close();
     await store.close().catch(() => {});
     await pool.end().catch(() => {});
     process.exit(0);

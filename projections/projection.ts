@@ -16,6 +16,13 @@ export interface Projection {
   readonly tables: readonly string[];
   canHandle(event: RecordedEvent): boolean;
   /**
+   * The rows of a batch depend only on its own events, never on rows an earlier batch wrote (and
+   * no two batches write the same row): the runner may then write the next batch on a second
+   * connection while the previous one is still writing. Each batch keeps its own transaction and
+   * checkpoint compare-and-set, which waits for the previous batch's commit.
+   */
+  readonly independentBatches?: boolean;
+  /**
    * Applies the events it can handle. Returns the events it refused (bad shape), which the runner
    * writes to `projection_dead_letters`; a throw means the SQL itself failed, and the runner then
    * isolates the poison event one by one.

@@ -4,6 +4,7 @@ import { START, formatPosition, type EventStore, type Position, type ReadAllBatc
 import { DEFAULT_PROJECTOR_ROLE } from '../hub/eventstore/roles.ts';
 import { applyBatch, type Target } from './apply.ts';
 import type { Projection } from './projection.ts';
+import type { BatchReader } from './sharedReader.ts';
 import { SHADOW_SUFFIX, createShadowTable, shadowName, swapShadowTable } from './shadow.ts';
 import { ident } from './sql.ts';
 
@@ -15,6 +16,8 @@ export interface RebuildOptions {
   batchSize: number;
   /** false: build the shadow tables and leave them (`<table>__rebuild`) without swapping (tests, dry runs). */
   swap?: boolean;
+  /** Reads the log; default `store.readAll` (the CLI passes pgEventReader's faster read). */
+  read?: BatchReader;
   /** Called after every batch with events done and the current head estimate. */
   onProgress?: (done: number, total: number) => void;
 }
@@ -68,7 +71,7 @@ export async function rebuildProjection(opts: RebuildOptions): Promise<RebuildSu
       position = batch.next;
     };
     const inTx = async (fn: () => Promise<void>) => {
-      await admin.query(`BEGIN; SET LOCAL ROLE ${opts.writerRole}`);
+      await admin.query(`BEGIN; SET LOCAL ROLE ${opts.writerRole}; SET LOCAL synchronous_commit = off`);
       try {
         await fn();
         await admin.query('COMMIT');
@@ -78,8 +81,9 @@ export async function rebuildProjection(opts: RebuildOptions): Promise<RebuildSu
         throw err;
       }
     };
+    const readAll: BatchReader = opts.read ?? ((after, batchSize) => store.readAll({ after, batchSize }));
     const read = (after: Position) => {
-      const p = store.readAll({ after, batchSize: opts.batchSize });
+      const p = readAll(after, opts.batchSize);
       p.catch(() => {});
       return p;
     };
@@ -102,7 +106,7 @@ export async function rebuildProjection(opts: RebuildOptions): Promise<RebuildSu
         for (const t of projection.tables) await admin.query(`LOCK TABLE ${ident(t)} IN ACCESS EXCLUSIVE MODE`);
         await admin.query(`SET LOCAL ROLE ${opts.writerRole}`);
         for (;;) {
-          const batch = await store.readAll({ after: position, batchSize: opts.batchSize });
+          const batch = await readAll(position, opts.batchSize);
           if (batch.events.length) await apply(batch);
           if (batch.caughtUp) break;
         }

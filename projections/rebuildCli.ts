@@ -1,6 +1,7 @@
 import { loadProjectorConfig } from '../hub/config/config.ts';
 import { createPostgresEventStore } from '../hub/eventstore/postgresEventStore.ts';
 import { DEFAULT_PROJECTION_WRITER_ROLE, assertRoleName } from '../hub/eventstore/roles.ts';
+import { createPgEventReader } from './pgEventReader.ts';
 import { ProgressBar } from './progress.ts';
 import { rebuildProjection, type RebuildSummary } from './rebuild.ts';
 import { selectProjections } from './registry.ts';
@@ -21,6 +22,7 @@ async function main(): Promise<number> {
   const projections = selectProjections(spec);
   const writerRole = assertRoleName(process.env.ORGHUB_DATABASE_PROJECTION_WRITER_ROLE || DEFAULT_PROJECTION_WRITER_ROLE);
   const store = createPostgresEventStore({ databaseUrl: config.DATABASE_URL, poolSize: 2, queryTimeoutMs: 120_000 });
+  const reader = createPgEventReader({ databaseUrl: config.DATABASE_URL, queryTimeoutMs: 120_000 });
   const summaries: RebuildSummary[] = [];
   try {
     for (const projection of projections) {
@@ -28,12 +30,14 @@ async function main(): Promise<number> {
       const s = await rebuildProjection({
         databaseUrl: config.DATABASE_URL, store, projection, writerRole, batchSize: Math.max(config.ORGHUB_PROJECTOR_BATCH, 5000),
         swap: !args.includes('--no-swap'),
+        read: reader.read,
         onProgress: (done, total) => bar.update(done, total),
       });
       bar.finish(s.events);
       summaries.push(s);
     }
   } finally {
+    await reader.close();
     await store.close();
   }
   for (const s of summaries) {

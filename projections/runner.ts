@@ -1,10 +1,14 @@
 import pg from 'pg';
+import { performance } from 'node:perf_hooks';
 import { START, formatPosition, type EventStore, type Position, type ReadAllBatch } from '../hub/eventstore/eventStore.ts';
 import type { Logger } from '../hub/log.ts';
-import { LIVE, advanceCheckpoint, applyBatch, loadCheckpoint, CheckpointConflictError } from './apply.ts';
+import { LIVE, advanceCheckpointAndCommit, applyBatch, loadCheckpoint, CheckpointConflictError } from './apply.ts';
 import { acquireProjectionLock, type HeldLock } from './lock.ts';
 import type { Projection } from './projection.ts';
 import type { BatchReader } from './sharedReader.ts';
+
+/** Lock wait limit of a pipelined batch's transaction (see applyOne); a timeout restarts from the checkpoint. */
+const PIPELINE_LOCK_TIMEOUT_MS = 10_000;
 
 export interface RunnerOptions {
   store: EventStore;
@@ -29,6 +33,8 @@ export interface RunnerStatus {
   position: string;
   applied: number;
   deadLetters: number;
+  /** Milliseconds spent applying batches (fold, SQL, commit) since start. */
+  busyMs: number;
 }
 
 export interface ProjectionRunner {
@@ -49,6 +55,7 @@ export function startProjectionRunner(opts: RunnerOptions): ProjectionRunner {
   let position: Position = START;
   let applied = 0;
   let deadLetters = 0;
+  let busyMs = 0;
   const sleepers = new Set<() => void>();
   const sleep = (ms: number) =>
     new Promise<void>((resolve) => {
@@ -63,14 +70,32 @@ export function startProjectionRunner(opts: RunnerOptions): ProjectionRunner {
     });
   const months = new Set<string>();
 
-  async function applyOne(batch: ReadAllBatch, prev: Position): Promise<void> {
+  /**
+   * One batch in one transaction. `previous` (pipelined projections only) is the batch before it,
+   * still being written on another connection: this one writes its rows meanwhile, but creates no
+   * partition and moves no checkpoint before that one has committed (its compare-and-set expects
+   * the previous batch's end, so it fails, and the whole batch rolls back, if that one did not).
+   * `writing` resolves once the handler wrote its first row (its partitions exist by then).
+   */
+  async function applyOne(batch: ReadAllBatch, prev: Position, previous?: Promise<void>, writing?: () => void): Promise<void> {
+    const started = performance.now();
     const client = await pool.connect();
     let broken: unknown;
     try {
-      await client.query(`BEGIN; SET LOCAL ROLE ${opts.writerRole}`);
-      const out = await applyBatch(client, projection, batch.events, LIVE, months);
-      await advanceCheckpoint(client, projection.name, projection.version, prev, batch.next, batch.events.length, out.deadLetters);
-      await client.query('COMMIT');
+      // synchronous_commit off: a commit lost in a crash takes its checkpoint with it, so the batch is simply read again.
+      // Pipelined batches get a lock timeout: a lock wait between two of them (an earlier batch's
+      // partition creation behind a later batch's open insert) would otherwise never end.
+      const pipelined = projection.independentBatches ? `; SET LOCAL lock_timeout = '${PIPELINE_LOCK_TIMEOUT_MS}ms'` : '';
+      await client.query(`BEGIN; SET LOCAL ROLE ${opts.writerRole}; SET LOCAL synchronous_commit = off${pipelined}; SAVEPOINT batch`);
+      const out = await applyBatch(client, projection, batch.events, LIVE, months, {
+        savepointOpened: true,
+        beforeNewPartition: previous && (() => previous),
+        onWrite: writing,
+      });
+      writing?.();
+      if (previous) await previous;
+      await advanceCheckpointAndCommit(client, projection.name, projection.version, prev, batch.next, batch.events.length, out.deadLetters);
+      position = batch.next;
       applied += out.applied;
       if (out.deadLetters) {
         deadLetters += out.deadLetters;
@@ -82,29 +107,57 @@ export function startProjectionRunner(opts: RunnerOptions): ProjectionRunner {
       throw err;
     } finally {
       client.release(broken instanceof Error ? broken : undefined);
+      busyMs += performance.now() - started;
     }
   }
 
   async function follow(lock: HeldLock): Promise<void> {
     position = (await loadCheckpoint(pool, projection.name))?.position ?? START;
+    // Where the next read starts: ahead of `position` (committed) while a pipelined batch is open.
+    let cursor = position;
     const read = (after: Position) => {
       const p = opts.read ? opts.read(after, opts.batchSize) : store.readAll({ after, batchSize: opts.batchSize });
       p.catch(() => {}); // observed when awaited; a prefetch may be dropped
       return p;
     };
-    let next: Promise<ReadAllBatch> | undefined = read(position);
-    while (!stopped && !lock.lost) {
-      const batch: ReadAllBatch = await (next ?? read(position));
-      next = undefined;
-      if (batch.events.length === 0) {
-        await sleep(opts.pollMs);
-        continue;
+    // The batch being written on a second connection (independentBatches only), at most one.
+    let open: Promise<void> | undefined;
+    try {
+      let next: Promise<ReadAllBatch> | undefined = read(cursor);
+      while (!stopped && !lock.lost) {
+        const batch: ReadAllBatch = await (next ?? read(cursor));
+        next = undefined;
+        if (batch.events.length === 0) {
+          await sleep(opts.pollMs);
+          continue;
+        }
+        // Prefetch: reading the next batch overlaps writing this one.
+        if (!batch.caughtUp) next = read(batch.next);
+        if (projection.independentBatches) {
+          // Pipeline: this batch writes while the previous one finishes; the next starts once this
+          // one wrote its first row (after its partitions exist) and the previous one committed.
+          let wrote!: () => void;
+          const writing = new Promise<void>((r) => (wrote = r));
+          const previous = open;
+          const p = applyOne(batch, cursor, previous, wrote);
+          p.catch(() => {});
+          open = p;
+          await Promise.race([writing, p]);
+          if (previous) await previous;
+        } else {
+          await applyOne(batch, cursor);
+        }
+        cursor = batch.next;
+        if (batch.caughtUp) {
+          if (open) await open;
+          open = undefined;
+          await sleep(opts.pollMs);
+        }
       }
-      // Prefetch: reading the next batch overlaps writing this one.
-      if (!batch.caughtUp) next = read(batch.next);
-      await applyOne(batch, position);
-      position = batch.next;
-      if (batch.caughtUp) await sleep(opts.pollMs);
+      if (open) await open;
+    } finally {
+      // Never leave a batch writing behind a released lock.
+      if (open) await open.catch(() => {});
     }
   }
 
@@ -135,7 +188,7 @@ export function startProjectionRunner(opts: RunnerOptions): ProjectionRunner {
   })();
 
   return {
-    status: () => ({ name: projection.name, active, position: formatPosition(position), applied, deadLetters }),
+    status: () => ({ name: projection.name, active, position: formatPosition(position), applied, deadLetters, busyMs }),
     async stop() {
       stopped = true;
       for (const s of [...sleepers]) s();

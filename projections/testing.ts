@@ -24,11 +24,19 @@ export async function createTestDatabase(prefix: string): Promise<TestDatabase> 
   const admin = new pg.Client({ connectionString: BASE_URL });
   await admin.connect();
   await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
   const u = new URL(BASE_URL);
   u.pathname = `/${name}`;
   const url = u.toString();
-  await migrate({ databaseUrl: url, quiet: true });
+  // Roles are cluster-wide and migrate() re-grants them; its advisory lock is per database, so
+  // parallel suites migrating different databases are serialized here, on the base database,
+  // under the key migrate() itself takes there.
+  await admin.query('SELECT pg_advisory_lock(7241865325823965)');
+  try {
+    await migrate({ databaseUrl: url, quiet: true });
+  } finally {
+    await admin.query('SELECT pg_advisory_unlock(7241865325823965)').catch(() => {});
+    await admin.end();
+  }
   const pool = new pg.Pool({ connectionString: url, max: 3 });
   return {
     url, name, pool,

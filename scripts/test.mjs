@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The test runner behind `npm test`. Node 20's `node --test` cannot glob `.ts` files, so this finds
-// every `*.test.ts` under hub/, projections/, loadtest/ and scripts/, then runs, in order:
+// every `*.test.ts` under hub/, projections/, loadtest/, scripts/ and infra/, then runs, in order:
 //   1. bash infra/local/up.sh          (skipped with ORGHUB_SKIP_INFRA=1)
 //   2. tsc -p . --noEmit                (skipped with ORGHUB_SKIP_TYPECHECK=1; errors fail the run)
 //   3. npm run migrate                  (only once hub/eventstore/migrate.ts exists)
@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 const root = fileURLToPath(new URL('..', import.meta.url));
 process.chdir(root);
 
-const TEST_ROOTS = ['hub', 'projections', 'loadtest', 'scripts'];
+const TEST_ROOTS = ['hub', 'projections', 'loadtest', 'scripts', 'infra'];
 const SKIP_DIRS = new Set(['node_modules', '.data', '.git', 'dist']);
 const SUMMARY = /^# (tests|suites|pass|fail|cancelled|skipped|todo|duration_ms) /;
 

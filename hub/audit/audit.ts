@@ -12,6 +12,7 @@ export type AuditType =
   | 'session.protocol_violation'
   | 'mqtt.will_published'
   | 'admin.action'
+  | 'admin.denied'
   | 'fleet.issued'
   | 'fleet.delivered'
   | 'fleet.acked'

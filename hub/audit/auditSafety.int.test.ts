@@ -2,7 +2,6 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createLogger } from '../log.ts';
 import { createPostgresEventStore } from '../eventstore/postgresEventStore.ts';
-import { migrate } from '../eventstore/migrate.ts';
 import type { EventStore } from '../eventstore/eventStore.ts';
 import { testOrg } from '../testing/hubProcess.ts';
 import type { AuditType } from './audit.ts';
@@ -17,7 +16,6 @@ describe('audit sink safety', () => {
   const log = createLogger('info', { write: (s: string) => void lines.push(JSON.parse(s)) });
 
   before(async () => {
-    await migrate({ databaseUrl: DATABASE_URL, quiet: true });
     store = createPostgresEventStore({ databaseUrl: DATABASE_URL });
   });
   after(async () => {

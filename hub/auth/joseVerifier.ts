@@ -147,8 +147,26 @@ export function toPrincipal(p: JWTPayload, orgClaim: string): Principal {
   if (jti !== undefined && (typeof jti !== 'string' || jti.length === 0 || jti.length > MAX_JTI)) {
     throw new AuthError('bad_claim:jti');
   }
-  // jose has already required `exp` and checked that it is a number.
-  return { sub, org, roles, acl, jti, exp: p.exp as number };
+  // jose has already required `exp` and checked that it (and `iat`, when present) is a number.
+  return { sub, org, roles, acl, jti, exp: p.exp as number, iat: p.iat };
+}
+
+/** RFC 7515 §4.1.9: `typ` compares case-insensitively, and `application/` may be left out. */
+function normalizeTyp(t: string): string {
+  const l = t.toLowerCase();
+  return l.startsWith('application/') ? l.slice(12) : l;
+}
+
+/**
+ * ORGHUB_JWT_MAX_TTL: a token may live at most `maxTtl` seconds from its `iat` (or, without `iat`,
+ * from now). This bound is what lets a revocation be forgotten after `maxTtl`: no token it could
+ * match is still valid then. An `iat` in the future (beyond the clock tolerance) is refused too, so
+ * a token cannot stretch its life by claiming a later issue time.
+ */
+export function checkLifetime(p: Principal, maxTtl: number, toleranceSec: number, nowSec = Date.now() / 1000): void {
+  const from = p.iat ?? nowSec;
+  if (p.iat !== undefined && p.iat > nowSec + toleranceSec) throw new AuthError('bad_claim:iat');
+  if (p.exp - from > maxTtl + toleranceSec) throw new AuthError('token_lifetime_too_long');
 }
 
 /**
@@ -175,6 +193,8 @@ export function extractToken(authorizationHeader: string, query: string): string
 export async function createJoseVerifier(cfg: Config, opts: JoseVerifierOptions = {}): Promise<JoseVerifier> {
   const orgClaim = cfg.ORGHUB_ORG_CLAIM || 'org';
   const maxLength = cfg.ORGHUB_JWT_MAX_LENGTH || 8192;
+  const maxTtl = cfg.ORGHUB_JWT_MAX_TTL || 86_400;
+  const wantTyp = normalizeTyp(cfg.ORGHUB_JWT_TYP || '');
   const base = {
     issuer: cfg.ORGHUB_JWT_ISSUER,
     audience: cfg.ORGHUB_JWT_AUDIENCE,
@@ -253,6 +273,7 @@ export async function createJoseVerifier(cfg: Config, opts: JoseVerifierOptions 
     if (Object.hasOwn(header, 'crit')) throw new AuthError('crit_forbidden');
     const { alg, kid } = header;
     if (typeof alg !== 'string') throw new AuthError('token_malformed');
+    if (wantTyp && (typeof header.typ !== 'string' || normalizeTyp(header.typ) !== wantTyp)) throw new AuthError('bad_typ');
     if (kid !== undefined && typeof kid !== 'string') throw new AuthError('token_malformed');
 
     let key: CryptoKey | JWTVerifyGetKey;
@@ -280,7 +301,9 @@ export async function createJoseVerifier(cfg: Config, opts: JoseVerifierOptions 
     } catch (err) {
       throw mapJoseError(err);
     }
-    return toPrincipal(payload, orgClaim);
+    const principal = toPrincipal(payload, orgClaim);
+    checkLifetime(principal, maxTtl, base.clockTolerance);
+    return principal;
   }
 
   return {

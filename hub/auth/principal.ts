@@ -17,6 +17,8 @@ export interface Principal {
   readonly jti?: string;
   /** Expiry, seconds since the epoch (always present: tokens without `exp` are refused). */
   readonly exp: number;
+  /** Issued-at, seconds since the epoch, when the token carries one (`{sub, issuedBefore}` revocations compare it). */
+  readonly iat?: number;
 }
 
 /** Verifies a compact JWT. Rejects with AuthError whose `reason` is short and safe to show. */

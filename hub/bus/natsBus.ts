@@ -5,6 +5,7 @@ import type { Logger } from '../log.ts';
 import type { Bus, BusHandler, BusMessage, PublishMeta } from './bus.ts';
 import { detectContentType } from './contentType.ts';
 import { PatternIndex } from './patternIndex.ts';
+import { H_SIG, saneTs, type HeaderAuth } from './headerAuth.ts';
 
 /** NATS header names carrying message metadata; the payload itself is never wrapped. */
 export const H_CONTENT_TYPE = 'Orghub-Content-Type';
@@ -42,6 +43,8 @@ export interface NatsBusOptions {
   servers: string;
   name: string;
   log: Logger;
+  /** Signs `Orghub-From`/`Orghub-Ts` on publish and believes `from` only when signed (hub/bus/headerAuth.ts). */
+  headerAuth?: HeaderAuth;
 }
 
 /**
@@ -90,10 +93,13 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
   const deliver = (e: Entry, msg: Msg) => {
     const parsed = subjectToTopic(msg.subject);
     if (!parsed || parsed.org !== e.org) return; // junk subject from a raw publisher
-    // One pass over the headers: MsgHdrs.get() allocates key lists on every call.
+    // One pass over the headers: MsgHdrs.get() allocates key lists on every call. One NATS
+    // subscription per org, so a message is parsed (and its signature checked) once however many
+    // patterns match it.
     let claimed: string | undefined;
     let from: string | undefined;
-    let ts = 0;
+    let tsRaw: string | undefined;
+    let sig: string | undefined;
     let qos: 0 | 1 = 1;
     let offset: number | undefined;
     let epoch: string | undefined;
@@ -102,23 +108,26 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
       for (const [k, v] of h) {
         if (k === H_CONTENT_TYPE) claimed = v[0];
         else if (k === H_FROM) from = v[0] || undefined;
-        else if (k === H_TS) ts = Number(v[0]) || 0;
+        else if (k === H_TS) tsRaw = v[0];
+        else if (k === H_SIG) sig = v[0];
         else if (k === H_QOS && v[0] === '0') qos = 0;
         else if (k === H_OFFSET) offset = Number(v[0]) || undefined;
         else if (k === H_EPOCH) epoch = v[0] || undefined;
       }
     }
-    const out: BusMessage = { org: parsed.org, topic: parsed.topic, payload: msg.data, contentType: claimed === 'bytes' ? 'bytes' : detectContentType(msg.data), from, ts, qos, offset, epoch };
-    const call = (handler: BusHandler) => {
-      try {
-        handler(out);
-      } catch (err) {
-        opts.log.error({ err }, 'bus handler failed');
-      }
-    };
-    for (const handler of e.all) call(handler);
+    const meta = opts.headerAuth ? opts.headerAuth.check(msg.subject, from, tsRaw, sig) : { from, ts: saneTs(tsRaw, Date.now()) };
+    const out: BusMessage = { org: parsed.org, topic: parsed.topic, payload: msg.data, contentType: claimed === 'bytes' ? 'bytes' : detectContentType(msg.data), from: meta.from, ts: meta.ts, qos, offset, epoch };
+    for (let i = 0; i < e.all.length; i++) call(e.all[i], out);
     // The `$` rule (a pattern starting with a wildcard never matches a system topic) is the index's.
-    if (e.patterns.size > 0) e.index.match(parsed.topic, (pe) => pe.handlers.forEach(call));
+    if (e.patterns.size > 0) e.index.match(parsed.topic, (pe) => pe.handlers.forEach((h) => call(h, out)));
+  };
+
+  const call = (handler: BusHandler, m: BusMessage) => {
+    try {
+      handler(m);
+    } catch (err) {
+      opts.log.error({ err }, 'bus handler failed');
+    }
   };
 
   const orgEntry = (org: string): Entry => {
@@ -173,15 +182,20 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
     publish(org: string, topic: string, payload: Uint8Array, meta: PublishMeta) {
       if (!nc || !connected || closing) throw new HubError('unavailable', 'message bus unavailable; nothing was published');
       const h = headers();
+      const subject = topicToSubject(org, topic);
+      const ts = String(Date.now());
       h.set(H_CONTENT_TYPE, meta.contentType);
-      if (meta.from) h.set(H_FROM, meta.from);
-      h.set(H_TS, String(Date.now()));
+      h.set(H_TS, ts);
+      if (meta.from) {
+        h.set(H_FROM, meta.from);
+        if (opts.headerAuth) h.set(H_SIG, opts.headerAuth.sign(subject, meta.from, ts));
+      }
       if (meta.qos === 0) h.set(H_QOS, '0');
       if (meta.offset !== undefined && meta.epoch !== undefined) {
         h.set(H_OFFSET, String(meta.offset));
         h.set(H_EPOCH, meta.epoch);
       }
-      nc.publish(topicToSubject(org, topic), payload, { headers: h });
+      nc.publish(subject, payload, { headers: h });
     },
     subscribe(org: string, pattern: string, handler: BusHandler) {
       patternToSubject(org, pattern); // validates org and pattern (throws bad_topic)

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import { parseTopic } from '../acl/topic.ts';
 import type { AuditSink } from '../audit/audit.ts';
 import type { Bus } from '../bus/bus.ts';
@@ -14,6 +15,15 @@ import { isReservedTopic, type FleetService } from '../fleet/fleet.ts';
 /** The stream a command is recorded in: one per target topic, so a device's commands read in order. */
 export function commandStream(topic: string): string {
   return `commands:${topic}`;
+}
+
+/**
+ * The idempotency key as stored: scoped to the actor (length-prefixed, so no sub/key pair can spell
+ * another). The store's uniqueness is per org, so without the scope one actor's key would swallow
+ * another actor's command and hand back its event id.
+ */
+export function scopedKey(actor: string, key: string): string {
+  return `${actor.length}:${actor}:${key}`;
 }
 
 /**
@@ -57,7 +67,7 @@ export function createCommandService(deps: {
         result = await store.appendToStream(
           principal.org,
           commandStream(req.topic),
-          [{ type: req.type, data: req.data, metadata: { actor: principal.sub, session: ctx.session, node: nodeId, correlationId: randomUUID(), idempotencyKey: req.key } }],
+          [{ type: req.type, data: req.data, metadata: { actor: principal.sub, session: ctx.session, node: nodeId, correlationId: randomUUID(), idempotencyKey: req.key === undefined ? undefined : scopedKey(principal.sub, req.key) } }],
           { expectedVersion: ANY },
         );
       } catch (err) {
@@ -67,6 +77,7 @@ export function createCommandService(deps: {
       }
       const eventId = result.ids[0];
       const position = String(result.positions[0]);
+      if (result.duplicate) await sameRequest(store, principal.org, req, eventId, result.nextExpectedVersion);
       if (!result.duplicate) {
         const payload = Buffer.from(JSON.stringify({ commandId: eventId, type: req.type, data: req.data, issuedBy: principal.sub, position }));
         try {
@@ -84,4 +95,21 @@ export function createCommandService(deps: {
 function keyProblem(key: string): string | undefined {
   const why = badString(key, 256);
   return why && `key ${why}`;
+}
+
+/**
+ * A retry must repeat the request it retries: the original is read back (it sits at the returned
+ * stream position of the request's own topic stream) and compared by id, type and data. Anything
+ * else is `conflict`, and the answer says nothing of the original (no id, no position).
+ */
+async function sameRequest(store: EventStore, org: string, req: CommandRequest, eventId: string | undefined, streamPosition: bigint): Promise<void> {
+  let original;
+  try {
+    [original] = await store.readStream(org, commandStream(req.topic), { from: streamPosition, maxCount: 1 });
+  } catch (err) {
+    throw new HubError('unavailable', 'event store unavailable; the command was not recorded', { cause: err });
+  }
+  if (!original || original.id !== eventId || original.type !== req.type || !isDeepStrictEqual(original.data, req.data)) {
+    throw new HubError('conflict', 'idempotency key already used for a different request');
+  }
 }

@@ -5,6 +5,7 @@ import pg from 'pg';
 import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
 import { startHubProcess, testOrg, type HubProcess } from '../testing/hubProcess.ts';
 import { sleep, TestClient, type Frame } from '../testing/wsClient.ts';
+import { scopedKey } from './commandService.ts';
 
 /**
  * Commands end to end: two real hub processes (real NATS at 4222, real Postgres), real WebSocket and
@@ -47,7 +48,8 @@ describe('commands', () => {
       c.release();
     }
   };
-  const byKey = (org: string, key: string) => rows(org, 'idempotency_key = $2', [key]);
+  /** Rows recorded under a client key, whoever the actor (stored scoped: scopedKey(actor, key)). */
+  const byKey = (org: string, key: string) => rows(org, `right(idempotency_key, length($2) + 1) = ':' || $2`, [key]);
 
   /** Polls until an audit event of `type` matching `pred` is in the org's audit stream. */
   const waitAudit = async (org: string, type: string, pred: (r: Row) => boolean, timeoutMs = 5000): Promise<Row> => {
@@ -119,7 +121,7 @@ describe('commands', () => {
     assert.equal(ev.type, 'device.reboot');
     assert.deepEqual(ev.data, { reason: 'firmware 1.2', delaySeconds: 5 });
     assert.equal(ev.metadata.actor, 'alice');
-    assert.equal(ev.metadata.idempotencyKey, key);
+    assert.equal(ev.metadata.idempotencyKey, scopedKey('alice', key));
     assert.match(ev.metadata.session, UUID);
     assert.match(ev.metadata.correlationId, UUID);
     assert.equal(typeof ev.metadata.node, 'string');
@@ -151,7 +153,7 @@ describe('commands', () => {
     assert.equal(ev.global_position, r.body.position);
     assert.equal(ev.stream_id, 'commands:devices/d7/config');
     assert.equal(ev.metadata.actor, 'ops-bob');
-    assert.equal(ev.metadata.idempotencyKey, key);
+    assert.equal(ev.metadata.idempotencyKey, scopedKey('ops-bob', key));
     assert.match(ev.metadata.session, UUID);
     assert.match(ev.metadata.correlationId, UUID);
     assert.ok(ev.metadata.node);
@@ -198,8 +200,9 @@ describe('commands', () => {
   it('commands - 10 concurrent retries of one key over two hub processes should append exactly one row and all answer the same eventId', async () => {
     const org = testOrg();
     const key = `race-${randomUUID()}`;
-    const sockets = await Promise.all(Array.from({ length: 6 }, (_, i) => connect(i % 2 ? node2 : node1, org, `admin-${i}`)));
-    const token = await issuer.token(org, 'admin-http');
+    // One actor: keys are scoped per (org, actor), so a retry is the same principal's (docs/protocol.md).
+    const sockets = await Promise.all(Array.from({ length: 6 }, (_, i) => connect(i % 2 ? node2 : node1, org, 'admin-race')));
+    const token = await issuer.token(org, 'admin-race');
 
     // When 10 copies race: 6 over WS (3 per node) and 4 over HTTP (2 per node)
     const answers = await Promise.all([
@@ -249,7 +252,7 @@ describe('commands', () => {
     const h = await httpCmd(node1, await issuer.token(org, 'alice'), { type: 'device.reboot', topic: 'devices/d1/commands', data: { delaySeconds: -1 }, key: 'bad-http' });
     assert.equal(h.status, 400);
     assert.deepEqual(h.body, { error: { code: 'invalid', message: 'device.reboot: data/delaySeconds must be >= 0' } });
-    assert.deepEqual((await rows(org, `stream_id LIKE 'commands:%'`)).map((r) => r.idempotency_key), ['edge-200']);
+    assert.deepEqual((await rows(org, `stream_id LIKE 'commands:%'`)).map((r) => r.idempotency_key), [scopedKey('alice', 'edge-200')]);
   });
 
   it('commands - an unknown type should get unknown_command, and a frame smuggling an org should be invalid', async () => {
@@ -292,7 +295,7 @@ describe('commands', () => {
       assert.equal(ev.metadata.actor, 'd1');
       assert.match(ev.metadata.session, UUID);
     }
-    assert.equal((await rows(org, `idempotency_key LIKE 'deny-%'`)).length, 0, 'nothing refused was appended');
+    assert.equal((await rows(org, `idempotency_key LIKE '%:deny-%'`)).length, 0, 'nothing refused was appended');
   });
 
   it('commands - an org-B admin command should land in org B only, and org A subscribers should see nothing', async () => {

@@ -93,7 +93,10 @@ describe('commands failure', () => {
     issuer = await createTestIssuer();
     proxy = new PgProxy(await freePort());
     await proxy.on();
-    hub = await startHubProcess({ ...issuer.env, DATABASE_URL: `postgres://postgres@127.0.0.1:${proxy.port}/orghub` }, { timeoutMs: 40_000 });
+    // the same database as DATABASE_URL (the test reads it back there), reached through the proxy
+    const viaProxy = new URL(DATABASE_URL);
+    viaProxy.host = `127.0.0.1:${proxy.port}`;
+    hub = await startHubProcess({ ...issuer.env, ORGHUB_LIMITS: 'off' /* 3000 commands at once is the point here, not a rate to refuse */, DATABASE_URL: viaProxy.toString() }, { timeoutMs: 40_000 });
     pool = new pg.Pool({ connectionString: DATABASE_URL, max: 2 });
   });
 

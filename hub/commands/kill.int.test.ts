@@ -5,6 +5,7 @@ import pg from 'pg';
 import WebSocket from 'ws';
 import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
 import { startHubProcess, testOrg, type HubProcess } from '../testing/hubProcess.ts';
+import { scopedKey } from './commandService.ts';
 
 /**
  * Kill test: 10,000 keyed commands pipelined over WebSocket, the hub SIGKILLed at a random moment
@@ -162,7 +163,7 @@ describe('commands kill', () => {
     const byKey = new Map(rows.map((r) => [r.idempotency_key, r]));
     assert.equal(byKey.size, TOTAL, 'no key twice');
     for (let i = 0; i < TOTAL; i++) {
-      const r = byKey.get(`k-${i}`);
+      const r = byKey.get(scopedKey('alice', `k-${i}`));
       assert.ok(r, `k-${i} recorded`);
       assert.equal(r.data.reason, `n${i}`);
       const answer = acked.get(i) ?? retried.get(i)!;

@@ -8,6 +8,7 @@ import { parseOrgOverrides, parseTierOverrides } from '../limits/tiers.ts';
  * table (`npm run docs:config`), so the two cannot drift.
  */
 export const settings = {
+  ORGHUB_ENV: { type: 'string', enum: ['development', 'production'], default: 'development', description: 'Deployment kind. `production` refuses development conveniences at start: an empty ORGHUB_CLUSTER_SECRET (see docs/access.md).' },
   ORGHUB_PORT: { type: 'integer', minimum: 0, maximum: 65535, default: 8080, description: 'HTTP + WebSocket port (0 picks a free port).' },
   ORGHUB_HOST: { type: 'string', default: '0.0.0.0', description: 'Address the HTTP/WebSocket listener binds to.' },
   ORGHUB_NODE_ID: { type: 'string', default: '', description: 'Name of this hub node in logs and event metadata; empty means hostname:pid.' },
@@ -28,8 +29,16 @@ export const settings = {
   ORGHUB_JWT_AUDIENCE: { type: 'string', minLength: 1, default: 'orghub', description: 'Required `aud` of every token.' },
   ORGHUB_JWT_JWKS: { type: 'string', default: '', description: 'JWKS file path or http(s) URL with the ES256/EdDSA/RS256 verification keys.' },
   ORGHUB_JWT_HS256_SECRET: { type: 'string', default: '', description: 'Development only: enables HS256 with this secret (at least 32 bytes).' },
+  ORGHUB_JWT_ALLOW_HS256_WITH_JWKS: { type: 'string', enum: ['true', 'false'], default: 'false', description: 'Accept HS256 (ORGHUB_JWT_HS256_SECRET) next to a JWKS. Refused at start unless `true`: a shared secret beside asymmetric keys is usually a leftover from development.' },
+  ORGHUB_JWT_TYP: { type: 'string', default: '', description: 'When set, the token header `typ` must equal it (case-insensitive, an `application/` prefix ignored; e.g. `at+jwt`, RFC 9068). Empty: not checked.' },
   ORGHUB_JWT_CLOCK_TOLERANCE: { type: 'integer', minimum: 0, maximum: 300, default: 0, description: 'Seconds of clock skew tolerated for `exp`/`nbf`.' },
   ORGHUB_JWT_MAX_LENGTH: { type: 'integer', minimum: 256, maximum: 65536, default: 8192, description: 'Longest token accepted, in bytes.' },
+  ORGHUB_JWT_MAX_TTL: { type: 'integer', minimum: 60, maximum: 31536000, default: 86400, description: 'Longest token lifetime accepted, in seconds (`exp - iat`, or `exp - now` without `iat`). Revocations are kept this long and then forgotten, since no token they could match is valid any more.' },
+  ORGHUB_CLUSTER_SECRET: { type: 'string', default: '', description: 'Shared by all hub nodes: authenticates control messages on `orghub.ctl.*` (HMAC-SHA-256), so a NATS client cannot forge a revocation or a takeover. At least 32 bytes; required when ORGHUB_ENV=production (development uses a fixed, public value).' },
+  ORGHUB_APIKEY_PEPPER: { type: 'string', default: '', description: 'Server-side secret of the keyed hash (HMAC-SHA-256) that API keys are stored as; at least 32 bytes, the same on every node; changing it invalidates every key. Required when ORGHUB_ENV=production (development uses a fixed, public value).' },
+  ORGHUB_APIKEYS_MAX: { type: 'integer', minimum: 1, maximum: 100000, default: 100, description: 'API keys per org (revoked ones count for 7 days); past it POST /v1/apikeys answers 429 `limit`.' },
+  ORGHUB_ORG_PROVISIONING: { type: 'string', enum: ['auto', 'explicit'], default: 'auto', description: '`explicit`: a token (or API key) of an org that was not created with POST /v1/orgs is refused (`org_unknown`); the production choice. `auto`: any org a valid token names is served (the development default).' },
+  ORGHUB_REVOCATIONS_MAX: { type: 'integer', minimum: 1, maximum: 1000000, default: 10000, description: 'Revocations in force per org (each is forgotten after ORGHUB_JWT_MAX_TTL); past it POST /v1/revocations answers 429 `limit`.' },
   ORGHUB_JWT_CACHE_SIZE: { type: 'integer', minimum: 1, maximum: 1000000, default: 10000, description: 'Verified tokens remembered (by exact token string, until exp, re-verified after 60 s); saves the signature check for repeated HTTP requests and reconnects.' },
   ORGHUB_ORG_CLAIM: { type: 'string', minLength: 1, default: 'org', description: 'Claim that carries the org id.' },
   ORGHUB_ROLE_GRANTS: { type: 'string', default: '', description: 'JSON object replacing the role defaults: `{"role":{"pub":[..],"sub":[..],"cmd":[..]}}`.' },
@@ -43,9 +52,12 @@ export const settings = {
   ORGHUB_GROUP_COMMIT_MAX: { type: 'integer', minimum: 1, maximum: 10000, default: 500, description: 'Most appends in one group-commit transaction.' },
   ORGHUB_GROUP_COMMIT_QUEUE: { type: 'integer', minimum: 1, maximum: 10000000, default: 20000, description: 'Appends (commands, audit batches) waiting for a group-commit transaction, all orgs together; past it an append fails with `overloaded` (retry after `retryAfterMs`).' },
   ORGHUB_GROUP_COMMIT_QUEUE_PER_ORG: { type: 'integer', minimum: 1, maximum: 10000000, default: 5000, description: 'Appends one org may have waiting; past it that org\'s appends fail with `overloaded` while other orgs are served (the queue is round-robin across orgs).' },
+  ORGHUB_GROUP_COMMIT_SLOTS_PER_ORG: { type: 'integer', minimum: 0, maximum: 64, default: 0, description: 'Most of the 4 in-flight group-commit transactions one org may hold at once, so a flooding org leaves slots for the others; 0 means 3 (all but one).' },
   ORGHUB_AUDIT_BUFFER: { type: 'integer', minimum: 100, maximum: 10000000, default: 100000, description: 'Audit events held in memory while the event store is unreachable; beyond this they are counted and dropped (per org in `orghub_audit_dropped_by_org_total`).' },
+  ORGHUB_AUDIT_AGGREGATE_MS: { type: 'integer', minimum: 50, maximum: 3600000, default: 10000, description: 'Window of the audit aggregation: within it, repeats of a denial or limit hit (same org, type, topic) are counted and recorded once at its end as one event with `aggregated: true` and `count`, so a flood cannot become an audit flood.' },
   ORGHUB_AUDIT_ORG_BUFFER: { type: 'integer', minimum: 0, maximum: 10000000, default: 0, description: 'Audit events one org (or `_unauthenticated`) may hold in that buffer, so no single source can fill it; 0 means a quarter of ORGHUB_AUDIT_BUFFER. When the whole buffer is full, the org holding the most loses its newest event.' },
   ORGHUB_READY_CACHE_MS: { type: 'integer', minimum: 0, maximum: 60000, default: 1000, description: '`/ready` answers from a result at most this old; concurrent requests share one check (0 checks every time, still one at a time). The event store is checked on its own one-connection pool.' },
+  ORGHUB_METRICS_ORGS: { type: 'string', pattern: '^[^\\s]*$', default: '', description: 'Comma-separated org ids that get their own `org` label on per-org metrics (publish-to-deliver latency); every other org is counted under `_other`, so the series stay bounded.' },
   ORGHUB_LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'pino log level.' },
   ORGHUB_MQTT_MAX_PACKET: { type: 'integer', minimum: 1024, maximum: 268435455, default: 262144, description: 'Largest MQTT packet accepted (and advertised in MQTT 5 CONNACK); larger disconnects (MQTT 5 reason 0x95).' },
   ORGHUB_MQTT_MAX_INFLIGHT: { type: 'integer', minimum: 1, maximum: 65535, default: 100, description: 'Unacknowledged outbound QoS 1 messages per MQTT connection (lowered to the client\'s receive maximum); later ones queue.' },
@@ -121,6 +133,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!cfg.ORGHUB_JWT_JWKS && !cfg.ORGHUB_JWT_HS256_SECRET) {
     throw new ConfigError('ORGHUB_JWT_JWKS must name a JWKS file or URL (or set ORGHUB_JWT_HS256_SECRET for development)');
   }
+  checkJwtSources(cfg);
+  if (cfg.ORGHUB_CLUSTER_SECRET && Buffer.byteLength(cfg.ORGHUB_CLUSTER_SECRET) < 32) {
+    throw new ConfigError('ORGHUB_CLUSTER_SECRET must be at least 32 bytes');
+  }
+  if (cfg.ORGHUB_APIKEY_PEPPER && Buffer.byteLength(cfg.ORGHUB_APIKEY_PEPPER) < 32) {
+    throw new ConfigError('ORGHUB_APIKEY_PEPPER must be at least 32 bytes');
+  }
+  if (cfg.ORGHUB_ENV === 'production' && !cfg.ORGHUB_APIKEY_PEPPER) {
+    throw new ConfigError('ORGHUB_APIKEY_PEPPER must be set when ORGHUB_ENV=production (API keys are stored as an HMAC under it)');
+  }
+  if (cfg.ORGHUB_ENV === 'production' && !cfg.ORGHUB_CLUSTER_SECRET) {
+    throw new ConfigError('ORGHUB_CLUSTER_SECRET must be set when ORGHUB_ENV=production (it authenticates control messages between nodes)');
+  }
   if (cfg.ORGHUB_ROLE_GRANTS) {
     try {
       JSON.parse(cfg.ORGHUB_ROLE_GRANTS);
@@ -132,6 +157,33 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   parseOrgOverrides(cfg.ORGHUB_LIMITS_ORGS);
   /** Whether the MQTT port was set explicitly (then a busy port is fatal). */
   return Object.freeze(cfg);
+}
+
+/** Loopback hosts, where a plain-http JWKS URL cannot be tampered with on the way. */
+const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i;
+
+/** Start-time rules on where keys come from (docs/access.md "JWT hardening"). */
+function checkJwtSources(cfg: Config): void {
+  const jwks = cfg.ORGHUB_JWT_JWKS;
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(jwks)) {
+    let url: URL;
+    try {
+      url = new URL(jwks);
+    } catch {
+      throw new ConfigError('ORGHUB_JWT_JWKS is not a valid URL');
+    }
+    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && LOOPBACK.test(url.hostname))) {
+      throw new ConfigError('ORGHUB_JWT_JWKS must be an https URL (plain http only on loopback) or a file path');
+    }
+  }
+  if (jwks && cfg.ORGHUB_JWT_HS256_SECRET && cfg.ORGHUB_JWT_ALLOW_HS256_WITH_JWKS !== 'true') {
+    throw new ConfigError('ORGHUB_JWT_HS256_SECRET is set next to ORGHUB_JWT_JWKS; unset it, or set ORGHUB_JWT_ALLOW_HS256_WITH_JWKS=true');
+  }
+  if (cfg.ORGHUB_ENV === 'production') {
+    if (cfg.ORGHUB_JWT_ISSUER === settings.ORGHUB_JWT_ISSUER.default || cfg.ORGHUB_JWT_AUDIENCE === settings.ORGHUB_JWT_AUDIENCE.default) {
+      throw new ConfigError(`ORGHUB_JWT_ISSUER and ORGHUB_JWT_AUDIENCE must be set to your identity provider's values when ORGHUB_ENV=production (not the development defaults "${settings.ORGHUB_JWT_ISSUER.default}" / "${settings.ORGHUB_JWT_AUDIENCE.default}")`);
+    }
+  }
 }
 
 /** True when the variable was given in the environment rather than defaulted. */

@@ -3,7 +3,6 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { createPostgresEventStore } from './postgresEventStore.ts';
-import { migrate } from './migrate.ts';
 import { InvalidEventError } from './errors.ts';
 import type { EventStore } from './eventStore.ts';
 import { testOrg } from '../testing/hubProcess.ts';
@@ -21,7 +20,6 @@ describe('event store data errors', () => {
   const constraint = `test_poison_${randomBytes(4).toString('hex')}`;
 
   before(async () => {
-    await migrate({ databaseUrl: DATABASE_URL, quiet: true });
     admin = new pg.Client({ connectionString: DATABASE_URL });
     await admin.connect();
     // Something Postgres rejects that passes every check in the hub: a CHECK constraint (SQLSTATE
@@ -75,5 +73,27 @@ describe('event store data errors', () => {
     // positive control: the same append with well-formed text is recorded
     await store.appendToStream(org, 's', [{ type: 'test.good', data: { reason: 'x\u{1F600}y' }, metadata: { actor: 't' } }]);
     assert.deepEqual((await store.readStream(org, 's')).map((e) => e.data), [{ reason: 'x\u{1F600}y' }]);
+  });
+
+  it('event store bounds - past an org\'s share of the queue its appends fail overloaded with retryAfterMs, while another org is served', async () => {
+    // a 100 ms window holds the queue still, so the bound is hit deterministically
+    const small = createPostgresEventStore({ databaseUrl: DATABASE_URL, groupCommitMs: 100, groupCommitQueuePerOrg: 2, groupCommitQueue: 3 });
+    try {
+      const [a, b, c] = [testOrg('ovl'), testOrg('ovl'), testOrg('ovl')];
+      const ap = (org: string, i: number) => small.appendToStream(org, 's', [{ type: 'test.good', data: { i }, metadata: { actor: 't' } }]);
+      const results = await Promise.allSettled([ap(a, 0), ap(a, 1), ap(a, 2), ap(b, 0), ap(c, 0)]);
+      const codes = results.map((r) => (r.status === 'fulfilled' ? 'ok' : (r.reason as any).code));
+      // a's third is over a's share (2); b fits (queue total 3); c is over the whole queue
+      assert.deepEqual(codes, ['ok', 'ok', 'overloaded', 'ok', 'overloaded']);
+      const err = (results[2] as PromiseRejectedResult).reason;
+      assert.equal(err.retryAfterMs, 100);
+      assert.match(err.message, /ORGHUB_GROUP_COMMIT_QUEUE_PER_ORG/);
+      assert.match((results[4] as PromiseRejectedResult).reason.message, /ORGHUB_GROUP_COMMIT_QUEUE\)/);
+      assert.equal(small.stats!().overloaded, 2);
+      assert.deepEqual((await small.readStream(a, 's')).map((e) => e.data), [{ i: 0 }, { i: 1 }]);
+      assert.equal((await small.readStream(b, 's')).length, 1);
+    } finally {
+      await small.close();
+    }
   });
 });

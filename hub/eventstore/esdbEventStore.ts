@@ -11,7 +11,7 @@ import type {
 } from './eventStore.ts';
 import { ANY, NO_STREAM, STREAM_EXISTS, START, parsePosition, comparePosition } from './eventStore.ts';
 import { prepareEvents, type PreparedEvent } from './envelope.ts';
-import { ConcurrencyError, EventStoreUnavailableError } from './errors.ts';
+import { ConcurrencyError, EventStoreUnavailableError, InvalidEventError } from './errors.ts';
 
 /**
  * EventStoreDB adapter (optional; EVENTSTORE_URL). One EventStoreDB stream per org and stream,
@@ -31,6 +31,8 @@ export interface EsdbEventStoreOptions {
   /** Delay before a failed subscription or handler is retried. Default 500 ms. */
   retryMs?: number;
   onError?: (err: unknown) => void;
+  /** A client built elsewhere (unit tests drive subscribe's readiness with a stand-in). */
+  client?: EventStoreDBClient;
 }
 
 /** Namespace for the UUIDv5 event ids derived from (org, idempotency key). Fixed forever. */
@@ -53,17 +55,37 @@ export function esdbStreamName(org: string, stream: string): string {
   return `${escapeOrg(org)}-${stream}`;
 }
 
-/** Inverse of esdbStreamName; undefined for streams that are not orghub's ($-system streams etc.). */
+/**
+ * Inverse of esdbStreamName; undefined for streams that are not orghub's: `$`-system streams,
+ * names without `-`, and foreign names whose prefix is not exactly what escapeOrg produces (a
+ * malformed `%` escape such as `50%-off`, or `%41` for `A`), so a foreign stream can neither throw
+ * out of a read nor pass itself off as another org's.
+ */
 export function parseEsdbStreamName(name: string): { org: string; stream: string } | undefined {
   const dash = name.indexOf('-');
   if (dash <= 0 || name.startsWith('$')) return undefined;
-  return { org: decodeURIComponent(name.slice(0, dash)), stream: name.slice(dash + 1) };
+  const prefix = name.slice(0, dash);
+  let org: string;
+  try {
+    org = decodeURIComponent(prefix);
+  } catch {
+    return undefined;
+  }
+  if (escapeOrg(org) !== prefix) return undefined;
+  return { org, stream: name.slice(dash + 1) };
 }
 
+/**
+ * The client's expected revision for ours. Like the Postgres adapter, anything but the three
+ * constants or an integer >= -1 (-1 meaning no stream) is an InvalidEventError, thrown before
+ * anything is sent (BigInt would otherwise throw a RangeError for 1.5, and -2 would reach the server).
+ */
 export function toExpectedRevision(expected: ExpectedVersion): AppendExpectedRevision {
   if (expected === ANY) return 'any';
   if (expected === NO_STREAM) return 'no_stream';
   if (expected === STREAM_EXISTS) return 'stream_exists';
+  const ok = typeof expected === 'bigint' || (typeof expected === 'number' && Number.isSafeInteger(expected));
+  if (!ok || BigInt(expected) < -1n) throw new InvalidEventError(`invalid expectedVersion ${String(expected)}`);
   const n = BigInt(expected);
   return n === -1n ? 'no_stream' : n;
 }
@@ -101,7 +123,7 @@ function wrap(err: unknown): unknown {
 }
 
 export function createEsdbEventStore(options: EsdbEventStoreOptions): EventStore {
-  const client = EventStoreDBClient.connectionString(options.connectionString);
+  const client = options.client ?? EventStoreDBClient.connectionString(options.connectionString);
   const deadline = options.deadlineMs ?? 2000;
   const retryMs = options.retryMs ?? 500;
   const onError = options.onError ?? (() => {});
@@ -141,6 +163,7 @@ export function createEsdbEventStore(options: EsdbEventStoreOptions): EventStore
   return {
     async appendToStream(org: string, stream: string, events: NewEvent[], opts: AppendOptions = {}): Promise<AppendResult> {
       const expected = opts.expectedVersion ?? ANY;
+      const expectedRevision = toExpectedRevision(expected);
       const prepared = prepareEvents(org, stream, events);
       const name = esdbStreamName(org, stream);
       const data = prepared.map((e) =>
@@ -159,7 +182,7 @@ export function createEsdbEventStore(options: EsdbEventStoreOptions): EventStore
       );
       let next: bigint;
       try {
-        const res = await client.appendToStream(name, data, { expectedRevision: toExpectedRevision(expected), deadline });
+        const res = await client.appendToStream(name, data, { expectedRevision, deadline });
         next = res.nextExpectedRevision;
       } catch (err) {
         if (err instanceof WrongExpectedVersionError) {
@@ -227,7 +250,9 @@ export function createEsdbEventStore(options: EsdbEventStoreOptions): EventStore
         while (!stopped) {
           const sub = client.subscribeToAll({ fromPosition: from, filter: filterFor(opts) });
           current = sub;
-          resolveReady();
+          // Ready only once the server has confirmed the subscription: before that an append
+          // could land before the subscription exists and, with from 'end', never be seen.
+          sub.once('confirmation', resolveReady);
           try {
             for await (const r of sub) {
               if (stopped) break;

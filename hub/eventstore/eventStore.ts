@@ -3,6 +3,7 @@
  * Adapters: `postgresEventStore.ts` (default) and `esdbEventStore.ts`. Both pass `conformance.ts`.
  * See docs/eventstore.md.
  */
+import type { LatencySnapshot } from '../core/latencyHistogram.ts';
 
 /** Skip the concurrency check. */
 export const ANY = 'any' as const;
@@ -148,6 +149,8 @@ export interface EventStoreStats {
   overloaded?: number;
   /** Appends that failed alone with a data error (their batch-mates were committed). */
   dataErrors?: number;
+  /** Seconds from appendToStream to its commit, for successful appends (where the adapter measures it). */
+  appendLatency?: LatencySnapshot;
 }
 
 export interface EventStore {

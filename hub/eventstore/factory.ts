@@ -23,6 +23,7 @@ export async function createEventStore(config: Config, log: Logger): Promise<Eve
         groupCommitMax: config.ORGHUB_GROUP_COMMIT_MAX,
         groupCommitQueue: config.ORGHUB_GROUP_COMMIT_QUEUE,
         groupCommitQueuePerOrg: config.ORGHUB_GROUP_COMMIT_QUEUE_PER_ORG,
+        groupCommitSlotsPerOrg: config.ORGHUB_GROUP_COMMIT_SLOTS_PER_ORG,
         onError: (err) => log.warn({ err: (err as Error)?.message ?? String(err) }, 'event store background error'),
       });
   }

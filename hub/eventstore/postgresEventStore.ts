@@ -8,6 +8,7 @@ import { prepareEvents } from './envelope.ts';
 import { createGroupCommit } from './groupCommit.ts';
 import { buildAppendCall, checkExpected, mapOutcomes, type AppendRequest, type OutcomeRow } from './pgAppend.ts';
 import { pollingSubscription } from './pollingSubscription.ts';
+import { LatencyHistogram } from '../core/latencyHistogram.ts';
 import { EventStoreOverloadedError, EventStoreUnavailableError, InvalidEventError } from './errors.ts';
 import { DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, assertRoleName } from './roles.ts';
 
@@ -33,6 +34,8 @@ export interface PostgresEventStoreOptions {
   groupCommitQueue?: number;
   /** ORGHUB_GROUP_COMMIT_QUEUE_PER_ORG: appends one org may have queued; default 5000. */
   groupCommitQueuePerOrg?: number;
+  /** ORGHUB_GROUP_COMMIT_SLOTS_PER_ORG: in-flight batches one org may hold; default concurrency - 1. */
+  groupCommitSlotsPerOrg?: number;
   /** Pool size; default 8 (appends use at most groupCommitConcurrency of them). */
   poolSize?: number;
   /** How long one statement may take before failing with `unavailable`; default 5000 ms. */
@@ -238,6 +241,8 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions = {}
     }
   }
 
+  // Submit to commit (queueing, group-commit window, transaction and fsync) of successful appends.
+  const appendLatency = new LatencyHistogram();
   const group = createGroupCommit<AppendRequest, AppendResult>({
     windowMs: options.groupCommitMs ?? 2,
     maxBatch: options.groupCommitMax ?? 500,
@@ -247,6 +252,7 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions = {}
     splitMin: options.groupCommitSplitMin ?? 16,
     maxQueue: options.groupCommitQueue ?? 20_000,
     maxQueuePerKey: options.groupCommitQueuePerOrg ?? 5_000,
+    maxSlotsPerKey: options.groupCommitSlotsPerOrg || undefined,
     overloaded: (scope, org) =>
       new EventStoreOverloadedError(
         scope === 'queue' ? 'the event store queue is full (ORGHUB_GROUP_COMMIT_QUEUE); nothing was recorded' : `org ${org} has too many appends queued (ORGHUB_GROUP_COMMIT_QUEUE_PER_ORG); nothing was recorded`,
@@ -260,7 +266,7 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions = {}
   async function ping(): Promise<void> {
     if (closed) throw new EventStoreUnavailableError('event store is closed');
     if (!opsPool) {
-      opsPool = new pg.Pool({ connectionString, max: 1, connectionTimeoutMillis: options.connectTimeoutMs ?? 1500, query_timeout: 1000, idleTimeoutMillis: 30_000 });
+      opsPool = new pg.Pool({ connectionString, max: 1, connectionTimeoutMillis: options.connectTimeoutMs ?? 1500, query_timeout: 1500, idleTimeoutMillis: 0 });
       opsPool.on('error', (err) => onError(wrap(err, 'ping connection')));
     }
     await opsPool.query('SELECT 1').catch((err: unknown) => {
@@ -350,12 +356,15 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions = {}
       checkExpected(expected);
       const prepared = prepareEvents(org, stream, events);
       if (closed) throw new EventStoreUnavailableError('event store is closed');
-      return group.submit({ org, stream, expected, events: prepared });
+      const t0 = performance.now();
+      const result = await group.submit({ org, stream, expected, events: prepared });
+      appendLatency.observe((performance.now() - t0) / 1000);
+      return result;
     },
 
     stats() {
       const t = group.totals;
-      return { appends: t.items, batches: t.batches, failedBatches: t.failedBatches, pending: group.pending, overloaded: t.overloaded, dataErrors };
+      return { appends: t.items, batches: t.batches, failedBatches: t.failedBatches, pending: group.pending, overloaded: t.overloaded, dataErrors, appendLatency: appendLatency.snapshot() };
     },
 
     async readStream(org: string, stream: string, opts: ReadStreamOptions = {}): Promise<RecordedEvent[]> {

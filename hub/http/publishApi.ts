@@ -60,13 +60,19 @@ export function mountHttpApi(deps: HttpApiDeps): void {
   };
   /** Size and rate checks before anything is published; throws `too_large` or `rate_limited`. */
   const admit = async (ctx: ClientContext, kind: 'pub' | 'cmd', bytes: number[]) => {
+    await deps.limits.prepare(ctx.principal.org);
     const lim = limitsFor(ctx);
     if (bytes.some((b) => b > lim.maxMessageBytes)) {
       lim.hit('message_size');
       throw new HubError('too_large', `message payload above ${lim.maxMessageBytes} bytes (the org's tier)`);
     }
     await lim.settle(kind);
-    const wait = kind === 'pub' ? lim.publish(bytes.length) : lim.command();
+    let wait = kind === 'pub' ? lim.publish(bytes.length) : lim.command();
+    // A request can wait one round trip: if the lease ran dry and a refill is under way, take its result.
+    if (wait > 0 && lim.refilling(kind)) {
+      await lim.settle(kind);
+      wait = kind === 'pub' ? lim.publish(bytes.length) : lim.command();
+    }
     if (wait > 0) {
       audit.record(ctx.principal.org, 'limit.hit', { limit: kind === 'pub' ? 'rate_publish' : 'rate_command', transport: 'http' }, { actor: ctx.principal.sub, session: ctx.session });
       throw new RateLimitedError(wait, kind === 'pub' ? 'publish' : 'command');
@@ -75,7 +81,9 @@ export function mountHttpApi(deps: HttpApiDeps): void {
 
   /** Authenticates, reads and parses the body; the handler gets a verified context and JSON. */
   const route = (handler: (ctx: ClientContext, body: unknown) => Promise<{ status: number; body: unknown }> | { status: number; body: unknown }) => (res: HttpResponse, req: HttpRequest) => {
-    const token = extractToken(req.getHeader('authorization'), req.getQuery() ?? '');
+    // Header only: a token in a URL ends up in access logs and proxies; the query form exists for
+    // browsers' WebSocket upgrades alone (docs/protocol.md).
+    const token = extractToken(req.getHeader('authorization'), '') ?? (req.getHeader('x-api-key') || undefined);
     const contentType = req.getHeader('content-type');
     const r = reply(res, (err) => log.error({ err }, 'http handler failed'));
     const body = readBody(res, req.getHeader('content-length'), deps.maxBody);
@@ -84,6 +92,8 @@ export function mountHttpApi(deps: HttpApiDeps): void {
       try {
         if (!token) throw new AuthError('token_missing');
         const principal = await verifier.verify(token).catch((err) => {
+          // Our dependency is down (revocation list, JWKS): 503, the token may be fine.
+          if (err instanceof HubError && err.code === 'unavailable') throw err;
           audit.record(undefined, 'session.rejected', { reason: err instanceof AuthError ? err.reason : 'token_invalid', transport: 'http' });
           throw err instanceof AuthError ? err : new AuthError('token_invalid');
         });

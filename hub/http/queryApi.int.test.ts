@@ -20,7 +20,7 @@ const INJECTIONS = ["' OR 1=1 --", '%', '_', '%%', "\\'; DROP TABLE devices; --"
 /** Words that only a database (or driver) error would put in a body. */
 const LEAK = /syntax error|\bselect\b|relation "|\bcolumn\b|postgres|pg_|sqlstate|violates|ERROR:|invalid input|operator does|timestamptz|::uuid|\bWHERE\b/i;
 
-const STATEMENT_TIMEOUT_MS = 1500;
+const STATEMENT_TIMEOUT_MS = 3000;
 
 describe('query api', () => {
   let issuer: TestIssuer;
@@ -32,7 +32,8 @@ describe('query api', () => {
     await migrate({ quiet: true });
     fx = createReadModelFixtures();
     issuer = await createTestIssuer();
-    hub = await startHubProcess({ ...issuer.env, ORGHUB_QUERY_STATEMENT_TIMEOUT_MS: String(STATEMENT_TIMEOUT_MS), ORGHUB_QUERY_MAX_PER_ORG: '2' });
+    // A generous start deadline: the shared 2-core machine can take well over 15 s to compile and start a hub.
+    hub = await startHubProcess({ ...issuer.env, ORGHUB_QUERY_STATEMENT_TIMEOUT_MS: String(STATEMENT_TIMEOUT_MS), ORGHUB_QUERY_MAX_PER_ORG: '2' }, { timeoutMs: 60_000 });
   });
   after(async () => {
     await hub?.stop();
@@ -291,7 +292,7 @@ describe('query api', () => {
       const waiting = [get('/v1/devices', ta), get('/v1/devices', ta)];
       // Both slots of org A are taken (poll until the hub has them in flight), so a third is refused at once...
       let third = await get('/v1/audit', ta);
-      for (const deadline = Date.now() + 1000; third.status !== 429 && Date.now() < deadline; ) third = await get('/v1/audit', ta);
+      for (const deadline = started + STATEMENT_TIMEOUT_MS - 500; third.status !== 429 && Date.now() < deadline; ) third = await get('/v1/audit', ta);
       assert.equal(third.status, 429);
       assert.equal(third.body.error.code, 'limit');
       // ... while org B, with its own bound, is served.

@@ -27,6 +27,8 @@ export interface RateLimits {
    * will): call at connect for `pub`, and before a command (which waits for its append anyway).
    */
   settle(kind: 'pub' | 'cmd'): Promise<void>;
+  /** True while a user or org lease of `kind` is being refilled. */
+  refilling(kind: 'pub' | 'cmd'): boolean;
 }
 
 /** Limits off (ORGHUB_LIMITS=off): every check passes. */
@@ -38,6 +40,7 @@ export const NO_LIMITS: RateLimits = {
   abusive: () => false,
   hit: () => {},
   settle: () => Promise.resolve(),
+  refilling: () => false,
 };
 
 /** The three levels of one kind: the connection's local bucket, then the user's and org's leases. */
@@ -77,7 +80,7 @@ export class ConnLimits implements RateLimits {
   private check(l: Levels, name: LimitName, n: number): number {
     const [conn, user, org] = l;
     const now = performance.now();
-    const w = Math.max(conn ? conn.wait() : 0, user ? user.wait(now) : 0, org ? org.wait(now) : 0);
+    const w = Math.max(conn ? conn.wait(1, now) : 0, user ? user.wait(now) : 0, org ? org.wait(now) : 0);
     if (w > 0) {
       this.deny(name, now);
       return w;
@@ -103,6 +106,11 @@ export class ConnLimits implements RateLimits {
 
   hit(limit: LimitName): void {
     this.svc.hit(limit, this.transport);
+  }
+
+  refilling(kind: 'pub' | 'cmd'): boolean {
+    const [, user, org] = this.levels[kind];
+    return !!(user?.refilling || org?.refilling);
   }
 
   async settle(kind: 'pub' | 'cmd'): Promise<void> {

@@ -3,6 +3,7 @@ import type { Logger } from '../log.ts';
 import { LimitService } from './limitService.ts';
 import { createMemoryLimiter } from './memoryLimiter.ts';
 import { createRedisLimiter } from './redisLimiter.ts';
+import { createPgOrgTierSource } from './orgTiers.ts';
 import { parseOrgOverrides, parseTierOverrides, TierTable, type Tier } from './tiers.ts';
 
 /**
@@ -21,6 +22,8 @@ export function createLimitService(config: Config, log: Logger, nodeId: string):
     perIp: config.ORGHUB_LIMITS_PER_IP,
     abuseDenials: config.ORGHUB_LIMITS_ABUSE,
     leaseMs: config.ORGHUB_LIMITS_LEASE_MS,
+    // Tiers from the orgs read model (Postgres deployments); the config's overrides win.
+    orgSource: enabled && config.ORGHUB_EVENT_STORE === 'postgres' ? createPgOrgTierSource(config.DATABASE_URL, log) : undefined,
     log,
   });
 }

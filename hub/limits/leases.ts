@@ -17,6 +17,12 @@ export class Lease {
   private retryAt = 0;
   private readonly low: number;
   private readonly minGrant: number;
+  /**
+   * Refusals since the last refill: the next refill asks for them too (up to the burst), so a burst
+   * of arrivals that the cluster bucket could cover is served by the next lease instead of leaving
+   * its tokens in Redis to overflow the bucket.
+   */
+  private missed = 0;
   lastUse = performance.now();
 
   constructor(
@@ -36,6 +42,7 @@ export class Lease {
       if (this.tokens < this.low && !this.pending && now >= this.retryAt) this.refill();
       return 0;
     }
+    this.missed++;
     if (!this.pending && now >= this.retryAt) this.refill();
     return Math.max(1, Math.ceil(this.retryAt - now), this.pending ? Math.ceil(1000 / this.spec.rate) : 1);
   }
@@ -51,8 +58,15 @@ export class Lease {
     return this.pending ?? Promise.resolve();
   }
 
+  /** True while a refill is under way (a caller that can wait may `settle()` and try again). */
+  get refilling(): boolean {
+    return this.pending !== undefined;
+  }
+
   private refill(): void {
-    this.pending = this.source(this.key, this.chunk, this.minGrant, this.spec).then(
+    const want = Math.min(Math.max(1, Math.floor(this.spec.burst)), Math.max(this.chunk, this.missed));
+    this.missed = 0;
+    this.pending = this.source(this.key, want, this.minGrant, this.spec).then(
       (g) => {
         this.tokens += g.granted;
         if (g.granted === 0) this.retryAt = performance.now() + g.retryAfterMs;

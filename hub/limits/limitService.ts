@@ -7,6 +7,7 @@ import { createMemoryLimiter } from './memoryLimiter.ts';
 import type { TierLimits, TierTable } from './tiers.ts';
 import { LocalBucket } from './tokenBucket.ts';
 import { ConnLimits, NO_LIMITS, type RateLimits } from './connLimits.ts';
+import type { OrgTierSource } from './orgTiers.ts';
 
 export interface LimitServiceOptions {
   enabled: boolean;
@@ -22,8 +23,13 @@ export interface LimitServiceOptions {
   abuseDenials: number;
   /** Each lease takes about this many ms of a bucket's rate. */
   leaseMs: number;
+  /** The orgs read model's tiers and overrides (cached ORG_TTL_MS); config alone without it. */
+  orgSource?: OrgTierSource & { close?(): Promise<void> };
   log: Logger;
 }
+
+/** How long an org's tier read from the orgs read model is used before it is read again. */
+const ORG_TTL_MS = 30_000;
 
 /** The limits that may be hit, as a bounded metric label. */
 export const LIMIT_NAMES = ['rate_publish', 'rate_command', 'message_size', 'connections_ip', 'connections_org', 'connections_user', 'patterns', 'inflight_commands', 'retained_bytes', 'abuse'] as const;
@@ -62,6 +68,7 @@ export class LimitService {
   /** org → pattern → local holders (distinct patterns per org per node). */
   private readonly patterns = new Map<string, Map<string, number>>();
   private degradedUntil = 0;
+  private readonly orgRead = new Map<string, { at: number; pending?: Promise<void> }>();
   private readonly timer: NodeJS.Timeout;
 
   constructor(private readonly opts: LimitServiceOptions) {
@@ -78,6 +85,26 @@ export class LimitService {
 
   limitsOf(org: string): TierLimits {
     return this.opts.tiers.limitsOf(org);
+  }
+
+  /**
+   * Refreshes the org's tier from the orgs read model when the cached one is older than
+   * ORG_TTL_MS (one query per org per 30 s at most; concurrent callers share it). Called at connect
+   * and per HTTP request, never per message.
+   */
+  prepare(org: string): Promise<void> {
+    const src = this.opts.orgSource;
+    if (!src || !this.enabled) return Promise.resolve();
+    const c = this.orgRead.get(org);
+    if (c && (c.pending || performance.now() - c.at < ORG_TTL_MS)) return c.pending ?? Promise.resolve();
+    const entry: { at: number; pending?: Promise<void> } = { at: performance.now() };
+    entry.pending = src(org).then((over) => {
+      this.opts.tiers.setDynamic(org, over);
+      entry.pending = undefined;
+    });
+    if (this.orgRead.size > 100_000) this.orgRead.clear();
+    this.orgRead.set(org, entry);
+    return entry.pending;
   }
 
   hit(limit: LimitName, transport: Transport): void {
@@ -103,7 +130,8 @@ export class LimitService {
   /** Takes a slot for a connection from `ip` (before authentication). */
   async admitIp(ip: string): Promise<Admission> {
     if (!this.enabled || this.opts.perIp <= 0) return { ok: true, slots: [] };
-    const key = slotKey(this.opts.prefix, 'ip', ip);
+    // One client is one key whichever listener saw it: IPv4-mapped IPv6 is folded to IPv4.
+    const key = slotKey(this.opts.prefix, 'ip', ip.startsWith('::ffff:') ? ip.slice(7) : ip);
     if (await this.acquire(key, this.opts.perIp)) return { ok: true, slots: [{ key }] };
     return { ok: false, limit: 'connections_ip', max: this.opts.perIp };
   }
@@ -111,15 +139,16 @@ export class LimitService {
   /** Takes the org's and the user's connection slots, or neither. */
   async admit(p: Principal): Promise<Admission> {
     if (!this.enabled) return { ok: true, slots: [] };
+    await this.prepare(p.org);
     const l = this.limitsOf(p.org);
     const org = slotKey(this.opts.prefix, 'org', p.org);
-    if (!(await this.acquire(org, l.connections.org))) return { ok: false, limit: 'connections_org', max: l.connections.org };
     const user = slotKey(this.opts.prefix, 'user', p.org, p.sub);
-    if (!(await this.acquire(user, l.connections.user))) {
-      this.release([{ key: org }]);
-      return { ok: false, limit: 'connections_user', max: l.connections.user };
-    }
-    return { ok: true, slots: [{ key: org }, { key: user }] };
+    // Both at once (one round trip of latency at connect); a refusal gives back the other.
+    const [byOrg, byUser] = await Promise.all([this.acquire(org, l.connections.org), this.acquire(user, l.connections.user)]);
+    if (byOrg && byUser) return { ok: true, slots: [{ key: org }, { key: user }] };
+    if (byOrg) this.release([{ key: org }]);
+    if (byUser) this.release([{ key: user }]);
+    return byOrg ? { ok: false, limit: 'connections_user', max: l.connections.user } : { ok: false, limit: 'connections_org', max: l.connections.org };
   }
 
   /** Gives slots back (a connection closed, or a later check refused it). */
@@ -156,6 +185,7 @@ export class LimitService {
   async close(): Promise<void> {
     clearInterval(this.timer);
     await this.opts.cluster.close();
+    await this.opts.orgSource?.close?.();
   }
 
   // ---- internals ----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import { createLogger } from '../log.ts';
 const RATE = 100; // per second, burst 1 s: accepted over T seconds ≈ RATE + RATE * T
 const PER_IP = 14;
 /** HTTP requests are slower to offer (about 100/s from this test on a busy 2-core machine): a lower rate. */
-const HTTP_RATE = 20;
+const HTTP_RATE = 10;
 const prefix = `orghub-test-${randomUUID().slice(0, 8)}:`;
 const wsOrg = testOrg('ws');
 const httpOrg = testOrg('http');

@@ -100,6 +100,14 @@ const orgsSchema = {
 const ajv = new Ajv({ allErrors: true });
 const validateTiers = ajv.compile(tiersSchema);
 const validateOrgs = ajv.compile(orgsSchema);
+const validateOne = ajv.compile(orgsSchema.additionalProperties);
+
+/** Why one org override (from the orgs read model) is invalid, or undefined when it is valid. */
+export function validateOrgOverride(v: unknown): string | undefined {
+  if (validateOne(v)) return undefined;
+  const e = validateOne.errors?.[0];
+  return `${e?.instancePath || '/'} ${e?.message ?? 'is invalid'}`;
+}
 
 export type PartialLimits = Partial<Omit<TierLimits, 'publish' | 'commands' | 'connections'>> & {
   publish?: Partial<RateLevels>;
@@ -152,6 +160,7 @@ export function mergeLimits(base: TierLimits, over: PartialLimits | undefined): 
 export class TierTable {
   private readonly tiers: Record<Tier, TierLimits>;
   private readonly cache = new Map<string, TierLimits>();
+  private readonly dynamic = new Map<string, OrgOverride>();
 
   constructor(
     private readonly defaultTier: Tier,
@@ -168,11 +177,24 @@ export class TierTable {
   limitsOf(org: string): TierLimits {
     let l = this.cache.get(org);
     if (!l) {
+      const dyn = this.dynamic.get(org);
       const over = this.orgs[org];
-      l = mergeLimits(this.tiers[over?.tier ?? this.defaultTier], over);
+      // The config's override wins over the read model's; both over the tier's defaults.
+      const tier = over?.tier ?? dyn?.tier ?? this.defaultTier;
+      l = mergeLimits(mergeLimits(this.tiers[tier], dyn), over);
       if (this.cache.size > 100_000) this.cache.clear();
       this.cache.set(org, l);
     }
     return l;
+  }
+
+  /** Sets (or clears) an org's tier and overrides from the orgs read model. */
+  setDynamic(org: string, over: OrgOverride | undefined): void {
+    const before = this.dynamic.get(org);
+    if (JSON.stringify(before) === JSON.stringify(over)) return;
+    if (over) this.dynamic.set(org, over);
+    else this.dynamic.delete(org);
+    if (this.dynamic.size > 100_000) this.dynamic.clear();
+    this.cache.delete(org);
   }
 }

@@ -16,16 +16,15 @@ export class LocalBucket {
     this.last = now();
   }
 
-  private refill(): void {
-    const t = this.now();
+  private refill(t = this.now()): void {
     this.tokens = Math.min(this.burst, this.tokens + ((t - this.last) * this.rate) / 1000);
     this.last = t;
   }
 
-  /** 0 when `n` tokens are there now, else the ms until they will be (always ≥ 1). */
-  wait(n = 1): number {
+  /** 0 when `n` tokens are there now, else the ms until they will be (always ≥ 1). `t`: the clock's now, if known. */
+  wait(n = 1, t?: number): number {
     if (this.rate === 0) return 0;
-    this.refill();
+    this.refill(t);
     if (this.tokens >= n) return 0;
     return Math.max(1, Math.ceil(((n - this.tokens) * 1000) / this.rate));
   }

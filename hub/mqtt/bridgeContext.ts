@@ -9,6 +9,7 @@ import type { PresenceTracker } from '../presence/tracker.ts';
 import type { HistoryRecorder } from '../history/subscription.ts';
 import type { Logger } from '../log.ts';
 import type { LimitService } from '../limits/limitService.ts';
+import type { SessionRegistry } from '../core/sessions.ts';
 import type { MqttLimits } from './limits.ts';
 import type { MqttFanout } from './mqttFanout.ts';
 import type { MqttSession } from './mqttSession.ts';
@@ -36,6 +37,8 @@ export interface BridgeContext {
   quotas: LimitService;
   /** Live sessions on this node (keepalive sweep, shutdown). */
   sessions: Set<MqttSession>;
+  /** The node's registry of live sessions across transports (revocation ends sessions through it). */
+  live?: SessionRegistry;
   /** Registers `s` under (org, client id), disconnecting an older session with the same id on any node. */
   takeOver(s: MqttSession): void;
   releaseClientId(s: MqttSession): void;
@@ -43,7 +46,7 @@ export interface BridgeContext {
 
 /** A takeover announcement, as sent between nodes. */
 interface TakeoverNotice {
-  /** SHA-256 of (org, client id): the id itself never reaches NATS. */
+  /** SHA-256 of (org, sub, client id): the id itself never reaches NATS. */
   k: string;
   node: string;
   session: string;
@@ -58,12 +61,14 @@ export const TAKEOVER_CONTROL = 'mqtt.takeover';
  * session registered on this node closes an older one with the same (org, client id) here, and is
  * announced on the bus so that every other node closes its own older one. When two nodes register
  * the same id at nearly the same moment, the later registration (then the greater session id)
- * wins on both, so exactly one survives. Keyed by a hash of (org, client id): two orgs never take
- * over each other's sessions, and client ids do not travel.
+ * wins on both, so exactly one survives. Keyed by a hash of (org, sub, client id): two orgs, and two
+ * principals of one org, never take over each other's sessions (nor fire each other's Will), and
+ * client ids do not travel.
  */
 export function createClientIds(deps: { bus: Bus; nodeId: string; log: Logger }): Pick<BridgeContext, 'takeOver' | 'releaseClientId'> & { close(): void } {
   const byKey = new Map<string, { s: MqttSession; at: number }>();
-  const keyOf = (s: MqttSession) => createHash('sha256').update(s.principal.org).update('\u0000').update(s.clientId).digest('base64url');
+  // The sub is length-prefixed: it may contain any character, and no (sub, client id) pair may spell another.
+  const keyOf = (s: MqttSession) => createHash('sha256').update(s.principal.org).update('\u0000').update(`${s.principal.sub.length}:${s.principal.sub}`).update('\u0000').update(s.clientId).digest('base64url');
   const newer = (a: { at: number; session: string }, b: { at: number; session: string }) => a.at > b.at || (a.at === b.at && a.session > b.session);
 
   const unsubscribe = deps.bus.subscribeControl(TAKEOVER_CONTROL, (payload) => {

@@ -12,6 +12,7 @@ describe('mqtt codes', () => {
       client_id_required: { v4: 2, v5: 0x85 },
       auth_method_unsupported: { v4: 5, v5: 0x8c },
       connection_limit: { v4: 3, v5: 0x97 },
+      unavailable: { v4: 3, v5: 0x88 },
     });
   });
 

@@ -40,6 +40,7 @@ export const Reason = {
   quotaExceeded: 0x97,
   payloadFormatInvalid: 0x99,
   sharedSubscriptionsNotSupported: 0x9e,
+  administrativeAction: 0x98,
   maximumConnectTime: 0xa0,
 } as const;
 
@@ -53,7 +54,7 @@ export const COMMAND_PREFIX = '$cmd/';
 export const SHARE_PREFIX = '$share/';
 
 /** Why a CONNECT is refused (the audit `reason` of `session.rejected`, except `token_invalid`, which audits the verifier's reason). */
-export type ConnectRefusal = 'auth_method_unsupported' | 'client_id_required' | 'token_missing' | 'token_invalid' | 'will_topic_invalid' | 'will_not_granted' | 'connection_limit';
+export type ConnectRefusal = 'auth_method_unsupported' | 'client_id_required' | 'token_missing' | 'token_invalid' | 'will_topic_invalid' | 'will_not_granted' | 'connection_limit' | 'unavailable';
 
 /** CONNACK code per refusal: `v4` for MQTT 3.1.1 (return code), `v5` for MQTT 5 (reason code). docs/mqtt.md "Authentication". */
 export const CONNECT_REFUSALS: Readonly<Record<ConnectRefusal, { readonly v4: number; readonly v5: number }>> = {
@@ -67,6 +68,8 @@ export const CONNECT_REFUSALS: Readonly<Record<ConnectRefusal, { readonly v4: nu
   will_not_granted: { v4: ConnackV4.notAuthorized, v5: Reason.notAuthorized },
   // A connection cap (per IP, org or user; hub/limits): 3.1.1 can only say "server unavailable".
   connection_limit: { v4: ConnackV4.serverUnavailable, v5: Reason.quotaExceeded },
+  // The revocation list cannot be read (Redis down): new tokens are refused (fail closed), retry later.
+  unavailable: { v4: ConnackV4.serverUnavailable, v5: Reason.serverUnavailable },
 };
 
 /** Why one SUBSCRIBE filter is refused (the other filters of the packet are unaffected). */

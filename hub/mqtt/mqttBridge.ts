@@ -61,6 +61,7 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
         limits,
         quotas: core.limits,
         sessions,
+        live: core.sessions,
         takeOver: clientIds.takeOver,
         releaseClientId: clientIds.releaseClientId,
       };

@@ -16,6 +16,8 @@ export function listenTcp(ctx: BridgeContext, host: string, port: number): Promi
         // A peer that never reads must not hold the socket open.
         setTimeout(() => socket.destroy(), 2000).unref();
       },
+      pause: () => socket.pause(),
+      resume: () => socket.resume(),
     };
     const session = new MqttSession(ctx, sock);
     socket.on('data', (chunk: Buffer) => session.feed(chunk));

@@ -2,6 +2,7 @@ import mqttPacket, { type Packet } from 'mqtt-packet';
 import { randomUUID } from 'node:crypto';
 import type { ClientContext } from '../core/context.ts';
 import type { Principal } from '../auth/principal.ts';
+import type { LiveSession } from '../core/sessions.ts';
 import { Reason } from './codes.ts';
 import { InflightWindow } from './inflight.ts';
 import { SerialQueue } from './serial.ts';
@@ -24,6 +25,9 @@ export interface MqttSocket {
   buffered(): number;
   /** Closes after what was written so far (graceful). */
   end(): void;
+  /** Stops reading from the peer (TCP backpressure) until `resume`; absent where the transport cannot. */
+  pause?(): void;
+  resume?(): void;
 }
 
 export type SessionState = 'connecting' | 'authenticating' | 'open' | 'closed';
@@ -34,6 +38,14 @@ type AuditType = Parameters<BridgeContext['audit']['record']>[1];
 const MAX_PENDING = 10_000;
 /** Packets accepted between CONNECT and CONNACK (token verification). */
 const MAX_EARLY = 1000;
+/** Bytes of packets accepted between CONNECT and CONNACK: a client cannot park megabytes pre-auth. */
+const MAX_EARLY_BYTES = 1024 * 1024;
+/**
+ * Bytes of PUBLISH packets queued behind a pending Redis or event-store call: past it the socket
+ * stops being read until the queue is under half (so a fast sender is held back by TCP, not
+ * buffered); past 4 times it (a transport that cannot pause) the client is dropped.
+ */
+const MAX_QUEUED_BYTES = 4 * 1024 * 1024;
 
 /**
  * One MQTT connection (3.1.1 or 5): parses packets with mqtt-packet, authenticates CONNECT with
@@ -59,6 +71,9 @@ export class MqttSession implements Subscriber, ClientContext {
 
   /** Internal: packets received while the token is being verified. */
   early: Packet[] = [];
+  private earlyBytes = 0;
+  private queuedBytes = 0;
+  private paused = false;
   /** Internal: filter → granted QoS of this session's subscriptions. */
   readonly subs = new Map<string, 0 | 1>();
   /** Internal: inbound QoS 2 ids between PUBREC and PUBREL (each published once). */
@@ -77,6 +92,8 @@ export class MqttSession implements Subscriber, ClientContext {
   endAfterFlush = false;
   /** Internal: detachers of `$commands/<device>` subscriptions (fleet delivery, not the bus). */
   fleet: Map<string, () => void> | undefined;
+  /** Internal: this session in the node's registry, once open. */
+  live: LiveSession | undefined;
   /** Internal: the token-expiry timer. */
   expTimer: NodeJS.Timeout | undefined;
   /** Internal: the tier's rate limits and quotas (hub/limits), set at CONNECT. */
@@ -200,7 +217,8 @@ export class MqttSession implements Subscriber, ClientContext {
         void handleConnect(this, p);
         return;
       case 'authenticating':
-        if (this.early.length > MAX_EARLY) return this.violation(Reason.quotaExceeded, 'too many packets before CONNACK');
+        this.earlyBytes += p.length ?? 0;
+        if (this.early.length > MAX_EARLY || this.earlyBytes > MAX_EARLY_BYTES) return this.violation(Reason.quotaExceeded, 'too many packets before CONNACK');
         this.early.push(p);
         return;
       case 'open':
@@ -226,7 +244,7 @@ export class MqttSession implements Subscriber, ClientContext {
           }
           return;
         }
-        return this.order.run(() => handlePublish(this, p));
+        return this.queuePublish(p);
       case 'puback': {
         const next = this.inflight.ack(p.messageId ?? 0);
         if (next) this.push(next);
@@ -254,6 +272,25 @@ export class MqttSession implements Subscriber, ClientContext {
       default:
         return this.violation(Reason.protocolError, `unexpected ${p.cmd} packet`);
     }
+  }
+
+  /** A PUBLISH behind a pending one: counted by bytes; the socket pauses while the queue is busy. */
+  private queuePublish(p: Packet & { cmd: 'publish' }): void {
+    const len = p.length ?? 0;
+    this.queuedBytes += len;
+    if (this.queuedBytes > MAX_QUEUED_BYTES && !this.paused && this.sock.pause) {
+      this.paused = true;
+      this.sock.pause();
+    }
+    if (this.queuedBytes > MAX_QUEUED_BYTES * 4) return this.disconnect(Reason.quotaExceeded, 'too many bytes queued');
+    this.order.run(() => {
+      this.queuedBytes -= len;
+      if (this.paused && this.queuedBytes <= MAX_QUEUED_BYTES / 2) {
+        this.paused = false;
+        this.sock.resume?.();
+      }
+      return handlePublish(this, p);
+    });
   }
 
   private fail(err: unknown): void {
@@ -315,6 +352,7 @@ export class MqttSession implements Subscriber, ClientContext {
     this.slots = [];
     this.inflight.clear();
     this.ctx.sessions.delete(this);
+    if (this.live) this.ctx.live?.remove(this.live);
     this.ctx.releaseClientId(this);
   }
 

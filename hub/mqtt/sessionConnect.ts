@@ -2,7 +2,7 @@ import { isReservedTopic } from '../fleet/fleet.ts';
 import type { IConnectPacket } from 'mqtt-packet';
 import { compileGrants } from '../acl/grants.ts';
 import { isValidTopic } from '../acl/topic.ts';
-import { AuthError } from '../errors.ts';
+import { AuthError, HubError } from '../errors.ts';
 import type { Principal } from '../auth/principal.ts';
 import { CONNECT_REFUSALS, ConnackV4, Reason, type ConnectRefusal } from './codes.ts';
 import { detectContentType } from '../bus/contentType.ts';
@@ -96,6 +96,7 @@ export async function handleConnect(s: MqttSession, p: IConnectPacket): Promise<
   try {
     principal = await s.ctx.verifier.verify(token);
   } catch (err) {
+    if (err instanceof HubError && err.code === 'unavailable') return refuse(s, 'unavailable', err.message);
     if (!(err instanceof AuthError)) s.ctx.log.warn({ err }, 'token verification failed unexpectedly');
     return refuse(s, 'token_invalid', err instanceof AuthError ? err.reason : 'token_invalid');
   }
@@ -140,6 +141,20 @@ export async function handleConnect(s: MqttSession, p: IConnectPacket): Promise<
     roles: principal.roles,
     jti: principal.jti,
   });
+  // Registered last: a revocation that arrived during CONNECT ends the session right here.
+  s.live = {
+    session: s.session,
+    transport: 'mqtt',
+    get principal() {
+      return s.principal;
+    },
+    end(_why, reason) {
+      // Revoked or suspended: the identity behind the will is void, so the will is not published (as on expiry).
+      s.suppressWill = true;
+      s.disconnect(Reason.administrativeAction, reason);
+    },
+  };
+  s.ctx.live?.add(s.live);
   const early = s.early;
   s.early = [];
   for (const q of early) {

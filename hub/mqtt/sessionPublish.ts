@@ -37,9 +37,12 @@ export function handlePublish(s: MqttSession, p: IPublishPacket): void | Promise
     if (s.qos2.size >= s.ctx.limits.maxInflight) return s.disconnect(Reason.receiveMaximumExceeded, 'receive maximum exceeded');
   }
   if (isCommandTopic(p.topic)) {
-    const over = checkPublish(s, p, payload.length, true, () => handlePublish(s, p));
-    if (over) return over.done;
-    return handleCommand(s.ctx, s, p.topic, payload).then((code) => afterInbound(s, code, p));
+    // Commands wait for their append anyway: first let the user and org command leases fill.
+    return s.lim.settle('cmd').then(() => {
+      const over = checkPublish(s, p, payload.length, true, () => handlePublish(s, p));
+      if (over) return over.done;
+      return handleCommand(s.ctx, s, p.topic, payload).then((code) => afterInbound(s, code, p));
+    });
   }
   if (!isValidTopic(p.topic)) {
     s.audit('session.protocol_violation', { reason: 'topic_invalid', topic: clip(p.topic) });

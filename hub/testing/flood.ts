@@ -17,6 +17,8 @@ const SELF = fileURLToPath(import.meta.url);
 
 export interface FloodOptions {
   mode: 'cmd' | 'ready';
+  /** `ready` mode: the path to flood; default `/ready` (`/health` gives the pure HTTP cost as a peer). */
+  path?: string;
   /** ws URL for `cmd`, http base URL for `ready`. */
   url: string;
   token?: string;
@@ -32,6 +34,9 @@ export interface FloodResult {
   ok: number;
   errors: Record<string, number>;
   seconds: number;
+  /** `cmd`: ack latency percentiles of the flood's own commands, ms. */
+  p50?: number;
+  p99?: number;
 }
 
 export interface Flood {
@@ -117,16 +122,28 @@ async function child(opts: FloodOptions): Promise<void> {
   if (opts.mode === 'cmd') {
     const inflight = opts.inflight ?? 32;
     let seq = 0;
+    const sentAt = new Map<number, number>();
+    const lat: number[] = [];
+    closers.push(() => {
+      const s = Float64Array.from(lat).sort();
+      const at = (p: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))];
+      if (s.length) Object.assign(result, { p50: at(0.5), p99: at(0.99) });
+    });
     for (let c = 0; c < opts.conns; c++) {
       const ws = await openWs(opts.url, opts.token!);
       const send = () => {
         if (!running) return;
         result.sent++;
-        ws.send(JSON.stringify({ op: 'cmd', id: ++seq, type: 'device.reboot', topic: `devices/f${c}/commands`, data: { reason: 'flood' } }));
+        sentAt.set(++seq, performance.now());
+        ws.send(JSON.stringify({ op: 'cmd', id: seq, type: 'device.reboot', topic: `devices/f${c}/commands`, data: { reason: 'flood' } }));
       };
       ws.on('message', (data: Buffer) => {
         const v = JSON.parse(data.toString());
+        const now = performance.now();
         for (const f of Array.isArray(v) ? v : [v]) {
+          const t = sentAt.get(f.id);
+          if (t !== undefined && running) lat.push(now - t);
+          sentAt.delete(f.id);
           if (f.op === 'ok') result.ok++;
           else if (f.op === 'err') count(f.code);
           send();
@@ -144,7 +161,7 @@ async function child(opts: FloodOptions): Promise<void> {
           const t = performance.now();
           result.sent++;
           try {
-            const r = await fetch(`${opts.url}/ready`);
+            const r = await fetch(`${opts.url}${opts.path ?? '/ready'}`);
             await r.arrayBuffer();
             if (r.status === 200) result.ok++;
             else count(String(r.status));

@@ -55,7 +55,7 @@ export async function startHubProcess(env: Record<string, string>, opts: { waitR
     },
   };
   if (opts.waitReady === false) return hub;
-  const deadline = Date.now() + (opts.timeoutMs ?? 15000);
+  const deadline = Date.now() + (opts.timeoutMs ?? 60000);
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`hub exited with ${child.exitCode}:\n${out}`);
     try {

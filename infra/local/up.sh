@@ -59,6 +59,10 @@ if [ "${ORGHUB_SKIP_MQTT_PEER:-0}" != 1 ]; then
   { command -v mosquitto_pub >/dev/null 2>&1 && command -v mosquitto_sub >/dev/null 2>&1; } \
     || missing+=(mosquitto-clients)
 fi
+# Deployment validators for infra/docker and infra/k8s tests: `docker-compose config` and
+# `kubectl kustomize` (Debian's kubectl 1.20 embeds kustomize v2.0.3; a newer kubectl also does).
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 if [ "${#missing[@]}" -gt 0 ]; then
   apt_install "${missing[@]}"
   status tools installed "${missing[*]}"

@@ -137,3 +137,31 @@ export async function startUwsRaw(): Promise<RunningServer> {
     stop: () => child.stop(),
   };
 }
+
+/** The bench:http peer (loadtest/peers/uwsHttp.ts) with its own nats-server, like the hub has. */
+export async function startUwsHttp(): Promise<RunningServer & { nats: NatsServer; httpUrl: string }> {
+  const nats = await startNatsServer({ name: 'nats-server (uws-http)' });
+  const port = await freePort();
+  const child = startChild('uws-http', process.execPath, ['--import', 'tsx', 'loadtest/peers/uwsHttp.ts'], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, PORT: String(port), NATS_URL: nats.natsUrl },
+  });
+  try {
+    await waitForPort(port, 15_000, child);
+  } catch (e) {
+    await child.stop();
+    await nats.stop();
+    throw e;
+  }
+  return {
+    name: 'uws-http',
+    child,
+    nats,
+    wsUrl: '',
+    httpUrl: `http://127.0.0.1:${port}`,
+    async stop() {
+      await child.stop();
+      await nats.stop();
+    },
+  };
+}

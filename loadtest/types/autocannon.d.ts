@@ -11,6 +11,14 @@ declare module 'autocannon' {
     '2xx': number;
     duration: number;
   }
+  interface Request {
+    method?: string;
+    path?: string;
+    headers?: Record<string, string>;
+    body?: string | Buffer;
+    /** Called before each request is sent; returns the request to send. */
+    setupRequest?: (req: Request, context: Record<string, unknown>) => Request;
+  }
   interface Options {
     url: string;
     method?: string;
@@ -20,6 +28,7 @@ declare module 'autocannon' {
     pipelining?: number;
     duration?: number;
     amount?: number;
+    requests?: Request[];
   }
   function autocannon(opts: Options): Promise<Result>;
   export default autocannon;

@@ -1,4 +1,5 @@
 import type { RecordedEvent } from '../../hub/eventstore/eventStore.ts';
+import { dataJson } from '../rawData.ts';
 import { BadEventError, foldEach, isPlainObject, optString, type Folded } from '../projection.ts';
 
 /** Audit events are `audit.<type>` in each org's `audit` stream (hub/audit/storeAuditSink.ts). */
@@ -73,7 +74,7 @@ export function auditRow(e: RecordedEvent): AuditRow {
     outcome: auditOutcome(type),
     correlation_id: m.correlationId ?? null,
     node: m.node ?? null,
-    data: JSON.stringify(data),
+    data: dataJson(e),
   };
 }
 

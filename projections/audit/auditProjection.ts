@@ -23,6 +23,8 @@ export const auditLogProjection: Projection = {
   version: 1,
   tables: ['audit_log'],
   canHandle: isAuditEvent,
+  // One row per event, insert-only: batches can be written two at a time (runner.ts).
+  independentBatches: true,
   async handle(events, tx) {
     const { rows, rejected } = foldAudit(events);
     if (rows.length === 0) return rejected;

@@ -1,4 +1,5 @@
 import type { RecordedEvent } from '../../hub/eventstore/eventStore.ts';
+import { dataJson } from '../rawData.ts';
 import { BadEventError, foldEach, isPlainObject, type Folded } from '../projection.ts';
 
 /** Commands live in `commands:<topic>` streams (hub/commands/commandService.ts). */
@@ -51,7 +52,7 @@ export function commandRow(e: RecordedEvent): CommandRow {
     device_id: deviceOfTopic(topic),
     topic,
     type: e.type,
-    data: JSON.stringify(e.data),
+    data: dataJson(e),
     status: 'issued',
     issued_by: e.metadata.actor,
     issued_at: e.recordedAt,

@@ -22,11 +22,13 @@ const MERGED = COLUMNS.filter((c) => c.name !== 'org_id' && c.name !== 'id' && c
   .join(', ');
 
 /**
- * `sessions` and `devices`. A device row is recomputed from its sessions after every batch that
- * touches one of them (set-based, one statement), never incremented, so it is idempotent and
- * equal after a rebuild: first_seen = earliest connect, last_seen = latest connect or disconnect,
- * online = some session still open, current_session = the latest open session (NULL offline),
- * transport/client_id = those of its latest session.
+ * `sessions` and `devices`. After every batch, each device it touches is updated in one set-based
+ * statement from index lookups on its sessions (earliest connect, open sessions through the
+ * partial index `sessions_org_device_open`, latest session), never incremented, so it is
+ * idempotent and equal after a rebuild: first_seen = earliest connect, last_seen = latest connect
+ * or disconnect (greatest of the stored value and the batch's sessions), online = some session
+ * still open, current_session = the latest open session (NULL offline), transport/client_id =
+ * those of its latest session.
  */
 export const sessionsProjection: Projection = {
   name: 'sessions',
@@ -42,26 +44,21 @@ export const sessionsProjection: Projection = {
     await tx.query(ins.sql, ins.params);
     await tx.query(
       `WITH touched AS (
-         SELECT DISTINCT s.org_id, s.device_id FROM ${sessions} s
+         SELECT s.org_id, s.device_id, max(greatest(s.connected_at, s.disconnected_at)) AS seen FROM ${sessions} s
          JOIN unnest($1::text[], $2::text[]) AS k(org_id, id) ON s.org_id = k.org_id AND s.id = k.id
-         WHERE s.device_id IS NOT NULL),
-       per AS (
-         SELECT s.*, row_number() OVER w AS latest,
-                row_number() OVER (PARTITION BY s.org_id, s.device_id ORDER BY (s.disconnected_at IS NULL) DESC, s.connected_at DESC NULLS LAST, s.id DESC) AS latest_open
-         FROM ${sessions} s JOIN touched USING (org_id, device_id)
-         WINDOW w AS (PARTITION BY s.org_id, s.device_id ORDER BY s.connected_at DESC NULLS LAST, s.id DESC))
+         WHERE s.device_id IS NOT NULL GROUP BY s.org_id, s.device_id)
        INSERT INTO ${devices} AS d (org_id, id, first_seen, last_seen, online, open_sessions, current_session, transport, client_id)
-       SELECT org_id, device_id,
-              min(COALESCE(connected_at, disconnected_at)),
-              greatest(max(connected_at), max(disconnected_at)),
-              count(*) FILTER (WHERE disconnected_at IS NULL) > 0,
-              count(*) FILTER (WHERE disconnected_at IS NULL),
-              max(id) FILTER (WHERE latest_open = 1 AND disconnected_at IS NULL),
-              max(transport) FILTER (WHERE latest = 1),
-              max(client_id) FILTER (WHERE latest = 1)
-       FROM per GROUP BY org_id, device_id
-       ON CONFLICT (org_id, id) DO UPDATE SET first_seen = EXCLUDED.first_seen, last_seen = EXCLUDED.last_seen, online = EXCLUDED.online,
-         open_sessions = EXCLUDED.open_sessions, current_session = EXCLUDED.current_session, transport = EXCLUDED.transport, client_id = EXCLUDED.client_id`,
+       SELECT t.org_id, t.device_id, f.connected_at, t.seen, o.n > 0, o.n, o.cur, l.transport, l.client_id
+       FROM touched t
+       CROSS JOIN LATERAL (SELECT connected_at FROM ${sessions} WHERE org_id = t.org_id AND device_id = t.device_id AND connected_at IS NOT NULL
+                           ORDER BY connected_at LIMIT 1) f
+       CROSS JOIN LATERAL (SELECT count(*)::int AS n, (array_agg(id ORDER BY connected_at DESC, id DESC))[1] AS cur FROM ${sessions}
+                           WHERE org_id = t.org_id AND device_id = t.device_id AND disconnected_at IS NULL) o
+       CROSS JOIN LATERAL (SELECT transport, client_id FROM ${sessions} WHERE org_id = t.org_id AND device_id = t.device_id AND connected_at IS NOT NULL
+                           ORDER BY connected_at DESC, id DESC LIMIT 1) l
+       ON CONFLICT (org_id, id) DO UPDATE SET first_seen = EXCLUDED.first_seen, last_seen = greatest(d.last_seen, EXCLUDED.last_seen),
+         online = EXCLUDED.online, open_sessions = EXCLUDED.open_sessions, current_session = EXCLUDED.current_session,
+         transport = EXCLUDED.transport, client_id = EXCLUDED.client_id`,
       [arrayLiteral(rows.map((r) => r.org_id)), arrayLiteral(rows.map((r) => r.id))],
     );
     return rejected;

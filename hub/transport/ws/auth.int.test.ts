@@ -9,6 +9,7 @@ import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { createTestIssuer, type TestIssuer } from '../../testing/issuer.ts';
 import { startHubProcess, testOrg, type HubProcess } from '../../testing/hubProcess.ts';
 import { sleep, TestClient, type Frame } from '../../testing/wsClient.ts';
+import { verifierReasons, UNREACHABLE_REASONS } from '../../testing/sourceCodes.ts';
 
 const now = () => Math.floor(Date.now() / 1000);
 const b64u = (v: unknown) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
@@ -125,8 +126,14 @@ describe('ws auth', () => {
       { name: 'five parts (JWE shape)', reason: 'token_malformed', token: `${good}.x.y` },
       { name: 'header not JSON', reason: 'token_malformed', token: `${b64u('nope')}.${part(good, 1)}.${part(good, 2)}` },
       { name: 'oversized', reason: 'token_too_large', token: issuer.sign(claims({ pad: 'x'.repeat(7000) })) },
+      { name: 'empty sub', reason: 'bad_claim:sub', token: issuer.sign(claims({ sub: '' })) },
+      { name: 'empty jti', reason: 'bad_claim:jti', token: issuer.sign(claims({ jti: '' })) },
     ];
-    assert.ok(cases.length >= 20);
+    // Every literal reason the verifier raises must reach a WebSocket client unchanged; token_missing
+    // has its own test above, and the fail-closed catch-all cannot be aimed at.
+    const expected = new Set(cases.map((c) => c.reason).filter((r): r is string => typeof r === 'string'));
+    const uncovered = verifierReasons().filter((r) => r !== 'token_missing' && !UNREACHABLE_REASONS.includes(r) && !expected.has(r));
+    assert.deepEqual(uncovered, [], 'verifier reasons without a hostile WebSocket case here: add one per reason');
 
     for (const c of cases) {
       const token = await c.token;

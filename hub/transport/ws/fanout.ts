@@ -2,6 +2,7 @@ import type { TemplatedApp, WebSocket } from '@trufflesuite/uws-js-unofficial';
 import type { Bus, BusMessage } from '../../bus/bus.ts';
 import { encodeMsgpack } from '../../protocol/frames.ts';
 import type { Encoding } from '../../protocol/frames.ts';
+import { LatencyHistogram, OTHER_ORGS } from '../../core/latencyHistogram.ts';
 
 import { PatternIndex } from '../../bus/patternIndex.ts';
 
@@ -84,10 +85,16 @@ export class WsFanout {
   private nextId = 1;
   private patterns = 0;
   readonly stats: FanoutStats = { messages: 0, deliveries: 0, frames: 0 };
+  /**
+   * Publish-to-deliver latency per org label: from the publisher's `Orghub-Ts` stamp to the
+   * hand-off to uWS (so it includes the coalescing window). Keys come from `orgLabel`, a bounded set.
+   */
+  readonly latency = new Map<string, LatencyHistogram>();
 
   constructor(
     private readonly app: TemplatedApp,
     readonly bus: Bus,
+    private readonly orgLabel: (org: string) => string = () => OTHER_ORGS,
   ) {}
 
   /**
@@ -228,8 +235,18 @@ export class WsFanout {
         this.stats.frames++;
       }
       this.stats.deliveries += (nJson + nPack) * msgs.length;
+      if (nJson + nPack > 0) this.observeLatency(g.org, msgs);
     }
   };
+
+  private observeLatency(org: string, msgs: BusMessage[]): void {
+    const label = this.orgLabel(org);
+    let h = this.latency.get(label);
+    if (!h) this.latency.set(label, (h = new LatencyHistogram()));
+    const now = Date.now();
+    // ts is 0 when a backend published without the header: nothing to measure then.
+    for (const m of msgs) if (m.ts > 0) h.observe((now - m.ts) / 1000);
+  }
 }
 
 function jsonMsg(patternJson: string, m: BusMessage): string {

@@ -14,6 +14,7 @@ import type { Logger } from '../../log.ts';
 import { decodeFrame, encodeFrame, FrameError, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, type ClientFrame, type Encoding } from '../../protocol/frames.ts';
 import type { CommandHandler } from '../../core/commands.ts';
 import { jsonFrame, msgpackFrame, type FanoutGroup, type WsFanout } from './fanout.ts';
+import type { LiveSession, SessionRegistry } from '../../core/sessions.ts';
 import type { BusMessage } from '../../bus/bus.ts';
 import { openHistorySubscription, type HistoryRecorder, type HistorySubscription } from '../../history/subscription.ts';
 import type { PresenceTracker } from '../../presence/tracker.ts';
@@ -44,6 +45,8 @@ export interface WsDeps {
   log: Logger;
   limits: WsLimits;
   rateLimits: LimitService;
+  /** The node's registry of live sessions (revocation closes through it). */
+  sessions?: SessionRegistry;
 }
 
 /** Per-socket state. Kept small: 10k idle connections must stay under ~3 KiB each. */
@@ -71,6 +74,8 @@ interface Conn extends ClientContext {
    */
   fleet?: Map<string, (() => void) | null>;
   history?: Map<string, HistorySubscription | null>;
+  /** This connection in the node's session registry. */
+  live?: LiveSession;
 }
 
 type Id = number | string | undefined;
@@ -251,6 +256,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
     try {
       next = await verifier.verify(token);
     } catch (err) {
+      if (err instanceof HubError && err.code === 'unavailable') throw err;
       const reason = err instanceof AuthError ? err.reason : 'token_invalid';
       audit.record(c.principal.org, 'session.refresh_rejected', { reason }, { actor: c.principal.sub, session: c.session });
       throw new HubError('unauthorized', reason);
@@ -362,7 +368,8 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       const key = req.getHeader('sec-websocket-key');
       const protoHeader = req.getHeader('sec-websocket-protocol');
       const extensions = req.getHeader('sec-websocket-extensions');
-      const token = extractToken(req.getHeader('authorization'), req.getQuery() ?? '');
+      // An API key may also come as X-Api-Key (docs/access.md); a JWT or a key in Bearer wins.
+      const token = extractToken(req.getHeader('authorization'), req.getQuery() ?? '') ?? (req.getHeader('x-api-key') || undefined);
       const ip = Buffer.from(res.getRemoteAddressAsText()).toString();
       let aborted = false;
       res.onAborted(() => {
@@ -450,6 +457,11 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       const c = ws.getUserData();
       deps.presence?.connected(c.principal.org, { session: c.session, sub: c.principal.sub, transport: 'ws' });
       audit.record(c.principal.org, 'session.connected', { transport: 'ws', encoding: c.enc, roles: c.principal.roles, jti: c.principal.jti }, { actor: c.principal.sub, session: c.session });
+      // Registered last: a revocation that arrived during the upgrade ends the session right here.
+      if (deps.sessions) {
+        c.live = { session: c.session, transport: 'ws', get principal() { return c.principal; }, end: (why, reason) => close(ws, why === 'suspended' ? CloseCode.orgSuspended : CloseCode.tokenRevoked, reason) };
+        deps.sessions.add(c.live);
+      }
     },
 
     message: (ws, message, isBinary) => {
@@ -479,6 +491,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       for (const hs of c.history?.values() ?? []) hs?.close();
       for (const detach of c.fleet?.values() ?? []) detach?.();
       deps.presence?.disconnected(c.session);
+      if (c.live) deps.sessions?.remove(c.live);
       c.subs = [];
       rateLimits.release(c.slots);
       c.slots = [];

@@ -1,0 +1,66 @@
+import type { TokenVerifier } from '../auth/principal.ts';
+import type { Bus } from '../bus/bus.ts';
+import type { Config } from '../config/config.ts';
+import { SessionRegistry } from '../core/sessions.ts';
+import type { Logger } from '../log.ts';
+import { createRedisRevocationStore } from './redisRevocationStore.ts';
+import { createRevocations, withRevocationCheck, type Revocations } from './revocations.ts';
+import type { RevocationStore } from './revocationStore.ts';
+import { createApiKeys, withApiKeys, type ApiKeys } from './apiKeys.ts';
+import { createRedisApiKeyStore } from './redisApiKeyStore.ts';
+import type { ApiKeyStore } from './apiKeyStore.ts';
+import { createOrgDirectory, withOrgCheck, type OrgDirectory } from './orgDirectory.ts';
+import { createRedisOrgStore, type OrgStore } from './orgStore.ts';
+
+/** Public on purpose, like DEV_CLUSTER_SECRET: production sets ORGHUB_APIKEY_PEPPER (config refuses to start otherwise). */
+export const DEV_APIKEY_PEPPER = 'orghub-development-api-key-pepper-not-for-production';
+
+/** Public on purpose: development nodes agree on it without setup; production must set its own (config refuses to start otherwise). */
+export const DEV_CLUSTER_SECRET = 'orghub-development-cluster-secret-not-for-production';
+
+export function clusterSecret(config: Config): string {
+  return config.ORGHUB_CLUSTER_SECRET || DEV_CLUSTER_SECRET;
+}
+
+/** The access-control parts of one node, built once by `startHub`. */
+export interface Access {
+  sessions: SessionRegistry;
+  revocations: Revocations;
+  apiKeys: ApiKeys;
+  orgs: OrgDirectory;
+  orgStore: OrgStore;
+  /** The verifier every transport uses: API keys (`ohk_…`) or the given JWT verifier, then the revocation check. */
+  verifier: TokenVerifier;
+  /** For /ready: new tokens are refused while this is down (fail closed). */
+  ready(): boolean;
+  stop(): Promise<void>;
+}
+
+export function createAccess(deps: { config: Config; bus: Bus; log: Logger; verifier: TokenVerifier; revocationStore?: RevocationStore; apiKeyStore?: ApiKeyStore }): Access {
+  const { config, bus, log } = deps;
+  const store = deps.revocationStore ?? createRedisRevocationStore(config.REDIS_URL, log);
+  const sessions = new SessionRegistry();
+  const revocations = createRevocations({ store, bus, sessions, log, maxPerOrg: config.ORGHUB_REVOCATIONS_MAX });
+  const keyStore = deps.apiKeyStore ?? createRedisApiKeyStore(config.REDIS_URL);
+  const orgStore = createRedisOrgStore(config.REDIS_URL);
+  const orgs = createOrgDirectory({ store: orgStore, bus, sessions, log, provisioning: config.ORGHUB_ORG_PROVISIONING as 'auto' | 'explicit' });
+  const apiKeys = createApiKeys({ store: keyStore, pepper: config.ORGHUB_APIKEY_PEPPER || DEV_APIKEY_PEPPER, maxPerOrg: config.ORGHUB_APIKEYS_MAX, log });
+  let loaded = false;
+  void revocations.ready.then(() => (loaded = true));
+  return {
+    sessions,
+    revocations,
+    apiKeys,
+    orgs,
+    orgStore,
+    verifier: withOrgCheck(withRevocationCheck(withApiKeys(deps.verifier, apiKeys), revocations), orgs),
+    ready: () => loaded && store.up,
+    async stop() {
+      revocations.close();
+      orgs.close();
+      await orgStore.close();
+      await store.close();
+      await keyStore.close();
+    },
+  };
+}

@@ -1,0 +1,76 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { ConfigError } from '../errors.ts';
+import { ConnLimits } from './connLimits.ts';
+import { chunkFor, Lease } from './leases.ts';
+import { parseOrgOverrides, parseTierOverrides, TIER_DEFAULTS, TierTable } from './tiers.ts';
+import { LocalBucket } from './tokenBucket.ts';
+import { overLimitAction } from '../mqtt/sessionLimits.ts';
+
+describe('limits (pure)', () => {
+  it('limits - tiers: defaults, tier overrides and org overrides merge field by field', () => {
+    const t = new TierTable('standard', parseTierOverrides('{"free":{"publish":{"org":7}}}'), parseOrgOverrides('{"acme":{"tier":"free","publish":{"user":3}},"big":{"connections":{"org":9}}}'));
+    assert.deepEqual(t.limitsOf('acme').publish, { connection: TIER_DEFAULTS.free.publish.connection, user: 3, org: 7 });
+    assert.equal(t.tierOf('acme'), 'free');
+    assert.deepEqual(t.limitsOf('big').connections, { org: 9, user: TIER_DEFAULTS.standard.connections.user });
+    assert.deepEqual(t.limitsOf('other'), TIER_DEFAULTS.standard);
+  });
+
+  it('limits - bad override JSON is refused with the variable and path named', () => {
+    assert.throws(() => parseOrgOverrides('{"acme":{"tier":"gold"}}'), (e: Error) => e instanceof ConfigError && /ORGHUB_LIMITS_ORGS\/acme\/tier/.test(e.message));
+    assert.throws(() => parseOrgOverrides('{"a.b":{}}'), ConfigError);
+    assert.throws(() => parseTierOverrides('{"free":{"publish":{"org":-1}}}'), /ORGHUB_LIMITS_TIERS/);
+    assert.throws(() => parseTierOverrides('{nope'), /not valid JSON/);
+  });
+
+  it('limits - a local bucket starts full, refills at its rate and says how long to wait', () => {
+    let now = 0;
+    const b = new LocalBucket(10, 20, () => now);
+    for (let i = 0; i < 20; i++) assert.equal(b.wait(), 0), b.take();
+    assert.equal(b.wait(), 100);
+    now = 250;
+    assert.equal(b.grant(10, 1), 2);
+  });
+
+  it('limits - a lease serves from memory, prefetches at half a chunk and asks the source once while empty', async () => {
+    const asks: number[] = [];
+    let grant = 10;
+    const lease = new Lease('k', { rate: 100, burst: 100 }, chunkFor({ rate: 100, burst: 100 }, 100), async (_k, want) => (asks.push(want), { granted: grant, retryAfterMs: grant ? 0 : 500 }));
+    await lease.settle();
+    assert.deepEqual(asks, [10]);
+    for (let i = 0; i < 6; i++) assert.equal(lease.wait(performance.now()), 0), lease.take();
+    assert.equal(lease.wait(performance.now()), 0, 'at half a chunk a refill starts, the token is still served');
+    await lease.settle();
+    assert.equal(asks.length, 2);
+    grant = 0;
+    while (lease.wait(performance.now()) === 0) lease.take();
+    await lease.settle();
+    const w = lease.wait(performance.now());
+    assert.ok(w > 400 && w <= 500, `wait ${w}`);
+    assert.equal(lease.wait(performance.now()) > 0, true);
+    assert.equal(asks.length, 3, 'one ask found the bucket empty; none again before the retry time');
+  });
+
+  it('limits - the hierarchy takes from every level only when all have a token, and counts refusals toward abuse', () => {
+    const hits: string[] = [];
+    const conn = new LocalBucket(1000, 1000);
+    const org = new LocalBucket(2, 2);
+    const asLease = (b: LocalBucket) => ({ wait: () => b.wait(), take: (n?: number) => b.take(n), settle: async () => {} }) as unknown as Lease;
+    const lim = new ConnLimits({ hit: (l) => void hits.push(l) }, 'ws', TIER_DEFAULTS.standard, 3, { pub: [conn, undefined, asLease(org)], cmd: [undefined, undefined, undefined] });
+    assert.equal(lim.publish(), 0);
+    assert.equal(lim.publish(), 0);
+    for (let i = 0; i < 4; i++) assert.ok(lim.publish() > 0);
+    assert.equal(conn.wait(998), 0, 'refusals at the org level spent no connection tokens');
+    assert.deepEqual(hits, ['rate_publish', 'rate_publish', 'rate_publish', 'rate_publish']);
+    assert.equal(lim.abusive(), true);
+    assert.equal(lim.command(), 0, 'an unlimited level always passes');
+  });
+
+  it('limits - MQTT over-limit policy: QoS 0 dropped, MQTT 5 refused 0x97, 3.1.1 delayed, abuse closes', () => {
+    assert.deepEqual(overLimitAction(0, 5, 'rate', 10, false), { action: 'drop' });
+    assert.deepEqual(overLimitAction(1, 5, 'rate', 10, false), { action: 'refuse', code: 0x97 });
+    assert.deepEqual(overLimitAction(1, 4, 'rate', 10, false), { action: 'delay', ms: 10 });
+    assert.deepEqual(overLimitAction(1, 4, 'size', 0, false), { action: 'close' });
+    assert.deepEqual(overLimitAction(0, 5, 'rate', 10, true), { action: 'close' });
+  });
+});
