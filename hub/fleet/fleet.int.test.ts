@@ -299,6 +299,26 @@ describe('fleet', () => {
     assert.ok(denied.every((r) => r.data.topic === '$commands/d5'));
   });
 
+  it('fleet - an idempotency key is scoped to (org, actor) and a retry must repeat its request', async () => {
+    const org = testOrg();
+    const admin1 = await issuer.token(org, 'admin-1');
+    const first = await http(node1, 'POST', '/v1/devices/k1/commands', admin1, { type: 'reboot', data: {}, key: 'once' });
+    assert.equal(first.status, 202, JSON.stringify(first.body));
+    // Positive control: the same request again is the original
+    const again = await http(node1, 'POST', '/v1/devices/k1/commands', admin1, { type: 'reboot', data: {}, key: 'once' });
+    assert.deepEqual([again.status, again.body.commandId, again.body.duplicate], [202, first.body.commandId, true]);
+    // The same key for another request: conflict, and nothing of the original in the answer
+    const other = await http(node1, 'POST', '/v1/devices/k1/commands', admin1, { type: 'lock', data: {}, key: 'once' });
+    assert.equal(other.status, 409);
+    assert.equal(other.body.error.code, 'conflict');
+    assert.ok(!JSON.stringify(other.body).includes(first.body.commandId));
+    // Another admin's equal key is an unrelated command
+    const admin2 = await http(node1, 'POST', '/v1/devices/k1/commands', await issuer.token(org, 'admin-2'), { type: 'reboot', data: {}, key: 'once' });
+    assert.equal(admin2.status, 202);
+    assert.notEqual(admin2.body.commandId, first.body.commandId);
+    assert.equal(admin2.body.duplicate, undefined);
+  });
+
   it('fleet - a bulk command to 100 devices should create one command per device, deliver them, summarise them per status, and be unknown to another org', async () => {
     const org = testOrg();
     const ids = Array.from({ length: 100 }, (_, i) => `b${i}`);

@@ -7,6 +7,8 @@ import { HubError } from '../errors.ts';
 import { ANY, type AppendResult, type EventStore, type NewEvent, type RecordedEvent } from '../eventstore/eventStore.ts';
 import { uuidv7 } from '../eventstore/uuidv7.ts';
 import type { Logger } from '../log.ts';
+import { scopedKey } from '../commands/commandService.ts';
+import { isDeepStrictEqual } from 'node:util';
 import { bulkStream, deviceOfCommandTopic, deviceStream, EV, TERMINAL, type CommandState, type FleetService, type IssueRequest } from './fleet.ts';
 import { foldCommands, pendingCommands } from './fold.ts';
 
@@ -145,10 +147,11 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
       checkRoom(await read(org, deviceId), deviceId);
       const commandId = uuidv7();
       const expiresAt = Date.now() + expiresIn * 1000;
-      const r = await append(org, deviceStream(deviceId), [issuedEvent(ctx, commandId, deviceId, req, expiresAt, undefined, req.key ? `fleet-issue:${req.key}` : undefined)]);
+      const r = await append(org, deviceStream(deviceId), [issuedEvent(ctx, commandId, deviceId, req, expiresAt, undefined, req.key ? `fleet-issue:${scopedKey(ctx.principal.sub, req.key)}` : undefined)]);
       if (r.duplicate) {
         const s = (await read(org, deviceId)).get(r.ids[0]);
-        if (!s) throw new HubError('conflict', 'this idempotency key was used for another device or request');
+        // As for `cmd` keys (commandService.ts): a retry must repeat its request, or it is `conflict`.
+        if (!s || s.type !== req.type || !isDeepStrictEqual(s.data, req.data)) throw new HubError('conflict', 'this idempotency key was used for another device or request');
         return { commandId: s.commandId, status: s.status, expiresAt: new Date(s.expiresAt).toISOString(), duplicate: true };
       }
       audit.record(org, 'fleet.issued', { commandId, deviceId, type: req.type, expiresAt: new Date(expiresAt).toISOString() }, { actor: ctx.principal.sub, session: ctx.session });
@@ -175,7 +178,7 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
           id: fleetId,
           type: EV.bulkIssued,
           data: { fleetId, type: req.type, data: req.data, expiresAt: new Date(expiresAt).toISOString(), commands: planned },
-          metadata: { actor: ctx.principal.sub, session: ctx.session, node: nodeId, correlationId: fleetId, idempotencyKey: req.key ? `fleet-bulk:${req.key}` : undefined },
+          metadata: { actor: ctx.principal.sub, session: ctx.session, node: nodeId, correlationId: fleetId, idempotencyKey: req.key ? `fleet-bulk:${scopedKey(ctx.principal.sub, req.key)}` : undefined },
         },
       ]);
       let duplicate = false;
@@ -185,7 +188,7 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
         duplicate = true;
         fleetId = bulk.ids[0];
         const original = (await store.readStream(org, bulkStream(fleetId), { maxCount: 1 }))[0]?.data as { type: string; data: unknown; expiresAt: string; commands: typeof planned } | undefined;
-        if (!original) throw new HubError('conflict', 'this idempotency key was used for another request');
+        if (!original || original.type !== req.type || !isDeepStrictEqual(original.data, req.data)) throw new HubError('conflict', 'this idempotency key was used for another request');
         planned = original.commands;
         payload = { type: original.type, data: original.data };
         expiry = Date.parse(original.expiresAt);
