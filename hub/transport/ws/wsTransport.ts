@@ -156,7 +156,10 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
     try {
       hs = await openHistorySubscription({ recorder: deps.history!, bus: deps.fanout.bus, log, org: c.principal.org, topic: pattern, since, maxRecover: deps.maxRecover ?? 10_000 });
     } catch (err) {
-      if (held.get(pattern) === null) held.delete(pattern);
+      if (held.get(pattern) === null) {
+        held.delete(pattern);
+        rateLimits.dropPattern(c.principal.org, pattern);
+      }
       throw err;
     }
     if (c.closed || held.get(pattern) !== null) return hs.close();
@@ -186,13 +189,16 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       throw new HubError('limit', `at most ${limits.maxSubscriptions} subscriptions per connection`);
     }
     if (isReservedTopic(pattern)) return subscribeCommands(ws, c, id, pattern);
-    if (deps.history?.retention(pattern)) return subscribeHistory(ws, c, id, pattern, since);
-    if (since) throw new HubError('invalid', `"since" needs a topic of a namespace with history (ORGHUB_HISTORY_NAMESPACES); "${pattern}" has none`);
+    const withHistory = deps.history?.retention(pattern) !== undefined;
+    if (since && !withHistory) throw new HubError('invalid', `"since" needs a topic of a namespace with history (ORGHUB_HISTORY_NAMESPACES); "${pattern}" has none`);
+    // A history subscription holds a bus subscription too, so it counts against the org's per-node
+    // pattern cap like any other; the hold is dropped by whoever removes the pattern from c.history.
     if (!rateLimits.holdPattern(c.principal.org, pattern)) {
       c.lim.hit('patterns');
       audit.record(c.principal.org, 'limit.hit', { limit: 'patterns', max: rateLimits.limitsOf(c.principal.org).patternsPerNode, transport: 'ws' }, { actor: c.principal.sub, session: c.session });
       throw new HubError('limit', 'the org holds too many distinct subscription patterns on this node');
     }
+    if (withHistory) return subscribeHistory(ws, c, id, pattern, since);
     c.subs.push(pattern);
     if (fanout.update(ws, c)) await fanout.confirm();
     deps.presence?.subscribed(c.session, pattern);
@@ -239,6 +245,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
     if (c.history?.has(pattern)) {
       const hs = c.history.get(pattern);
       c.history.delete(pattern);
+      rateLimits.dropPattern(c.principal.org, pattern);
       hs?.close();
       deps.presence?.unsubscribed(c.session, pattern);
       return;
@@ -488,7 +495,11 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       c.closed = true;
       fanout.remove(c);
       for (const pattern of c.subs) rateLimits.dropPattern(c.principal.org, pattern);
-      for (const hs of c.history?.values() ?? []) hs?.close();
+      for (const [pattern, hs] of c.history ?? []) {
+        hs?.close();
+        rateLimits.dropPattern(c.principal.org, pattern);
+      }
+      c.history?.clear();
       for (const detach of c.fleet?.values() ?? []) detach?.();
       deps.presence?.disconnected(c.session);
       if (c.live) deps.sessions?.remove(c.live);
