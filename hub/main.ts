@@ -42,8 +42,15 @@ async function main() {
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal }, 'shutting down');
-    await hub.stop().catch((err) => log.error({ err }, 'shutdown failed'));
+    log.info({ signal, drainTimeoutMs: config.ORGHUB_DRAIN_TIMEOUT_MS }, 'draining');
+    // The deadline wins over a drain that hangs (a dependency down): exit 1 so the orchestrator sees it.
+    const deadline = setTimeout(() => {
+      log.error({ drainTimeoutMs: config.ORGHUB_DRAIN_TIMEOUT_MS }, 'drain deadline reached, exiting');
+      process.exit(1);
+    }, config.ORGHUB_DRAIN_TIMEOUT_MS);
+    await hub.stop(config.ORGHUB_DRAIN_TIMEOUT_MS / 2).catch((err) => log.error({ err }, 'shutdown failed'));
+    clearTimeout(deadline);
+    log.info({ signal }, 'drained');
     process.exit(0);
   };
   process.on('SIGINT', () => void stop('SIGINT'));

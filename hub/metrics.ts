@@ -7,6 +7,11 @@ export interface MetricSource {
   help: string;
   type: 'gauge' | 'counter';
   read(): number;
+  /**
+   * A metric split by one label with a fixed, small set of values (never an org or client id):
+   * `read` is then unused and `byLabel` gives the figure per value.
+   */
+  labelled?: { label: string; values: readonly string[]; byLabel(): Record<string, number> };
 }
 
 /**
@@ -95,6 +100,7 @@ export function createMetrics(
   if (sources.auditDeadLettered) counter('orghub_audit_dead_lettered_total', 'Audit events the event store rejected for good (invalid data): logged, not retried', sources.auditDeadLettered);
   for (const m of extra) {
     if (m.type === 'histogram') registry.registerMetric(new SnapshotHistogram(m));
+    else if (m.labelled) labelled(registry, m, m.labelled);
     else (m.type === 'gauge' ? gauge : counter)(m.name, m.help, m.read);
   }
   return registry;
@@ -126,4 +132,33 @@ class SnapshotHistogram extends Histogram<string> {
   getForPromString() {
     return this.get();
   }
+}
+
+/** A gauge or counter over one bounded label (see `MetricSource.labelled`). */
+function labelled(registry: Registry, m: MetricSource, l: NonNullable<MetricSource['labelled']>): void {
+  const seen: Record<string, number> = {};
+  const opts = { name: m.name, help: m.help, labelNames: [l.label], registers: [registry] };
+  if (m.type === 'gauge') {
+    new Gauge({
+      ...opts,
+      collect() {
+        const v = l.byLabel();
+        for (const k of l.values) this.set({ [l.label]: k }, v[k] ?? 0);
+      },
+    });
+    return;
+  }
+  new Counter({
+    ...opts,
+    collect() {
+      const v = l.byLabel();
+      for (const k of l.values) {
+        const now = v[k] ?? 0;
+        const d = now - (seen[k] ?? 0);
+        if (d > 0) this.inc({ [l.label]: k }, d);
+        else if (seen[k] === undefined) this.inc({ [l.label]: k }, 0);
+        seen[k] = now;
+      }
+    },
+  });
 }

@@ -16,6 +16,7 @@ import { createCommandService } from './commands/commandService.ts';
 import type { EventStore, EventStoreStats } from './eventstore/eventStore.ts';
 import { Publisher } from './core/publisher.ts';
 import { mountOpsApi, type ReadinessCheck } from './http/opsApi.ts';
+import { redisReadiness } from './http/redisReadiness.ts';
 import { mountHttpApi } from './http/publishApi.ts';
 import { mountQueryApi } from './http/queryApi.ts';
 import { recordRoutes, type MountedRoute } from './http/routes.ts';
@@ -100,7 +101,8 @@ export interface RunningHub {
   core: HubCore;
   /** Every route mounted on the HTTP port, extensions included (checked against docs/openapi.yaml). */
   routes: readonly MountedRoute[];
-  stop(): Promise<void>;
+  /** Graceful drain (docs/operations.md); `drainMs` bounds the wait for in-flight commands. */
+  stop(drainMs?: number): Promise<void>;
 }
 
 /** Builds and starts one hub node. The HTTP listener is up before NATS is, so `/health` answers at once. */
@@ -117,7 +119,8 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   const store = parts.store;
   // Denials and limit hits are aggregated per window, so a flood cannot become an audit flood.
   const audit = createAggregatingAuditSink(store ? createStoreAuditSink({ store, log, nodeId, maxBuffer: config.ORGHUB_AUDIT_BUFFER, maxPerOrg: config.ORGHUB_AUDIT_ORG_BUFFER }) : createLogAuditSink(log), { windowMs: config.ORGHUB_AUDIT_AGGREGATE_MS });
-  const limits = createLimitService(config, log, nodeId);
+  const limits = createLimitService(config, log, nodeId, access.orgStore);
+  access.orgs.onChange((org) => limits.forget(org));
   const delivery = store ? createFleetDelivery({ store, bus, audit, log, nodeId, retryMs: config.ORGHUB_FLEET_RETRY_MS }) : undefined;
   const fleetService = store
     ? createFleetService({
@@ -208,7 +211,8 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   if (history) checks.push({ name: 'history', check: async () => ({ up: true, detail: { redis: (await history.store.ping().catch(() => false)) ? 'up' : 'down' } }) });
   if (presence) checks.push({ name: 'presence', check: async () => ({ up: true, detail: { redis: (await presence.store.ping().catch(() => false)) ? 'up' : 'down' } }) });
   // The Postgres store pings on a connection of its own, never one that appends wait for.
-  if (store) checks.push({ name: 'eventstore', check: async () => (await (store.ping ? store.ping() : store.readStream('_health', 'ping', { maxCount: 1 })), { up: true }) });
+  // Its backlog (appends queued or in flight) is reported; a full queue answers `overloaded`, not 503 here.
+  if (store) checks.push({ name: 'eventstore', check: async () => (await (store.ping ? store.ping() : store.readStream('_health', 'ping', { maxCount: 1 })), { up: true, detail: store.stats ? { pending: store.stats().pending } : undefined }) });
   const metrics: (MetricSource | HistogramSource)[] = [fanoutLatencyMetric(fanout)];
   if (store?.stats) metrics.push(...eventStoreMetrics(store.stats.bind(store)));
   if (delivery) {
@@ -231,6 +235,14 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     stops.push(started.stop);
   }
   checks.push({ name: 'audit', check: async () => ({ up: true, detail: { ...audit.stats() } }) });
+  // Redis is named always (docs/operations.md "Health"); the MQTT bridge's check, when on, is the one.
+  const redisCheck = checks.find((c) => c.name === 'redis');
+  if (redisCheck) redisCheck.informational = true;
+  else {
+    const r = redisReadiness(config.REDIS_URL);
+    checks.push(r.check);
+    stops.push(r.close);
+  }
   // Limits fail open to local buckets while Redis is down (docs/operations.md), so never "down" here.
   if (limits.enabled) checks.push({ name: 'limits', check: async () => ({ up: true, detail: { degraded: limits.degraded } }) });
   const registry = createMetrics({
@@ -267,9 +279,10 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     port,
     core,
     routes,
-    async stop() {
+    async stop(drainMs = 0) {
       uws.us_listen_socket_close(listenSocket);
-      ws.stop();
+      // Half of the drain budget for in-flight commands; the rest flushes appends and the audit.
+      await ws.stop(drainMs / 2);
       delivery?.close();
       fleetService?.close();
       for (const s of stops.reverse()) await s().catch((err) => log.warn({ err }, 'extension stop failed'));

@@ -101,7 +101,7 @@ describe('projections - commands fold', () => {
 
 describe('projections - orgs fold', () => {
   it('should give each org the span of its events', () => {
-    const spans = foldOrgs([
+    const { spans, lifecycle, rejected } = foldOrgs([
       recorded('a', 'audit', 'audit.x', {}, {}, '2026-11-30T10:00:02.000Z'),
       recorded('a', 'audit', 'audit.x', {}, {}, '2026-11-30T10:00:01.000Z'),
       recorded('b', 'audit', 'audit.x', {}, {}, '2026-11-30T10:00:03.000Z'),
@@ -110,6 +110,43 @@ describe('projections - orgs fold', () => {
       { org_id: 'a', first_event_at: '2026-11-30T10:00:01.000Z', last_event_at: '2026-11-30T10:00:02.000Z' },
       { org_id: 'b', first_event_at: '2026-11-30T10:00:03.000Z', last_event_at: '2026-11-30T10:00:03.000Z' },
     ]);
+    assert.deepEqual(lifecycle, []);
+    assert.deepEqual(rejected, []);
+  });
+
+  it('should fold created, updated, suspended and resumed in log order into one patch per org', () => {
+    const created = recorded('a', 'org', 'org.created', { org: 'a', status: 'active', tier: 'gold', settings: { tz: 'UTC' }, limits: { ORGHUB_LIMITS_RATE: 50 }, auditRetentionDays: 30, createdAt: '2026-11-30T09:00:00.000Z' });
+    const updated = recorded('a', 'org', 'org.updated', { org: 'a', tier: 'basic', limits: { ORGHUB_LIMITS_RATE: 5 } });
+    const suspended = recorded('a', 'org', 'org.suspended', { org: 'a', reason: 'unpaid' }, {}, '2026-11-30T10:00:00.000Z');
+    const other = recorded('b', 'org', 'org.suspended', { org: 'b' }, {}, '2026-11-30T11:00:00.000Z');
+    const { lifecycle, rejected } = foldOrgs([created, updated, suspended, other]);
+    assert.deepEqual(rejected, []);
+    assert.deepEqual(lifecycle.find((l) => l.org_id === 'a'), {
+      org_id: 'a', position: suspended.globalPosition.toString(),
+      patch: { status: 'suspended', tier: 'basic', settings: { tz: 'UTC' }, limits: { ORGHUB_LIMITS_RATE: 5 }, audit_retention_days: 30, created_at: '2026-11-30T09:00:00.000Z', suspended_at: '2026-11-30T10:00:00.000Z', suspend_reason: 'unpaid' },
+    });
+    assert.deepEqual(lifecycle.find((l) => l.org_id === 'b')!.patch, { status: 'suspended', suspended_at: '2026-11-30T11:00:00.000Z', suspend_reason: '' });
+    const resumed = recorded('a', 'org', 'org.resumed', { org: 'a' });
+    assert.deepEqual(foldOrgs([suspended, resumed]).lifecycle[0]!.patch, { status: 'active', suspended_at: null, suspend_reason: null });
+    // an update names only what changed: nothing else is in the patch
+    assert.deepEqual(foldOrgs([recorded('a', 'org', 'org.updated', { org: 'a', auditRetentionDays: 7 })]).lifecycle[0]!.patch, { audit_retention_days: 7 });
+  });
+
+  it('should ignore lifecycle types outside the org stream and refuse bad shapes per event', () => {
+    const elsewhere = recorded('a', 'commands:devices/d/commands', 'org.suspended', { org: 'a' });
+    assert.deepEqual(foldOrgs([elsewhere]).lifecycle, [], 'only the org stream carries the lifecycle');
+    assert.equal(foldOrgs([elsewhere]).spans.length, 1, 'it still counts in the span');
+    const good = recorded('a', 'org', 'org.updated', { org: 'a', tier: 'gold' });
+    const { lifecycle, rejected } = foldOrgs([
+      recorded('a', 'org', 'org.updated', { org: 'a', tier: 'Not A Tier' }),
+      recorded('a', 'org', 'org.updated', { org: 'someone-else', tier: 'gold' }),
+      recorded('a', 'org', 'org.created', { org: 'a', auditRetentionDays: 0 }),
+      recorded('a', 'org', 'org.updated', { org: 'a', limits: { X: -1 } }),
+      recorded('a', 'org', 'org.suspended', 'nope'),
+      good,
+    ]);
+    assert.deepEqual(rejected.map((r) => r.error), ['data.tier must be a tier name', "data.org is not the event's org", 'data.auditRetentionDays must be a positive integer', 'data.limits values must be non-negative integers', 'org event data must be a JSON object']);
+    assert.deepEqual(lifecycle, [{ org_id: 'a', position: good.globalPosition.toString(), patch: { tier: 'gold' } }]);
   });
 });
 

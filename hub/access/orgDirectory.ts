@@ -15,6 +15,8 @@ export interface OrgDirectory {
   checkNew(p: Principal): void;
   /** Stores `r`, applies it here (closing the org's sessions when suspended) and tells every node. */
   publish(r: OrgRecord): Promise<void>;
+  /** Calls `listener` with the org whenever its record changed, here or on another node (e.g. to re-read its limits). */
+  onChange(listener: (org: string) => void): void;
   close(): void;
 }
 
@@ -28,6 +30,10 @@ export function createOrgDirectory(opts: { store: OrgStore; bus: Bus; sessions: 
   const { store, bus, sessions, log } = opts;
   const status = new Map<string, OrgRecord['status']>();
   let loaded = false;
+  const listeners: ((org: string) => void)[] = [];
+  const changed = (org: string) => {
+    for (const l of listeners) l(org);
+  };
 
   const apply = (org: string, s: OrgRecord['status']) => {
     status.set(org, s);
@@ -37,7 +43,10 @@ export function createOrgDirectory(opts: { store: OrgStore; bus: Bus; sessions: 
   const stopControl = bus.subscribeControl(ORG_CONTROL, (payload) => {
     try {
       const m = JSON.parse(Buffer.from(payload).toString('utf8')) as { org?: unknown; status?: unknown };
-      if (isOrgId(m.org) && (m.status === 'active' || m.status === 'suspended')) apply(m.org, m.status);
+      if (isOrgId(m.org) && (m.status === 'active' || m.status === 'suspended')) {
+        apply(m.org, m.status);
+        changed(m.org);
+      }
     } catch {
       /* malformed: ignored (and it was signed by a node, so it cannot be a forgery) */
     }
@@ -81,11 +90,15 @@ export function createOrgDirectory(opts: { store: OrgStore; bus: Bus; sessions: 
         throw new HubError('unavailable', 'org directory unavailable; nothing was changed', { cause: err });
       }
       apply(r.org, r.status);
+      changed(r.org);
       try {
         bus.publishControl(ORG_CONTROL, Buffer.from(JSON.stringify({ org: r.org, status: r.status })));
       } catch {
         log.warn({ org: r.org }, 'org status stored but not announced (NATS down); other nodes apply it at their next resync');
       }
+    },
+    onChange(listener) {
+      listeners.push(listener);
     },
     close() {
       clearInterval(timer);

@@ -174,7 +174,7 @@ export function createStoreAuditSink(opts: StoreAuditOptions): AuditSink & { flu
           actor: sanitizeUntrusted(meta.actor ?? 'anonymous', 256) || 'anonymous',
           session: sanitizeUntrusted(meta.session, 256),
           node: nodeId,
-          correlationId: sanitizeUntrusted(meta.correlationId, 256),
+          correlationId: sanitizeUntrusted(meta.correlationId ?? meta.session, 256),
         },
       };
       if (!queue) buffers.set(key, (queue = []));

@@ -55,6 +55,7 @@ describe('joseVerifier', () => {
   let issuer: TestIssuer;
   let verifier: JoseVerifier; // JWKS only, no HS256 secret
   let withSecret: JoseVerifier; // JWKS + HS256 secret
+  let typed: JoseVerifier; // JWKS, ORGHUB_JWT_TYP=at+jwt
   let jwks: Record<string, Record<string, string>>; // public JWK by alg
   let attacker: { privateKey: CryptoKey; jwk: Record<string, unknown> };
   let keyServer: Server;
@@ -80,6 +81,7 @@ describe('joseVerifier', () => {
     issuer = await createTestIssuer();
     verifier = await createJoseVerifier(loadConfig(issuer.env));
     withSecret = await createJoseVerifier(loadConfig({ ...issuer.env, ORGHUB_JWT_HS256_SECRET: SECRET, ORGHUB_JWT_ALLOW_HS256_WITH_JWKS: 'true' }));
+    typed = await createJoseVerifier(loadConfig({ ...issuer.env, ORGHUB_JWT_TYP: 'at+jwt' }));
     const doc = JSON.parse(readFileSync(issuer.jwksPath, 'utf8')) as { keys: Record<string, string>[] };
     jwks = Object.fromEntries(doc.keys.map((k) => [k.alg, k]));
     const pair = await generateKeyPair('ES256');
@@ -291,6 +293,16 @@ describe('joseVerifier', () => {
       { name: 'garbage with non-ASCII', reason: 'token_malformed', make: () => 'ëyJ.ëyJ.sig' },
       { name: 'garbage "Bearer x.y.z"', reason: 'token_malformed', make: () => 'Bearer x.y.z' },
       { name: 'empty string', reason: 'token_missing', make: () => '' },
+      // Lifetime and header type (issue 10's JWT hardening)
+      { name: 'lifetime beyond ORGHUB_JWT_MAX_TTL (default 1 day)', reason: 'token_lifetime_too_long', make: () => {
+        const now = Math.floor(Date.now() / 1000);
+        return issuer.sign({ sub: 'u', org: 'acme', iat: now, exp: now + 2 * 86400 });
+      } },
+      { name: 'iat in the future', reason: 'bad_claim:iat', make: () => {
+        const now = Math.floor(Date.now() / 1000);
+        return issuer.sign({ sub: 'u', org: 'acme', iat: now + 3600, exp: now + 7200 });
+      } },
+      { name: 'a header typ other than ORGHUB_JWT_TYP', reason: 'bad_typ', v: () => typed, make: () => issuer.sign({ sub: 'u', org: 'acme' }, { header: { typ: 'JWT' } }) },
     ];
 
     for (const c of cases) {

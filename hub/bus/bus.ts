@@ -19,6 +19,8 @@ export interface BusMessage {
   /** Position in the topic's history stream, for topics of a namespace with history (docs/history.md). */
   readonly offset?: number;
   readonly epoch?: string;
+  /** MQTT 5 Message Expiry: ms since the epoch after which the message is not delivered; 0 = never. */
+  readonly expiresAt?: number;
 }
 
 export type BusHandler = (msg: BusMessage) => void;
@@ -31,6 +33,8 @@ export interface PublishMeta {
   /** History position assigned before the publish (topics of a namespace with history). */
   offset?: number;
   epoch?: string;
+  /** MQTT 5 Message Expiry as ms since the epoch; absent or 0 = never. */
+  expiresAt?: number;
 }
 
 /**

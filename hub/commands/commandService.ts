@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import { parseTopic } from '../acl/topic.ts';
 import type { AuditSink } from '../audit/audit.ts';
@@ -67,7 +66,7 @@ export function createCommandService(deps: {
         result = await store.appendToStream(
           principal.org,
           commandStream(req.topic),
-          [{ type: req.type, data: req.data, metadata: { actor: principal.sub, session: ctx.session, node: nodeId, correlationId: randomUUID(), idempotencyKey: req.key === undefined ? undefined : scopedKey(principal.sub, req.key) } }],
+          [{ type: req.type, data: req.data, metadata: { actor: principal.sub, session: ctx.session, node: nodeId, correlationId: ctx.correlationId ?? ctx.session, idempotencyKey: req.key === undefined ? undefined : scopedKey(principal.sub, req.key) } }],
           { expectedVersion: ANY },
         );
       } catch (err) {

@@ -6,6 +6,7 @@ import pg from 'pg';
 import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
 import { freePort, startHubProcess, testOrg, type HubProcess } from '../testing/hubProcess.ts';
 import { sleep, TestClient } from '../testing/wsClient.ts';
+import { scopedKey } from './commandService.ts';
 
 /**
  * Postgres outage, without touching the machine's Postgres: the hub reaches Postgres through a TCP
@@ -176,7 +177,7 @@ describe('commands failure', () => {
     const retried = await admin.request({ op: 'cmd', type: 'device.reboot', topic: 'devices/d1/commands', data: { reason: 'outage' }, key: 'during' });
     assert.equal(retried.op, 'ok', JSON.stringify(retried));
     assert.equal(retried.duplicate, undefined);
-    assert.deepEqual((await rows(org, `idempotency_key IS NOT NULL`)).map((r) => r.idempotency_key), ['before', 'during']);
+    assert.deepEqual((await rows(org, `idempotency_key IS NOT NULL`)).map((r) => r.idempotency_key), [scopedKey('alice', 'before'), scopedKey('alice', 'during')]);
     await watcher.waitFor((f) => f.op === 'msg' && f.data?.commandId === retried.eventId);
   });
 
@@ -195,7 +196,7 @@ describe('commands failure', () => {
       }, 10_000);
       assert.ok(ok.eventId);
     }
-    assert.equal((await rows(org, `idempotency_key LIKE 'r%'`)).length, 2);
+    assert.equal((await rows(org, `idempotency_key LIKE '${scopedKey('alice', 'r')}%'`)).length, 2);
     const k = randomUUID();
     assert.equal((await admin.request({ op: 'cmd', type: 'device.reboot', topic: 'devices/d1/commands', data: {}, key: k })).op, 'ok');
   });
@@ -222,7 +223,7 @@ describe('commands failure', () => {
     await proxy.on();
     await waitFor('ready again', async () => ((await ready()).status === 200 ? true : undefined), 15_000);
     const acked = settled.flatMap((s, i) => (s.status === 'fulfilled' && s.value.op === 'ok' ? [`mid-${i}`] : []));
-    const recorded = new Set((await rows(org, `idempotency_key LIKE 'mid-%'`)).map((r) => r.idempotency_key as string));
-    for (const k of acked) assert.ok(recorded.has(k), `acked ${k} is recorded`);
+    const recorded = new Set((await rows(org, `idempotency_key LIKE '${scopedKey('alice', 'mid-')}%'`)).map((r) => r.idempotency_key as string));
+    for (const k of acked) assert.ok(recorded.has(scopedKey('alice', k)), `acked ${k} is recorded`);
   });
 });

@@ -7,6 +7,8 @@ export interface ClientContext {
   grants: Grants;
   /** Connection or request id, for logs and audit metadata. */
   session: string;
+  /** Recorded as `correlationId` of the events this client causes; defaults to `session`. */
+  correlationId?: string;
 }
 
 /** The transport a request arrived on, as recorded in audit events. */

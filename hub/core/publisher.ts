@@ -7,8 +7,16 @@ import { isReservedTopic } from '../fleet/fleet.ts';
 import { isPresenceTopic } from '../presence/presence.ts';
 import type { HistoryRecorder } from '../history/subscription.ts';
 
+/** What a transport knows about a publish beyond its bytes (MQTT: QoS and Message Expiry). */
+export interface PublishOptions {
+  /** 0 for an MQTT publish at QoS 0 (delivered at most at QoS 0); absent means at least once. */
+  qos?: 0 | 1;
+  /** MQTT 5 Message Expiry as ms since the epoch; absent or 0 = never. */
+  expiresAt?: number;
+}
+
 /**
- * The one publish path shared by WebSocket and HTTP: validate the topic, check the grant (a
+ * The one publish path shared by WebSocket, HTTP and MQTT: validate the topic, check the grant (a
  * refusal is audited as `publish.denied`), hand the exact bytes to the bus. The org is always the
  * principal's.
  */
@@ -45,9 +53,10 @@ export class Publisher {
   }
 
   /** Publishes to a topic that `check` has already accepted. Throws `unavailable` when the bus is down. */
-  send(ctx: ClientContext, checkedTopic: string, payload: Uint8Array, contentType: ContentType): void | Promise<void> {
-    if (this.history?.retention(checkedTopic)) return this.history.publish(ctx.principal.org, checkedTopic, payload, { contentType, from: ctx.principal.sub });
-    this.bus.publish(ctx.principal.org, checkedTopic, payload, { contentType, from: ctx.principal.sub });
+  send(ctx: ClientContext, checkedTopic: string, payload: Uint8Array, contentType: ContentType, opts?: PublishOptions): void | Promise<void> {
+    const meta = { contentType, from: ctx.principal.sub, qos: opts?.qos, expiresAt: opts?.expiresAt };
+    if (this.history?.retention(checkedTopic)) return this.history.publish(ctx.principal.org, checkedTopic, payload, meta);
+    this.bus.publish(ctx.principal.org, checkedTopic, payload, meta);
   }
 
   get available(): boolean {

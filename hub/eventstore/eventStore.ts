@@ -158,6 +158,11 @@ export interface EventStore {
   readStream(org: string, stream: string, options?: ReadStreamOptions): Promise<RecordedEvent[]>;
   readAll(options?: ReadAllOptions): Promise<ReadAllBatch>;
   subscribe(options: SubscribeOptions): Subscription;
+  /**
+   * Offboarding: deletes every event and stream of the org (and, in Postgres, its read-model rows)
+   * and leaves a tombstone; answers how many events were deleted. Adapters that cannot erase lack it.
+   */
+  eraseOrg?(org: string, actor: string): Promise<number>;
   /** Write-path counters, where the adapter keeps them. */
   stats?(): EventStoreStats;
   /** Checks the store answers, on a connection of its own (never one that appends wait for); for /ready. */

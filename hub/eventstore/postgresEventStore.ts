@@ -362,6 +362,12 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions = {}
       return result;
     },
 
+    async eraseOrg(org: string, actor: string): Promise<number> {
+      if (closed) throw new EventStoreUnavailableError('event store is closed');
+      // The function runs as its owner (SECURITY DEFINER) with app.org_id set to the org; this role may only call it.
+      return tx('eraseOrg', appRole, org, async (c) => Number((await c.query<{ n: string }>('SELECT orghub_offboard_org($1, $2)::text AS n', [org, actor])).rows[0]!.n));
+    },
+
     stats() {
       const t = group.totals;
       return { appends: t.items, batches: t.batches, failedBatches: t.failedBatches, pending: group.pending, overloaded: t.overloaded, dataErrors, appendLatency: appendLatency.snapshot() };

@@ -62,7 +62,8 @@ BEGIN
     'eventstore_append(jsonb)',
     'eventstore_append_step(text, jsonb, jsonb, int)',
     'eventstore_append_v2(text[], int[], int[], int[], int[], int[], text[], int[], bigint[], int[], int[], int[], uuid[], text[], int[], jsonb[], jsonb[], text[], text[], int[], int[], int[], int[], text[], int[], int[])',
-    'eventstore_append_step_v2(text, int, int[], text[], int[], bigint[], int[], int[], int[], uuid[], text[], int[], jsonb[], jsonb[], text[], text[], int[], int[], int[], int[], text[], int[], int[])'
+    'eventstore_append_step_v2(text, int, int[], text[], int[], bigint[], int[], int[], int[], uuid[], text[], int[], jsonb[], jsonb[], text[], text[], int[], int[], int[], int[], text[], int[], int[])',
+    'orghub_offboard_org(text, text)'
   ] LOOP
     IF to_regprocedure(f) IS NOT NULL THEN
       EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO ${app}', f);

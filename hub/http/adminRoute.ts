@@ -1,11 +1,11 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from '@trufflesuite/uws-js-unofficial';
-import { randomUUID } from 'node:crypto';
 import type { AuditSink } from '../audit/audit.ts';
 import { extractToken } from '../auth/joseVerifier.ts';
 import type { Principal, TokenVerifier } from '../auth/principal.ts';
 import { AuthError, HubError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { readBody, reply } from './respond.ts';
+import { readBody, reply, type Reply } from './respond.ts';
+import { requestIdOf } from './requestId.ts';
 
 /** The role that administers an org (revocations, API keys). */
 export const ORG_ADMIN_ROLE = 'admin';
@@ -18,6 +18,8 @@ export interface AdminRequest {
   body: unknown;
   /** Path parameters in route order. */
   params: string[];
+  /** The raw query string (without `?`). */
+  query: string;
 }
 
 export interface AdminRouteDeps {
@@ -27,7 +29,9 @@ export interface AdminRouteDeps {
   log: Logger;
 }
 
-export type AdminHandler = (req: AdminRequest) => Promise<{ status: number; body: unknown }>;
+/** A JSON answer, or a streamed one (the handler writes it through the Reply, e.g. NDJSON). */
+export type AdminAnswer = { status: number; body: unknown } | { stream: (r: Reply) => Promise<void> };
+export type AdminHandler = (req: AdminRequest) => Promise<AdminAnswer>;
 
 /**
  * Mounts one org-admin route: the token is verified first (401), then the `admin` role is required
@@ -41,9 +45,12 @@ export function adminRoute(deps: AdminRouteDeps, method: 'post' | 'get' | 'del' 
   deps.app[method](path, (res: HttpResponse, req: HttpRequest) => {
     const token = extractToken(req.getHeader('authorization'), '') ?? (req.getHeader('x-api-key') || undefined);
     const contentType = req.getHeader('content-type');
+    const query = req.getQuery() ?? '';
     const params: string[] = [];
     for (let i = 0; i < (opts.params ?? 0); i++) params.push(decodeURIComponentSafe(req.getParameter(i) ?? ''));
-    const r = reply(res, (err) => log.error({ err, action }, 'admin handler failed'));
+    const requestId = requestIdOf(req.getHeader('x-request-id'));
+    const rlog = log.child({ correlationId: requestId });
+    const r = reply(res, (err) => rlog.error({ err, action }, 'admin handler failed'), { requestId, log: rlog });
     const body = withBody ? readBody(res, req.getHeader('content-length'), opts.maxBody ?? 4096) : undefined;
     body?.catch(() => {});
     void (async () => {
@@ -54,7 +61,6 @@ export function adminRoute(deps: AdminRouteDeps, method: 'post' | 'get' | 'del' 
           audit.record(undefined, 'session.rejected', { reason: err instanceof AuthError ? err.reason : 'token_invalid', transport: 'http' });
           throw err instanceof AuthError ? err : new AuthError('token_invalid');
         });
-        const requestId = randomUUID();
         if (!principal.roles.includes(role)) {
           audit.record(principal.org, 'admin.denied', { action, reason: `not_${role}` }, { actor: principal.sub, session: requestId });
           throw new HubError('forbidden', `${action} needs the ${role} role`);
@@ -70,8 +76,9 @@ export function adminRoute(deps: AdminRouteDeps, method: 'post' | 'get' | 'del' 
             throw new HubError('bad_frame', 'body is not valid JSON');
           }
         }
-        const out = await handler({ principal, requestId, body: json, params });
-        r.json(out.status, out.body);
+        const out = await handler({ principal, requestId, body: json, params, query });
+        if ('stream' in out) await out.stream(r);
+        else r.json(out.status, out.body);
       } catch (err) {
         r.error(err);
       }

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { RoleGrants } from '../acl/grants.ts';
 import { API_KEY_ID_RE, describeKey, parseCreateRequest } from '../access/apiKey.ts';
 import { apiKeySubject, type ApiKeys } from '../access/apiKeys.ts';
@@ -26,7 +25,7 @@ export function mountApiKeyApi(deps: ApiKeyApiDeps): void {
   const record = async (req: AdminRequest, type: string, data: Record<string, unknown>): Promise<string | undefined> => {
     if (!deps.store) return undefined;
     try {
-      const res = await deps.store.appendToStream(req.principal.org, ACCESS_STREAM, [{ type, data, metadata: { actor: req.principal.sub, session: req.requestId, node: deps.nodeId, correlationId: randomUUID() } }], { expectedVersion: ANY });
+      const res = await deps.store.appendToStream(req.principal.org, ACCESS_STREAM, [{ type, data, metadata: { actor: req.principal.sub, session: req.requestId, node: deps.nodeId, correlationId: req.requestId } }], { expectedVersion: ANY });
       return res.ids[0];
     } catch (err) {
       if (err instanceof HubError) throw err;

@@ -20,6 +20,19 @@ describe('readiness cache', () => {
     assert.equal(runs, 1, 'cached within the TTL');
   });
 
+  it('readiness cache - an informational check is named "down" but leaves the node ready; a required one does not', async () => {
+    let natsUp = true;
+    const ready = cachedReadiness([{ name: 'nats', check: async () => ({ up: natsUp }) }, { name: 'redis', informational: true, check: async () => ({ up: false }) }], 0);
+    const first = await ready();
+    assert.equal(first.ready, true);
+    assert.deepEqual(JSON.parse(first.body), { status: 'ready', checks: { nats: { status: 'up' }, redis: { status: 'down' } } });
+    natsUp = false;
+    await tick(210); // past the time a failing answer is kept
+    const second = await ready();
+    assert.equal(second.ready, false, 'positive control: a required check still takes the node out');
+    assert.equal(JSON.parse(second.body).status, 'not_ready');
+  });
+
   it('readiness cache - a failing answer is rechecked soon, a passing one after the TTL; each check is named', async () => {
     let up = false;
     let runs = 0;

@@ -5,6 +5,8 @@ import type { Logger } from '../log.ts';
 /** A dependency that `/ready` reports by name. `detail` is shown as-is (no secrets). */
 export interface ReadinessCheck {
   name: string;
+  /** Reported on /ready, but "down" never makes it 503: a shared dependency whose outage one node's removal cannot help. */
+  informational?: boolean;
   check(): Promise<{ up: boolean; detail?: Record<string, unknown> }>;
 }
 
@@ -34,7 +36,7 @@ export function cachedReadiness(checks: readonly ReadinessCheck[], ttlMs: number
         }
       }),
     );
-    const ready = results.every(([, r]) => r.status === 'up');
+    const ready = results.every(([, r], i) => r.status === 'up' || checks[i]!.informational);
     return { ready, body: JSON.stringify({ status: ready ? 'ready' : 'not_ready', checks: Object.fromEntries(results) }) };
   };
   return () => {

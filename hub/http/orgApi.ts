@@ -1,10 +1,11 @@
-import { randomUUID } from 'node:crypto';
 import type { OrgDirectory } from '../access/orgDirectory.ts';
 import type { OrgStore } from '../access/orgStore.ts';
 import { describeOrg, isOrgId, parseCreateOrg, parseOrgChanges, parseSuspend, type OrgRecord } from '../access/org.ts';
 import { ANY, type EventStore } from '../eventstore/eventStore.ts';
 import { HubError } from '../errors.ts';
 import { adminRoute, type AdminRequest, type AdminRouteDeps } from './adminRoute.ts';
+import { mountOrgExport } from './orgExportApi.ts';
+import { mountOrgOffboard, OFFBOARDED } from './orgOffboardApi.ts';
 
 /** The platform operator's role: manages every org, belongs to none of them in particular. */
 export const PLATFORM_ROLE = 'platform';
@@ -30,7 +31,7 @@ export function mountOrgApi(deps: OrgApiDeps): void {
     let eventId: string | undefined;
     if (deps.store) {
       try {
-        const res = await deps.store.appendToStream(org, ORG_STREAM, [{ type, data, metadata: { actor: req.principal.sub, session: req.requestId, node: deps.nodeId, correlationId: randomUUID() } }], { expectedVersion: ANY });
+        const res = await deps.store.appendToStream(org, ORG_STREAM, [{ type, data, metadata: { actor: req.principal.sub, session: req.requestId, node: deps.nodeId, correlationId: req.requestId } }], { expectedVersion: ANY });
         eventId = res.ids[0];
       } catch (err) {
         if (err instanceof HubError) throw err;
@@ -97,9 +98,13 @@ export function mountOrgApi(deps: OrgApiDeps): void {
 
   adminRoute(deps, 'post', '/v1/orgs/:org/resume', 'org.resume', { ...opts, params: 1 }, async (req) => {
     const old = await load(req.params[0]!);
+    if (old.suspendReason === OFFBOARDED) throw new HubError('conflict', 'the org was offboarded; it cannot be resumed');
     const rec: OrgRecord = { ...old, status: 'active', suspendedAt: undefined, suspendReason: undefined, updatedAt: Date.now() };
     const eventId = await record(req, rec.org, 'org.resumed', { org: rec.org });
     await deps.orgs.publish(rec);
     return { status: 200, body: { org: describeOrg(rec), eventId } };
   });
+
+  mountOrgExport(deps, { role: PLATFORM_ROLE });
+  mountOrgOffboard(deps, { role: PLATFORM_ROLE });
 }

@@ -222,6 +222,9 @@ describe('http publish api', () => {
     const body = (await ready.json()) as { status: string; checks: Record<string, { status: string }> };
     assert.equal(body.status, 'ready');
     assert.equal(body.checks.nats?.status, 'up');
+    // Redis is named without the MQTT bridge too, and the event store shows its backlog.
+    assert.equal(body.checks.redis?.status, 'up');
+    assert.equal(typeof (body.checks.eventstore as { pending?: unknown } | undefined)?.pending, 'number');
     const ws = await connect(hub, testOrg(), 'metrics');
     const metrics = await (await fetch(`${hub.url}/metrics`)).text();
     assert.match(metrics, /^orghub_ws_connections [1-9]\d*$/m);

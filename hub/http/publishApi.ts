@@ -1,5 +1,4 @@
 import type { TemplatedApp, HttpResponse, HttpRequest } from '@trufflesuite/uws-js-unofficial';
-import { randomUUID } from 'node:crypto';
 import { Ajv } from 'ajv';
 import { compileGrants, type RoleGrants } from '../acl/grants.ts';
 import type { AuditSink } from '../audit/audit.ts';
@@ -13,6 +12,7 @@ import type { RateLimits } from '../limits/connLimits.ts';
 import type { LimitService } from '../limits/limitService.ts';
 import type { Logger } from '../log.ts';
 import { readBody, reply } from './respond.ts';
+import { requestIdOf } from './requestId.ts';
 
 export interface HttpApiDeps {
   app: TemplatedApp;
@@ -47,16 +47,20 @@ export function mountHttpApi(deps: HttpApiDeps): void {
     return new HubError('invalid', `body${e?.instancePath ?? ''} ${e?.message ?? 'is invalid'}`);
   };
 
-  /** Per (org, user): HTTP requests share the user's and org's leases; bounded, rebuilt when full. */
-  const perUser = new Map<string, RateLimits>();
+  /**
+   * Per (org, user): HTTP requests share the user's and org's leases; bounded, rebuilt when full,
+   * and rebuilt when the org's limits changed (a new tier or override from the org directory).
+   */
+  const perUser = new Map<string, { of: unknown; l: RateLimits }>();
   const limitsFor = (ctx: ClientContext): RateLimits => {
     const k = `${ctx.principal.org}\u0000${ctx.principal.sub}`;
-    let l = perUser.get(k);
-    if (!l) {
+    const of = deps.limits.limitsOf(ctx.principal.org);
+    let e = perUser.get(k);
+    if (!e || e.of !== of) {
       if (perUser.size >= 10_000) perUser.clear();
-      perUser.set(k, (l = deps.limits.connection(ctx.principal, 'http')));
+      perUser.set(k, (e = { of, l: deps.limits.connection(ctx.principal, 'http') }));
     }
-    return l;
+    return e.l;
   };
   /** Size and rate checks before anything is published; throws `too_large` or `rate_limited`. */
   const admit = async (ctx: ClientContext, kind: 'pub' | 'cmd', bytes: number[]) => {
@@ -85,7 +89,9 @@ export function mountHttpApi(deps: HttpApiDeps): void {
     // browsers' WebSocket upgrades alone (docs/protocol.md).
     const token = extractToken(req.getHeader('authorization'), '') ?? (req.getHeader('x-api-key') || undefined);
     const contentType = req.getHeader('content-type');
-    const r = reply(res, (err) => log.error({ err }, 'http handler failed'));
+    const requestId = requestIdOf(req.getHeader('x-request-id'));
+    const rlog = log.child({ correlationId: requestId });
+    const r = reply(res, (err) => rlog.error({ err }, 'http handler failed'), { requestId, log: rlog });
     const body = readBody(res, req.getHeader('content-length'), deps.maxBody);
     body.catch(() => {}); // observed below; a 413 may be known before auth finishes
     void (async () => {
@@ -105,7 +111,7 @@ export function mountHttpApi(deps: HttpApiDeps): void {
         } catch {
           throw new HubError('bad_frame', 'body is not valid JSON');
         }
-        const ctx: ClientContext = { principal, grants: compileGrants(principal, roleGrants), session: randomUUID() };
+        const ctx: ClientContext = { principal, grants: compileGrants(principal, roleGrants), session: requestId, correlationId: requestId };
         const out = await handler(ctx, json);
         r.json(out.status, out.body);
       } catch (err) {

@@ -15,6 +15,7 @@ import { auditCsvHeader, auditCsvRows } from '../readmodels/csv.ts';
 import { parseId, parseQuery, type Listing } from '../readmodels/filters.ts';
 import type { AuditFilter, CommandFilter, Page, PageRequest, ReadModelName, ReadModels } from '../readmodels/readModels.ts';
 import { reply, type Reply, type StreamWriter } from './respond.ts';
+import { requestIdOf } from './requestId.ts';
 
 export interface QueryApiDeps {
   app: TemplatedApp;
@@ -50,7 +51,9 @@ export function mountQueryApi(deps: QueryApiDeps): void {
     const query = req.getQuery() ?? '';
     const token = extractToken(req.getHeader('authorization'), query);
     const request: Request = { query, accept: req.getHeader('accept'), param: req.getParameter(0) ?? '' };
-    const r = reply(res, (err) => log.error({ err }, 'query handler failed'));
+    const requestId = requestIdOf(req.getHeader('x-request-id'));
+    const rlog = log.child({ correlationId: requestId });
+    const r = reply(res, (err) => rlog.error({ err }, 'query handler failed'), { requestId, log: rlog });
     void (async () => {
       try {
         if (!token) throw new AuthError('token_missing');

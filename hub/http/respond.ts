@@ -24,7 +24,8 @@ export interface StreamWriter {
   fail(): void;
 }
 
-export function reply(res: HttpResponse, onInternal: (err: unknown) => void): Reply {
+/** `requestId` is echoed in `X-Request-Id` on every answer; `log` (the request's child logger) gets a debug line per answer. */
+export function reply(res: HttpResponse, onInternal: (err: unknown) => void, ctx?: { requestId: string; log?: { debug(o: object, m: string): void } }): Reply {
   let done = false;
   let aborted = false;
   let onAbort: (() => void) | undefined;
@@ -36,8 +37,10 @@ export function reply(res: HttpResponse, onInternal: (err: unknown) => void): Re
   const json = (status: number, body: unknown, retryAfterMs?: number) => {
     if (done) return;
     done = true;
+    ctx?.log?.debug({ status }, 'http answered');
     res.cork(() => {
       res.writeStatus(`${status} ${reasons[status] ?? ''}`);
+      if (ctx) res.writeHeader('x-request-id', ctx.requestId);
       if (retryAfterMs !== undefined) res.writeHeader('retry-after', String(Math.max(1, Math.ceil(retryAfterMs / 1000))));
       res.writeHeader('content-type', 'application/json').end(JSON.stringify(body));
     });
@@ -58,6 +61,8 @@ export function reply(res: HttpResponse, onInternal: (err: unknown) => void): Re
       let closed = false;
       const head = () => {
         res.writeStatus('200 OK');
+        if (ctx) res.writeHeader('x-request-id', ctx.requestId);
+        ctx?.log?.debug({ status: 200 }, 'http streaming');
         for (const [k, v] of Object.entries(headers)) res.writeHeader(k, v);
       };
       return {

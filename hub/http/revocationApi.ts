@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { ruleFromRequest, type RevocationRule } from '../access/revocation.ts';
 import type { Revocations } from '../access/revocations.ts';
 import { ANY, type EventStore } from '../eventstore/eventStore.ts';
@@ -44,7 +43,7 @@ export function mountRevocationApi(deps: RevocationApiDeps): void {
         const res = await deps.store.appendToStream(
           principal.org,
           ACCESS_STREAM,
-          [{ type: 'access.revoked', data, metadata: { actor: principal.sub, session: requestId, node: deps.nodeId, correlationId: randomUUID() } }],
+          [{ type: 'access.revoked', data, metadata: { actor: principal.sub, session: requestId, node: deps.nodeId, correlationId: requestId } }],
           { expectedVersion: ANY },
         );
         eventId = res.ids[0];

@@ -25,6 +25,8 @@ export interface LimitServiceOptions {
   leaseMs: number;
   /** The orgs read model's tiers and overrides (cached ORG_TTL_MS); config alone without it. */
   orgSource?: OrgTierSource & { close?(): Promise<void> };
+  /** The org directory's tiers and overrides (win over the config; cached like orgSource, and forgotten on a directory change). */
+  directorySource?: OrgTierSource;
   log: Logger;
 }
 
@@ -94,17 +96,29 @@ export class LimitService {
    */
   prepare(org: string): Promise<void> {
     const src = this.opts.orgSource;
-    if (!src || !this.enabled) return Promise.resolve();
+    const dir = this.opts.directorySource;
+    if ((!src && !dir) || !this.enabled) return Promise.resolve();
     const c = this.orgRead.get(org);
     if (c && (c.pending || performance.now() - c.at < ORG_TTL_MS)) return c.pending ?? Promise.resolve();
     const entry: { at: number; pending?: Promise<void> } = { at: performance.now() };
-    entry.pending = src(org).then((over) => {
-      this.opts.tiers.setDynamic(org, over);
+    entry.pending = Promise.all([src?.(org), dir?.(org)]).then(([over, fromDir]) => {
+      if (src) this.opts.tiers.setDynamic(org, over);
+      if (dir) this.opts.tiers.setDirectory(org, fromDir);
       entry.pending = undefined;
     });
     if (this.orgRead.size > 100_000) this.orgRead.clear();
     this.orgRead.set(org, entry);
     return entry.pending;
+  }
+
+  /**
+   * The org's directory record changed (here or on another node, `orghub.ctl.access.org`): the next
+   * connect or HTTP request reads its tier again instead of waiting out ORG_TTL_MS. Connections
+   * already open keep the rates they were given at connect.
+   */
+  forget(org: string): void {
+    if (this.orgRead.get(org)?.pending) return;
+    this.orgRead.delete(org);
   }
 
   hit(limit: LimitName, transport: Transport): void {

@@ -131,12 +131,13 @@ describe('limits under a Redis outage', () => {
     assert.ok(during.refused > 0, 'and keeps limiting them');
     assert.ok(during.accepted <= (RATE + RATE * during.seconds) * 1.1 + RATE, `local bucket: accepted ${during.accepted} in ${during.seconds} s`);
     await until('degraded metric', async () => (await metric(hub, 'orghub_limit_degraded')) === 1 || (await metric(hub, 'orghub_limit_fallbacks_total')) >= 1);
-    const late = await TestClient.connect(hub.wsUrl, await issuer.token(org, 'late'));
-    clients.push(late);
-    assert.equal((await late.request({ op: 'sub', topic: 'o/late' })).op, 'ok', 'new connections are admitted (fail open to per-node caps)');
+    // New connections fail closed, but because of the revocation list (docs/access.md), not the limits.
+    await assert.rejects(TestClient.connect(hub.wsUrl, await issuer.token(org, 'late')), (e: any) => e.status === 503 && e.body === 'revocation_list_unavailable');
     await until('deliveries during the outage', async () => watcher.messages().length >= before.accepted + during.accepted);
-    const ready = await fetch(`${hub.url}/ready`);
-    assert.equal(ready.status, 200, 'limits do not make the hub unready');
+    const ready = (await (await fetch(`${hub.url}/ready`)).json()) as { checks: Record<string, { status: string; degraded?: boolean }> };
+    assert.equal(ready.checks.limits.status, 'up', 'limits do not make the hub unready (they run on local buckets)');
+    assert.equal(ready.checks.revocations.status, 'down', 'the revocation list does, as documented');
+    assert.equal(ready.checks.redis?.status, 'down', 'Redis is named, and down');
 
     // 3. Redis back on the same port: the hub returns to the cluster buckets by itself.
     redis = await startRedis(port, dir);
@@ -146,13 +147,21 @@ describe('limits under a Redis outage', () => {
     try {
       await until('the node heartbeat in the new Redis', async () => (await back.hlen(`${prefix}nodes`).catch(() => 0)) >= 1);
       await until('not degraded', async () => (await metric(hub, 'orghub_limit_degraded')) === 0);
+      // Redis is back: new connections are admitted again (the revocation list reloaded).
+      let late: TestClient | undefined;
+      await until('a new connection is admitted', async () => {
+        late = await TestClient.connect(hub.wsUrl, await issuer.token(org, 'late')).catch(() => undefined);
+        return late !== undefined;
+      });
+      clients.push(late!);
+      assert.equal((await late!.request({ op: 'sub', topic: 'o/late' })).op, 'ok');
       await sleep(1200);
       const after = await flood(pub, 2000);
       assert.ok(after.refused > 0);
       assert.ok((await back.keys(`${prefix}b:pub:o:${org}`)).length === 1, 'the org bucket is in Redis again');
       assert.ok(Math.abs(after.accepted - (RATE + RATE * after.seconds)) <= (RATE + RATE * after.seconds) * 0.1, `after recovery: accepted ${after.accepted} in ${after.seconds} s`);
       const slots = await back.hgetall(`${prefix}c:o:${org}`);
-      assert.equal(Object.values(slots).reduce((a, b) => a + Number(b), 0), 3, 'the heartbeat re-asserted the three open connections');
+      assert.equal(Object.values(slots).reduce((a, b) => a + Number(b), 0), 3, 'three open connections: two re-asserted by the heartbeat, one taken after recovery');
     } finally {
       back.disconnect();
     }

@@ -161,6 +161,7 @@ export class TierTable {
   private readonly tiers: Record<Tier, TierLimits>;
   private readonly cache = new Map<string, TierLimits>();
   private readonly dynamic = new Map<string, OrgOverride>();
+  private readonly directory = new Map<string, OrgOverride>();
 
   constructor(
     private readonly defaultTier: Tier,
@@ -171,7 +172,7 @@ export class TierTable {
   }
 
   tierOf(org: string): Tier {
-    return this.orgs[org]?.tier ?? this.defaultTier;
+    return this.directory.get(org)?.tier ?? this.orgs[org]?.tier ?? this.dynamic.get(org)?.tier ?? this.defaultTier;
   }
 
   limitsOf(org: string): TierLimits {
@@ -179,9 +180,11 @@ export class TierTable {
     if (!l) {
       const dyn = this.dynamic.get(org);
       const over = this.orgs[org];
-      // The config's override wins over the read model's; both over the tier's defaults.
-      const tier = over?.tier ?? dyn?.tier ?? this.defaultTier;
-      l = mergeLimits(mergeLimits(this.tiers[tier], dyn), over);
+      const dir = this.directory.get(org);
+      // The org directory (the platform API) wins over the config (ORGHUB_LIMITS_ORGS, the
+      // fallback), which wins over the orgs read model's settings.limits; all over the tier's defaults.
+      const tier = dir?.tier ?? over?.tier ?? dyn?.tier ?? this.defaultTier;
+      l = mergeLimits(mergeLimits(mergeLimits(this.tiers[tier], dyn), over), dir);
       if (this.cache.size > 100_000) this.cache.clear();
       this.cache.set(org, l);
     }
@@ -190,11 +193,20 @@ export class TierTable {
 
   /** Sets (or clears) an org's tier and overrides from the orgs read model. */
   setDynamic(org: string, over: OrgOverride | undefined): void {
-    const before = this.dynamic.get(org);
+    this.set(this.dynamic, org, over);
+  }
+
+  /** Sets (or clears) an org's tier and overrides from the org directory (they win over the config). */
+  setDirectory(org: string, over: OrgOverride | undefined): void {
+    this.set(this.directory, org, over);
+  }
+
+  private set(map: Map<string, OrgOverride>, org: string, over: OrgOverride | undefined): void {
+    const before = map.get(org);
     if (JSON.stringify(before) === JSON.stringify(over)) return;
-    if (over) this.dynamic.set(org, over);
-    else this.dynamic.delete(org);
-    if (this.dynamic.size > 100_000) this.dynamic.clear();
+    if (over) map.set(org, over);
+    else map.delete(org);
+    if (map.size > 100_000) map.clear();
     this.cache.delete(org);
   }
 }

@@ -11,6 +11,8 @@ describe('mqtt codes', () => {
       will_topic_invalid: { v4: 5, v5: 0x90 },
       client_id_required: { v4: 2, v5: 0x85 },
       auth_method_unsupported: { v4: 5, v5: 0x8c },
+      session_store_unavailable: { v4: 3, v5: 0x88 },
+      session_quota: { v4: 3, v5: 0x97 },
       connection_limit: { v4: 3, v5: 0x97 },
       unavailable: { v4: 3, v5: 0x88 },
     });

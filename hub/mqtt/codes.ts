@@ -54,7 +54,17 @@ export const COMMAND_PREFIX = '$cmd/';
 export const SHARE_PREFIX = '$share/';
 
 /** Why a CONNECT is refused (the audit `reason` of `session.rejected`, except `token_invalid`, which audits the verifier's reason). */
-export type ConnectRefusal = 'auth_method_unsupported' | 'client_id_required' | 'token_missing' | 'token_invalid' | 'will_topic_invalid' | 'will_not_granted' | 'connection_limit' | 'unavailable';
+export type ConnectRefusal =
+  | 'auth_method_unsupported'
+  | 'client_id_required'
+  | 'token_missing'
+  | 'token_invalid'
+  | 'will_topic_invalid'
+  | 'will_not_granted'
+  | 'session_store_unavailable'
+  | 'session_quota'
+  | 'connection_limit'
+  | 'unavailable';
 
 /** CONNACK code per refusal: `v4` for MQTT 3.1.1 (return code), `v5` for MQTT 5 (reason code). docs/mqtt.md "Authentication". */
 export const CONNECT_REFUSALS: Readonly<Record<ConnectRefusal, { readonly v4: number; readonly v5: number }>> = {
@@ -66,6 +76,10 @@ export const CONNECT_REFUSALS: Readonly<Record<ConnectRefusal, { readonly v4: nu
   token_invalid: { v4: ConnackV4.notAuthorized, v5: Reason.notAuthorized },
   will_topic_invalid: { v4: ConnackV4.notAuthorized, v5: Reason.topicNameInvalid },
   will_not_granted: { v4: ConnackV4.notAuthorized, v5: Reason.notAuthorized },
+  // A persistent session was asked for and Redis, which holds it, did not answer: nothing was resumed.
+  session_store_unavailable: { v4: ConnackV4.serverUnavailable, v5: Reason.serverUnavailable },
+  // The org holds ORGHUB_MQTT_MAX_SESSIONS persistent sessions; 3.1.1 has no quota code.
+  session_quota: { v4: ConnackV4.serverUnavailable, v5: Reason.quotaExceeded },
   // A connection cap (per IP, org or user; hub/limits): 3.1.1 can only say "server unavailable".
   connection_limit: { v4: ConnackV4.serverUnavailable, v5: Reason.quotaExceeded },
   // The revocation list cannot be read (Redis down): new tokens are refused (fail closed), retry later.

@@ -3,10 +3,11 @@ import { withPacketId } from './outbound.ts';
 /**
  * Outbound QoS 1 window of one connection: packet ids awaiting PUBACK (at most `quota`) and the
  * deliveries waiting for a free slot (at most `maxQueued`). Pure: the session writes what it returns.
- * Unacknowledged messages are never redelivered (clean sessions only, docs/mqtt.md).
+ * The bytes of each unacknowledged delivery are kept, so that a persistent session can store them
+ * for redelivery with DUP when the connection ends (`pending`).
  */
 export class InflightWindow {
-  private readonly ids = new Set<number>();
+  private readonly ids = new Map<number, Buffer>();
   private waiting: { template: Buffer; offset: number }[] = [];
   private nextId = 1;
 
@@ -25,7 +26,7 @@ export class InflightWindow {
    * carrying a fresh id), `'queued'` while the window is full, or `'full'` when the queue is too.
    */
   offer(template: Buffer, offset: number): Buffer | 'queued' | 'full' {
-    if (this.ids.size < this.quota) return withPacketId(template, offset, this.allocId());
+    if (this.ids.size < this.quota) return this.sendWithId(template, offset);
     if (this.waiting.length >= this.maxQueued) return 'full';
     this.waiting.push({ template, offset });
     return 'queued';
@@ -35,12 +36,18 @@ export class InflightWindow {
   ack(id: number): Buffer | undefined {
     if (!this.ids.delete(id)) return undefined;
     const next = this.waiting.shift();
-    return next ? withPacketId(next.template, next.offset, this.allocId()) : undefined;
+    return next ? this.sendWithId(next.template, next.offset) : undefined;
   }
 
   /** Drops the queued deliveries (the connection is gone). */
   clear(): void {
     this.waiting = [];
+    this.ids.clear();
+  }
+
+  /** Every delivery not acknowledged, oldest first: `sent` ones went out (redelivered with DUP), the others waited. */
+  pending(): { bytes: Buffer; sent: boolean }[] {
+    return [...[...this.ids.values()].map((bytes) => ({ bytes, sent: true })), ...this.waiting.map((w) => ({ bytes: w.template, sent: false }))];
   }
 
   /** Ids currently awaiting PUBACK. */
@@ -52,12 +59,18 @@ export class InflightWindow {
     return this.waiting.length;
   }
 
+  private sendWithId(template: Buffer, offset: number): Buffer {
+    const id = this.allocId();
+    const bytes = withPacketId(template, offset, id);
+    this.ids.set(id, bytes);
+    return bytes;
+  }
+
   private allocId(): number {
     // Called only with fewer than `quota` (≤ 65535) ids in use, so a free id exists and this ends.
     let id = this.nextId;
     while (this.ids.has(id)) id = id === 65535 ? 1 : id + 1;
     this.nextId = id === 65535 ? 1 : id + 1;
-    this.ids.add(id);
     return id;
   }
 }

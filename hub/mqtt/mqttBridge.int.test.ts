@@ -288,15 +288,25 @@ describe('mqtt bridge', () => {
     assert.deepEqual((await t.waitFor(2)).map((m) => m.topic).sort(), ['ws/from-tcp', 'ws/from-ws']);
   });
 
-  it('sessions - clean-session only: session present is 0 even when a persistent session is asked for', async () => {
+  it('sessions - session present is read from each CONNACK: 0 for a new persistent session, 1 when resumed, 0 after a clean one', async () => {
     const org = testOrg();
-    const c = await client(org, 'p', { clean: false, clientId: 'persist-1' });
-    let present: boolean | undefined;
-    c.client.on('connect', (ack) => (present = ack.sessionPresent));
-    c.client.end(true);
-    const c2 = await client(org, 'p', { clean: false, clientId: 'persist-1' });
-    assert.equal(c2.client.connected, true);
-    assert.notEqual(present, true);
+    const first = await client(org, 'p', { clean: false, clientId: 'persist-1' });
+    assert.equal(first.connack.sessionPresent, false);
+    first.client.end(true);
+    // the session is parked asynchronously once the socket closes: reconnect until it is found
+    let present = false;
+    const deadline = Date.now() + 5000;
+    while (!present && Date.now() < deadline) {
+      const again = await client(org, 'p', { clean: false, clientId: 'persist-1' });
+      present = again.connack.sessionPresent;
+      again.client.end(true);
+    }
+    assert.equal(present, true, 'the stored session was found');
+    const clean = await client(org, 'p', { clean: true, clientId: 'persist-1' });
+    assert.equal(clean.connack.sessionPresent, false);
+    clean.client.end(true);
+    const after = await client(org, 'p', { clean: false, clientId: 'persist-1' });
+    assert.equal(after.connack.sessionPresent, false, 'the clean connection ended the stored session');
   });
 
   it('listener - a busy explicit ORGHUB_MQTT_PORT stops the hub (exit 2); a busy default port only warns', async () => {

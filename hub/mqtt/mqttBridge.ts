@@ -2,21 +2,32 @@ import type { Server } from 'node:net';
 import { ConfigError } from '../errors.ts';
 import { isExplicit } from '../config/config.ts';
 import type { HubCore, HubExtension } from '../server.ts';
-import { createClientIds, type BridgeContext } from './bridgeContext.ts';
+import type { BridgeContext, SessionStats, SweptSession, HeldQueue } from './bridgeContext.ts';
 import { Reason } from './codes.ts';
 import { keepaliveExpired, type MqttLimits } from './limits.ts';
 import { listenTcp, mountMqttWebSocket } from './mqttListeners.ts';
 import { MqttFanout } from './mqttFanout.ts';
-import type { MqttSession } from './mqttSession.ts';
 import { FlushScheduler } from './outbound.ts';
 import type { RetainedStore } from './retained.ts';
 import { createRedisRetainedStore } from './retainedRedis.ts';
+import type { SessionStore } from './sessionStore.ts';
+import { createRedisSessionStore } from './sessionStoreRedis.ts';
+import { mountMqttSessionsApi } from './sessionsApi.ts';
+import { createTakeoverRegistry } from './takeoverRegistry.ts';
 
 export interface MqttBridgeOptions {
   /** Replaces the Redis store (tests). */
   retained?: RetainedStore;
+  /** Replaces the Redis session store (tests). */
+  sessions?: SessionStore;
   /** Overrides `isExplicit('ORGHUB_MQTT_PORT')` (tests). */
   portExplicit?: boolean;
+}
+
+function sum(queues: Set<HeldQueue>): number {
+  let n = 0;
+  for (const q of queues) n += q.length;
+  return n;
 }
 
 /**
@@ -37,18 +48,24 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
       const limits: MqttLimits = {
         maxPacket: config.ORGHUB_MQTT_MAX_PACKET,
         maxInflight: config.ORGHUB_MQTT_MAX_INFLIGHT,
-        maxQueued: Math.max(1000, config.ORGHUB_MQTT_MAX_INFLIGHT * 10),
+        // A resumed session's whole queue may wait behind the in-flight window.
+        maxQueued: Math.max(1000, config.ORGHUB_MQTT_MAX_INFLIGHT * 10, config.ORGHUB_MQTT_QUEUE_MAX * 2),
         rate: config.ORGHUB_MQTT_RATE,
         maxSubscriptions: config.ORGHUB_MAX_SUBSCRIPTIONS,
         maxBackpressure: config.ORGHUB_MAX_BACKPRESSURE,
         connectTimeoutMs: 10_000,
       };
-      const sessions = new Set<MqttSession>();
-      const clientIds = createClientIds({ bus: core.bus, nodeId: core.nodeId, log });
+      const sessions = new Set<SweptSession>();
+      const queues = new Set<HeldQueue>();
+      const stats: SessionStats = { queued: 0, dropped: { overflow: 0, expired: 0, unavailable: 0 } };
+      const takeover = createTakeoverRegistry({ bus: core.bus, nodeId: core.nodeId, log });
+      const maxExpiryS = config.ORGHUB_MQTT_MAX_SESSION_EXPIRY;
       const ctx: BridgeContext = {
+        nodeId: core.nodeId,
         verifier: core.verifier,
         roleGrants: core.roleGrants,
         bus: core.bus,
+        publisher: core.publisher,
         audit: core.audit,
         commands: core.commands,
         fleet: core.fleet,
@@ -61,9 +78,12 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
         limits,
         quotas: core.limits,
         sessions,
+        takeover,
+        store: opts.sessions ?? createRedisSessionStore(config.REDIS_URL, log, { maxExpiryMs: maxExpiryS * 1000 }),
+        policy: { defaultExpiryS: config.ORGHUB_MQTT_SESSION_EXPIRY, maxExpiryS, maxQueue: config.ORGHUB_MQTT_QUEUE_MAX, maxSessions: config.ORGHUB_MQTT_MAX_SESSIONS },
+        stats,
+        queues,
         live: core.sessions,
-        takeOver: clientIds.takeOver,
-        releaseClientId: clientIds.releaseClientId,
       };
 
       let server: Server;
@@ -72,8 +92,8 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         const explicit = opts.portExplicit ?? isExplicit('ORGHUB_MQTT_PORT');
-        await ctx.retained.close();
-        clientIds.close();
+        await Promise.all([ctx.retained.close(), ctx.store.close()]);
+        takeover.close();
         if (code === 'EADDRINUSE' && !explicit) {
           log.warn(`MQTT bridge off: port ${port} (the ORGHUB_MQTT_PORT default) is in use by another process; set ORGHUB_MQTT_PORT to a free port, or 0 to silence this`);
           return { stop: async () => {} };
@@ -81,6 +101,7 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
         throw new ConfigError(`cannot listen for MQTT on ${config.ORGHUB_HOST}:${port} (ORGHUB_MQTT_PORT): ${code ?? (err as Error).message}`, { cause: err });
       }
       mountMqttWebSocket(core.app, ctx);
+      mountMqttSessionsApi(core.app, { verifier: core.verifier, store: ctx.store, audit: core.audit, log });
       log.info({ port, ws: '/mqtt' }, 'mqtt bridge listening');
 
       // Keepalive (1.5 × the client's interval, MQTT §3.1.2.10) and CONNECT timeout, one sweep per second.
@@ -98,20 +119,30 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
 
       const fanout = ctx.fanout;
       return {
-        checks: [{ name: 'redis', check: async () => ({ up: await ctx.retained.ping() }) }],
+        checks: [{ name: 'redis', check: async () => ({ up: (await ctx.retained.ping()) && (await ctx.store.ping()) }) }],
         metrics: [
           { name: 'orghub_mqtt_sessions', help: 'Open MQTT sessions (TCP and WebSocket)', type: 'gauge', read: () => sessions.size },
           { name: 'orghub_mqtt_fanout_patterns', help: 'Distinct (org, filter) bus subscriptions held for MQTT clients', type: 'gauge', read: () => fanout.size },
           { name: 'orghub_mqtt_fanout_messages_total', help: 'Messages received from the bus for MQTT fan-out', type: 'counter', read: () => fanout.stats.messages },
           { name: 'orghub_mqtt_deliveries_total', help: 'PUBLISH packets queued to MQTT clients', type: 'counter', read: () => fanout.stats.deliveries },
+          { name: 'orghub_mqtt_offline_sessions', help: 'Parked persistent MQTT sessions whose offline queue this node keeps', type: 'gauge', read: () => queues.size },
+          { name: 'orghub_mqtt_queued_messages', help: 'Messages waiting in the offline queues this node keeps (as of its last append to each)', type: 'gauge', read: () => sum(queues) },
+          { name: 'orghub_mqtt_queued_total', help: 'Messages this node appended to offline MQTT session queues', type: 'counter', read: () => stats.queued },
+          {
+            name: 'orghub_mqtt_queue_dropped_total',
+            help: 'Messages of persistent MQTT sessions dropped: overflow (queue full, oldest dropped), expired (Message Expiry), unavailable (Redis failed)',
+            type: 'counter',
+            read: () => 0,
+            labelled: { label: 'reason', values: ['overflow', 'expired', 'unavailable'], byLabel: () => ({ ...stats.dropped, expired: stats.dropped.expired + fanout.stats.expired }) },
+          },
         ],
         async stop() {
           clearInterval(sweep);
-          clientIds.close();
+          takeover.close();
           server.close();
           for (const s of [...sessions]) s.disconnect(Reason.serverShuttingDown, 'server shutting down');
           await new Promise((r) => setTimeout(r, 50));
-          await ctx.retained.close();
+          await Promise.all([ctx.retained.close(), ctx.store.close()]);
         },
       };
     },

@@ -1,16 +1,21 @@
 import type { Bus, BusMessage } from '../bus/bus.ts';
 import { PatternIndex } from '../bus/patternIndex.ts';
+import { isExpired, remainingExpiryS } from './sessionCodec.ts';
 import { encodePublish, packetIdOffset, type Version } from './outbound.ts';
 
-/** What the fan-out needs from a session. */
+/** What the fan-out needs from a session: a live connection, or the offline queue of a parked one. */
 export interface Subscriber {
   readonly version: Version;
   /** Largest packet the client accepts (MQTT 5 Maximum Packet Size); Infinity when unset. */
   readonly maxOut: number;
+  /** The session's filters → granted QoS (what it holds; overlaps are merged in `route`). */
+  readonly subs: ReadonlyMap<string, 0 | 1>;
   /** Queues shared QoS 0 bytes (must not be modified). */
   sendShared(bytes: Buffer): void;
   /** Queues a QoS 1 delivery from a shared encoding with its packet id at `idOffset`. */
   sendQos1(template: Buffer, idOffset: number): void;
+  /** Set on offline queues: they take QoS 1 messages as they are, not encoded (QoS 0 is not queued). */
+  queue?(m: BusMessage): void;
 }
 
 interface Entry {
@@ -32,6 +37,8 @@ const TOPIC_CACHE = 4096;
 export interface MqttFanoutStats {
   messages: number;
   deliveries: number;
+  /** Messages not delivered because their MQTT 5 Message Expiry had passed. */
+  expired: number;
 }
 
 /**
@@ -42,13 +49,13 @@ export interface MqttFanoutStats {
  * once per (protocol version, QoS) and the bytes are queued to every subscriber; each session
  * writes its queue once per turn.
  *
- * Messages crossing the bus carry no MQTT QoS or retain flag, so live deliveries go out at the
- * subscription's granted QoS with RETAIN 0 (docs/mqtt.md).
+ * Messages crossing the bus carry no retain flag, so live deliveries go out with RETAIN 0 at
+ * min(publish QoS, granted QoS) (docs/mqtt.md).
  */
 export class MqttFanout {
   private readonly orgs = new Map<string, OrgState>();
   private patterns = 0;
-  readonly stats: MqttFanoutStats = { messages: 0, deliveries: 0 };
+  readonly stats: MqttFanoutStats = { messages: 0, deliveries: 0, expired: 0 };
 
   constructor(private readonly bus: Bus) {}
 
@@ -113,7 +120,16 @@ export class MqttFanout {
   }
 
   private deliver(subs: Map<Subscriber, 0 | 1>, m: BusMessage): void {
-    const out = { topic: m.topic, payload: m.payload, retain: false };
+    let expiryS: number | undefined;
+    if (m.expiresAt) {
+      const now = Date.now();
+      if (isExpired(m.expiresAt, now)) {
+        this.stats.expired++;
+        return;
+      }
+      expiryS = remainingExpiryS(m.expiresAt, now);
+    }
+    const out = { topic: m.topic, payload: m.payload, retain: false, expiryS };
     // Lazily encoded, indexed by version (4|5) * 2 + qos.
     let q0v4: Buffer | undefined;
     let q0v5: Buffer | undefined;
@@ -124,7 +140,9 @@ export class MqttFanout {
     let n = 0;
     for (const [s, granted] of subs) {
       // MQTT delivers at the minimum of the publish QoS and the subscription's
-      if (granted === 0 || m.qos === 0) {
+      if (s.queue) {
+        if (granted === 1 && m.qos === 1) s.queue(m);
+      } else if (granted === 0 || m.qos === 0) {
         const b = s.version === 5 ? (q0v5 ??= encodePublish(out, 0, 5)) : (q0v4 ??= encodePublish(out, 0, 4));
         if (b.length > s.maxOut) continue;
         s.sendShared(b);

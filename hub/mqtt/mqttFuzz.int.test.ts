@@ -45,8 +45,9 @@ function mutate(b: Buffer, r: () => number): Buffer {
 }
 
 /**
- * Mutation fuzzing over raw TCP: valid CONNECT, SUBSCRIBE and PUBLISH packets from mqtt-packet,
- * randomly mutated, thrown at the hub while a control pair keeps exchanging QoS 1 messages.
+ * Mutation fuzzing over raw TCP: valid CONNECT (clean and persistent sessions), SUBSCRIBE,
+ * PUBLISH, PUBACK, PUBREL and DISCONNECT packets from mqtt-packet, randomly mutated, thrown at
+ * the hub while a control pair keeps exchanging QoS 1 messages.
  */
 describe('mqtt fuzz', () => {
   let issuer: TestIssuer;
@@ -68,17 +69,22 @@ describe('mqtt fuzz', () => {
     await control.client.subscribeAsync('ctl/#', { qos: 1 });
     const pub = await connect(h.tcpUrl, await issuer.token(org, 'ctl-pub'));
 
-    const templates: { version: 4 | 5; connect: Buffer; rest: Buffer[] }[] = ([4, 5] as const).map((version) => {
+    // Clean and persistent sessions (a persistent one is parked in Redis and resumed by the next mutant).
+    const templates: { version: 4 | 5; connect: Buffer; rest: Buffer[] }[] = ([4, 5, 4, 5] as const).map((version, i) => {
       const gen = (p: Packet) => mqttPacket.generate(p, { protocolVersion: version });
+      const persistent = i >= 2 ? { clean: false, clientId: 'fz-persistent', ...(version === 5 ? { properties: { sessionExpiryInterval: 30, receiveMaximum: 10 } } : {}) } : {};
       return {
         version,
-        connect: gen({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: version, clientId: 'fz', clean: true, keepalive: 30, username: 'u', password: Buffer.from(token), will: { topic: 'ctl/will', payload: Buffer.from('w'), qos: 1, retain: false }, ...(version === 5 ? { properties: { receiveMaximum: 10, maximumPacketSize: 100000 } } : {}) }),
+        connect: gen({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: version, clientId: 'fz', clean: true, keepalive: 30, username: 'u', password: Buffer.from(token), will: { topic: 'ctl/will', payload: Buffer.from('w'), qos: 1, retain: false }, ...(version === 5 ? { properties: { receiveMaximum: 10, maximumPacketSize: 100000 } } : {}), ...persistent } as Packet),
         rest: [
           gen({ cmd: 'subscribe', messageId: 7, subscriptions: [{ topic: 'a/+/b', qos: 1 }, { topic: '#', qos: 0 }] }),
           gen({ cmd: 'publish', topic: 'fz/x', payload: Buffer.from('{"a":1}'), qos: 1, messageId: 3, retain: false, dup: false }),
           gen({ cmd: 'publish', topic: 'fz/r', payload: Buffer.from([1, 2, 3]), qos: 2, messageId: 4, retain: true, dup: false }),
           gen({ cmd: 'unsubscribe', messageId: 9, unsubscriptions: ['a/+/b'] }),
           gen({ cmd: 'pingreq' }),
+          gen({ cmd: 'puback', messageId: 1 }),
+          gen({ cmd: 'pubrel', messageId: 4 }),
+          gen({ cmd: 'disconnect', ...(version === 5 ? { reasonCode: 0x04 } : {}) }),
         ],
       };
     });
@@ -106,7 +112,7 @@ describe('mqtt fuzz', () => {
     for (let i = 0; i < MUTANTS; i += CONC) {
       const batch: Promise<void>[] = [];
       for (let j = 0; j < CONC && i + j < MUTANTS; j++) {
-        const t = templates[Math.floor(r() * 2)];
+        const t = templates[Math.floor(r() * templates.length)];
         const target = Math.floor(r() * (t.rest.length + 1));
         // Either the CONNECT itself is mutated, or a valid CONNECT is followed by a mutated packet.
         const bytes = target === t.rest.length ? mutate(t.connect, r) : Buffer.concat([t.connect, ...t.rest.slice(0, target), mutate(t.rest[target], r)]);

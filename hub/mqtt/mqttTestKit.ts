@@ -4,7 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import net from 'node:net';
-import mqttPacket, { type Packet } from 'mqtt-packet';
+import mqttPacket, { type IConnackPacket, type Packet } from 'mqtt-packet';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { freePort, startHubProcess, type HubProcess } from '../testing/hubProcess.ts';
 import type { TestIssuer } from '../testing/issuer.ts';
@@ -19,7 +19,8 @@ export interface MqttHub {
 
 export async function startMqttHub(issuer: TestIssuer, env: Record<string, string> = {}): Promise<MqttHub> {
   const mqttPort = await freePort();
-  const hub = await startHubProcess({ ...issuer.env, ORGHUB_MQTT_PORT: String(mqttPort), ORGHUB_MQTT_RATE: '100000', ...env });
+  // A generous start deadline: on a 2-core machine shared by several suites, tsx alone can take 15 s.
+  const hub = await startHubProcess({ ...issuer.env, ORGHUB_MQTT_PORT: String(mqttPort), ORGHUB_MQTT_RATE: '100000', ...env }, { timeoutMs: 60_000 });
   return { hub, mqttPort, tcpUrl: `mqtt://127.0.0.1:${mqttPort}`, wsUrl: `ws://127.0.0.1:${hub.port}/mqtt` };
 }
 
@@ -28,23 +29,39 @@ export interface Received {
   payload: Buffer;
   retain: boolean;
   qos: number;
+  dup?: boolean;
+  /** MQTT 5 Message Expiry Interval as received. */
+  expiry?: number;
 }
 
 /** An MQTT.js client plus everything it received, in order. */
 export interface Collector {
   client: MqttClient;
+  /** The CONNACK that opened the connection (`sessionPresent`, MQTT 5 properties). */
+  connack: IConnackPacket;
   got: Received[];
   /** Resolves once `pred` holds for `n` received messages; rejects after `ms`. */
   waitFor(n: number, pred?: (m: Received) => boolean, ms?: number): Promise<Received[]>;
 }
 
+/**
+ * Connects an MQTT.js client. The `connect` and `message` listeners are attached before the
+ * connection opens, so the CONNACK (`session present`) and messages a resumed session sends right
+ * after it are never missed.
+ */
 export async function connect(url: string, token: string, opts: IClientOptions = {}): Promise<Collector> {
-  const client = await mqtt.connectAsync(url, { username: 'any', password: token, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000, ...opts });
+  const client = mqtt.connect(url, { username: 'any', password: token, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000, ...opts });
   const got: Received[] = [];
-  client.on('message', (topic, payload, packet) => got.push({ topic, payload, retain: packet.retain, qos: packet.qos }));
+  client.on('message', (topic, payload, packet) => got.push({ topic, payload, retain: packet.retain, qos: packet.qos, dup: packet.dup, expiry: packet.properties?.messageExpiryInterval }));
+  const connack = await new Promise<IConnackPacket>((resolve, reject) => {
+    client.once('connect', resolve);
+    client.once('error', reject);
+    client.once('close', () => reject(new Error('closed before CONNACK')));
+  });
   client.on('error', () => {});
   return {
     client,
+    connack,
     got,
     async waitFor(n, pred = () => true, ms = 5000) {
       const deadline = Date.now() + ms;
@@ -56,6 +73,16 @@ export async function connect(url: string, token: string, opts: IClientOptions =
       }
     },
   };
+}
+
+/** Polls `cond` until it holds; false after `ms`. */
+export async function until(cond: () => boolean | Promise<boolean>, ms = 5000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) return false;
+    await sleep(20);
+  }
+  return true;
 }
 
 export { sleep };

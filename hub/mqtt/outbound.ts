@@ -11,6 +11,10 @@ export interface OutMessage {
   topic: string;
   payload: Uint8Array;
   retain: boolean;
+  /** Sent before and not acknowledged (a redelivery of a persistent session). */
+  dup?: boolean;
+  /** MQTT 5 Message Expiry Interval to send: whole seconds left (absent = none). */
+  expiryS?: number;
 }
 
 /** Encodes one PUBLISH. QoS 1 packets carry id 1, to be replaced by `withPacketId`. */
@@ -23,8 +27,9 @@ export function encodePublish(m: OutMessage, qos: 0 | 1, version: Version): Buff
       payload: Buffer.isBuffer(m.payload) ? m.payload : Buffer.from(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength),
       qos,
       retain: m.retain,
-      dup: false,
+      dup: !!m.dup && qos === 1,
       messageId: qos === 1 ? 1 : undefined,
+      ...(version === 5 && m.expiryS ? { properties: { messageExpiryInterval: m.expiryS } } : {}),
     },
     { protocolVersion: version },
   );

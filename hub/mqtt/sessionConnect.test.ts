@@ -18,7 +18,7 @@ describe('mqtt connect', () => {
   });
 
   it('connack - MQTT 5 properties announce what the bridge supports', () => {
-    assert.deepEqual(connackProperties(limits, undefined, undefined), {
+    assert.deepEqual(connackProperties(limits, undefined, 0, undefined), {
       receiveMaximum: 100,
       maximumPacketSize: 262144,
       topicAliasMaximum: 0,
@@ -29,11 +29,12 @@ describe('mqtt connect', () => {
     });
   });
 
-  it('connack - session expiry 0 only when a persistent session was asked for; assigned id when given', () => {
-    const p = connackProperties({ ...limits, maxInflight: 70000 }, 3600, 'orghub-x');
-    assert.equal(p.sessionExpiryInterval, 0);
+  it('connack - session expiry is sent only when the granted one differs (capped); assigned id when given', () => {
+    const p = connackProperties({ ...limits, maxInflight: 70000 }, 0xffffffff, 86400, 'orghub-x');
+    assert.equal(p.sessionExpiryInterval, 86400);
+    assert.equal('sessionExpiryInterval' in connackProperties(limits, 3600, 3600, undefined), false);
     assert.equal(p.assignedClientIdentifier, 'orghub-x');
     assert.equal(p.receiveMaximum, 65535, 'capped at the protocol maximum');
-    assert.equal('sessionExpiryInterval' in connackProperties(limits, 0, undefined), false);
+    assert.equal('sessionExpiryInterval' in connackProperties(limits, 0, 0, undefined), false);
   });
 });

@@ -3,8 +3,8 @@ import type { Principal } from '../auth/principal.ts';
 import type { RateLimits } from '../limits/connLimits.ts';
 import type { Admission, LimitService, Slot } from '../limits/limitService.ts';
 import { Reason } from './codes.ts';
-import type { MqttSession } from './mqttSession.ts';
 import type { Version } from './outbound.ts';
+import type { SessionPort } from './sessionPort.ts';
 
 /**
  * The MQTT side of hub/limits: admission at CONNECT, and size and rate checks per PUBLISH. Kept
@@ -54,7 +54,7 @@ export function overLimitAction(qos: number, version: Version, kind: 'rate' | 's
  * when it may go on; otherwise handles it (ack, drop, wait or close) and returns what the
  * publish handler should return. `retry` handles the packet again after a 3.1.1 wait.
  */
-export function checkPublish(s: MqttSession, p: IPublishPacket, bytes: number, command: boolean, retry: () => void | Promise<void>): { done: void | Promise<void> } | undefined {
+export function checkPublish(s: SessionPort, p: IPublishPacket, bytes: number, command: boolean, retry: () => void | Promise<void>): { done: void | Promise<void> } | undefined {
   const lim = s.lim;
   const quotas = s.ctx.quotas;
   let kind: 'rate' | 'size';
@@ -75,10 +75,10 @@ export function checkPublish(s: MqttSession, p: IPublishPacket, bytes: number, c
       quotas.dropped++;
       return { done: undefined };
     case 'refuse':
-      if (s.state === 'open') s.send({ cmd: p.qos === 1 ? 'puback' : 'pubrec', messageId: p.messageId, reasonCode: a.code });
+      if (s.open) s.send({ cmd: p.qos === 1 ? 'puback' : 'pubrec', messageId: p.messageId, reasonCode: a.code });
       return { done: undefined };
     case 'delay':
-      return { done: new Promise<void>((r) => setTimeout(r, a.ms)).then(() => (s.state === 'open' ? retry() : undefined)) };
+      return { done: new Promise<void>((r) => setTimeout(r, a.ms)).then(() => (s.open ? retry() : undefined)) };
     case 'close':
       if (kind === 'rate') {
         lim.hit('abuse');

@@ -1,17 +1,16 @@
-import { isReservedTopic } from '../fleet/fleet.ts';
-import { isPresenceTopic } from '../presence/presence.ts';
 import type { IPublishPacket, IPubrelPacket, Packet } from 'mqtt-packet';
-import { isValidTopic } from '../acl/topic.ts';
 import type { ContentType } from '../bus/bus.ts';
+import { detectContentType } from '../bus/contentType.ts';
+import type { PublishOptions } from '../core/publisher.ts';
 import { HubError } from '../errors.ts';
 import { Reason } from './codes.ts';
-import { detectContentType } from '../bus/contentType.ts';
-import { handleCommand, isCommandTopic } from './inbound.ts';
+import { handleCommand, isCommandTopic } from './commandPublish.ts';
 import { clip } from './limits.ts';
-import type { MqttSession } from './mqttSession.ts';
 import type { Version } from './outbound.ts';
 import type { RetainedMessage } from './retained.ts';
+import { messageExpiresAt } from './sessionCodec.ts';
 import { checkPublish } from './sessionLimits.ts';
+import type { SessionPort } from './sessionPort.ts';
 
 /**
  * PUBACK (QoS 1) or PUBREC (QoS 2) carrying `code`. MQTT 3.1.1 has no reason code, and MQTT 5
@@ -23,16 +22,19 @@ export function ackPacket(qos: 1 | 2, messageId: number | undefined, code: numbe
 }
 
 /**
- * Inbound PUBLISH (QoS 0, 1 or 2): `$cmd/` commands, the topic grammar, the publish grants, the
- * retained store and then the bus. Returns a promise only when it waits (Redis, the event store),
- * so that the session can keep the hot path synchronous.
+ * Inbound PUBLISH (QoS 0, 1 or 2): `$cmd/` commands, then the hub's `Publisher` (topic grammar,
+ * the reserved `$commands/...` and presence topics, publish grants and the `publish.denied` audit,
+ * shared with WebSocket and HTTP; history topics appended before the publish), the retained
+ * store and the bus. Returns a promise only when it waits (Redis, the event store), so that the
+ * session can keep the hot path synchronous. This is where a PUBLISH is accepted: a per-message
+ * hook (rate limit, quota) belongs right after the QoS 2 duplicate check.
  */
-export function handlePublish(s: MqttSession, p: IPublishPacket): void | Promise<void> {
+export function handlePublish(s: SessionPort, p: IPublishPacket): void | Promise<void> {
   const qos = p.qos;
   if (p.properties?.topicAlias !== undefined) return s.disconnect(Reason.topicAliasInvalid, 'topic aliases are not supported (Topic Alias Maximum is 0)');
   const payload = typeof p.payload === 'string' ? Buffer.from(p.payload) : p.payload;
   if (qos === 2) {
-    // A resend before PUBREL is acknowledged again and not published again.
+    // A resend before PUBREL is acknowledged again and not published again (also across a resumed session).
     if (s.qos2.has(p.messageId!)) return s.send({ cmd: 'pubrec', messageId: p.messageId });
     if (s.qos2.size >= s.ctx.limits.maxInflight) return s.disconnect(Reason.receiveMaximumExceeded, 'receive maximum exceeded');
   }
@@ -44,30 +46,28 @@ export function handlePublish(s: MqttSession, p: IPublishPacket): void | Promise
       return handleCommand(s.ctx, s, p.topic, payload).then((code) => afterInbound(s, code, p));
     });
   }
-  if (!isValidTopic(p.topic)) {
+  let topic: string;
+  try {
+    topic = s.ctx.publisher.check(s, p.topic, 'mqtt');
+  } catch (err) {
+    if (!(err instanceof HubError)) throw err;
+    if (err.code === 'forbidden') return ack(s, Reason.notAuthorized, p);
     s.audit('session.protocol_violation', { reason: 'topic_invalid', topic: clip(p.topic) });
     return s.disconnect(Reason.topicNameInvalid, 'topic outside the hub grammar (segments of A-Z a-z 0-9 _ - ~ : = @)');
   }
-  // Command topics are reserved whatever the grants say: only the hub publishes fleet commands.
-  if (isReservedTopic(p.topic) || isPresenceTopic(p.topic)) {
-    s.audit('publish.denied', { topic: p.topic, transport: 'mqtt', reason: 'reserved' });
-    return ack(s, Reason.notAuthorized, p);
-  }
-  if (!s.grants.canPublish(p.topic)) {
-    s.audit('publish.denied', { topic: p.topic, transport: 'mqtt' });
-    return ack(s, Reason.notAuthorized, p);
-  }
+  // Size and rate limits of the tier (hub/limits): MQTT 5 PUBACK/PUBREC 0x97, QoS 0 dropped and counted.
   const over = checkPublish(s, p, payload.length, false, () => handlePublish(s, p));
   if (over) return over.done;
   const contentType = detectContentType(payload);
-  if (!p.retain) return afterBus(s, toBus(s, p.topic, payload, contentType, qos), p);
-  const msg: RetainedMessage = { topic: p.topic, payload: Buffer.from(payload), contentType, qos: qos === 0 ? 0 : 1, from: s.principal.sub, ts: Date.now() };
+  const opts: PublishOptions = { qos: qos === 0 ? 0 : 1, expiresAt: messageExpiresAt(p.properties?.messageExpiryInterval, Date.now()) };
+  if (!p.retain) return afterBus(s, toBus(s, topic, payload, contentType, opts), p);
+  const msg: RetainedMessage = { topic, payload: Buffer.from(payload), contentType, qos: qos === 0 ? 0 : 1, from: s.principal.sub, ts: Date.now() };
   return s.ctx.retained.set(s.principal.org, msg).then(
     (stored) => {
-      if (stored) return afterBus(s, toBus(s, p.topic, payload, contentType, qos), p);
+      if (stored) return afterBus(s, toBus(s, topic, payload, contentType, opts), p);
       // Over the org's retained-topic or retained-bytes cap: refused whole (not published), as MQTT 5 0x97 says.
       s.lim.hit('retained_bytes');
-      s.audit('limit.hit', { limit: 'retained_topics', topic: p.topic, transport: 'mqtt' });
+      s.audit('limit.hit', { limit: 'retained_topics', topic, transport: 'mqtt' });
       ack(s, Reason.quotaExceeded, p);
     },
     (err) => {
@@ -82,44 +82,38 @@ export function handlePublish(s: MqttSession, p: IPublishPacket): void | Promise
  * exchange open gets PUBCOMP 0x92 in MQTT 5 (3.1.1 has no reason codes: a plain PUBCOMP, which is
  * also what a client resending PUBREL after a lost PUBCOMP needs).
  */
-export function handlePubrel(s: MqttSession, p: IPubrelPacket): void {
+export function handlePubrel(s: SessionPort, p: IPubrelPacket): void {
   const known = s.qos2.delete(p.messageId ?? 0);
   if (!known && s.version === 5) s.send({ cmd: 'pubcomp', messageId: p.messageId, reasonCode: Reason.packetIdentifierNotFound });
   else s.send({ cmd: 'pubcomp', messageId: p.messageId });
 }
 
 /** `afterInbound` once the publish is done (a history topic waits for its append). */
-function afterBus(s: MqttSession, code: number | Promise<number>, p: IPublishPacket): void | Promise<void> {
+function afterBus(s: SessionPort, code: number | Promise<number>, p: IPublishPacket): void | Promise<void> {
   return typeof code === 'number' ? afterInbound(s, code, p) : code.then((c) => afterInbound(s, c, p));
 }
 
 /**
- * Hands a PUBLISH to the bus; `unspecified` when the bus is down (nothing was published). A topic
- * of a namespace with history is appended to it first (docs/history.md), so the answer waits.
+ * Hands a checked PUBLISH to the bus through the Publisher; `unspecified` when the bus is down
+ * (nothing was published). A topic of a namespace with history is appended to it first
+ * (docs/history.md), so the answer then waits for the append.
  */
-function toBus(s: MqttSession, topic: string, payload: Buffer, contentType: ContentType, qos: 0 | 1 | 2): number | Promise<number> {
-  const history = s.ctx.history;
-  if (history?.retention(topic)) {
-    return history.publish(s.principal.org, topic, payload, { contentType, from: s.principal.sub, qos: qos === 0 ? 0 : 1 }).then(
-      () => Reason.success,
-      (err) => {
-        if (err instanceof HubError && err.code === 'unavailable') return Reason.unspecified;
-        throw err;
-      },
-    );
-  }
-  try {
-    s.ctx.bus.publish(s.principal.org, topic, payload, { contentType, from: s.principal.sub, qos: qos === 0 ? 0 : 1 });
-    return Reason.success;
-  } catch (err) {
+function toBus(s: SessionPort, topic: string, payload: Buffer, contentType: ContentType, opts: PublishOptions): number | Promise<number> {
+  const unavailable = (err: unknown): number => {
     if (err instanceof HubError && err.code === 'unavailable') return Reason.unspecified;
     throw err;
+  };
+  try {
+    const r = s.ctx.publisher.send(s, topic, payload, contentType, opts);
+    return r instanceof Promise ? r.then(() => Reason.success, unavailable) : Reason.success;
+  } catch (err) {
+    return unavailable(err);
   }
 }
 
 /** Acks a PUBLISH with `code`; a QoS 2 id that was taken (code < 0x80) waits for PUBREL. */
-function ack(s: MqttSession, code: number, p: IPublishPacket): void {
-  if (p.qos === 0 || s.state !== 'open') return;
+function ack(s: SessionPort, code: number, p: IPublishPacket): void {
+  if (p.qos === 0 || !s.open) return;
   if (p.qos === 2 && code < 0x80) s.qos2.add(p.messageId!);
   s.send(ackPacket(p.qos, p.messageId, code, s.version));
 }
@@ -129,11 +123,7 @@ function ack(s: MqttSession, code: number, p: IPublishPacket): void {
  * is down, nothing was taken) closes a 3.1.1 connection without an ack, so the client resends
  * after reconnecting; MQTT 5 gets the reason code instead.
  */
-function afterInbound(s: MqttSession, code: number, p: IPublishPacket): void {
-  if (code === Reason.unspecified && s.version === 4) {
-    s.closeReason = 'hub unavailable';
-    s.close();
-    return;
-  }
+function afterInbound(s: SessionPort, code: number, p: IPublishPacket): void {
+  if (code === Reason.unspecified && s.version === 4) return s.dropForRetry('hub unavailable');
   ack(s, code, p);
 }

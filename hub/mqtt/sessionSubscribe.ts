@@ -2,9 +2,9 @@ import type { ISubscribePacket, IUnsubscribePacket, Packet } from 'mqtt-packet';
 import type { Grants } from '../acl/grants.ts';
 import { isValidPattern } from '../acl/topic.ts';
 import { isSharedFilter, Reason, subackRefusal, type FilterRefusal } from './codes.ts';
-import type { MqttSession } from './mqttSession.ts';
 import { encodePublish, packetIdOffset, type Version } from './outbound.ts';
 import type { RetainedMessage } from './retained.ts';
+import type { SessionPort } from './sessionPort.ts';
 import { deviceOfCommandTopic, isReservedTopic } from '../fleet/fleet.ts';
 
 /**
@@ -38,9 +38,10 @@ export function unsubackPacket(messageId: number | undefined, removed: boolean[]
 
 /**
  * SUBSCRIBE: each filter is granted or refused on its own. The bus subscription is confirmed
- * before SUBACK, and retained messages follow SUBACK.
+ * before SUBACK, and retained messages follow SUBACK. A persistent session stores its new
+ * subscriptions before SUBACK is sent (best effort: a Redis failure is logged, not refused).
  */
-export async function handleSubscribe(s: MqttSession, p: ISubscribePacket): Promise<void> {
+export async function handleSubscribe(s: SessionPort, p: ISubscribePacket): Promise<void> {
   const granted: number[] = [];
   const retainedFor: { pattern: string; qos: 0 | 1 }[] = [];
   const commandTopics: string[] = [];
@@ -82,14 +83,15 @@ export async function handleSubscribe(s: MqttSession, p: ISubscribePacket): Prom
   }
   // The bus subscription is confirmed before SUBACK, so no publish after SUBACK is missed.
   if (opened) await s.ctx.bus.flush().catch(() => {});
-  if (s.state !== 'open') return;
+  if (!s.open) return;
+  if (granted.some((g) => g < 0x80)) s.subscriptionsChanged();
   s.send({ cmd: 'suback', messageId: p.messageId, granted });
   for (const r of retainedFor) await sendRetained(s, r.pattern, r.qos);
   for (const pattern of commandTopics) await attachCommands(s, pattern);
 }
 
 /** Fleet commands go out at QoS 1 on `$commands/<device>`, pending ones right after SUBACK. */
-async function attachCommands(s: MqttSession, pattern: string): Promise<void> {
+async function attachCommands(s: SessionPort, pattern: string): Promise<void> {
   const detach = await s.ctx.fleet!.attach(s.principal.org, deviceOfCommandTopic(pattern)!, {
     session: s.session,
     transport: 'mqtt',
@@ -98,8 +100,7 @@ async function attachCommands(s: MqttSession, pattern: string): Promise<void> {
       if (bytes.length <= s.maxOut) s.sendQos1(bytes, packetIdOffset(bytes));
     },
   });
-  if (s.state !== 'open' || !s.subs.has(pattern)) return detach();
-  (s.fleet ??= new Map()).set(pattern, detach);
+  s.holdFleet(pattern, detach);
 }
 
 /** Retained messages read and queued per page; the next page waits until the socket has drained. */
@@ -112,22 +113,22 @@ const RETAINED_PAGE = 100;
  * window, so a `#` subscription in a large org respects backpressure instead of buffering it all.
  * A store failure sends nothing more.
  */
-async function sendRetained(s: MqttSession, pattern: string, granted: 0 | 1): Promise<void> {
+async function sendRetained(s: SessionPort, pattern: string, granted: 0 | 1): Promise<void> {
   const store = s.ctx.retained;
   const pages = store.matchPages ? store.matchPages(s.principal.org, pattern, RETAINED_PAGE) : (async function* () { yield await store.match(s.principal.org, pattern); })();
   try {
     for await (const page of pages) {
-      if (s.state !== 'open') return;
+      if (!s.open) return;
       queueRetained(s, page, granted);
       s.flush();
-      while (s.state === 'open' && (s.sock.buffered() > s.ctx.limits.maxBackpressure / 4 || s.inflight.queued > 0)) await new Promise((r) => setTimeout(r, 10));
+      while (s.open && s.backlogged) await new Promise((r) => setTimeout(r, 10));
     }
   } catch (err) {
     s.ctx.log.warn({ err: (err as Error).message, session: s.session }, 'retained messages unavailable for a subscription');
   }
 }
 
-function queueRetained(s: MqttSession, list: RetainedMessage[], granted: 0 | 1): void {
+function queueRetained(s: SessionPort, list: RetainedMessage[], granted: 0 | 1): void {
   for (const m of list) {
     const qos: 0 | 1 = m.qos < granted ? m.qos : granted;
     const bytes = encodePublish({ topic: m.topic, payload: m.payload, retain: true }, qos, s.version);
@@ -138,20 +139,15 @@ function queueRetained(s: MqttSession, list: RetainedMessage[], granted: 0 | 1):
 }
 
 /** UNSUBSCRIBE: drops each filter this session holds. */
-export function handleUnsubscribe(s: MqttSession, p: IUnsubscribePacket): void {
+export function handleUnsubscribe(s: SessionPort, p: IUnsubscribePacket): void {
   const removed = p.unsubscriptions.map((pattern) => {
     if (!s.subs.delete(pattern)) return false;
-    const detach = s.fleet?.get(pattern);
-    if (detach) {
-      s.fleet!.delete(pattern);
-      detach();
-      s.ctx.quotas.dropPattern(s.principal.org, pattern);
-    } else {
-      s.ctx.fanout.remove(s.principal.org, pattern, s);
-      s.ctx.quotas.dropPattern(s.principal.org, pattern);
-      s.ctx.presence?.unsubscribed(s.session, pattern);
-    }
+    s.ctx.quotas.dropPattern(s.principal.org, pattern);
+    if (s.dropFleet(pattern)) return true;
+    s.ctx.fanout.remove(s.principal.org, pattern, s);
+    s.ctx.presence?.unsubscribed(s.session, pattern);
     return true;
   });
+  if (removed.some(Boolean)) s.subscriptionsChanged();
   s.send(unsubackPacket(p.messageId, removed, s.version));
 }

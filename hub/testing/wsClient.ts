@@ -79,6 +79,19 @@ export class TestClient {
     });
   }
 
+  /**
+   * A barrier instead of a fixed sleep: one ping round trip. Every frame the hub queued for this
+   * connection before it answered is read before the pong (one TCP stream, in order). Use it after
+   * a marker that was published after the traffic under test has arrived: anything routed before
+   * the marker is then in `frames`.
+   */
+  async settle(timeoutMs = 5000): Promise<void> {
+    const id = `settle-${this.nextId++}`;
+    const p = this.waitFor((f) => f.op === 'pong' && f.id === id, timeoutMs);
+    this.send({ op: 'ping', id });
+    await p;
+  }
+
   messages(topic?: string): Frame[] {
     return this.frames.filter((f) => f.op === 'msg' && (topic === undefined || f.topic === topic));
   }

@@ -128,10 +128,13 @@ describe('ws auth', () => {
       { name: 'oversized', reason: 'token_too_large', token: issuer.sign(claims({ pad: 'x'.repeat(7000) })) },
       { name: 'empty sub', reason: 'bad_claim:sub', token: issuer.sign(claims({ sub: '' })) },
       { name: 'empty jti', reason: 'bad_claim:jti', token: issuer.sign(claims({ jti: '' })) },
+      { name: 'lifetime beyond ORGHUB_JWT_MAX_TTL', reason: 'token_lifetime_too_long', token: issuer.sign(claims({ exp: now() + 2 * 86400 })) },
+      { name: 'iat in the future', reason: 'bad_claim:iat', token: issuer.sign(claims({ iat: now() + 3600, exp: now() + 3900 })) },
     ];
     // Every literal reason the verifier raises must reach a WebSocket client unchanged; token_missing
     // has its own test above, and the fail-closed catch-all cannot be aimed at.
-    const expected = new Set(cases.map((c) => c.reason).filter((r): r is string => typeof r === 'string'));
+    // bad_typ needs a hub with ORGHUB_JWT_TYP: its own test below.
+    const expected = new Set([...cases.map((c) => c.reason).filter((r): r is string => typeof r === 'string'), 'bad_typ']);
     const uncovered = verifierReasons().filter((r) => r !== 'token_missing' && !UNREACHABLE_REASONS.includes(r) && !expected.has(r));
     assert.deepEqual(uncovered, [], 'verifier reasons without a hostile WebSocket case here: add one per reason');
 
@@ -149,6 +152,21 @@ describe('ws auth', () => {
     // Positive control: the same machinery accepts a good token.
     const c = await connect(good);
     await expectOk(c, { op: 'sub', topic: '#' });
+  });
+
+  it('ws auth - with ORGHUB_JWT_TYP set, a token of another typ is refused with bad_typ; the configured typ connects', async () => {
+    const typed = await startHubProcess({ ...issuer.env, ORGHUB_JWT_TYP: 'at+jwt' }, { timeoutMs: 45_000 });
+    try {
+      const org = testOrg();
+      const claims = { iss: 'orghub-test', aud: 'orghub-test', sub: 'u1', org, roles: ['admin'], iat: now(), exp: now() + 600 };
+      const r = await refusal(typed.wsUrl, await issuer.sign(claims, { header: { typ: 'JWT' } }));
+      assert.deepEqual(r, { status: 401, body: 'bad_typ' });
+      const ok = await TestClient.connect(typed.wsUrl, await issuer.sign(claims, { header: { typ: 'at+jwt' } }));
+      await expectOk(ok, { op: 'sub', topic: 't/#' });
+      await ok.close();
+    } finally {
+      await typed.stop();
+    }
   });
 
   it('ws auth - a token in the access_token query parameter works', async () => {

@@ -4,7 +4,7 @@ import { headers, type NatsConnection } from '@nats-io/transport-node';
 import { Packr } from 'msgpackr';
 import { createTestIssuer, type TestIssuer } from '../../testing/issuer.ts';
 import { startHubProcess, testOrg, type HubProcess } from '../../testing/hubProcess.ts';
-import { sleep, TestClient } from '../../testing/wsClient.ts';
+import { TestClient } from '../../testing/wsClient.ts';
 import { collect, connectNats } from '../../testing/natsClient.ts';
 
 /**
@@ -138,7 +138,7 @@ describe('cluster', () => {
     assert.equal((await p.request({ op: 'pub', topic: 'devices/d1/telemetry', data: { v: 1 } })).op, 'ok');
     assert.equal((await p.request({ op: 'pub', topic: 'other/end', data: { v: 'end' } })).op, 'ok');
     await s.waitFor((f) => f.op === 'msg' && f.topic === 'other/end');
-    await sleep(200);
+    await s.settle();
     const got = s.messages('devices/d1/telemetry');
     assert.equal(got.length, 1, 'one delivery however many of the connection\'s patterns match');
     assert.ok(overlapping.includes(got[0].sub), `sub names a matching pattern: ${got[0].sub}`);
@@ -148,7 +148,7 @@ describe('cluster', () => {
     await subscribe(s, 'other/#');
     assert.equal((await p.request({ op: 'pub', topic: 'other/again', data: 1 })).op, 'ok');
     await s.waitFor((f) => f.op === 'msg' && f.topic === 'other/again');
-    await sleep(200);
+    await s.settle();
     assert.equal(s.messages('other/again').length, 1);
   });
 
@@ -167,7 +167,7 @@ describe('cluster', () => {
     await nc.flush();
     assert.equal((await p.request({ op: 'pub', topic: 'ctl', data: 'after' })).op, 'ok');
     await s.waitFor((f) => f.op === 'msg' && f.topic === 'ctl');
-    await sleep(200);
+    await s.settle();
     assert.deepEqual(s.messages().map((f) => f.topic), ['x/1', 'ctl']);
     // Unsubscribing what was never subscribed is harmless.
     assert.equal((await s.request({ op: 'unsub', topic: 'never/#' })).op, 'ok');
@@ -222,7 +222,7 @@ describe('cluster', () => {
     const N = 200;
     for (let i = 0; i < N; i++) p.send({ op: 'pub', topic: 'burst/seq', data: { i, pad: 'x'.repeat(64) } });
     await s.waitFor((f) => f.op === 'msg' && f.data?.i === N - 1, 10_000);
-    await sleep(100);
+    await s.settle();
     const got = s.messages('burst/seq').map((f) => f.data.i);
     assert.deepEqual(got, Array.from({ length: N }, (_, i) => i), 'every message, once, in publish order');
     assert.ok(arrays >= 1, `expected at least one coalesced array frame (got ${wsMessages} WebSocket messages for ${N} msgs)`);

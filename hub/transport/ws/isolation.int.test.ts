@@ -93,7 +93,7 @@ describe('isolation', () => {
     await aj.waitFor((f) => f.op === 'msg' && f.topic === 'x');
     await am.waitFor((f) => f.op === 'msg' && f.topic === 'x');
     await bObserver.waitFor((f) => f.op === 'msg' && f.topic === '$presence/d1');
-    await sleep(300);
+    await Promise.all([aj.settle(), am.settle(), bObserver.settle()]);
 
     onlyOwn(aj, 'MARK-A', 'json client of org A');
     onlyOwn(am, 'MARK-A', 'msgpack client of org A');
@@ -205,7 +205,7 @@ describe('isolation', () => {
     await a.waitFor((f) => f.op === 'msg' && f.topic === 'x');
     await expectOk(bPub, { op: 'pub', topic: 'y', data: 'SECRET-B' });
     await bObserver.waitFor((f) => f.op === 'msg' && f.topic === 'y');
-    await sleep(200);
+    await Promise.all([a.settle(), bObserver.settle()]);
     onlyOwn(a, 'MARK-A', 'refreshed-with-B connection');
     assert.deepEqual(bObserver.messages().map((m) => m.data), ['SECRET-B']);
   });
@@ -231,7 +231,7 @@ describe('isolation', () => {
     await expectOk(admin, { op: 'pub', topic: 'devices/d2/cmd', data: 'for d2 only' });
     await admin.waitFor((f) => f.op === 'msg' && f.topic === 'devices/d2/cmd');
     await d1.waitFor((f) => f.op === 'msg' && f.topic === 'devices/d1/cmd');
-    await sleep(200);
+    await Promise.all([admin.settle(), d1.settle()]);
     assert.deepEqual(admin.messages().map((m) => m.topic), ['devices/d1/telemetry', 'devices/d1/cmd', 'devices/d2/cmd']);
     assert.ok(!d1.messages().some((m) => m.topic === 'devices/d2/cmd'));
     // Its overlapping `devices/d1/#` and `devices/d1/+` deliver each message once (no amplification).

@@ -76,6 +76,12 @@ interface Conn extends ClientContext {
   history?: Map<string, HistorySubscription | null>;
   /** This connection in the node's session registry. */
   live?: LiveSession;
+  /** Last frame (data, ping or pong) received from the client, for the idle sweep. */
+  lastSeen: number;
+  /** The hub pinged this silent connection and waits for any frame back. */
+  pinged: boolean;
+  /** Set when the connection was cut as a slow consumer: no more deliveries, 4001 once drained. */
+  cutAt?: number;
 }
 
 type Id = number | string | undefined;
@@ -94,31 +100,73 @@ function pickProtocol(header: string): Encoding | undefined | null {
  * The WebSocket endpoint `/v1/ws`: authenticates the upgrade, then serves the frame protocol
  * of docs/protocol.md. Every frame is answered; only protocol violations close the socket.
  */
-export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): void } {
+export function mountWebSocket(deps: WsDeps): { connections(): number; stop(waitMs?: number): Promise<void> } {
   const { app, verifier, roleGrants, publisher, fanout, audit, log, limits, rateLimits } = deps;
   const sockets = new Set<WebSocket<Conn>>();
 
   /**
-   * Slow-consumer policy. A socket holding more than half of ORGHUB_MAX_BACKPRESSURE unsent is told
-   * 4001 (the close frame queues behind the data it has not read). uWS itself drops any socket
-   * that reaches the full bound (closeOnBackpressureLimit), so memory stays bounded even between
-   * sweeps; that cut is abrupt and the client sees 1006.
+   * Slow-consumer policy. A socket holding more than half of ORGHUB_MAX_BACKPRESSURE unsent is cut:
+   * it leaves its subscriptions (nothing more is delivered), and once the client has read what was
+   * buffered it gets the close frame 4001. A close frame cannot overtake unread data, and uWS's
+   * end() gives the peer only a few seconds, so ending at once would lose the frame (a 1006) for a
+   * client that resumes reading later. A cut client that never drains within the idle timeout is
+   * dropped without a frame (1006). Between sweeps uWS skips sends above the full bound
+   * (closeOnBackpressureLimit off), so memory stays bounded by ORGHUB_MAX_BACKPRESSURE.
+   *
+   * Idle policy: uWS's own idleTimeout closes without a close frame, so it is off and this sweep
+   * does it: a connection silent for half of ORGHUB_IDLE_TIMEOUT is pinged, one silent for the
+   * whole of it gets 4002 (the peer that is merely quiet answers the ping; ws clients do).
    */
   const slowThreshold = limits.maxBackpressure / 2;
+  const idleMs = limits.idleTimeoutSeconds * 1000;
+  let cutCount = 0;
+  let draining = false;
   const sweep = setInterval(() => {
     const now = Date.now();
     for (const ws of sockets) {
       const c = ws.getUserData();
+      if (c.cutAt !== undefined) {
+        if (ws.getBufferedAmount() === 0) close(ws, CloseCode.slowConsumer, 'slow consumer');
+        else if (idleMs > 0 && now - c.cutAt > idleMs) {
+          c.closeReason = 'slow consumer that never read its buffer';
+          ws.close();
+        }
+        continue;
+      }
       if (c.expMs <= now) {
         close(ws, CloseCode.tokenExpired, 'token expired');
         continue;
       }
-      if (ws.getBufferedAmount() <= slowThreshold) continue;
-      audit.record(c.principal.org, 'limit.hit', { limit: 'backpressure', max: limits.maxBackpressure, transport: 'ws' }, { actor: c.principal.sub, session: c.session });
-      close(ws, CloseCode.slowConsumer, 'slow consumer');
+      if (ws.getBufferedAmount() > slowThreshold) {
+        audit.record(c.principal.org, 'limit.hit', { limit: 'backpressure', max: limits.maxBackpressure, transport: 'ws' }, { actor: c.principal.sub, session: c.session });
+        c.cutAt = now;
+        cutCount++;
+        for (const pattern of [...c.subs]) unsubscribe(ws, c, pattern);
+        continue;
+      }
+      if (idleMs <= 0) continue;
+      const silent = now - c.lastSeen;
+      if (silent >= idleMs) close(ws, CloseCode.idleTimeout, 'idle');
+      else if (silent >= idleMs / 2 && !c.pinged) {
+        c.pinged = true;
+        ws.ping();
+      }
     }
   }, 250);
   sweep.unref();
+  const seen = (ws: WebSocket<Conn>) => {
+    const c = ws.getUserData();
+    c.lastSeen = Date.now();
+    c.pinged = false;
+  };
+
+  /**
+   * The connection's logger: its correlation id is its session id, which is also the `session` and
+   * `correlationId` of the events it causes. Made per log line, not kept per connection (memory at
+   * 10k idle sockets); debug lines are built only when debug is on.
+   */
+  const connLog = (session: string) => log.child({ correlationId: session });
+  const debugOn = log.isLevelEnabled('debug');
 
   const send = (ws: WebSocket<Conn>, frame: object) => {
     const c = ws.getUserData();
@@ -319,6 +367,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
         return refresh(ws, c, f.id, f.token);
       case 'cmd': {
         if (!deps.commands) throw new HubError('unavailable', 'commands are not enabled on this hub');
+        if (draining) throw new HubError('unavailable', 'the hub is shutting down: retry on another node');
         if (c.inflight >= c.lim.inflightCommands) {
           c.lim.hit('inflight_commands');
           throw new HubError('limit', `at most ${c.lim.inflightCommands} commands in flight per connection`);
@@ -359,16 +408,19 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       ws.cork(() => fail(ws, id, err.code, err.message, err.retryAfterMs === undefined ? undefined : { retryAfterMs: err.retryAfterMs }));
       return;
     }
-    log.error({ err, session: c.session }, 'frame handling failed');
+    connLog(c.session).error({ err }, 'frame handling failed');
     ws.cork(() => fail(ws, id, 'internal', 'internal error'));
   };
 
   app.ws<Conn>('/v1/ws', {
+    // Above maxPayloadLength uWS (20.30) force-closes the TCP connection: the client sees 1006,
+    // never 1009; the JS API has no hook to answer with a close frame instead (docs/protocol.md).
     maxPayloadLength: limits.maxFrameBytes,
-    idleTimeout: limits.idleTimeoutSeconds,
-    sendPingsAutomatically: true,
+    // Idle and slow-consumer closes are the sweep's (above), with close frames 4002 and 4001.
+    idleTimeout: 0,
+    sendPingsAutomatically: false,
     maxBackpressure: limits.maxBackpressure,
-    closeOnBackpressureLimit: 1,
+    closeOnBackpressureLimit: 0,
 
     upgrade: (res: HttpResponse, req: HttpRequest, context: us_socket_context_t) => {
       // Everything needed from req is copied before the first await (uWS invalidates it).
@@ -378,6 +430,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       // An API key may also come as X-Api-Key (docs/access.md); a JWT or a key in Bearer wins.
       const token = extractToken(req.getHeader('authorization'), req.getQuery() ?? '') ?? (req.getHeader('x-api-key') || undefined);
       const ip = Buffer.from(res.getRemoteAddressAsText()).toString();
+      const session = randomUUID();
       let aborted = false;
       res.onAborted(() => {
         aborted = true;
@@ -428,11 +481,13 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
           const conn: Conn = {
             principal,
             grants: compileGrants(principal, roleGrants),
-            session: randomUUID(),
+            session,
             enc: enc ?? 'json',
             subs: [],
             expMs: principal.exp * 1000,
             openedAt: Date.now(),
+            lastSeen: Date.now(),
+            pinged: false,
             closed: false,
             lim: a.lim,
             slots: a.slots,
@@ -448,11 +503,12 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
         (err) => {
           if (err instanceof HubError && err.code === 'unavailable') {
             // The keys could not be fetched: our problem, not the token's. The client retries as is.
-            log.warn({ err: err.message }, 'token keys unavailable');
+            connLog(session).warn({ err: err.message }, 'token keys unavailable');
             return refuse('503 Service Unavailable', err.message);
           }
           const reason = err instanceof AuthError ? err.reason : 'token_invalid';
-          if (!(err instanceof AuthError)) log.warn({ err }, 'token verification failed unexpectedly');
+          if (!(err instanceof AuthError)) connLog(session).warn({ err }, 'token verification failed unexpectedly');
+          else if (debugOn) connLog(session).debug({ reason }, 'ws upgrade refused');
           audit.record(undefined, 'session.rejected', { reason, transport: 'ws' });
           refuse('401 Unauthorized', reason);
         },
@@ -463,6 +519,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       sockets.add(ws);
       const c = ws.getUserData();
       deps.presence?.connected(c.principal.org, { session: c.session, sub: c.principal.sub, transport: 'ws' });
+      if (debugOn) connLog(c.session).debug({ org: c.principal.org, sub: c.principal.sub, enc: c.enc }, 'ws connected');
       audit.record(c.principal.org, 'session.connected', { transport: 'ws', encoding: c.enc, roles: c.principal.roles, jti: c.principal.jti }, { actor: c.principal.sub, session: c.session });
       // Registered last: a revocation that arrived during the upgrade ends the session right here.
       if (deps.sessions) {
@@ -471,7 +528,11 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       }
     },
 
+    ping: (ws) => seen(ws),
+    pong: (ws) => seen(ws),
+
     message: (ws, message, isBinary) => {
+      seen(ws);
       const c = ws.getUserData();
       let frame: ClientFrame;
       try {
@@ -493,6 +554,8 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       sockets.delete(ws);
       const c = ws.getUserData();
       c.closed = true;
+      if (debugOn) connLog(c.session).debug({ code, reason: c.closeReason }, 'ws closed');
+      if (c.cutAt !== undefined) cutCount--;
       fanout.remove(c);
       for (const pattern of c.subs) rateLimits.dropPattern(c.principal.org, pattern);
       for (const [pattern, hs] of c.history ?? []) {
@@ -509,15 +572,24 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(): v
       audit.record(
         c.principal.org,
         'session.disconnected',
-        { transport: 'ws', code, reason: c.closeReason ?? (code === 1006 ? 'connection lost, idle, oversized frame or backpressure bound' : 'client closed'), durationMs: Date.now() - c.openedAt },
+        { transport: 'ws', code, reason: c.closeReason ?? (code === 1006 ? 'connection lost or oversized frame' : 'client closed'), durationMs: Date.now() - c.openedAt },
         { actor: c.principal.sub, session: c.session },
       );
     },
   });
 
   return {
-    connections: () => sockets.size,
-    stop() {
+    /** Connections served: one cut as a slow consumer and waiting to drain no longer counts. */
+    connections: () => sockets.size - cutCount,
+    /**
+     * Drain: commands already in flight get their ack (up to `waitMs`), then every client is told
+     * 4000 (reconnect elsewhere). New commands meanwhile are refused `unavailable`, which clients retry.
+     */
+    async stop(waitMs = 0) {
+      draining = true;
+      const deadline = Date.now() + waitMs;
+      const inflight = () => [...sockets].reduce((n, ws) => n + ws.getUserData().inflight, 0);
+      while (inflight() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       clearInterval(sweep);
       for (const ws of [...sockets]) close(ws, CloseCode.shutdown, 'hub shutting down');
     },

@@ -4,7 +4,7 @@ import { HubError } from '../errors.ts';
 import type { CommandRequest } from '../core/commands.ts';
 import type { ClientContext } from '../core/context.ts';
 import type { BridgeContext } from './bridgeContext.ts';
-import { commandErrorReason, commandTopicOf, handleCommand, isCommandTopic } from './inbound.ts';
+import { commandErrorReason, commandTopicOf, handleCommand, isCommandTopic } from './commandPublish.ts';
 
 const client = {} as ClientContext;
 /** A context whose CommandHandler records requests and fails with `fail` when given. */
@@ -21,7 +21,7 @@ function ctxWith(fail?: unknown): { ctx: BridgeContext; seen: CommandRequest[] }
 }
 const body = (o: unknown) => Buffer.from(JSON.stringify(o));
 
-describe('mqtt inbound', () => {
+describe('mqtt $cmd publish', () => {
   it('commands - `$cmd/` prefix detection and target topic', () => {
     assert.equal(isCommandTopic('$cmd/devices/d1'), true);
     assert.equal(isCommandTopic('$cmd'), false);

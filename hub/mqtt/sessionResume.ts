@@ -1,0 +1,146 @@
+import { matches } from '../acl/topic.ts';
+import { isReservedTopic } from '../fleet/fleet.ts';
+import type { BridgeContext } from './bridgeContext.ts';
+import { OfflineQueue } from './offlineQueue.ts';
+import type { SessionPort } from './sessionPort.ts';
+import { filterRefusal } from './sessionSubscribe.ts';
+import { encodePublish, packetIdOffset, type Version } from './outbound.ts';
+import { decodeEntry, encodeEntry, isExpired, publishOf, remainingExpiryS } from './sessionCodec.ts';
+import { isLiveOwner, queueOwner, type ClaimOptions, type Claimed, type SessionRef, type StoredSession } from './sessionStore.ts';
+
+/** How long a resuming connection waits for the connection it took over to park the session. */
+export const PARK_WAIT_MS = 2000;
+
+/**
+ * Resumes (or creates) a persistent session for a connection that owns `owner`. First waits,
+ * bounded, for a connection that still holds the session (a takeover in progress, here or on
+ * another node) to park it, so that its unacknowledged messages are in the queue. Then calls
+ * `subscribe` with the stored subscriptions *before* claiming, so that a message published while
+ * the claim runs reaches the live connection (the offline queue may hold it too: QoS 1 allows a
+ * duplicate, not a loss). Rejects when the store is down.
+ */
+export async function resumeSession(ctx: BridgeContext, ref: SessionRef, owner: string, opts: ClaimOptions, subscribe: (s: StoredSession) => Promise<void>): Promise<Claimed | 'full'> {
+  if (!opts.clean) {
+    const deadline = Date.now() + PARK_WAIT_MS;
+    let s = await ctx.store.peek(ref);
+    while (s && isLiveOwner(s.owner) && s.owner !== owner && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+      s = await ctx.store.peek(ref);
+    }
+    if (s) await subscribe(s);
+  }
+  return ctx.store.claim(ref, owner, opts);
+}
+
+/**
+ * The filters a persistent session stores and its offline queue holds: all but `$commands/<device>`
+ * ones, which the fleet delivery serves from the event store to a live connection only (a resumed
+ * device subscribes again, and gets its pending commands then; docs/fleet.md).
+ */
+export function persistedSubs(subs: ReadonlyMap<string, 0 | 1>): Record<string, 0 | 1> {
+  const out: Record<string, 0 | 1> = {};
+  for (const [pattern, qos] of subs) if (!isReservedTopic(pattern)) out[pattern] = qos;
+  return out;
+}
+
+/**
+ * Subscribes a resuming connection to the stored filters its token still grants (a new token may
+ * grant less; the others are dropped), and that the org's distinct-pattern cap on this node
+ * (hub/limits) still allows. `exact`: the claimed record is authoritative, and filters not in it
+ * go. Resolves once new bus subscriptions are confirmed.
+ */
+export async function restoreSubscriptions(s: SessionPort, stored: StoredSession, exact: boolean): Promise<void> {
+  const org = s.principal.org;
+  let opened = false;
+  for (const [pattern, q] of Object.entries(stored.subs)) {
+    const isNew = !s.subs.has(pattern);
+    // A `$commands` filter never goes to the bus (see persistedSubs).
+    if (isReservedTopic(pattern)) continue;
+    if (filterRefusal(pattern, s.grants, isNew, s.subs.size, s.ctx.limits.maxSubscriptions)) continue;
+    if (isNew && !s.ctx.quotas.holdPattern(org, pattern)) {
+      s.lim.hit('patterns');
+      s.audit('limit.hit', { limit: 'patterns', transport: 'mqtt', resumed: true });
+      continue;
+    }
+    const qos: 0 | 1 = q === 1 ? 1 : 0;
+    s.subs.set(pattern, qos);
+    if (s.ctx.fanout.add(org, pattern, s, qos)) opened = true;
+  }
+  if (exact) {
+    for (const pattern of [...s.subs.keys()]) {
+      if (pattern in stored.subs) continue;
+      s.subs.delete(pattern);
+      s.ctx.fanout.remove(org, pattern, s);
+      s.ctx.quotas.dropPattern(org, pattern);
+    }
+  }
+  if (opened) await s.ctx.bus.flush().catch(() => {});
+}
+
+/**
+ * The queued messages of a resumed session as PUBLISH encodings for this client, oldest first:
+ * expired ones (MQTT 5 Message Expiry) are dropped and counted; so are ones no current
+ * subscription matches (the new token may grant less than the old one did).
+ */
+export function queuedDeliveries(ctx: BridgeContext, entries: Buffer[], subs: ReadonlyMap<string, 0 | 1>, version: Version, maxOut: number, now = Date.now()): { template: Buffer; offset: number }[] {
+  const out: { template: Buffer; offset: number }[] = [];
+  for (const e of entries) {
+    const m = decodeEntry(e);
+    if (!m) continue;
+    if (isExpired(m.expiresAt, now)) {
+      ctx.stats.dropped.expired++;
+      continue;
+    }
+    let granted = false;
+    for (const [p, q] of subs) if (q === 1 && matches(p, m.topic)) granted = true;
+    if (!granted) continue;
+    const template = encodePublish({ topic: m.topic, payload: m.payload, retain: false, dup: m.dup, expiryS: m.expiresAt ? remainingExpiryS(m.expiresAt, now) : undefined }, 1, version);
+    if (template.length > maxOut) continue;
+    out.push({ template, offset: packetIdOffset(template) });
+  }
+  return out;
+}
+
+/** What a closing persistent connection hands over to be parked. */
+export interface ParkInput {
+  ref: SessionRef;
+  /** Connection id; the offline queue's owner token is derived from it. */
+  session: string;
+  owner: string;
+  version: Version;
+  subs: ReadonlyMap<string, 0 | 1>;
+  qos2: Iterable<number>;
+  /** Unacknowledged (`sent`) and waiting deliveries, oldest first. */
+  pending: { bytes: Buffer; sent: boolean }[];
+  expiryMs: number;
+}
+
+/**
+ * Parks a persistent session whose connection ended: an offline queue takes over its bus
+ * subscriptions first (so nothing published meanwhile is missed), then the store records its
+ * state with the unacknowledged messages (DUP) at the head of the queue. Call before the live
+ * connection leaves the fan-out.
+ */
+export function parkSession(ctx: BridgeContext, p: ParkInput): OfflineQueue {
+  const now = Date.now();
+  const pending: Buffer[] = [];
+  for (const { bytes, sent } of p.pending) {
+    const pkt = publishOf(bytes, p.version);
+    if (!pkt) continue;
+    const payload = typeof pkt.payload === 'string' ? Buffer.from(pkt.payload) : pkt.payload;
+    const expiryS = pkt.properties?.messageExpiryInterval;
+    pending.push(encodeEntry({ topic: pkt.topic, payload, dup: sent, expiresAt: expiryS ? now + expiryS * 1000 : 0 }));
+  }
+  const next = queueOwner(ctx.nodeId, p.session);
+  const parked = ctx.store.park(p.ref, p.owner, next, { subs: Object.fromEntries(p.subs), qos2: [...p.qos2], pending, expiryMs: p.expiryMs, maxQueue: ctx.policy.maxQueue });
+  parked.then(
+    (ok) => {
+      if (!ok) ctx.log.info({ session: p.session }, 'mqtt session not parked: another connection holds it');
+    },
+    (err) => {
+      ctx.stats.dropped.unavailable += pending.length;
+      ctx.log.warn({ err: (err as Error).message, session: p.session, lost: pending.length }, 'mqtt session not parked: Redis unavailable');
+    },
+  );
+  return new OfflineQueue(ctx, p.ref, p.session, next, new Map(p.subs), p.expiryMs, parked);
+}

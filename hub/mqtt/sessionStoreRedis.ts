@@ -1,0 +1,175 @@
+import { Redis } from 'ioredis';
+import type { Logger } from '../log.ts';
+import { LIVE_MARGIN_MS, type SessionInfo, type SessionRef, type SessionStore, type StoredSession } from './sessionStore.ts';
+
+/** Redis key of a session record (a hash: owner, cid, subs, q2, drops, last, exp). */
+export function sessionKey(ref: SessionRef): string {
+  return `orghub:mqtt:session:${ref.org}:${ref.key}`;
+}
+
+/** Redis key of a session's queue (a list of encoded entries, oldest first). */
+export function queueKey(ref: SessionRef): string {
+  return `orghub:mqtt:queue:${ref.org}:${ref.key}`;
+}
+
+/** Redis key of an org's session index: a sorted set of session keys scored by the expiry deadline (ms). */
+export function sessionIndexKey(org: string): string {
+  return `orghub:mqtt:sessions:${org}`;
+}
+
+/** KEYS rec, queue, index. ARGV owner, clean, cid, expiryMs, now, liveMarginMs, maxSessions, member, indexTtlMs. */
+const CLAIM_LUA = `
+if ARGV[2] == '1' then redis.call('DEL', KEYS[1], KEYS[2]) end
+local present = redis.call('EXISTS', KEYS[1]) == 1
+local now = tonumber(ARGV[5])
+if not present then
+  redis.call('DEL', KEYS[2])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  if redis.call('ZSCORE', KEYS[3], ARGV[8]) == false and redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[7]) then return {-1} end
+end
+local rec = redis.call('HMGET', KEYS[1], 'subs', 'q2', 'drops')
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'cid', ARGV[3], 'last', ARGV[5], 'exp', ARGV[4])
+local msgs = redis.call('LRANGE', KEYS[2], 0, -1)
+redis.call('DEL', KEYS[2])
+local ttl = tonumber(ARGV[4]) + tonumber(ARGV[6])
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('ZADD', KEYS[3], now + ttl, ARGV[8])
+redis.call('PEXPIRE', KEYS[3], ARGV[9])
+return {present and 1 or 0, rec[1] or '', rec[2] or '', rec[3] or '0', msgs}`;
+
+/** KEYS rec. ARGV owner, subs. */
+const SUBS_LUA = `
+if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then redis.call('HSET', KEYS[1], 'subs', ARGV[2]) end
+return 0`;
+
+/** KEYS rec, queue, index. ARGV owner, next, subs, q2, expiryMs, now, maxQueue, member, entries (oldest first)... */
+const PARK_LUA = `
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return -1 end
+redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'subs', ARGV[3], 'q2', ARGV[4], 'last', ARGV[6], 'exp', ARGV[5])
+for i = #ARGV, 9, -1 do redis.call('LPUSH', KEYS[2], ARGV[i]) end
+local over = redis.call('LLEN', KEYS[2]) - tonumber(ARGV[7])
+if over > 0 then
+  redis.call('LTRIM', KEYS[2], over, -1)
+  redis.call('HINCRBY', KEYS[1], 'drops', over)
+else
+  over = 0
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('ZADD', KEYS[3], tonumber(ARGV[6]) + tonumber(ARGV[5]), ARGV[8])
+return over`;
+
+/** KEYS rec, queue. ARGV owner, maxQueue, entries... */
+const APPEND_LUA = `
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return {-1, 0} end
+redis.call('RPUSH', KEYS[2], unpack(ARGV, 3))
+local n = redis.call('LLEN', KEYS[2])
+local over = n - tonumber(ARGV[2])
+if over > 0 then
+  redis.call('LTRIM', KEYS[2], over, -1)
+  redis.call('HINCRBY', KEYS[1], 'drops', over)
+  n = n - over
+else
+  over = 0
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+return {n, over}`;
+
+/** Entries per APPEND script call (Lua's unpack has a stack limit). */
+const APPEND_CHUNK = 500;
+
+function parseSession(owner: string, subs: string, q2: string, drops: string): StoredSession {
+  const parse = <T>(s: string, d: T): T => {
+    try {
+      return s ? (JSON.parse(s) as T) : d;
+    } catch {
+      return d;
+    }
+  };
+  return { owner, subs: parse<Record<string, 0 | 1>>(subs, {}), qos2: parse<number[]>(q2, []), drops: Number(drops) || 0 };
+}
+
+/**
+ * Persistent MQTT sessions in Redis. Per session: a record hash and a queue list; per org: an
+ * index sorted by expiry deadline (bounds the org's session count and feeds inspection). Every key
+ * carries a TTL. Commands fail fast while Redis is down (no offline queue). The three keys of a
+ * session must be on one Redis server (the scripts name them together).
+ */
+export function createRedisSessionStore(url: string, log: Logger, opts: { maxExpiryMs: number }): SessionStore {
+  const redis = new Redis(url, { lazyConnect: false, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 3000, retryStrategy: (t) => Math.min(t * 200, 2000) });
+  let warned = false;
+  let closing = false;
+  redis.on('error', (err) => {
+    if (closing) return;
+    if (!warned) log.warn({ err: err.message }, 'Redis (MQTT sessions) unreachable; retrying');
+    warned = true;
+  });
+  redis.on('ready', () => {
+    if (warned) log.info('Redis (MQTT sessions) reachable again');
+    warned = false;
+  });
+  const keys = (ref: SessionRef) => [sessionKey(ref), queueKey(ref), sessionIndexKey(ref.org)] as const;
+
+  return {
+    async peek(ref) {
+      const [owner, subs, q2, drops] = await redis.hmget(sessionKey(ref), 'owner', 'subs', 'q2', 'drops');
+      return owner === null ? undefined : parseSession(owner, subs ?? '', q2 ?? '', drops ?? '0');
+    },
+    async claim(ref, owner, o) {
+      const r = (await redis.callBuffer('EVAL', CLAIM_LUA, 3, ...keys(ref), owner, o.clean ? '1' : '0', o.clientId, String(o.expiryMs), String(Date.now()), String(LIVE_MARGIN_MS), String(o.maxSessions), ref.key, String(opts.maxExpiryMs + LIVE_MARGIN_MS))) as [number, Buffer, Buffer, Buffer, Buffer[]];
+      if (r[0] === -1) return 'full';
+      return { present: r[0] === 1, session: parseSession(owner, r[1].toString(), r[2].toString(), r[3].toString()), messages: r[4] };
+    },
+    async discard(ref) {
+      await redis.multi().del(sessionKey(ref), queueKey(ref)).zrem(sessionIndexKey(ref.org), ref.key).exec();
+    },
+    async setSubscriptions(ref, owner, subs) {
+      await redis.eval(SUBS_LUA, 1, sessionKey(ref), owner, JSON.stringify(subs));
+    },
+    async park(ref, owner, next, s) {
+      const r = await redis.eval(PARK_LUA, 3, ...keys(ref), owner, next, JSON.stringify(s.subs), JSON.stringify(s.qos2), String(s.expiryMs), String(Date.now()), String(s.maxQueue), ref.key, ...s.pending);
+      return r !== -1;
+    },
+    async append(ref, owner, entries, maxQueue) {
+      let last = { length: 0, dropped: 0 };
+      for (let i = 0; i < entries.length; i += APPEND_CHUNK) {
+        const r = (await redis.eval(APPEND_LUA, 2, sessionKey(ref), queueKey(ref), owner, String(maxQueue), ...entries.slice(i, i + APPEND_CHUNK))) as [number, number];
+        if (r[0] === -1) return undefined;
+        last = { length: r[0], dropped: last.dropped + r[1] };
+      }
+      return last;
+    },
+    async list(org, limit) {
+      const idx = sessionIndexKey(org);
+      await redis.zremrangebyscore(idx, '-inf', Date.now());
+      const members = await redis.zrange(idx, '+inf', '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, limit, 'WITHSCORES');
+      const p = redis.pipeline();
+      const refs: { ref: SessionRef; deadline: number }[] = [];
+      for (let i = 0; i < members.length; i += 2) {
+        const ref = { org, key: members[i] };
+        refs.push({ ref, deadline: Number(members[i + 1]) });
+        p.hmget(sessionKey(ref), 'owner', 'cid', 'drops', 'last', 'exp').llen(queueKey(ref));
+      }
+      const res = (await p.exec()) ?? [];
+      const out: SessionInfo[] = [];
+      refs.forEach(({ deadline }, j) => {
+        const [owner, cid, drops, last] = (res[2 * j]?.[1] ?? []) as (string | null)[];
+        if (owner === null || owner === undefined) return; // expired between the two reads
+        out.push({ clientId: cid ?? '', connected: owner.startsWith('live:'), queued: Number(res[2 * j + 1]?.[1]) || 0, dropped: Number(drops) || 0, lastActivity: Number(last) || 0, expiresAt: deadline });
+      });
+      return out;
+    },
+    async ping() {
+      try {
+        return (await redis.ping()) === 'PONG';
+      } catch {
+        return false;
+      }
+    },
+    async close() {
+      closing = true;
+      await redis.quit().catch(() => redis.disconnect());
+    },
+  };
+}

@@ -1,0 +1,206 @@
+/**
+ * MQTT persistent-session bench: the hub's bridge beside Mosquitto (127.0.0.1:1883) in the same run,
+ * with the same raw mqtt-packet clients.
+ *
+ * N clients connect with clean session 0, subscribe one topic at QoS 1 and disconnect. A publisher
+ * then sends Q QoS 1 messages (each acknowledged), which every server queues for all N offline
+ * sessions. Then all N reconnect (clean session 0, in batches of 100) and acknowledge what they get.
+ * Reported: messages/s delivered from the queues (first reconnect to last delivery), server CPU per
+ * delivery (for orghub, the hub process plus its dedicated Redis), and for orghub the Redis memory
+ * per queued message (a dedicated redis-server, so nothing else is counted).
+ *
+ *   node --import tsx loadtest/mqttSessions.ts [--sessions 1000] [--queued 100] [--size 128] [--runs 1]
+ */
+import { parseArgs } from 'node:util';
+import { execFileSync } from 'node:child_process';
+import net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import mqttPacket, { type Packet } from 'mqtt-packet';
+import { Redis } from 'ioredis';
+import { createBenchIssuer } from './lib/tokens.ts';
+import { startHub, type HubServer } from './lib/servers.ts';
+import { cpuMicros, freePort, startChild, waitForPort, type Child } from './lib/proc.ts';
+import { printTable } from './lib/report.ts';
+import { fixed, si } from './lib/stats.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    sessions: { type: 'string', default: '1000' },
+    queued: { type: 'string', default: '100' },
+    size: { type: 'string', default: '128' },
+    runs: { type: 'string', default: '1' },
+  },
+});
+const N = Number(args.sessions);
+const Q = Number(args.queued);
+const SIZE = Number(args.size);
+const RUNS = Number(args.runs);
+
+interface Target {
+  name: string;
+  port: number;
+  pids: number[];
+  password: string;
+  /** Resolves once the server has queued `n` more messages than at `mark()` (orghub: /metrics). */
+  queuedSince?: () => Promise<(n: number) => Promise<void>>;
+  /** Resolves once `n` sessions are parked (orghub: /metrics); Mosquitto parks synchronously. */
+  parked?: (n: number) => Promise<void>;
+  redis?: Redis;
+}
+
+const gen = (p: Packet) => mqttPacket.generate(p, { protocolVersion: 4 });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A raw 3.1.1 client that acks every QoS 1 PUBLISH and counts them. */
+function client(t: Target, clientId: string, onPublish: () => void): Promise<{ socket: net.Socket; send(p: Packet): void; next(cmd: string): Promise<Packet> }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(t.port, '127.0.0.1');
+    socket.setNoDelay(true);
+    const parser = mqttPacket.parser({ protocolVersion: 4 });
+    const waiters: { cmd: string; resolve: (p: Packet) => void }[] = [];
+    parser.on('packet', (p: Packet) => {
+      if (p.cmd === 'publish') {
+        if (p.qos === 1) socket.write(gen({ cmd: 'puback', messageId: p.messageId }));
+        return onPublish();
+      }
+      const i = waiters.findIndex((w) => w.cmd === p.cmd);
+      if (i >= 0) waiters.splice(i, 1)[0].resolve(p);
+    });
+    const next = (cmd: string) => new Promise<Packet>((r) => waiters.push({ cmd, resolve: r }));
+    const timer = setTimeout(() => reject(new Error(`${t.name}: ${clientId} got no CONNACK in 30 s`)), 30_000);
+    socket.on('error', reject);
+    socket.on('data', (d) => parser.parse(d));
+    socket.on('connect', () => {
+      next('connack').then((p) => {
+        clearTimeout(timer);
+        if ((p as { returnCode?: number }).returnCode !== 0) return reject(new Error(`${t.name}: CONNACK ${(p as { returnCode?: number }).returnCode}`));
+        resolve({ socket, send: (x) => socket.write(gen(x)), next });
+      });
+      socket.write(gen({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId, clean: false, keepalive: 300, username: 'bench', password: Buffer.from(t.password) }));
+    });
+  });
+}
+
+async function inBatches<T>(n: number, f: (i: number) => Promise<T>): Promise<T[]> {
+  const out: T[] = [];
+  for (let i = 0; i < n; i += 100) out.push(...(await Promise.all(Array.from({ length: Math.min(100, n - i) }, (_, j) => f(i + j)))));
+  return out;
+}
+
+interface Row {
+  target: string;
+  delivered: number;
+  perSec: number;
+  cpuUs: number;
+  bytesPerMsg?: number;
+}
+
+async function run(t: Target, r: number): Promise<Row> {
+  const topic = `bench/ps/${r}-${process.pid}`;
+  const id = (i: number) => `ps-${r}-${process.pid}-${i}`;
+  // 1. N persistent sessions subscribe, then leave.
+  await inBatches(N, async (i) => {
+    const c = await client(t, id(i), () => {});
+    c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 1 }] });
+    await c.next('suback');
+    c.send({ cmd: 'disconnect' });
+    c.socket.end();
+  });
+  await (t.parked ? t.parked(N) : sleep(500));
+  const mem0 = t.redis ? Number(/used_memory:(\d+)/.exec(await t.redis.info('memory'))?.[1]) : 0;
+  const queued = t.queuedSince ? await t.queuedSince() : undefined;
+  // 2. Q acknowledged QoS 1 messages, each queued for every session.
+  const pub = await client(t, `ps-pub-${r}-${process.pid}`, () => {});
+  const payload = Buffer.alloc(SIZE, 0x63);
+  for (let m = 0; m < Q; m++) {
+    pub.send({ cmd: 'publish', topic, payload, qos: 1, messageId: m + 1, retain: false, dup: false });
+    await pub.next('puback');
+  }
+  pub.socket.destroy();
+  if (queued) await queued(N * Q);
+  const mem1 = t.redis ? Number(/used_memory:(\d+)/.exec(await t.redis.info('memory'))?.[1]) : 0;
+  // 3. Everyone comes back and drains its queue.
+  let delivered = 0;
+  const cpu0 = t.pids.reduce((a, p) => a + cpuMicros(p), 0);
+  const t0 = performance.now();
+  let lastAt = t0;
+  const back = await inBatches(N, (i) => client(t, id(i), () => ((delivered++), (lastAt = performance.now()))));
+  const deadline = Date.now() + 120_000;
+  while (delivered < N * Q && Date.now() < deadline && performance.now() - lastAt < 5000) await sleep(5);
+  const cpu1 = t.pids.reduce((a, p) => a + cpuMicros(p), 0);
+  for (const c of back) {
+    c.send({ cmd: 'disconnect' });
+    c.socket.destroy();
+  }
+  return { target: t.name, delivered, perSec: delivered / ((lastAt - t0) / 1000), cpuUs: (cpu1 - cpu0) / Math.max(1, delivered), bytesPerMsg: t.redis ? (mem1 - mem0) / (N * Q) : undefined };
+}
+
+async function metric(url: string, name: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  return Number(new RegExp(`^${name} (\\d+(?:\\.\\d+)?)`, 'm').exec(text)?.[1] ?? 0);
+}
+
+async function waitMetric(url: string, name: string, atLeast: number): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  while ((await metric(url, name)) < atLeast) {
+    if (Date.now() > deadline) throw new Error(`${name} never reached ${atLeast}`);
+    await sleep(50);
+  }
+}
+
+function mosquittoPid(): number {
+  const out = execFileSync('ss', ['-ltnpH', 'sport = :1883']).toString();
+  const m = /mosquitto",pid=(\d+)/.exec(out);
+  if (!m) throw new Error('no mosquitto listening on 127.0.0.1:1883');
+  return Number(m[1]);
+}
+
+async function main(): Promise<void> {
+  const issuer = await createBenchIssuer();
+  let hub: HubServer | undefined;
+  let redisChild: Child | undefined;
+  let redis: Redis | undefined;
+  try {
+    const redisPort = await freePort();
+    redisChild = startChild('redis-server', 'redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
+    await waitForPort(redisPort, 10_000, redisChild);
+    redis = new Redis(`redis://127.0.0.1:${redisPort}`);
+    const mqttPort = await freePort();
+    hub = await startHub(issuer.env, { ORGHUB_MQTT_PORT: String(mqttPort), ORGHUB_MQTT_RATE: '0', REDIS_URL: `redis://127.0.0.1:${redisPort}`, ORGHUB_MQTT_MAX_SESSIONS: String(N * RUNS + 10) });
+    const url = `http://127.0.0.1:${hub.port}`;
+    const targets: Target[] = [
+      {
+        name: 'orghub',
+        port: mqttPort,
+        pids: [hub.child.pid, redisChild.pid],
+        password: await issuer.token('bench', 'bench'),
+        redis,
+        parked: (n) => waitMetric(url, 'orghub_mqtt_offline_sessions', n),
+        queuedSince: async () => {
+          const base = await metric(url, 'orghub_mqtt_queued_total');
+          return (n) => waitMetric(url, 'orghub_mqtt_queued_total', base + n);
+        },
+      },
+      { name: 'mosquitto', port: 1883, pids: [mosquittoPid()], password: 'unused' },
+    ];
+    const rows: Row[] = [];
+    for (let r = 0; r < RUNS; r++) {
+      for (const t of targets) {
+        rows.push(await run(t, r));
+        process.stderr.write(`run ${r} ${t.name} done\n`);
+      }
+    }
+    process.stdout.write(`\nMQTT persistent sessions: ${N} offline sessions × ${Q} queued QoS 1 messages of ${SIZE} bytes, then all reconnect (${RUNS} run(s))\n\n`);
+    printTable(
+      ['server', 'delivered from queues', 'messages/s', 'server CPU µs/delivery', 'Redis bytes/queued message'],
+      rows.map((x) => [x.target, `${x.delivered}/${N * Q}`, si(x.perSec), fixed(x.cpuUs, 2), x.bytesPerMsg === undefined ? 'n/a (in process memory)' : fixed(x.bytesPerMsg, 0)]),
+    );
+  } finally {
+    redis?.disconnect();
+    await hub?.stop();
+    await redisChild?.stop();
+    issuer.dispose();
+  }
+}
+
+await main();
