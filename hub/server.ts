@@ -30,6 +30,18 @@ import { WsFanout } from './transport/ws/fanout.ts';
 import { mountWebSocket } from './transport/ws/wsTransport.ts';
 import type { Bus } from './bus/bus.ts';
 import { ConfigError } from './errors.ts';
+import type { FleetDelivery, FleetService } from './fleet/fleet.ts';
+import { createFleetService } from './fleet/fleetService.ts';
+import { createFleetDelivery } from './fleet/delivery.ts';
+import { mountFleetApi } from './http/fleetApi.ts';
+import { mountPresenceApi } from './http/presenceApi.ts';
+import { mountHistoryApi } from './http/historyApi.ts';
+import { parseRetention } from './history/history.ts';
+import { createRedisHistory } from './history/redisHistory.ts';
+import { createHistoryRecorder, type HistoryRecorder } from './history/subscription.ts';
+import { parseNamespaces } from './presence/presence.ts';
+import { createRedisPresence } from './presence/redisPresence.ts';
+import { createPresenceTracker, type PresenceTracker } from './presence/tracker.ts';
 import { createAggregatingAuditSink } from './audit/aggregatingAuditSink.ts';
 import { createLimitService } from './limits/factory.ts';
 import type { LimitService } from './limits/limitService.ts';
@@ -62,6 +74,13 @@ export interface HubCore {
   publisher: Publisher;
   audit: AuditSink;
   commands?: CommandHandler;
+  /** Fleet commands (with an event store): the write side and this node's delivery. */
+  fleet?: FleetDelivery;
+  fleetService?: FleetService;
+  /** History of the namespaces in ORGHUB_HISTORY_NAMESPACES (absent when none is). */
+  history?: HistoryRecorder;
+  /** Presence (absent with ORGHUB_PRESENCE=off). */
+  presence?: PresenceTracker;
   /** Rate limits, caps and quotas, shared by every transport. */
   limits: LimitService;
   config: Config;
@@ -102,11 +121,51 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   const audit = createAggregatingAuditSink(store ? createStoreAuditSink({ store, log, nodeId, maxBuffer: config.ORGHUB_AUDIT_BUFFER, maxPerOrg: config.ORGHUB_AUDIT_ORG_BUFFER }) : createLogAuditSink(log), { windowMs: config.ORGHUB_AUDIT_AGGREGATE_MS });
   const limits = createLimitService(config, log, nodeId, access.orgStore);
   access.orgs.onChange((org) => limits.forget(org));
-  const commands = store ? createCommandService({ store, registry: new CommandRegistry(), bus, audit, log, nodeId }) : undefined;
+  const delivery = store ? createFleetDelivery({ store, bus, audit, log, nodeId, retryMs: config.ORGHUB_FLEET_RETRY_MS }) : undefined;
+  const fleetService = store
+    ? createFleetService({
+        store,
+        registry: new CommandRegistry(new URL('../schemas/fleet/', import.meta.url)),
+        bus,
+        audit,
+        log,
+        nodeId,
+        limits: {
+          expirySeconds: config.ORGHUB_FLEET_EXPIRY_SECONDS,
+          maxExpirySeconds: config.ORGHUB_FLEET_MAX_EXPIRY_SECONDS,
+          maxPendingPerDevice: config.ORGHUB_FLEET_MAX_PENDING,
+          maxBulk: config.ORGHUB_FLEET_MAX_BULK,
+        },
+        changed: (org, device) => delivery!.notify(org, device),
+      })
+    : undefined;
+  const commands = store ? createCommandService({ store, registry: new CommandRegistry(), bus, audit, log, nodeId, fleet: fleetService }) : undefined;
   const { app, routes } = recordRoutes(uws.App());
-  const publisher = new Publisher(bus, audit);
+  let retention;
+  try {
+    retention = parseRetention(config.ORGHUB_HISTORY_NAMESPACES);
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  const history = retention.size > 0 ? createHistoryRecorder({ store: createRedisHistory({ url: config.REDIS_URL, prefix: config.ORGHUB_HISTORY_PREFIX, log }), bus, namespaces: retention, log }) : undefined;
+  const publisher = new Publisher(bus, audit, history);
   const fanout = new WsFanout(app, bus, orgLabeler(config.ORGHUB_METRICS_ORGS.split(',')));
-  const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, limits, config, log, nodeId, sessions, access };
+  const presenceNamespaces = parseNamespaces(config.ORGHUB_PRESENCE_NAMESPACES);
+  const presence =
+    config.ORGHUB_PRESENCE === 'on'
+      ? createPresenceTracker({
+          store: createRedisPresence({ url: config.REDIS_URL, prefix: config.ORGHUB_PRESENCE_PREFIX, log }),
+          bus,
+          log,
+          nodeId,
+          namespaces: presenceNamespaces,
+          cap: config.ORGHUB_PRESENCE_MAX_PER_TOPIC,
+          heartbeatMs: config.ORGHUB_PRESENCE_HEARTBEAT_MS,
+          ttlMs: config.ORGHUB_PRESENCE_TTL_MS,
+          orgEvents: config.ORGHUB_PRESENCE_ORG_EVENTS === 'on',
+        })
+      : undefined;
+  const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, limits, fleet: delivery, fleetService, presence, history, config, log, nodeId, sessions, access };
 
   const ws = mountWebSocket({
     app,
@@ -116,6 +175,10 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     fanout,
     audit,
     commands,
+    fleet: delivery,
+    presence,
+    history,
+    maxRecover: config.ORGHUB_HISTORY_MAX_RECOVER,
     log,
     rateLimits: limits,
     sessions,
@@ -128,9 +191,14 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   });
   mountHttpApi({ app, verifier, roleGrants, publisher, audit, commands, limits, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBatch: config.ORGHUB_HTTP_MAX_BATCH });
   mountQueryApi({ app, verifier, roleGrants, audit, readModels: parts.readModels, log, cursorKey: cursorKey(config), exportPageSize: config.ORGHUB_QUERY_EXPORT_PAGE, maxPerOrg: config.ORGHUB_QUERY_MAX_PER_ORG });
+  mountHistoryApi({ app, history, maxRecover: config.ORGHUB_HISTORY_MAX_RECOVER, verifier, roleGrants, audit, log, maxBody: config.ORGHUB_HTTP_MAX_BODY });
+  mountPresenceApi({ app, store: presence?.store, namespaces: presenceNamespaces, verifier, roleGrants, audit, log, maxBody: config.ORGHUB_HTTP_MAX_BODY });
+  const readModels = parts.readModels;
+  mountFleetApi({ app, verifier, roleGrants, audit, fleet: fleetService, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBulk: config.ORGHUB_FLEET_MAX_BULK, allDevices: readModels ? (org, max) => readModels.deviceIds(org, max) : undefined });
   mountRevocationApi({ app, verifier, audit, log, revocations: access.revocations, store, nodeId, maxTtlSec: config.ORGHUB_JWT_MAX_TTL });
   mountOrgApi({ app, verifier, audit, log, orgs: access.orgs, orgStore: access.orgStore, store, nodeId });
   mountApiKeyApi({ app, verifier, audit, log, apiKeys: access.apiKeys, revocations: access.revocations, roleGrants, store, nodeId, maxTtlSec: config.ORGHUB_JWT_MAX_TTL });
+
 
   const stops: (() => Promise<void>)[] = [];
   const checks: ReadinessCheck[] = [
@@ -138,11 +206,28 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     { name: 'revocations', check: async () => ({ up: access.ready(), detail: { rules: access.revocations.size } }) },
     ...(parts.checks ?? []),
   ];
+  // Informational: without Redis only history-topic publishes fail and presence pauses; the rest
+  // of the hub serves on, so neither makes the node unready.
+  if (history) checks.push({ name: 'history', check: async () => ({ up: true, detail: { redis: (await history.store.ping().catch(() => false)) ? 'up' : 'down' } }) });
+  if (presence) checks.push({ name: 'presence', check: async () => ({ up: true, detail: { redis: (await presence.store.ping().catch(() => false)) ? 'up' : 'down' } }) });
   // The Postgres store pings on a connection of its own, never one that appends wait for.
   // Its backlog (appends queued or in flight) is reported; a full queue answers `overloaded`, not 503 here.
   if (store) checks.push({ name: 'eventstore', check: async () => (await (store.ping ? store.ping() : store.readStream('_health', 'ping', { maxCount: 1 })), { up: true, detail: store.stats ? { pending: store.stats().pending } : undefined }) });
   const metrics: (MetricSource | HistogramSource)[] = [fanoutLatencyMetric(fanout)];
   if (store?.stats) metrics.push(...eventStoreMetrics(store.stats.bind(store)));
+  if (delivery) {
+    metrics.push(
+      { name: 'orghub_fleet_devices', help: 'Devices subscribed to their fleet command topic on this node', type: 'gauge', read: () => delivery.stats().devices },
+      { name: 'orghub_fleet_deliveries_total', help: 'Fleet commands sent for the first time by this node', type: 'counter', read: () => delivery.stats().deliveries },
+      { name: 'orghub_fleet_redeliveries_total', help: 'Fleet commands sent again (not acked within ORGHUB_FLEET_RETRY_MS, or a new subscription)', type: 'counter', read: () => delivery.stats().redeliveries },
+    );
+  }
+  if (presence) {
+    metrics.push(
+      { name: 'orghub_presence_sessions', help: 'Connections this node tracks in presence', type: 'gauge', read: () => presence.stats().sessions },
+      { name: 'orghub_presence_errors_total', help: 'Presence store calls that failed (presence is best effort)', type: 'counter', read: () => presence.stats().errors },
+    );
+  }
   for (const ext of parts.extensions ?? []) {
     const started = await ext.start(core);
     checks.push(...(started.checks ?? []));
@@ -198,7 +283,11 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
       uws.us_listen_socket_close(listenSocket);
       // Half of the drain budget for in-flight commands; the rest flushes appends and the audit.
       await ws.stop(drainMs / 2);
+      delivery?.close();
+      fleetService?.close();
       for (const s of stops.reverse()) await s().catch((err) => log.warn({ err }, 'extension stop failed'));
+      await presence?.close();
+      await history?.store.close();
       await audit.close();
       await limits.close();
       await access.stop();

@@ -40,6 +40,15 @@ describe('grants', () => {
       assert.equal(g.canCommand('fleet.ack', 'devices/d2/acks'), false);
       assert.equal(g.canCommand('device.reboot', 'devices/d1/commands'), false);
       assert.equal(g.canCommand('*', 'devices/d1/acks'), false);
+      assert.equal(g.canCommand('fleet.ack', '$commands/d1'), true);
+      assert.equal(g.canCommand('fleet.ack', '$commands/d2'), false);
+    });
+
+    it('grants - device subscribes to its own fleet command topic only, and publishes to none', () => {
+      assert.equal(g.canSubscribe('$commands/d1'), true);
+      assert.equal(g.canSubscribe('$commands/d2'), false);
+      assert.equal(g.canSubscribe('$commands/+'), false);
+      assert.equal(g.canPublish('$commands/d1'), false);
     });
   });
 

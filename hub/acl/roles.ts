@@ -7,11 +7,18 @@ import { ConfigError } from '../errors.ts';
 import type { GrantSpec } from '../auth/principal.ts';
 import { validateRoleGrants, type RoleGrants } from './grants.ts';
 
-/** A device owns the subtree `devices/<sub>/...` (one or more segments below it) and may ack fleet commands there. */
+/**
+ * A device owns the subtree `devices/<sub>/...` (one or more segments below it). It receives its
+ * fleet commands on `$commands/<sub>` (a system topic only the hub publishes on, docs/fleet.md)
+ * and acks them there, so a device token needs no `acl` claim.
+ */
 const device: GrantSpec = {
   pub: ['devices/{sub}/#'],
-  sub: ['devices/{sub}/#'],
-  cmd: [{ type: 'fleet.ack', topic: 'devices/{sub}/#' }],
+  sub: ['devices/{sub}/#', '$commands/{sub}'],
+  cmd: [
+    { type: 'fleet.ack', topic: '$commands/{sub}' },
+    { type: 'fleet.ack', topic: 'devices/{sub}/#' },
+  ],
 };
 
 /**

@@ -12,7 +12,13 @@ export type AuditType =
   | 'session.protocol_violation'
   | 'mqtt.will_published'
   | 'admin.action'
-  | 'admin.denied';
+  | 'admin.denied'
+  | 'fleet.issued'
+  | 'fleet.delivered'
+  | 'fleet.acked'
+  | 'fleet.ack_refused'
+  | 'fleet.expired'
+  | 'fleet.cancelled';
 
 export interface AuditMeta {
   actor?: string;

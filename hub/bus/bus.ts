@@ -16,6 +16,9 @@ export interface BusMessage {
    * delivers at the minimum of the publish and the subscription QoS), else 1.
    */
   readonly qos: 0 | 1;
+  /** Position in the topic's history stream, for topics of a namespace with history (docs/history.md). */
+  readonly offset?: number;
+  readonly epoch?: string;
   /** MQTT 5 Message Expiry: ms since the epoch after which the message is not delivered; 0 = never. */
   readonly expiresAt?: number;
 }
@@ -27,6 +30,9 @@ export interface PublishMeta {
   from?: string;
   /** 0 for an MQTT publish at QoS 0; absent means at least once (1). */
   qos?: 0 | 1;
+  /** History position assigned before the publish (topics of a namespace with history). */
+  offset?: number;
+  epoch?: string;
   /** MQTT 5 Message Expiry as ms since the epoch; absent or 0 = never. */
   expiresAt?: number;
 }

@@ -9,6 +9,7 @@ import { badString, findBadText } from '../core/text.ts';
 import { ANY, type EventStore } from '../eventstore/eventStore.ts';
 import type { Logger } from '../log.ts';
 import type { CommandRegistry } from './registry.ts';
+import { isReservedTopic, type FleetService } from '../fleet/fleet.ts';
 
 /** The stream a command is recorded in: one per target topic, so a device's commands read in order. */
 export function commandStream(topic: string): string {
@@ -28,7 +29,16 @@ export function scopedKey(actor: string, key: string): string {
  * Records a command in the event store, and only then acknowledges and publishes it. A retry with
  * the same `key` returns the original answer and appends nothing (unique per org in the store).
  */
-export function createCommandService(deps: { store: EventStore; registry: CommandRegistry; bus: Bus; audit: AuditSink; log: Logger; nodeId: string }): CommandHandler {
+export function createCommandService(deps: {
+  store: EventStore;
+  registry: CommandRegistry;
+  bus: Bus;
+  audit: AuditSink;
+  log: Logger;
+  nodeId: string;
+  /** Handles `fleet.ack` (the ack changes a fleet command's state; it is not a command of its own). */
+  fleet?: Pick<FleetService, 'ack'>;
+}): CommandHandler {
   const { store, registry, bus, audit, log, nodeId } = deps;
   return {
     async execute(ctx: ClientContext, req: CommandRequest, transport): Promise<CommandResult> {
@@ -44,6 +54,12 @@ export function createCommandService(deps: { store: EventStore; registry: Comman
       if (bad) throw new HubError('invalid', `${req.type}: ${bad}`);
       const problem = registry.check(req.type, req.data);
       if (problem) throw new HubError('invalid', `${req.type}: ${problem}`);
+      if (req.type === 'fleet.ack' && deps.fleet) return deps.fleet.ack(ctx, req.topic, req.data as Parameters<FleetService['ack']>[2], transport);
+      // Command topics carry only fleet commands, published by the hub (DESIGN.md).
+      if (isReservedTopic(req.topic)) {
+        audit.record(principal.org, 'command.denied', { type: req.type, topic: req.topic, transport, reason: 'reserved' }, { actor: principal.sub, session: ctx.session });
+        throw new HubError('forbidden', `"${req.topic}" is a command topic: only fleet.ack may be sent there`);
+      }
 
       let result;
       try {

@@ -3,6 +3,9 @@ import type { AuditSink } from '../audit/audit.ts';
 import type { Bus, ContentType } from '../bus/bus.ts';
 import { HubError } from '../errors.ts';
 import type { ClientContext, Transport } from './context.ts';
+import { isReservedTopic } from '../fleet/fleet.ts';
+import { isPresenceTopic } from '../presence/presence.ts';
+import type { HistoryRecorder } from '../history/subscription.ts';
 
 /** What a transport knows about a publish beyond its bytes (MQTT: QoS and Message Expiry). */
 export interface PublishOptions {
@@ -21,17 +24,27 @@ export class Publisher {
   constructor(
     private readonly bus: Bus,
     private readonly audit: AuditSink,
+    /** Topics of a namespace with history are appended to it first (they get an offset); see docs/history.md. */
+    private readonly history?: HistoryRecorder,
   ) {}
 
-  /** Throws HubError: `bad_topic`, `forbidden`, or `unavailable` (nothing was published). */
-  publish(ctx: ClientContext, topic: unknown, payload: Uint8Array, contentType: ContentType, transport: Transport): void {
-    this.send(ctx, this.check(ctx, topic, transport), payload, contentType);
+  /**
+   * Throws HubError: `bad_topic`, `forbidden`, or `unavailable` (nothing was published). Returns a
+   * promise only for a topic with history (the append is awaited before the publish).
+   */
+  publish(ctx: ClientContext, topic: unknown, payload: Uint8Array, contentType: ContentType, transport: Transport): void | Promise<void> {
+    return this.send(ctx, this.check(ctx, topic, transport), payload, contentType);
   }
 
   /** Validates and authorises a topic without publishing; returns the topic string. */
   check(ctx: ClientContext, topic: unknown, transport: Transport): string {
     parseTopic(topic);
     const t = topic as string;
+    // Command topics are reserved whatever the grants say: no publish may imitate a recorded command.
+    if (isReservedTopic(t) || isPresenceTopic(t)) {
+      this.audit.record(ctx.principal.org, 'publish.denied', { topic: t, transport, reason: 'reserved' }, { actor: ctx.principal.sub, session: ctx.session });
+      throw new HubError('forbidden', `"${t}" is reserved: only the hub publishes there`);
+    }
     if (!ctx.grants.canPublish(t)) {
       this.audit.record(ctx.principal.org, 'publish.denied', { topic: t, transport }, { actor: ctx.principal.sub, session: ctx.session });
       throw new HubError('forbidden', `publish to "${t}" is not granted`);
@@ -40,8 +53,10 @@ export class Publisher {
   }
 
   /** Publishes to a topic that `check` has already accepted. Throws `unavailable` when the bus is down. */
-  send(ctx: ClientContext, checkedTopic: string, payload: Uint8Array, contentType: ContentType, opts?: PublishOptions): void {
-    this.bus.publish(ctx.principal.org, checkedTopic, payload, { contentType, from: ctx.principal.sub, qos: opts?.qos, expiresAt: opts?.expiresAt });
+  send(ctx: ClientContext, checkedTopic: string, payload: Uint8Array, contentType: ContentType, opts?: PublishOptions): void | Promise<void> {
+    const meta = { contentType, from: ctx.principal.sub, qos: opts?.qos, expiresAt: opts?.expiresAt };
+    if (this.history?.retention(checkedTopic)) return this.history.publish(ctx.principal.org, checkedTopic, payload, meta);
+    this.bus.publish(ctx.principal.org, checkedTopic, payload, meta);
   }
 
   get available(): boolean {

@@ -128,7 +128,7 @@ export function mountHttpApi(deps: HttpApiDeps): void {
       const { payload, contentType } = payloadOf(data);
       const checked = publisher.check(ctx, topic, 'http');
       await admit(ctx, 'pub', [payload.length]);
-      publisher.send(ctx, checked, payload, contentType);
+      await publisher.send(ctx, checked, payload, contentType);
       return { status: 200, body: { ok: true } };
     }),
   );
@@ -150,7 +150,13 @@ export function mountHttpApi(deps: HttpApiDeps): void {
       });
       await admit(ctx, 'pub', ready.map((m) => m.payload.length));
       if (!publisher.available) throw new HubError('unavailable', 'message bus unavailable; nothing was published');
-      for (const m of ready) publisher.send(ctx, m.topic, m.payload, m.contentType);
+      // History topics are appended before they are published; their promises settle in order.
+      const pending: Promise<void>[] = [];
+      for (const m of ready) {
+        const p = publisher.send(ctx, m.topic, m.payload, m.contentType);
+        if (p) pending.push(p);
+      }
+      await Promise.all(pending);
       return { status: 200, body: { ok: true, published: items.length } };
     }),
   );

@@ -13,7 +13,7 @@ import type { Logger } from '../log.ts';
 import { decodeCursor, encodeCursor } from '../readmodels/cursor.ts';
 import { auditCsvHeader, auditCsvRows } from '../readmodels/csv.ts';
 import { parseId, parseQuery, type Listing } from '../readmodels/filters.ts';
-import type { AuditFilter, Page, PageRequest, ReadModelName, ReadModels } from '../readmodels/readModels.ts';
+import type { AuditFilter, CommandFilter, Page, PageRequest, ReadModelName, ReadModels } from '../readmodels/readModels.ts';
 import { reply, type Reply, type StreamWriter } from './respond.ts';
 import { requestIdOf } from './requestId.ts';
 
@@ -147,4 +147,34 @@ export function mountQueryApi(deps: QueryApiDeps): void {
 
   app.get('/v1/sessions', route('sessions', listing('sessions', (m, org, f, p) => m.sessions(org, f, p))));
   app.get('/v1/commands', route('commands', listing('commands', (m, org, f, p) => m.commands(org, f, p))));
+
+  /** One device's commands (generic and fleet), newest first: `GET /v1/commands?device=<id>` under a device path. */
+  app.get(
+    '/v1/devices/:id/commands',
+    route('commands', async (principal, req, r, models) => {
+      const device = parseId(req.param);
+      const q = parseQuery<CommandFilter>('commands', req.query);
+      if (q.filter.device !== undefined) throw new HubError('invalid', 'the device is named by the path; drop the device parameter');
+      const filter = { ...q.filter, device };
+      const scope = { listing: 'commands' as const, org: principal.org, filter };
+      const after = q.cursor === undefined ? undefined : decodeCursor(deps.cursorKey, scope, q.cursor);
+      const page = await models.commands(principal.org, filter, { limit: q.limit, after });
+      r.json(200, { items: page.items, nextCursor: page.next ? encodeCursor(deps.cursorKey, scope, page.next) : null });
+    }),
+  );
+
+  /** The per-status summary of a bulk fleet command; another org's id is not found, like a missing one. */
+  app.get(
+    '/v1/fleet/commands/:id',
+    route('commands', async (principal, req, r, models) => {
+      const id = req.param.toLowerCase();
+      if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)) throw new HubError('invalid', 'a fleet command id is a UUID');
+      for (const k of new URLSearchParams(req.query).keys()) {
+        if (k !== 'access_token') throw new HubError('invalid', 'GET /v1/fleet/commands/{id} takes no query parameters');
+      }
+      const summary = await models.fleetSummary(principal.org, id);
+      if (!summary) throw new HubError('not_found', 'no such fleet command');
+      r.json(200, summary);
+    }),
+  );
 }

@@ -40,7 +40,7 @@ describe('quotas', () => {
     issuer = await createTestIssuer();
     mqttPort = await freePort();
     // A wide group-commit window keeps commands in flight long enough to count them.
-    hub = await startHubProcess({ ...issuer.env, ORGHUB_MQTT_PORT: String(mqttPort), ORGHUB_GROUP_COMMIT_MS: '100', ORGHUB_LIMITS_ORGS: JSON.stringify(orgs) }, { timeoutMs: 60_000 });
+    hub = await startHubProcess({ ...issuer.env, ORGHUB_MQTT_PORT: String(mqttPort), ORGHUB_GROUP_COMMIT_MS: '100', ORGHUB_LIMITS_ORGS: JSON.stringify(orgs), ORGHUB_HISTORY_NAMESPACES: 'hist=100:600' }, { timeoutMs: 60_000 });
   });
   afterEach(async () => {
     await Promise.all(clients.splice(0).map((c) => c.close()));
@@ -99,6 +99,34 @@ describe('quotas', () => {
     let ok = false;
     for (let i = 0; i < 50 && !ok; i++) ok = (await b.request({ op: 'sub', topic: 'p/4' })).op === 'ok' || (await new Promise((r) => setTimeout(r, 50)), false);
     assert.ok(ok, 'p/4 fits once p/2 is gone from every connection');
+  });
+
+  it('quotas - history-topic subscriptions count against the distinct-pattern cap and free it on unsub and close', async () => {
+    const a = await open(small, 'ha');
+    // The previous test's connections release their patterns as the hub sees them close.
+    for (const t of ['hist/1', 'hist/2', 'hist/3']) {
+      let r: any;
+      for (let i = 0; i < 50; i++) {
+        r = await a.request({ op: 'sub', topic: t });
+        if (r.op === 'ok') break;
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      assert.deepEqual([r.op, typeof r.offset], ['ok', 'number'], JSON.stringify(r));
+    }
+    const over = await a.request({ op: 'sub', topic: 'hist/4' });
+    assert.equal(over.code, 'limit');
+    // Positive control: another org holds the same history topics
+    const other = await open(testOrg('ctl'), 'a');
+    for (const t of ['hist/1', 'hist/2', 'hist/3', 'hist/4']) assert.equal((await other.request({ op: 'sub', topic: t })).op, 'ok');
+    assert.equal((await a.request({ op: 'unsub', topic: 'hist/1' })).op, 'ok');
+    assert.equal((await a.request({ op: 'sub', topic: 'hist/4' })).op, 'ok', 'hist/4 fits once hist/1 is released');
+    a.close();
+    const b = await open(small, 'hb');
+    let ok = false;
+    for (let i = 0; i < 50 && !ok; i++) ok = (await b.request({ op: 'sub', topic: 'hist/5' })).op === 'ok' || (await new Promise((r) => setTimeout(r, 50)), false);
+    assert.ok(ok, 'a closed connection releases its history patterns');
+    for (const t of ['hist/6', 'hist/7']) assert.equal((await b.request({ op: 'sub', topic: t })).op, 'ok');
+    assert.equal((await b.request({ op: 'sub', topic: 'hist/8' })).code, 'limit');
   });
 
   it('quotas - commands in flight per connection are bounded; those within the bound are acked', async () => {

@@ -4,6 +4,9 @@ import type { TokenVerifier } from '../auth/principal.ts';
 import type { Bus } from '../bus/bus.ts';
 import type { CommandHandler } from '../core/commands.ts';
 import type { Publisher } from '../core/publisher.ts';
+import type { FleetDelivery } from '../fleet/fleet.ts';
+import type { PresenceTracker } from '../presence/tracker.ts';
+import type { HistoryRecorder } from '../history/subscription.ts';
 import type { Logger } from '../log.ts';
 import type { LimitService } from '../limits/limitService.ts';
 import type { SessionRegistry } from '../core/sessions.ts';
@@ -59,6 +62,11 @@ export interface BridgeContext {
   publisher: Publisher;
   audit: AuditSink;
   commands?: CommandHandler;
+  /** Fleet command delivery for `$commands/<device>` subscriptions. */
+  fleet?: FleetDelivery;
+  presence?: PresenceTracker;
+  /** History topics are appended before they are published (the publisher does it; kept for the Will path's reach). */
+  history?: HistoryRecorder;
   retained: RetainedStore;
   fanout: MqttFanout;
   flusher: FlushScheduler;

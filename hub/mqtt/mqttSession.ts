@@ -15,7 +15,7 @@ import { sessionExpiryMs } from './sessionCodec.ts';
 import { authorizeConnect, connackProperties, msUntil, publishWill, type Will } from './sessionConnect.ts';
 import type { SessionPort } from './sessionPort.ts';
 import { handlePublish, handlePubrel } from './sessionPublish.ts';
-import { parkSession, queuedDeliveries, restoreSubscriptions, resumeSession } from './sessionResume.ts';
+import { parkSession, persistedSubs, queuedDeliveries, restoreSubscriptions, resumeSession } from './sessionResume.ts';
 import { liveOwner, type Claimed, type SessionRef } from './sessionStore.ts';
 import { handleSubscribe, handleUnsubscribe } from './sessionSubscribe.ts';
 import { clientKey, type Registrant } from './takeoverRegistry.ts';
@@ -84,6 +84,8 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
   private live: LiveSession | undefined;
   /** Connection slots (IP, org, user) given back at teardown; a parked session holds none. */
   private slots: Slot[] = [];
+  /** Detachers of `$commands/<device>` subscriptions (fleet delivery from the event store, not the bus). */
+  private fleet: Map<string, () => void> | undefined;
 
   private readonly parser = mqttPacket.parser({ protocolVersion: 4 });
   private readonly bucket: TokenBucket;
@@ -330,6 +332,12 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     }
     if ((this.state as SessionState) === 'closed') return;
     this.state = 'open';
+    const presence = this.ctx.presence;
+    if (presence) {
+      presence.connected(d.principal.org, { session: this.session, sub: d.principal.sub, clientId: this.clientId, transport: 'mqtt' });
+      // Filters restored from a persistent session are subscriptions too.
+      for (const pattern of this.subs.keys()) presence.subscribed(this.session, pattern);
+    }
     this.expTimer = setTimeout(() => {
       // The identity behind the will has lapsed, so the will is not published.
       this.suppressWill = true;
@@ -375,9 +383,22 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
 
   subscriptionsChanged(): void {
     if (!this.owner || !this.ref) return;
-    this.ctx.store.setSubscriptions(this.ref, this.owner, Object.fromEntries(this.subs)).catch((err) => {
+    this.ctx.store.setSubscriptions(this.ref, this.owner, persistedSubs(this.subs)).catch((err) => {
       this.ctx.log.warn({ err: (err as Error).message, session: this.session }, 'mqtt subscriptions not stored');
     });
+  }
+
+  holdFleet(pattern: string, detach: () => void): void {
+    if (this.state !== 'open' || !this.subs.has(pattern)) return detach();
+    (this.fleet ??= new Map()).set(pattern, detach);
+  }
+
+  dropFleet(pattern: string): boolean {
+    const detach = this.fleet?.get(pattern);
+    if (!detach) return false;
+    this.fleet!.delete(pattern);
+    detach();
+    return true;
   }
 
   /**
@@ -447,7 +468,7 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
       // This connection leaves the registry first, so that the offline queue sees only a newer one.
       this.ctx.takeover.release(this.ref.key, this);
       // Parked before leaving the fan-out: its offline queue takes the subscriptions over first.
-      parkSession(this.ctx, { ref: this.ref, session: this.session, owner: this.owner, version: this.version, subs: this.subs, qos2: this.qos2, pending: this.outbox.inflight.pending(), expiryMs: this.expiryMs });
+      parkSession(this.ctx, { ref: this.ref, session: this.session, owner: this.owner, version: this.version, subs: new Map(Object.entries(persistedSubs(this.subs))), qos2: this.qos2, pending: this.outbox.inflight.pending(), expiryMs: this.expiryMs });
     }
     this.release();
     if (!wasOpen) return;
@@ -466,6 +487,9 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
       }
     }
     this.subs.clear();
+    for (const detach of this.fleet?.values() ?? []) detach();
+    this.fleet = undefined;
+    this.ctx.presence?.disconnected(this.session);
     this.ctx.quotas.release(this.slots);
     this.slots = [];
     this.outbox.clear();

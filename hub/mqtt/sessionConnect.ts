@@ -5,6 +5,8 @@ import type { Principal } from '../auth/principal.ts';
 import { detectContentType } from '../bus/contentType.ts';
 import type { ClientContext } from '../core/context.ts';
 import { AuthError, HubError } from '../errors.ts';
+import { isReservedTopic } from '../fleet/fleet.ts';
+import { isPresenceTopic } from '../presence/presence.ts';
 import type { RateLimits } from '../limits/connLimits.ts';
 import type { Slot } from '../limits/limitService.ts';
 import type { BridgeContext } from './bridgeContext.ts';
@@ -100,6 +102,11 @@ export async function authorizeConnect(ctx: BridgeContext, p: IConnectPacket, se
   if (!p.will) return { ok: true, principal, grants, will: undefined, slots, lim: admitted.lim };
   // A will on `$cmd/...` would be published as a plain message, not run as a command: refuse it.
   if (!isValidTopic(p.will.topic) || isCommandTopic(p.will.topic)) return refused('will_topic_invalid');
+  // Fleet command and presence topics are the hub's own, whatever the grants say (as Publisher.check).
+  if (isReservedTopic(p.will.topic) || isPresenceTopic(p.will.topic)) {
+    ctx.audit.record(principal.org, 'publish.denied', { topic: p.will.topic, transport: 'mqtt', will: true, reason: 'reserved' }, { actor: principal.sub, session });
+    return refused('will_not_granted');
+  }
   if (!grants.canPublish(p.will.topic)) {
     ctx.audit.record(principal.org, 'publish.denied', { topic: p.will.topic, transport: 'mqtt', will: true }, { actor: principal.sub, session });
     return refused('will_not_granted');
@@ -121,12 +128,16 @@ function capped(ctx: BridgeContext, session: string, limit: Parameters<RateLimit
 export function publishWill(ctx: BridgeContext, client: ClientContext, w: Will): void {
   const org = client.principal.org;
   const contentType = detectContentType(w.payload);
+  const published = () => ctx.audit.record(org, 'mqtt.will_published', { topic: w.topic, bytes: w.payload.length, retain: w.retain }, { actor: client.principal.sub, session: client.session });
+  const failed = (err: unknown) => ctx.log.warn({ err: (err as Error).message, session: client.session }, 'last will not published');
   const go = () => {
     try {
-      ctx.publisher.send(client, w.topic, w.payload, contentType, { qos: w.qos });
-      ctx.audit.record(org, 'mqtt.will_published', { topic: w.topic, bytes: w.payload.length, retain: w.retain }, { actor: client.principal.sub, session: client.session });
+      // A history topic is appended first (it gets its offset), so the send may be a promise.
+      const r = ctx.publisher.send(client, w.topic, w.payload, contentType, { qos: w.qos });
+      if (r instanceof Promise) r.then(published, failed);
+      else published();
     } catch (err) {
-      ctx.log.warn({ err: (err as Error).message, session: client.session }, 'last will not published');
+      failed(err);
     }
   };
   if (!w.retain) return go();

@@ -40,4 +40,12 @@ export interface SessionPort extends ClientContext, Subscriber {
   dropForRetry(reason: string): void;
   /** The subscriptions changed: a persistent session stores them. */
   subscriptionsChanged(): void;
+  /**
+   * Keeps the detacher of a `$commands/<device>` subscription's fleet delivery (docs/fleet.md),
+   * called at unsubscribe or close. Detaches at once when the session closed or dropped `pattern`
+   * while the attach was pending.
+   */
+  holdFleet(pattern: string, detach: () => void): void;
+  /** Detaches the fleet delivery of `pattern`; false when `pattern` has none (a bus subscription). */
+  dropFleet(pattern: string): boolean;
 }

@@ -23,7 +23,8 @@ export function ackPacket(qos: 1 | 2, messageId: number | undefined, code: numbe
 
 /**
  * Inbound PUBLISH (QoS 0, 1 or 2): `$cmd/` commands, then the hub's `Publisher` (topic grammar,
- * publish grants and the `publish.denied` audit, shared with WebSocket and HTTP), the retained
+ * the reserved `$commands/...` and presence topics, publish grants and the `publish.denied` audit,
+ * shared with WebSocket and HTTP; history topics appended before the publish), the retained
  * store and the bus. Returns a promise only when it waits (Redis, the event store), so that the
  * session can keep the hot path synchronous. This is where a PUBLISH is accepted: a per-message
  * hook (rate limit, quota) belongs right after the QoS 2 duplicate check.
@@ -59,11 +60,11 @@ export function handlePublish(s: SessionPort, p: IPublishPacket): void | Promise
   if (over) return over.done;
   const contentType = detectContentType(payload);
   const opts: PublishOptions = { qos: qos === 0 ? 0 : 1, expiresAt: messageExpiresAt(p.properties?.messageExpiryInterval, Date.now()) };
-  if (!p.retain) return afterInbound(s, toBus(s, topic, payload, contentType, opts), p);
+  if (!p.retain) return afterBus(s, toBus(s, topic, payload, contentType, opts), p);
   const msg: RetainedMessage = { topic, payload: Buffer.from(payload), contentType, qos: qos === 0 ? 0 : 1, from: s.principal.sub, ts: Date.now() };
   return s.ctx.retained.set(s.principal.org, msg).then(
     (stored) => {
-      if (stored) return afterInbound(s, toBus(s, topic, payload, contentType, opts), p);
+      if (stored) return afterBus(s, toBus(s, topic, payload, contentType, opts), p);
       // Over the org's retained-topic or retained-bytes cap: refused whole (not published), as MQTT 5 0x97 says.
       s.lim.hit('retained_bytes');
       s.audit('limit.hit', { limit: 'retained_topics', topic, transport: 'mqtt' });
@@ -87,14 +88,26 @@ export function handlePubrel(s: SessionPort, p: IPubrelPacket): void {
   else s.send({ cmd: 'pubcomp', messageId: p.messageId });
 }
 
-/** Hands a checked PUBLISH to the bus through the Publisher; `unspecified` when the bus is down (nothing was published). */
-function toBus(s: SessionPort, topic: string, payload: Buffer, contentType: ContentType, opts: PublishOptions): number {
-  try {
-    s.ctx.publisher.send(s, topic, payload, contentType, opts);
-    return Reason.success;
-  } catch (err) {
+/** `afterInbound` once the publish is done (a history topic waits for its append). */
+function afterBus(s: SessionPort, code: number | Promise<number>, p: IPublishPacket): void | Promise<void> {
+  return typeof code === 'number' ? afterInbound(s, code, p) : code.then((c) => afterInbound(s, c, p));
+}
+
+/**
+ * Hands a checked PUBLISH to the bus through the Publisher; `unspecified` when the bus is down
+ * (nothing was published). A topic of a namespace with history is appended to it first
+ * (docs/history.md), so the answer then waits for the append.
+ */
+function toBus(s: SessionPort, topic: string, payload: Buffer, contentType: ContentType, opts: PublishOptions): number | Promise<number> {
+  const unavailable = (err: unknown): number => {
     if (err instanceof HubError && err.code === 'unavailable') return Reason.unspecified;
     throw err;
+  };
+  try {
+    const r = s.ctx.publisher.send(s, topic, payload, contentType, opts);
+    return r instanceof Promise ? r.then(() => Reason.success, unavailable) : Reason.success;
+  } catch (err) {
+    return unavailable(err);
   }
 }
 

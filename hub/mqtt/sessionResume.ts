@@ -1,4 +1,5 @@
 import { matches } from '../acl/topic.ts';
+import { isReservedTopic } from '../fleet/fleet.ts';
 import type { BridgeContext } from './bridgeContext.ts';
 import { OfflineQueue } from './offlineQueue.ts';
 import type { SessionPort } from './sessionPort.ts';
@@ -32,6 +33,17 @@ export async function resumeSession(ctx: BridgeContext, ref: SessionRef, owner: 
 }
 
 /**
+ * The filters a persistent session stores and its offline queue holds: all but `$commands/<device>`
+ * ones, which the fleet delivery serves from the event store to a live connection only (a resumed
+ * device subscribes again, and gets its pending commands then; docs/fleet.md).
+ */
+export function persistedSubs(subs: ReadonlyMap<string, 0 | 1>): Record<string, 0 | 1> {
+  const out: Record<string, 0 | 1> = {};
+  for (const [pattern, qos] of subs) if (!isReservedTopic(pattern)) out[pattern] = qos;
+  return out;
+}
+
+/**
  * Subscribes a resuming connection to the stored filters its token still grants (a new token may
  * grant less; the others are dropped), and that the org's distinct-pattern cap on this node
  * (hub/limits) still allows. `exact`: the claimed record is authoritative, and filters not in it
@@ -42,6 +54,8 @@ export async function restoreSubscriptions(s: SessionPort, stored: StoredSession
   let opened = false;
   for (const [pattern, q] of Object.entries(stored.subs)) {
     const isNew = !s.subs.has(pattern);
+    // A `$commands` filter never goes to the bus (see persistedSubs).
+    if (isReservedTopic(pattern)) continue;
     if (filterRefusal(pattern, s.grants, isNew, s.subs.size, s.ctx.limits.maxSubscriptions)) continue;
     if (isNew && !s.ctx.quotas.holdPattern(org, pattern)) {
       s.lim.hit('patterns');

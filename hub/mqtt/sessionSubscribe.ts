@@ -5,6 +5,7 @@ import { isSharedFilter, Reason, subackRefusal, type FilterRefusal } from './cod
 import { encodePublish, packetIdOffset, type Version } from './outbound.ts';
 import type { RetainedMessage } from './retained.ts';
 import type { SessionPort } from './sessionPort.ts';
+import { deviceOfCommandTopic, isReservedTopic } from '../fleet/fleet.ts';
 
 /**
  * Why `filter` cannot be subscribed, checked in the documented order (shared, grammar, grants,
@@ -43,6 +44,7 @@ export function unsubackPacket(messageId: number | undefined, removed: boolean[]
 export async function handleSubscribe(s: SessionPort, p: ISubscribePacket): Promise<void> {
   const granted: number[] = [];
   const retainedFor: { pattern: string; qos: 0 | 1 }[] = [];
+  const commandTopics: string[] = [];
   let opened = false;
   for (const sub of p.subscriptions) {
     const pattern = sub.topic;
@@ -54,6 +56,10 @@ export async function handleSubscribe(s: SessionPort, p: ISubscribePacket): Prom
       granted.push(subackRefusal(refusal, s.version));
       continue;
     }
+    if (isReservedTopic(pattern) && (!deviceOfCommandTopic(pattern) || !s.ctx.fleet)) {
+      granted.push(subackRefusal('invalid', s.version));
+      continue;
+    }
     if (isNew && !s.ctx.quotas.holdPattern(s.principal.org, pattern)) {
       // The org's distinct patterns on this node are at the tier's cap (hub/limits).
       s.lim.hit('patterns');
@@ -62,8 +68,16 @@ export async function handleSubscribe(s: SessionPort, p: ISubscribePacket): Prom
       continue;
     }
     const qos = grantedQos(sub.qos);
+    if (isReservedTopic(pattern)) {
+      // Served by the fleet delivery from the event store, never from the bus (docs/fleet.md).
+      if (isNew) commandTopics.push(pattern);
+      s.subs.set(pattern, 1);
+      granted.push(1);
+      continue;
+    }
     s.subs.set(pattern, qos);
     if (s.ctx.fanout.add(s.principal.org, pattern, s, qos)) opened = true;
+    if (isNew) s.ctx.presence?.subscribed(s.session, pattern);
     granted.push(qos);
     if (wantsRetained(sub.rh, isNew)) retainedFor.push({ pattern, qos });
   }
@@ -73,6 +87,20 @@ export async function handleSubscribe(s: SessionPort, p: ISubscribePacket): Prom
   if (granted.some((g) => g < 0x80)) s.subscriptionsChanged();
   s.send({ cmd: 'suback', messageId: p.messageId, granted });
   for (const r of retainedFor) await sendRetained(s, r.pattern, r.qos);
+  for (const pattern of commandTopics) await attachCommands(s, pattern);
+}
+
+/** Fleet commands go out at QoS 1 on `$commands/<device>`, pending ones right after SUBACK. */
+async function attachCommands(s: SessionPort, pattern: string): Promise<void> {
+  const detach = await s.ctx.fleet!.attach(s.principal.org, deviceOfCommandTopic(pattern)!, {
+    session: s.session,
+    transport: 'mqtt',
+    send: (d) => {
+      const bytes = encodePublish({ topic: pattern, payload: Buffer.from(JSON.stringify(d)), retain: false }, 1, s.version);
+      if (bytes.length <= s.maxOut) s.sendQos1(bytes, packetIdOffset(bytes));
+    },
+  });
+  s.holdFleet(pattern, detach);
 }
 
 /** Retained messages read and queued per page; the next page waits until the socket has drained. */
@@ -114,8 +142,10 @@ function queueRetained(s: SessionPort, list: RetainedMessage[], granted: 0 | 1):
 export function handleUnsubscribe(s: SessionPort, p: IUnsubscribePacket): void {
   const removed = p.unsubscriptions.map((pattern) => {
     if (!s.subs.delete(pattern)) return false;
-    s.ctx.fanout.remove(s.principal.org, pattern, s);
     s.ctx.quotas.dropPattern(s.principal.org, pattern);
+    if (s.dropFleet(pattern)) return true;
+    s.ctx.fanout.remove(s.principal.org, pattern, s);
+    s.ctx.presence?.unsubscribed(s.session, pattern);
     return true;
   });
   if (removed.some(Boolean)) s.subscriptionsChanged();

@@ -8,7 +8,7 @@ export const SUBPROTOCOL_MSGPACK = 'orghub.v1.msgpack';
 export type Encoding = 'json' | 'msgpack';
 
 export type ClientFrame =
-  | { op: 'sub'; id?: number | string; topic: string }
+  | { op: 'sub'; id?: number | string; topic: string; since?: { offset: number; epoch: string } }
   | { op: 'unsub'; id?: number | string; topic: string }
   | { op: 'pub'; id?: number | string; topic: string; data: unknown }
   | { op: 'cmd'; id?: number | string; type: string; topic: string; data: unknown; key?: string }
@@ -18,7 +18,17 @@ export type ClientFrame =
 const id = { anyOf: [{ type: 'integer' }, { type: 'string', maxLength: 64 }] };
 const topic = { type: 'string', minLength: 1, maxLength: 512 };
 const frameSchemas: Record<ClientFrame['op'], object> = {
-  sub: { type: 'object', required: ['topic'], properties: { op: {}, id, topic }, additionalProperties: false },
+  sub: {
+    type: 'object',
+    required: ['topic'],
+    properties: {
+      op: {},
+      id,
+      topic,
+      since: { type: 'object', required: ['offset', 'epoch'], properties: { offset: { type: 'integer', minimum: 0 }, epoch: { type: 'string', minLength: 1, maxLength: 64 } }, additionalProperties: false },
+    },
+    additionalProperties: false,
+  },
   unsub: { type: 'object', required: ['topic'], properties: { op: {}, id, topic }, additionalProperties: false },
   pub: { type: 'object', required: ['topic', 'data'], properties: { op: {}, id, topic, data: {} }, additionalProperties: false },
   cmd: {

@@ -11,7 +11,7 @@ import pg from 'pg';
 import { HubError } from '../errors.ts';
 import { assertRoleName, DEFAULT_QUERY_ROLE } from '../eventstore/roles.ts';
 import type { AuditEntry, AuditFilter, CommandFilter, Device, DeviceCommand, DeviceFilter, Page, PageRequest, ReadModels, Session, SessionFilter } from './readModels.ts';
-import { auditSql, commandsSql, devicesSql, deviceSql, sessionsSql, toPage, type Sql } from './sql.ts';
+import { auditSql, commandsSql, deviceIdsSql, devicesSql, deviceSql, fleetSummarySql, sessionsSql, toPage, type Sql } from './sql.ts';
 
 export interface PostgresReadModelsOptions {
   databaseUrl: string;
@@ -90,6 +90,18 @@ export function createPostgresReadModels(options: PostgresReadModelsOptions): Re
     devices: (org: string, f: DeviceFilter, page: PageRequest) => list<Device>('devices', org, devicesSql(org, f, page), page.limit),
     sessions: (org: string, f: SessionFilter, page: PageRequest) => list<Session>('sessions', org, sessionsSql(org, f, page), page.limit),
     commands: (org: string, f: CommandFilter, page: PageRequest) => list<DeviceCommand>('commands', org, commandsSql(org, f, page), page.limit),
+    async fleetSummary(org, fleetId) {
+      const rows = await inOrg('fleet', org, async (c) => (await c.query(fleetSummarySql(org, fleetId))).rows as { status: string; n: number; type: string; issuedAt: string; issuedBy: string; expiresAt: string }[]);
+      if (rows.length === 0) return undefined;
+      const byStatus: Record<string, number> = { queued: 0, delivered: 0, succeeded: 0, failed: 0, rejected: 0, expired: 0, cancelled: 0 };
+      for (const r of rows) byStatus[r.status] = (byStatus[r.status] ?? 0) + r.n;
+      const first = rows.reduce((a, b) => (a.issuedAt <= b.issuedAt ? a : b));
+      return { fleetId, type: first.type, issuedBy: first.issuedBy, issuedAt: first.issuedAt, expiresAt: first.expiresAt, total: rows.reduce((n, r) => n + r.n, 0), byStatus };
+    },
+    async deviceIds(org, max) {
+      const rows = await inOrg('devices', org, async (c) => (await c.query(deviceIdsSql(org, max))).rows as { id: string }[]);
+      return rows.map((r) => r.id);
+    },
     async device(org, id) {
       const rows = await inOrg('device', org, async (c) => (await c.query(deviceSql(org, id))).rows);
       return rows[0] as Device | undefined;

@@ -130,6 +130,22 @@ export interface DeviceCommand {
   updatedAt: Timestamp;
   globalPosition: string;
   idempotencyKey: string | null;
+  /** Fleet commands only (null for generic recorded commands). */
+  expiresAt: Timestamp | null;
+  fleetId: string | null;
+  deliveredAt: Timestamp | null;
+  details: string | null;
+}
+
+/** A bulk fleet command: how many of its commands are in each status (docs/fleet.md). */
+export interface FleetSummary {
+  fleetId: string;
+  type: string;
+  issuedBy: string;
+  issuedAt: Timestamp;
+  expiresAt: Timestamp;
+  total: number;
+  byStatus: Record<string, number>;
 }
 
 /**
@@ -150,5 +166,9 @@ export interface ReadModels {
   device(org: string, id: string): Promise<Device | undefined>;
   sessions(org: string, filter: SessionFilter, page: PageRequest): Promise<Page<Session>>;
   commands(org: string, filter: CommandFilter, page: PageRequest): Promise<Page<DeviceCommand>>;
+  /** The summary of a bulk fleet command, or undefined when `org` has none with this id. */
+  fleetSummary(org: string, fleetId: string): Promise<FleetSummary | undefined>;
+  /** Ids of the org's devices (the selector `{"all": true}`), at most `max`, in id order. */
+  deviceIds(org: string, max: number): Promise<string[]>;
   close(): Promise<void>;
 }

@@ -95,9 +95,13 @@ const SESSIONS: Listing = {
   idType: 'text',
 };
 
+/** The status a reader sees: queued or delivered past `expires_at` is expired. */
+const EFFECTIVE_STATUS = `CASE WHEN status IN ('queued', 'delivered') AND expires_at <= now() THEN 'expired' ELSE status END`;
+
 const COMMANDS: Listing = {
   table: 'device_commands',
-  columns: `id::text AS "id", device_id AS "deviceId", topic, type, data, status, issued_by AS "issuedBy", ${iso('issued_at')} AS "issuedAt", ${iso('updated_at')} AS "updatedAt", global_position::text AS "globalPosition", idempotency_key AS "idempotencyKey"`,
+  // A fleet command past its expiry reads as expired even before its `expired` event is folded.
+  columns: `id::text AS "id", device_id AS "deviceId", topic, type, data, ${EFFECTIVE_STATUS} AS status, issued_by AS "issuedBy", ${iso('issued_at')} AS "issuedAt", ${iso('updated_at')} AS "updatedAt", global_position::text AS "globalPosition", idempotency_key AS "idempotencyKey", ${iso('expires_at')} AS "expiresAt", fleet_id::text AS "fleetId", ${iso('delivered_at')} AS "deliveredAt", details`,
   key: 'issued_at',
   idType: 'uuid',
 };
@@ -144,6 +148,20 @@ export function commandsSql(org: string, f: CommandFilter, page: PageRequest): S
   b.eq('status', f.status);
   b.range('issued_at', f.from, f.to);
   return b.list(COMMANDS, page, 'desc');
+}
+
+/** Per-status counts of one bulk fleet command (an empty result: no such fleet id in this org). */
+export function fleetSummarySql(org: string, fleetId: string): Sql {
+  return {
+    text: `SELECT ${EFFECTIVE_STATUS} AS status, count(*)::int AS n, min(type) AS type, ${iso('min(issued_at)')} AS "issuedAt", min(issued_by) AS "issuedBy", ${iso('max(expires_at)')} AS "expiresAt"
+             FROM device_commands WHERE org_id = $1 AND fleet_id = $2 GROUP BY 1`,
+    values: [org, fleetId],
+  };
+}
+
+/** Device ids of the org, in id order, at most `max`. */
+export function deviceIdsSql(org: string, max: number): Sql {
+  return { text: 'SELECT id FROM devices WHERE org_id = $1 ORDER BY id LIMIT $2', values: [org, max] };
 }
 
 /**

@@ -8,10 +8,10 @@ export const COMMAND_STREAM_PREFIX = 'commands:';
 export const COMMAND_TYPES: ReadonlySet<string> = new Set(['device.reboot', 'device.config', 'fleet.ack']);
 
 /**
- * Status of a recorded command. This fold only knows `issued`; the fleet issue adds delivery and
- * acknowledgement states by extending this module (a later fold may only move a status forward).
+ * Status of a command row. Generic recorded commands stay `issued`; fleet commands
+ * (`fleetFold.ts`) start `queued` and only ever move forward (docs/fleet.md).
  */
-export type CommandStatus = 'issued';
+export type CommandStatus = 'issued' | 'queued' | 'delivered' | 'succeeded' | 'failed' | 'rejected' | 'expired' | 'cancelled';
 
 export interface CommandRow {
   org_id: string;
@@ -26,6 +26,9 @@ export interface CommandRow {
   updated_at: string;
   global_position: string;
   idempotency_key: string | null;
+  /** Fleet commands only. */
+  expires_at: string | null;
+  fleet_id: string | null;
 }
 
 export function isCommandEvent(e: RecordedEvent): boolean {
@@ -56,6 +59,8 @@ export function commandRow(e: RecordedEvent): CommandRow {
     updated_at: e.recordedAt,
     global_position: e.globalPosition.toString(),
     idempotency_key: e.metadata.idempotencyKey ?? null,
+    expires_at: null,
+    fleet_id: null,
   };
 }
 

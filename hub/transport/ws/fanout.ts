@@ -93,7 +93,7 @@ export class WsFanout {
 
   constructor(
     private readonly app: TemplatedApp,
-    private readonly bus: Bus,
+    readonly bus: Bus,
     private readonly orgLabel: (org: string) => string = () => OTHER_ORGS,
   ) {}
 
@@ -253,7 +253,8 @@ function jsonMsg(patternJson: string, m: BusMessage): string {
   // Topic segments use a restricted alphabet (acl/topic.ts), so they need no escaping.
   const data = m.contentType === 'json' ? utf8.decode(m.payload) : `"${Buffer.from(m.payload).toString('base64')}","enc":"base64"`;
   const from = m.from === undefined ? '' : `,"from":${JSON.stringify(m.from)}`;
-  return `{"op":"msg","sub":${patternJson},"topic":"${m.topic}","data":${data}${from},"ts":${m.ts}}`;
+  const pos = m.offset === undefined ? '' : `,"offset":${m.offset},"epoch":${JSON.stringify(m.epoch)}`;
+  return `{"op":"msg","sub":${patternJson},"topic":"${m.topic}","data":${data}${from},"ts":${m.ts}${pos}}`;
 }
 
 /**
@@ -270,7 +271,9 @@ export function jsonFrame(sub: string | readonly string[], msgs: BusMessage[]): 
 
 function msgpackMsg(pattern: string, m: BusMessage): object {
   const data = m.contentType === 'json' ? JSON.parse(utf8.decode(m.payload)) : m.payload;
-  return m.from === undefined ? { op: 'msg', sub: pattern, topic: m.topic, data, ts: m.ts } : { op: 'msg', sub: pattern, topic: m.topic, data, from: m.from, ts: m.ts };
+  const o: Record<string, unknown> = m.from === undefined ? { op: 'msg', sub: pattern, topic: m.topic, data, ts: m.ts } : { op: 'msg', sub: pattern, topic: m.topic, data, from: m.from, ts: m.ts };
+  if (m.offset !== undefined) (o.offset = m.offset), (o.epoch = m.epoch);
+  return o;
 }
 
 /**

@@ -13,8 +13,12 @@ import type { Admission, LimitService, Slot } from '../../limits/limitService.ts
 import type { Logger } from '../../log.ts';
 import { decodeFrame, encodeFrame, FrameError, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, type ClientFrame, type Encoding } from '../../protocol/frames.ts';
 import type { CommandHandler } from '../../core/commands.ts';
-import type { FanoutGroup, WsFanout } from './fanout.ts';
+import { jsonFrame, msgpackFrame, type FanoutGroup, type WsFanout } from './fanout.ts';
 import type { LiveSession, SessionRegistry } from '../../core/sessions.ts';
+import type { BusMessage } from '../../bus/bus.ts';
+import { openHistorySubscription, type HistoryRecorder, type HistorySubscription } from '../../history/subscription.ts';
+import type { PresenceTracker } from '../../presence/tracker.ts';
+import { deviceOfCommandTopic, isReservedTopic, type FleetDelivery } from '../../fleet/fleet.ts';
 
 export interface WsLimits {
   maxFrameBytes: number;
@@ -31,6 +35,13 @@ export interface WsDeps {
   fanout: WsFanout;
   audit: AuditSink;
   commands?: CommandHandler;
+  /** Delivers fleet commands on `$commands/<device>` subscriptions (absent: such subscriptions are refused). */
+  fleet?: FleetDelivery;
+  presence?: PresenceTracker;
+  /** Topics of namespaces with history: offsets, epochs and resume (`sub` with `since`). */
+  history?: HistoryRecorder;
+  /** Most messages one resume may recover. */
+  maxRecover?: number;
   log: Logger;
   limits: WsLimits;
   rateLimits: LimitService;
@@ -56,6 +67,13 @@ interface Conn extends ClientContext {
   inflight: number;
   /** The fan-out group of sockets holding the same patterns (fanout.ts). */
   fanoutGroup?: FanoutGroup;
+  /**
+   * `$commands/<device>` subscriptions (served by the fleet delivery, not the bus) and history-topic
+   * subscriptions (delivered in offset order per connection). Neither is in `subs`, the fan-out's
+   * pattern set. A null value: still being opened.
+   */
+  fleet?: Map<string, (() => void) | null>;
+  history?: Map<string, HistorySubscription | null>;
   /** This connection in the node's session registry. */
   live?: LiveSession;
   /** Last frame (data, ping or pong) received from the client, for the idle sweep. */
@@ -169,33 +187,123 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(wait
     ws.end(code, reason);
   };
 
-  const subscribe = async (ws: WebSocket<Conn>, c: Conn, id: Id, pattern: string) => {
+  const sendMsgs = (ws: WebSocket<Conn>, c: Conn, pattern: string, msgs: BusMessage[]) => {
+    if (c.closed || msgs.length === 0) return;
+    if (c.enc === 'json') ws.send(jsonFrame(JSON.stringify(pattern), msgs), false);
+    else ws.send(msgpackFrame(pattern, msgs), true);
+  };
+
+  /**
+   * A topic with history: recovered messages (for `since`) follow the `ok`, then live ones, in
+   * offset order and exactly once (hub/history/subscription.ts).
+   */
+  const subscribeHistory = async (ws: WebSocket<Conn>, c: Conn, id: Id, pattern: string, since?: { offset: number; epoch: string }) => {
+    const held = (c.history ??= new Map());
+    held.set(pattern, null);
+    let hs: HistorySubscription;
+    try {
+      hs = await openHistorySubscription({ recorder: deps.history!, bus: deps.fanout.bus, log, org: c.principal.org, topic: pattern, since, maxRecover: deps.maxRecover ?? 10_000 });
+    } catch (err) {
+      if (held.get(pattern) === null) {
+        held.delete(pattern);
+        rateLimits.dropPattern(c.principal.org, pattern);
+      }
+      throw err;
+    }
+    if (c.closed || held.get(pattern) !== null) return hs.close();
+    held.set(pattern, hs);
+    deps.presence?.subscribed(c.session, pattern);
+    ws.cork(() => {
+      const extra: Record<string, unknown> = { offset: hs.position.offset, epoch: hs.position.epoch };
+      if (hs.recovered !== undefined) extra.recovered = hs.recovered;
+      if (hs.missed !== undefined) extra.missed = hs.missed;
+      ok(ws, id, extra);
+      sendMsgs(ws, c, pattern, hs.messages);
+    });
+    hs.start((msgs) => {
+      if (!c.closed) ws.cork(() => sendMsgs(ws, c, pattern, msgs));
+    });
+  };
+
+  const subscribe = async (ws: WebSocket<Conn>, c: Conn, id: Id, pattern: string, since?: { offset: number; epoch: string }) => {
     parsePattern(pattern);
     if (!c.grants.canSubscribe(pattern)) {
       audit.record(c.principal.org, 'subscribe.denied', { pattern, transport: 'ws' }, { actor: c.principal.sub, session: c.session });
       throw new HubError('forbidden', `subscribe to "${pattern}" is not granted`);
     }
-    if (c.subs.includes(pattern)) return ok(ws, id);
-    if (c.subs.length >= limits.maxSubscriptions) {
+    if (c.subs.includes(pattern) || c.fleet?.has(pattern) || c.history?.has(pattern)) return ok(ws, id);
+    if (c.subs.length + (c.fleet?.size ?? 0) + (c.history?.size ?? 0) >= limits.maxSubscriptions) {
       audit.record(c.principal.org, 'limit.hit', { limit: 'subscriptions', max: limits.maxSubscriptions, transport: 'ws' }, { actor: c.principal.sub, session: c.session });
       throw new HubError('limit', `at most ${limits.maxSubscriptions} subscriptions per connection`);
     }
+    if (isReservedTopic(pattern)) return subscribeCommands(ws, c, id, pattern);
+    const withHistory = deps.history?.retention(pattern) !== undefined;
+    if (since && !withHistory) throw new HubError('invalid', `"since" needs a topic of a namespace with history (ORGHUB_HISTORY_NAMESPACES); "${pattern}" has none`);
+    // A history subscription holds a bus subscription too, so it counts against the org's per-node
+    // pattern cap like any other; the hold is dropped by whoever removes the pattern from c.history.
     if (!rateLimits.holdPattern(c.principal.org, pattern)) {
       c.lim.hit('patterns');
       audit.record(c.principal.org, 'limit.hit', { limit: 'patterns', max: rateLimits.limitsOf(c.principal.org).patternsPerNode, transport: 'ws' }, { actor: c.principal.sub, session: c.session });
       throw new HubError('limit', 'the org holds too many distinct subscription patterns on this node');
     }
+    if (withHistory) return subscribeHistory(ws, c, id, pattern, since);
     c.subs.push(pattern);
     if (fanout.update(ws, c)) await fanout.confirm();
+    deps.presence?.subscribed(c.session, pattern);
     if (!c.closed) ws.cork(() => ok(ws, id));
   };
 
+  /**
+   * A device's command topic is served from the event store by the fleet delivery, never from the
+   * bus: nothing a client or backend publishes on NATS can reach it.
+   */
+  const subscribeCommands = async (ws: WebSocket<Conn>, c: Conn, id: Id, pattern: string) => {
+    const device = deviceOfCommandTopic(pattern);
+    if (!device) throw new HubError('bad_topic', 'command topics are subscribed one device at a time: "$commands/<device>"');
+    if (!deps.fleet) throw new HubError('unavailable', 'fleet commands are not enabled on this hub');
+    const fleetMap = (c.fleet ??= new Map());
+    fleetMap.set(pattern, null);
+    let ready = false;
+    const early: object[] = [];
+    const detach = await deps.fleet.attach(c.principal.org, device, {
+      session: c.session,
+      transport: 'ws',
+      // Deliveries read at subscribe time follow the ok, so the client sees ok first.
+      send: (d) => {
+        const frame = { op: 'msg', sub: pattern, topic: pattern, data: d, offset: d.offset, ts: Date.now() };
+        if (!ready) early.push(frame);
+        else if (!c.closed) ws.cork(() => send(ws, frame));
+      },
+    });
+    if (c.closed || fleetMap.get(pattern) !== null) return detach();
+    fleetMap.set(pattern, detach);
+    ready = true;
+    ws.cork(() => {
+      ok(ws, id, { recovered: true });
+      for (const f of early) send(ws, f);
+    });
+  };
+
   const unsubscribe = (ws: WebSocket<Conn>, c: Conn, pattern: string) => {
+    if (c.fleet?.has(pattern)) {
+      const detach = c.fleet.get(pattern);
+      c.fleet.delete(pattern);
+      return detach?.();
+    }
+    if (c.history?.has(pattern)) {
+      const hs = c.history.get(pattern);
+      c.history.delete(pattern);
+      rateLimits.dropPattern(c.principal.org, pattern);
+      hs?.close();
+      deps.presence?.unsubscribed(c.session, pattern);
+      return;
+    }
     const i = c.subs.indexOf(pattern);
     if (i < 0) return;
     c.subs.splice(i, 1);
     fanout.update(ws, c);
     rateLimits.dropPattern(c.principal.org, pattern);
+    deps.presence?.unsubscribed(c.session, pattern);
   };
 
   const refresh = async (ws: WebSocket<Conn>, c: Conn, id: Id, token: string) => {
@@ -217,7 +325,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(wait
     c.grants = compileGrants(next, roleGrants);
     c.expMs = next.exp * 1000;
     ws.cork(() => {
-      for (const pattern of [...c.subs]) {
+      for (const pattern of [...c.subs, ...(c.fleet?.keys() ?? []), ...(c.history?.keys() ?? [])]) {
         if (c.grants.canSubscribe(pattern)) continue;
         unsubscribe(ws, c, pattern);
         fail(ws, undefined, 'forbidden', `subscription "${pattern}" dropped: no longer granted`, { topic: pattern });
@@ -238,11 +346,17 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(wait
         const topic = publisher.check(c, f.topic, 'ws');
         const wait = c.lim.publish();
         if (wait > 0) throw limited(ws, c, wait, 'publish');
-        publisher.send(c, topic, payload, contentType);
+        const pending = publisher.send(c, topic, payload, contentType);
+        if (pending) {
+          // A history topic: acknowledged once appended (it has its offset) and published.
+          await pending;
+          if (!c.closed) ws.cork(() => ok(ws, f.id));
+          return;
+        }
         return ok(ws, f.id);
       }
       case 'sub':
-        return subscribe(ws, c, f.id, f.topic);
+        return subscribe(ws, c, f.id, f.topic, f.since);
       case 'unsub':
         parsePattern(f.topic);
         unsubscribe(ws, c, f.topic);
@@ -404,6 +518,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(wait
     open: (ws) => {
       sockets.add(ws);
       const c = ws.getUserData();
+      deps.presence?.connected(c.principal.org, { session: c.session, sub: c.principal.sub, transport: 'ws' });
       if (debugOn) connLog(c.session).debug({ org: c.principal.org, sub: c.principal.sub, enc: c.enc }, 'ws connected');
       audit.record(c.principal.org, 'session.connected', { transport: 'ws', encoding: c.enc, roles: c.principal.roles, jti: c.principal.jti }, { actor: c.principal.sub, session: c.session });
       // Registered last: a revocation that arrived during the upgrade ends the session right here.
@@ -443,6 +558,13 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(wait
       if (c.cutAt !== undefined) cutCount--;
       fanout.remove(c);
       for (const pattern of c.subs) rateLimits.dropPattern(c.principal.org, pattern);
+      for (const [pattern, hs] of c.history ?? []) {
+        hs?.close();
+        rateLimits.dropPattern(c.principal.org, pattern);
+      }
+      c.history?.clear();
+      for (const detach of c.fleet?.values() ?? []) detach?.();
+      deps.presence?.disconnected(c.session);
       if (c.live) deps.sessions?.remove(c.live);
       c.subs = [];
       rateLimits.release(c.slots);
