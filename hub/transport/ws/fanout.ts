@@ -289,16 +289,26 @@ export function msgpackFrame(sub: string | readonly string[], msgs: BusMessage[]
   } catch (err) {
     if (!(err instanceof RangeError)) throw err;
   }
+  const asJsonText = (m: BusMessage, pattern: string) => ({ ...msgpackMsg(pattern, { ...m, contentType: 'bytes' }), enc: 'json' });
   const frames = msgs.map((m, i) => {
     const pattern = at(i);
     try {
       const o = msgpackMsg(pattern, m);
-      encodeMsgpack(o);
+      // Tried at the depth it will be packed at (inside the frame array), one level deeper than alone.
+      encodeMsgpack([o]);
       return o;
     } catch (err) {
       if (!(err instanceof RangeError)) throw err;
-      return { ...msgpackMsg(pattern, { ...m, contentType: 'bytes' }), enc: 'json' };
+      return asJsonText(m, pattern);
     }
   });
-  return encodeMsgpack(frames.length === 1 ? frames[0] : frames);
+  try {
+    return encodeMsgpack(frames.length === 1 ? frames[0] : frames);
+  } catch (err) {
+    if (!(err instanceof RangeError)) throw err;
+    // A value right at the stack's edge may still overflow here (the stack is deeper in this call):
+    // every JSON message then goes as its text.
+    const safe = msgs.map((m, i) => (m.contentType === 'json' ? asJsonText(m, at(i)) : msgpackMsg(at(i), m)));
+    return encodeMsgpack(safe.length === 1 ? safe[0] : safe);
+  }
 }
