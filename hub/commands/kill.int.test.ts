@@ -103,7 +103,9 @@ describe('commands kill', () => {
   it('kill - after SIGKILL and retries, every acked command is recorded exactly once and no key twice', { timeout: 58_000 }, async (t) => {
     const org = testOrg('kill');
     const token = await issuer.token(org, 'alice');
-    hub = await startHubProcess(issuer.env, { timeoutMs: 40_000 });
+    // Limits off: 10,000 pipelined commands and their retries are the point here, not a rate to refuse.
+    const env = { ...issuer.env, ORGHUB_LIMITS: 'off' };
+    hub = await startHubProcess(env, { timeoutMs: 40_000 });
     const port = hub.port;
 
     // Given 10,000 keyed commands in flight, 200 at a time
@@ -128,7 +130,7 @@ describe('commands kill', () => {
     t.diagnostic(`killed after ${killedAt} ms with ${acked.size} acked`);
 
     // And restarted on the same port; the client retries everything not acked, same keys
-    hub = await startHubProcess({ ...issuer.env, ORGHUB_PORT: String(port) }, { timeoutMs: 40_000 });
+    hub = await startHubProcess({ ...env, ORGHUB_PORT: String(port) }, { timeoutMs: 40_000 });
     const second = await Pipe.open(hub.wsUrl, token);
     const unacked = Array.from({ length: TOTAL }, (_, i) => i).filter((i) => !acked.has(i));
     const retried = new Map<number, Answer>();
