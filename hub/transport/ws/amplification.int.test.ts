@@ -74,12 +74,13 @@ describe('amplification', () => {
       await phase(manyOrg, many);
       const single: number[] = [];
       const overlapped: number[] = [];
-      for (let round = 0; round < 2; round++) {
+      for (let round = 0; round < 3; round++) {
         single.push(await phase(oneOrg, one));
         overlapped.push(await phase(manyOrg, many));
       }
-      const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
-      const ratio = sum(overlapped) / sum(single);
+      // The cheapest round of each: CPU time only grows with noise from other processes (suites run
+      // two files at a time on 2 cores), so the minimum is the estimate least disturbed by it.
+      const ratio = Math.min(...overlapped) / Math.min(...single);
       process.stderr.write(`amplification: CPU µs/message one pattern ${single.map((x) => x.toFixed(1)).join(', ')}; 256 overlapping ${overlapped.map((x) => x.toFixed(1)).join(', ')}; ratio ${ratio.toFixed(2)}\n`);
       assert.ok(ratio <= 1.5, `256 overlapping patterns cost ${ratio.toFixed(2)}x one pattern`);
       assert.ok(many.messages(TOPIC).every((f) => overlapping().includes(f.sub)), 'sub names one of the matching patterns');
