@@ -142,7 +142,7 @@ describe('presence', () => {
     await until(async () => !subs((await get(node2, org, '/v1/presence')).body).includes('victim'), 15_000, 'victim reaped');
     const elapsed = Date.now() - killedAt;
     assert.ok(elapsed < 15_000, `reaped after ${elapsed} ms`);
-    await watcher.waitFor((f) => f.op === 'msg' && f.data?.event === 'leave' && f.data.sub === 'victim', 2000);
+    await watcher.waitFor((f) => f.op === 'msg' && f.data?.event === 'leave' && f.data.sub === 'victim', 10_000);
     // The survivor (positive control) is still there
     assert.ok(subs((await get(node2, org, '/v1/presence')).body).includes('survivor'));
   });
