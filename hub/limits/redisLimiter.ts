@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import { createWatchedRedis } from '../redis/watchedRedis.ts';
 import type { Logger } from '../log.ts';
 import type { Limiter } from './limiter.ts';
 
@@ -99,30 +100,19 @@ interface LimitRedis extends Redis {
  * falls back to local buckets and retries Redis in the background.
  */
 export function createRedisLimiter(url: string, log: Logger, prefix = 'orghub:lim:'): Limiter & { readonly redis: Redis; ready(): Promise<void> } {
-  const redis = new Redis(url, {
-    lazyConnect: false,
-    enableOfflineQueue: false,
+  const conn = createWatchedRedis(url, log, {
+    what: 'rate limits, connection caps',
+    meanwhile: 'limits fall back to local buckets',
     maxRetriesPerRequest: 0,
     commandTimeout: 1000,
-    retryStrategy: (times) => Math.min(times * 200, 2000),
-  }) as LimitRedis;
+  });
+  const redis = conn.redis as LimitRedis;
   redis.defineCommand('limTake', { numberOfKeys: 1, lua: TAKE_LUA });
   redis.defineCommand('limAcquire', { numberOfKeys: 2, lua: ACQUIRE_LUA });
   redis.defineCommand('limRelease', { numberOfKeys: 1, lua: RELEASE_LUA });
   redis.defineCommand('limCount', { numberOfKeys: 2, lua: COUNT_LUA });
   redis.defineCommand('limHeartbeat', { numberOfKeys: 1, lua: HEARTBEAT_LUA });
   const nodesKey = `${prefix}nodes`;
-  let warned = false;
-  let closing = false;
-  redis.on('error', (err) => {
-    if (closing || warned) return;
-    warned = true;
-    log.warn({ err: err.message }, 'Redis (rate limits, connection caps) unreachable; limits fall back to local buckets');
-  });
-  redis.on('ready', () => {
-    if (warned) log.info('Redis (rate limits, connection caps) reachable again');
-    warned = false;
-  });
 
   return {
     redis,
@@ -146,17 +136,7 @@ export function createRedisLimiter(url: string, log: Logger, prefix = 'orghub:li
     async count(key) {
       return Number(await redis.limCount(key, nodesKey));
     },
-    async ping() {
-      if (redis.status !== 'ready') return false;
-      try {
-        return (await redis.ping()) === 'PONG';
-      } catch {
-        return false;
-      }
-    },
-    async close() {
-      closing = true;
-      await redis.quit().catch(() => redis.disconnect());
-    },
+    ping: conn.ping,
+    close: conn.close,
   };
 }

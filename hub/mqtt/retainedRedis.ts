@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import { createWatchedRedis } from '../redis/watchedRedis.ts';
 import { isValidTopic, matches } from '../acl/topic.ts';
 import type { Logger } from '../log.ts';
 import { decodeRetained, encodeRetained, type RetainedMessage, type RetainedStore } from './retained.ts';
@@ -95,25 +95,8 @@ export function literalPrefix(pattern: string): string {
  * PUBLISH with retain is refused rather than parked. Every write touches both keys in one script.
  */
 export function createRedisRetainedStore(url: string, log: Logger, maxPerOrg: number, maxBytesOf: (org: string) => number = () => 0): RetainedStore {
-  const redis = new Redis(url, {
-    lazyConnect: false,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    commandTimeout: 3000,
-    retryStrategy: (times) => Math.min(times * 200, 2000),
-  });
-  let warned = false;
-  let closing = false;
-  redis.on('error', (err) => {
-    // Closing while still connecting (the bridge found its port busy) is not an outage.
-    if (closing) return;
-    if (!warned) log.warn({ err: err.message }, 'Redis (retained MQTT messages) unreachable; retrying');
-    warned = true;
-  });
-  redis.on('ready', () => {
-    if (warned) log.info('Redis (retained MQTT messages) reachable again');
-    warned = false;
-  });
+  const conn = createWatchedRedis(url, log, { what: 'retained MQTT messages' });
+  const { redis } = conn;
 
   return {
     async set(org, m) {
@@ -155,17 +138,7 @@ export function createRedisRetainedStore(url: string, log: Logger, maxPerOrg: nu
         if (page.length) yield page;
       }
     },
-    async ping() {
-      if (redis.status !== 'ready') return false;
-      try {
-        return (await redis.ping()) === 'PONG';
-      } catch {
-        return false;
-      }
-    },
-    async close() {
-      closing = true;
-      await redis.quit().catch(() => redis.disconnect());
-    },
+    ping: conn.ping,
+    close: conn.close,
   };
 }

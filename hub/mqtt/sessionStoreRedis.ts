@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import { createWatchedRedis } from '../redis/watchedRedis.ts';
 import type { Logger } from '../log.ts';
 import { LIVE_MARGIN_MS, type SessionInfo, type SessionRef, type SessionStore, type StoredSession } from './sessionStore.ts';
 
@@ -97,18 +97,8 @@ function parseSession(owner: string, subs: string, q2: string, drops: string): S
  * session must be on one Redis server (the scripts name them together).
  */
 export function createRedisSessionStore(url: string, log: Logger, opts: { maxExpiryMs: number }): SessionStore {
-  const redis = new Redis(url, { lazyConnect: false, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 3000, retryStrategy: (t) => Math.min(t * 200, 2000) });
-  let warned = false;
-  let closing = false;
-  redis.on('error', (err) => {
-    if (closing) return;
-    if (!warned) log.warn({ err: err.message }, 'Redis (MQTT sessions) unreachable; retrying');
-    warned = true;
-  });
-  redis.on('ready', () => {
-    if (warned) log.info('Redis (MQTT sessions) reachable again');
-    warned = false;
-  });
+  const conn = createWatchedRedis(url, log, { what: 'MQTT sessions' });
+  const { redis } = conn;
   const keys = (ref: SessionRef) => [sessionKey(ref), queueKey(ref), sessionIndexKey(ref.org)] as const;
 
   return {
@@ -167,9 +157,6 @@ export function createRedisSessionStore(url: string, log: Logger, opts: { maxExp
         return false;
       }
     },
-    async close() {
-      closing = true;
-      await redis.quit().catch(() => redis.disconnect());
-    },
+    close: conn.close,
   };
 }
