@@ -3,6 +3,9 @@ import type { BucketSpec, Grant } from './limiter.ts';
 /** Where a lease gets its tokens: the cluster limiter, or the local fallback while Redis is down. */
 export type LeaseSource = (key: string, want: number, minGrant: number, spec: BucketSpec) => Promise<Grant>;
 
+/** How long tokens above one chunk may stay in a lease (the cluster bucket refills in about a second). */
+export const HOLD_MS = 1000;
+
 /**
  * This node's share of one cluster-wide bucket (a user's or an org's). The message path takes
  * tokens from `tokens`, in memory; the lease asks the cluster for the next chunk (about
@@ -23,6 +26,8 @@ export class Lease {
    * its tokens in Redis to overflow the bucket.
    */
   private missed = 0;
+  /** performance.now() of the last grant that brought tokens. */
+  private grantedAt = 0;
   lastUse = performance.now();
 
   constructor(
@@ -38,6 +43,10 @@ export class Lease {
   /** 0 when a token is here now, else ms until one may be (≥ 1). Starts a refill when low. */
   wait(now: number): number {
     this.lastUse = now;
+    // Tokens held past HOLD_MS beyond one chunk are dropped: they were taken from the cluster bucket
+    // long ago, and a bucket that refilled since would otherwise be spent on top of them (the window
+    // bound becomes burst + held + rate x T instead of burst + rate x T). A chunk is always kept.
+    if (this.tokens > this.chunk && now - this.grantedAt > HOLD_MS) this.tokens = this.chunk;
     if (this.tokens >= 1) {
       if (this.tokens < this.low && !this.pending && now >= this.retryAt) this.refill();
       return 0;
@@ -69,6 +78,7 @@ export class Lease {
     this.pending = this.source(this.key, want, this.minGrant, this.spec).then(
       (g) => {
         this.tokens += g.granted;
+        if (g.granted > 0) this.grantedAt = performance.now();
         if (g.granted === 0) this.retryAt = performance.now() + g.retryAfterMs;
         this.pending = undefined;
       },

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConfigError } from '../errors.ts';
 import { ConnLimits } from './connLimits.ts';
-import { chunkFor, Lease } from './leases.ts';
+import { chunkFor, HOLD_MS, Lease } from './leases.ts';
 import { parseOrgOverrides, parseTierOverrides, TIER_DEFAULTS, TierTable } from './tiers.ts';
 import { LocalBucket } from './tokenBucket.ts';
 import { overLimitAction } from '../mqtt/sessionLimits.ts';
@@ -49,6 +49,32 @@ describe('limits (pure)', () => {
     assert.ok(w > 400 && w <= 500, `wait ${w}`);
     assert.equal(lease.wait(performance.now()) > 0, true);
     assert.equal(asks.length, 3, 'one ask found the bucket empty; none again before the retry time');
+  });
+
+  it('limits - a lease keeps at most one chunk past HOLD_MS, so a refilled cluster bucket is not spent on top of old tokens', async () => {
+    let empty = true;
+    const asks: number[] = [];
+    const lease = new Lease('k', { rate: 20, burst: 20 }, chunkFor({ rate: 20, burst: 20 }, 100), async (_k, want) => (asks.push(want), empty ? { granted: 0, retryAfterMs: 50 } : { granted: want, retryAfterMs: 0 }));
+    const fill = async () => {
+      empty = true;
+      await lease.settle(); // the cluster bucket is empty: no asks again for 50 ms
+      for (let i = 0; i < 12; i++) assert.ok(lease.wait(performance.now()) > 0);
+      empty = false;
+      assert.ok(lease.wait(performance.now() + 60) > 0); // the next ask covers the 13 refusals
+      await lease.settle();
+      assert.ok(asks.at(-1)! >= 13, `asked for ${asks.at(-1)}`);
+    };
+    const serve = (now: number) => {
+      let n = 0;
+      while (n < 50 && lease.wait(now) === 0) lease.take(), n++;
+      return n;
+    };
+    await fill();
+    assert.ok(serve(performance.now()) >= 13, 'fresh tokens are all served');
+    await fill();
+    // The same tokens held longer than HOLD_MS: one chunk (2) is left, plus what a refill may bring.
+    empty = true;
+    assert.equal(serve(performance.now() + HOLD_MS + 1), 2);
   });
 
   it('limits - the hierarchy takes from every level only when all have a token, and counts refusals toward abuse', () => {
