@@ -4,7 +4,10 @@
 //   1. bash infra/local/up.sh          (skipped with ORGHUB_SKIP_INFRA=1)
 //   2. tsc -p . --noEmit                (skipped with ORGHUB_SKIP_TYPECHECK=1; errors fail the run)
 //   3. npm run migrate                  (only once hub/eventstore/migrate.ts exists)
-//   4. node --import tsx --test ...     (spec output; ends with the TAP summary lines)
+//   4. node --import tsx --test ...     (spec output), twice: every file not marked serial,
+//      ORGHUB_TEST_CONCURRENCY at a time, then the files whose first lines say
+//      `// test-run: serial` (timing assertions), one at a time; the output ends with the TAP
+//      summary lines of both runs added up
 //
 // Usage: node scripts/test.mjs [path filters...] [--node-test-flags...]
 //   A filter keeps the files whose repo-relative path contains it (`hub/acl`, `.int.test.ts`).
@@ -99,25 +102,21 @@ if (existsSync(join(root, 'hub', 'eventstore', 'migrate.ts')) && !flag('ORGHUB_S
   step('migrate', 'npm', ['run', '--silent', 'migrate']);
 }
 
-const tapDir = mkdtempSync(join(tmpdir(), 'orghub-test-'));
-const tapFile = join(tapDir, 'report.tap');
-const args = [
-  '--import', 'tsx',
-  '--test',
-  '--test-reporter=spec', '--test-reporter-destination=stdout',
-  '--test-reporter=tap', `--test-reporter-destination=${tapFile}`,
-  `--test-concurrency=${intEnv('ORGHUB_TEST_CONCURRENCY', 2)}`,
-  `--test-timeout=${intEnv('ORGHUB_TEST_PER_TEST_TIMEOUT', 300_000)}`,
-  ...nodeArgs,
-  ...files,
-];
-console.log(`\n> test: ${files.length} file(s)`);
+/**
+ * Files whose first lines carry `// test-run: serial` hold timing assertions (rates within 10 %,
+ * p99 ratios, reap deadlines) that a heavy neighbour on a 2-core machine can break. They run after
+ * the others, one file at a time.
+ */
+const SERIAL = /^\/\/ test-run: serial\b/m;
+const isSerial = (f) => SERIAL.test(readFileSync(join(root, f), 'utf8').slice(0, 4000));
+const serial = files.filter(isSerial);
+const parallel = files.filter((f) => !serial.includes(f));
 
 // Own process group, so that a timeout or Ctrl-C also reaches servers the tests spawned.
-const child = spawn(process.execPath, args, { stdio: 'inherit', env, detached: true });
+let current;
 const killGroup = (sig) => {
   try {
-    process.kill(-child.pid, sig);
+    if (current) process.kill(-current.pid, sig);
   } catch {
     /* already gone */
   }
@@ -132,29 +131,56 @@ const timer = setTimeout(() => {
 }, limit * 1000);
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => killGroup(sig));
 
-child.on('exit', (code, signal) => {
-  clearTimeout(timer);
-  let tap = '';
-  try {
-    tap = readFileSync(tapFile, 'utf8');
-  } catch {
-    /* the run died before the reporter wrote anything */
-  }
-  rmSync(tapDir, { recursive: true, force: true });
-  // The TAP reporter ends with the top-level summary; print it last so that it ends the output.
-  const lines = tap.trimEnd().split('\n');
-  let i = lines.length;
-  while (i > 0 && SUMMARY.test(lines[i - 1])) i--;
-  const summary = lines.slice(i);
-  console.log('');
-  if (summary.length && !timedOut) console.log(summary.join('\n'));
-  else {
-    const counts = {};
-    for (const l of summary) {
-      const [, k, v] = l.match(/^# (\w+) (\S+)/) ?? [];
-      if (k) counts[k] = v;
-    }
-    printSummary({ ...counts, fail: Math.max(1, Number(counts.fail ?? 0)) });
-  }
-  process.exit(timedOut ? 1 : (code ?? (signal ? 1 : 0)));
-});
+/** One `node --test` run; resolves with its exit code and the counts of its TAP summary. */
+function runNodeTest(label, list, concurrency) {
+  const tapDir = mkdtempSync(join(tmpdir(), 'orghub-test-'));
+  const tapFile = join(tapDir, 'report.tap');
+  const args = [
+    '--import', 'tsx',
+    '--test',
+    '--test-reporter=spec', '--test-reporter-destination=stdout',
+    '--test-reporter=tap', `--test-reporter-destination=${tapFile}`,
+    `--test-concurrency=${concurrency}`,
+    `--test-timeout=${intEnv('ORGHUB_TEST_PER_TEST_TIMEOUT', 300_000)}`,
+    ...nodeArgs,
+    ...list,
+  ];
+  console.log(`\n> test (${label}): ${list.length} file(s), ${concurrency} at a time`);
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, args, { stdio: 'inherit', env, detached: true });
+    current = child;
+    child.on('exit', (code, signal) => {
+      current = undefined;
+      let tap = '';
+      try {
+        tap = readFileSync(tapFile, 'utf8');
+      } catch {
+        /* the run died before the reporter wrote anything */
+      }
+      rmSync(tapDir, { recursive: true, force: true });
+      const lines = tap.trimEnd().split('\n');
+      let i = lines.length;
+      while (i > 0 && SUMMARY.test(lines[i - 1])) i--;
+      const counts = {};
+      for (const l of lines.slice(i)) {
+        const [, k, v] = l.match(/^# (\w+) (\S+)/) ?? [];
+        if (k) counts[k] = Number(v);
+      }
+      const failed = code !== 0 || signal !== null;
+      if (failed && !(counts.fail > 0)) counts.fail = Math.max(1, counts.fail ?? 0);
+      resolve({ code: code ?? (signal ? 1 : 0), counts });
+    });
+  });
+}
+
+const runs = [];
+if (parallel.length) runs.push(await runNodeTest('parallel', parallel, intEnv('ORGHUB_TEST_CONCURRENCY', 2)));
+if (serial.length && !timedOut) runs.push(await runNodeTest('serial, timing-sensitive', serial, 1));
+clearTimeout(timer);
+// The summary of both runs ends the output (the TAP reporter's last lines, added up).
+const total = {};
+for (const r of runs) for (const [k, v] of Object.entries(r.counts)) total[k] = (total[k] ?? 0) + v;
+console.log('');
+if (timedOut) total.fail = Math.max(1, total.fail ?? 0);
+printSummary(total);
+process.exit(timedOut || runs.some((r) => r.code !== 0) ? 1 : 0);

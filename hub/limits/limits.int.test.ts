@@ -1,3 +1,4 @@
+// test-run: serial (timing assertions; scripts/test.mjs runs these one at a time after the rest)
 import { describe, it, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
