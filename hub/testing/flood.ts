@@ -55,7 +55,8 @@ export function startFlood(opts: FloodOptions): Flood {
     out += d;
     if (out.includes('started\n')) onStarted();
   });
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  let exit = '';
+  const exited = new Promise<void>((r) => child.once('exit', (code, signal) => ((exit = `exit ${code ?? signal}`), r())));
   return {
     started,
     child,
@@ -63,7 +64,7 @@ export function startFlood(opts: FloodOptions): Flood {
       child.kill('SIGTERM');
       await exited;
       const line = out.split('\n').find((l) => l.startsWith('{'));
-      if (!line) throw new Error(`flood child gave no result: ${out}`);
+      if (!line) throw new Error(`flood child gave no result (${exit}): ${out}`);
       return JSON.parse(line) as FloodResult;
     },
   };
@@ -118,6 +119,10 @@ async function child(opts: FloodOptions): Promise<void> {
   let running = true;
   const t0 = performance.now();
   const count = (code: string) => (result.errors[code] = (result.errors[code] ?? 0) + 1);
+  process.on('uncaughtException', (e) => {
+    process.stderr.write(`flood child: ${e.stack ?? e}\n`);
+    count(`exception:${e.message}`);
+  });
   const closers: Array<() => void> = [];
   if (opts.mode === 'cmd') {
     const inflight = opts.inflight ?? 32;
@@ -131,6 +136,9 @@ async function child(opts: FloodOptions): Promise<void> {
     });
     for (let c = 0; c < opts.conns; c++) {
       const ws = await openWs(opts.url, opts.token!);
+      // A socket the hub closes or resets is counted, never a crash that loses the result.
+      ws.on('error', (e) => count(`ws_error:${(e as NodeJS.ErrnoException).code ?? e.message}`));
+      ws.on('close', (code) => running && count(`close:${code}`));
       const send = () => {
         if (!running) return;
         result.sent++;
