@@ -29,8 +29,10 @@ export interface Access {
   apiKeys: ApiKeys;
   orgs: OrgDirectory;
   orgStore: OrgStore;
-  /** The verifier every transport uses: API keys (`ohk_…`) or the given JWT verifier, then the revocation check. */
+  /** The verifier every transport uses: org API keys (`ohk_…`; platform keys refused) or the given JWT verifier, then the revocation and org checks. */
   verifier: TokenVerifier;
+  /** The same, but platform API keys are accepted too: for the org lifecycle routes (`/v1/orgs…`) only. */
+  platformVerifier: TokenVerifier;
   /** For /ready: new tokens are refused while this is down (fail closed). */
   ready(): boolean;
   stop(): Promise<void>;
@@ -53,7 +55,8 @@ export function createAccess(deps: { config: Config; bus: Bus; log: Logger; veri
     apiKeys,
     orgs,
     orgStore,
-    verifier: withOrgCheck(withRevocationCheck(withApiKeys(deps.verifier, apiKeys), revocations), orgs),
+    verifier: withOrgCheck(withRevocationCheck(withApiKeys(deps.verifier, apiKeys, 'org'), revocations), orgs),
+    platformVerifier: withOrgCheck(withRevocationCheck(withApiKeys(deps.verifier, apiKeys, 'platform'), revocations), orgs),
     ready: () => loaded && store.up,
     async stop() {
       revocations.close();

@@ -7,8 +7,9 @@ import { adminRoute, type AdminRequest, type AdminRouteDeps } from './adminRoute
 import { mountOrgExport } from './orgExportApi.ts';
 import { mountOrgOffboard, OFFBOARDED } from './orgOffboardApi.ts';
 
-/** The platform operator's role: manages every org, belongs to none of them in particular. */
-export const PLATFORM_ROLE = 'platform';
+import { PLATFORM_ROLE } from '../access/apiKey.ts';
+
+export { PLATFORM_ROLE };
 /** Each org's lifecycle events (`org.created`, `org.updated`, `org.suspended`, `org.resumed`). */
 export const ORG_STREAM = 'org';
 
@@ -21,7 +22,9 @@ export interface OrgApiDeps extends AdminRouteDeps {
 
 /**
  * The platform API (docs/access.md "Orgs"): POST/GET /v1/orgs, GET/PATCH /v1/orgs/{org},
- * POST /v1/orgs/{org}/suspend and /resume, for principals with the `platform` role. Each change is
+ * POST /v1/orgs/{org}/suspend and /resume, for principals with the `platform` role: a platform JWT
+ * or a platform API key (`deps.verifier` must be the platform verifier, the only one that accepts
+ * those keys; docs/access.md "Platform API keys"). Each change is
  * recorded in the target org's `org` stream first (the projector folds it into the `orgs` read
  * model), then stored, applied and announced, and audited in the target org as `admin.action`.
  */
