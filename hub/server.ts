@@ -199,7 +199,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   mountFleetApi({ app, verifier, roleGrants, audit, fleet: fleetService, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBulk: config.ORGHUB_FLEET_MAX_BULK, allDevices: readModels ? (org, max) => readModels.deviceIds(org, max) : undefined });
   mountRevocationApi({ app, verifier, audit, log, revocations: access.revocations, store, nodeId, maxTtlSec: config.ORGHUB_JWT_MAX_TTL });
   // The only routes that take platform API keys (docs/access.md "Platform API keys").
-  mountOrgApi({ app, verifier: access.platformVerifier, audit, log, orgs: access.orgs, orgStore: access.orgStore, store, nodeId });
+  mountOrgApi({ app, verifier: access.platformVerifier, audit, log, orgs: access.orgs, orgStore: access.orgStore, store, nodeId, eraseOrgData: (org) => access.eraseOrgData(org) });
   mountPlatformKeyApi({ app, verifier, audit, log, nodeId, platformKeys: createPlatformKeys({ apiKeys: access.apiKeys, revocations: access.revocations, maxTtlSec: config.ORGHUB_JWT_MAX_TTL, store }) });
   mountApiKeyApi({ app, verifier, audit, log, apiKeys: access.apiKeys, revocations: access.revocations, roleGrants, store, nodeId, maxTtlSec: config.ORGHUB_JWT_MAX_TTL });
 

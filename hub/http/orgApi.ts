@@ -1,5 +1,6 @@
 import type { OrgDirectory } from '../access/orgDirectory.ts';
 import type { OrgStore } from '../access/orgStore.ts';
+import type { ErasedCounts } from '../access/redisOrgEraser.ts';
 import { describeOrg, isOrgId, parseCreateOrg, parseOrgChanges, parseSuspend, type OrgRecord } from '../access/org.ts';
 import { ANY, type EventStore } from '../eventstore/eventStore.ts';
 import { HubError } from '../errors.ts';
@@ -16,6 +17,8 @@ export const ORG_STREAM = 'org';
 export interface OrgApiDeps extends AdminRouteDeps {
   orgs: OrgDirectory;
   orgStore: OrgStore;
+  /** Offboarding's Redis erasure (Access.eraseOrgData). */
+  eraseOrgData?: (org: string) => Promise<ErasedCounts>;
   store?: EventStore;
   nodeId: string;
 }
