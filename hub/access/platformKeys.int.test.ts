@@ -191,13 +191,13 @@ describe('platform api keys across two nodes', () => {
     await redis.del(apiKeyKey(planted.id));
   });
 
-  it('platform keys - refused on every org-scoped surface (publish, audit read, org API keys, revocations, WS upgrade, MQTT CONNECT); an org key passes the same doors', async () => {
+  it('platform keys - refused on every org-scoped surface (publish, audit and device reads, presence, org API keys, revocations, WS upgrade and in-band refresh, MQTT CONNECT); an org key passes the same doors', async () => {
     const org = testOrg();
     const pk = await platformKey('scoped');
     const service = await orgKey(org, ['service', 'admin']);
     const refusedHttp = async (auth: Record<string, string>) => {
       const out: [number, string, string][] = [];
-      for (const [m, p, b] of [['POST', '/v1/publish', { topic: 'telemetry/x', data: 1 }], ['GET', '/v1/audit', undefined], ['GET', '/v1/devices', undefined], ['GET', '/v1/apikeys', undefined], ['POST', '/v1/revocations', { sub: 'x' }]] as const) {
+      for (const [m, p, b] of [['POST', '/v1/publish', { topic: 'telemetry/x', data: 1 }], ['GET', '/v1/audit', undefined], ['GET', '/v1/devices', undefined], ['GET', '/v1/apikeys', undefined], ['POST', '/v1/revocations', { sub: 'x' }], ['GET', '/v1/presence', undefined]] as const) {
         const r = await api(h1, m, p, auth, b);
         out.push([r.status, r.body.error?.code ?? 'ok', r.body.error?.message ?? '']);
       }
@@ -221,7 +221,12 @@ describe('platform api keys across two nodes', () => {
       w.once('error', () => resolve(-1));
     });
     assert.equal(viaHeader, 401);
+    // nor as an in-band refresh of a live org session, which stays open
     const ok = await TestClient.connect(h2.hub.wsUrl, service);
+    const refresh = await ok.request({ op: 'auth', token: pk.key });
+    assert.deepEqual([refresh.op, refresh.code, refresh.message], ['err', 'unauthorized', 'api_key_platform_only']);
+    assert.equal((await ok.request({ op: 'auth', token: service })).op, 'ok', 'positive control: the org key refreshes');
+    assert.equal(ok.closeCode, undefined);
     await ok.close();
 
     // MQTT CONNECT with the key as password: refused (5: 0x87 not authorized; 3.1.1: rc 5); an org key connects
