@@ -176,6 +176,9 @@ describe('platform api keys across two nodes', () => {
         assert.deepEqual([r.status, r.body.error?.code], [403, 'forbidden'], `${m} ${p} ${JSON.stringify(auth).slice(0, 40)}`);
       }
     }
+    // a token claiming the platform keys' owner org is no token at all
+    const owner = await api(h1, 'GET', '/v1/platform/apikeys', bearer(await issuer.token(PLATFORM_KEY_ORG, 'x', ['platform', 'admin'])));
+    assert.deepEqual([owner.status, owner.body.error?.code, owner.body.error?.message], [401, 'unauthorized', 'bad_claim:org']);
     // an org key with the platform role cannot be minted
     const mint = await api(h1, 'POST', '/v1/apikeys', bearer(await issuer.token(org, 'root', ['admin'])), { roles: ['platform'] });
     assert.deepEqual([mint.status, mint.body.error?.code], [400, 'invalid']);
