@@ -35,7 +35,7 @@ export interface Access {
   verifier: TokenVerifier;
   /** The same, but platform API keys are accepted too: for the org lifecycle routes (`/v1/orgs…`) only. */
   platformVerifier: TokenVerifier;
-  /** Offboarding: erases the org's retained messages, MQTT sessions, history, presence, API keys and revocations from Redis. */
+  /** Offboarding: erases the org's retained messages, MQTT sessions, history, presence, API keys, revocations and rate-limit keys from Redis (docs/access.md). */
   eraseOrgData(org: string): Promise<ErasedCounts>;
   /** For /ready: new tokens are refused while this is down (fail closed). */
   ready(): boolean;
