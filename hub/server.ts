@@ -53,6 +53,8 @@ import type { SessionRegistry } from './core/sessions.ts';
 import { mountRevocationApi } from './http/revocationApi.ts';
 import { mountApiKeyApi } from './http/apiKeyApi.ts';
 import { mountOrgApi } from './http/orgApi.ts';
+import { mountPlatformKeyApi } from './http/platformKeyApi.ts';
+import { createPlatformKeys } from './access/keyLifecycle.ts';
 
 /** What the outside world may plug in: everything else is built from the config. */
 export interface HubParts {
@@ -196,7 +198,9 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   const readModels = parts.readModels;
   mountFleetApi({ app, verifier, roleGrants, audit, fleet: fleetService, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBulk: config.ORGHUB_FLEET_MAX_BULK, allDevices: readModels ? (org, max) => readModels.deviceIds(org, max) : undefined });
   mountRevocationApi({ app, verifier, audit, log, revocations: access.revocations, store, nodeId, maxTtlSec: config.ORGHUB_JWT_MAX_TTL });
-  mountOrgApi({ app, verifier, audit, log, orgs: access.orgs, orgStore: access.orgStore, store, nodeId });
+  // The only routes that take platform API keys (docs/access.md "Platform API keys").
+  mountOrgApi({ app, verifier: access.platformVerifier, audit, log, orgs: access.orgs, orgStore: access.orgStore, store, nodeId, eraseOrgData: (org) => access.eraseOrgData(org) });
+  mountPlatformKeyApi({ app, verifier, audit, log, nodeId, platformKeys: createPlatformKeys({ apiKeys: access.apiKeys, revocations: access.revocations, maxTtlSec: config.ORGHUB_JWT_MAX_TTL, store }) });
   mountApiKeyApi({ app, verifier, audit, log, apiKeys: access.apiKeys, revocations: access.revocations, roleGrants, store, nodeId, maxTtlSec: config.ORGHUB_JWT_MAX_TTL });
 
 

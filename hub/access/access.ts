@@ -11,6 +11,8 @@ import { createRedisApiKeyStore } from './redisApiKeyStore.ts';
 import type { ApiKeyStore } from './apiKeyStore.ts';
 import { createOrgDirectory, withOrgCheck, type OrgDirectory } from './orgDirectory.ts';
 import { createRedisOrgStore, type OrgStore } from './orgStore.ts';
+import { createWatchedRedis } from '../redis/watchedRedis.ts';
+import { eraseOrgRedisData, type ErasedCounts } from './redisOrgEraser.ts';
 
 /** Public on purpose, like DEV_CLUSTER_SECRET: production sets ORGHUB_APIKEY_PEPPER (config refuses to start otherwise). */
 export const DEV_APIKEY_PEPPER = 'orghub-development-api-key-pepper-not-for-production';
@@ -29,8 +31,12 @@ export interface Access {
   apiKeys: ApiKeys;
   orgs: OrgDirectory;
   orgStore: OrgStore;
-  /** The verifier every transport uses: API keys (`ohk_…`) or the given JWT verifier, then the revocation check. */
+  /** The verifier every transport uses: org API keys (`ohk_…`; platform keys refused) or the given JWT verifier, then the revocation and org checks. */
   verifier: TokenVerifier;
+  /** The same, but platform API keys are accepted too: for the org lifecycle routes (`/v1/orgs…`) only. */
+  platformVerifier: TokenVerifier;
+  /** Offboarding: erases the org's retained messages, MQTT sessions, history, presence, API keys, revocations and rate-limit keys from Redis (docs/access.md). */
+  eraseOrgData(org: string): Promise<ErasedCounts>;
   /** For /ready: new tokens are refused while this is down (fail closed). */
   ready(): boolean;
   stop(): Promise<void>;
@@ -47,15 +53,32 @@ export function createAccess(deps: { config: Config; bus: Bus; log: Logger; veri
   const apiKeys = createApiKeys({ store: keyStore, pepper: config.ORGHUB_APIKEY_PEPPER || DEV_APIKEY_PEPPER, maxPerOrg: config.ORGHUB_APIKEYS_MAX, log });
   let loaded = false;
   void revocations.ready.then(() => (loaded = true));
+  // Opened on the first offboarding only: most nodes never erase an org.
+  let eraser: ReturnType<typeof createWatchedRedis> | undefined;
+  const layout = { historyPrefix: config.ORGHUB_HISTORY_PREFIX, presencePrefix: config.ORGHUB_PRESENCE_PREFIX, limitsPrefix: config.ORGHUB_LIMITS_PREFIX };
   return {
     sessions,
     revocations,
     apiKeys,
     orgs,
     orgStore,
-    verifier: withOrgCheck(withRevocationCheck(withApiKeys(deps.verifier, apiKeys), revocations), orgs),
+    verifier: withOrgCheck(withRevocationCheck(withApiKeys(deps.verifier, apiKeys, 'org'), revocations), orgs),
+    platformVerifier: withOrgCheck(withRevocationCheck(withApiKeys(deps.verifier, apiKeys, 'platform'), revocations), orgs),
+    async eraseOrgData(org) {
+      eraser ??= createWatchedRedis(config.REDIS_URL, log, { what: 'offboarding', meanwhile: 'an offboarding now cannot erase Redis data; run it again later', commandTimeout: 10_000 });
+      const r = eraser.redis;
+      if (r.status !== 'ready') {
+        // A fresh connection (no offline queue): wait for it, briefly.
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, 5000);
+          r.once('ready', () => (clearTimeout(t), resolve()));
+        });
+      }
+      return eraseOrgRedisData(eraser.redis, org, layout);
+    },
     ready: () => loaded && store.up,
     async stop() {
+      await eraser?.close();
       revocations.close();
       orgs.close();
       await orgStore.close();

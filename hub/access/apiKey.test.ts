@@ -2,7 +2,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { defaultRoleGrants } from '../acl/roles.ts';
 import { HubError } from '../errors.ts';
-import { createKeyHasher, describeKey, newApiKey, parseApiKey, parseCreateRequest, type ApiKeyRecord } from './apiKey.ts';
+import { createKeyHasher, describeKey, newApiKey, parseApiKey, parseCreateRequest, parsePlatformKeyRequest, PLATFORM_KEY_ORG, type ApiKeyRecord } from './apiKey.ts';
+import { isOrgId } from './org.ts';
 
 const NOW = 1_800_000_000_000;
 const invalid = (fn: () => unknown) => assert.throws(fn, (e: unknown) => e instanceof HubError && e.code === 'invalid');
@@ -34,5 +35,12 @@ describe('api keys', () => {
     for (const b of [null, [], {}, { roles: [] }, { roles: ['root'] }, { roles: ['__proto__'] }, { roles: 'service' }, { roles: ['service'], org: 'x' }, { roles: ['service'], acl: { publish: ['#'] } }, { roles: ['service'], acl: { pub: ['a/+b'] } }, { roles: ['service'], expiresAt: '2001-01-01T00:00:00Z' }, { roles: ['service'], expiresAt: 123 }, { roles: ['service'], name: 'x'.repeat(101) }, { roles: ['service'], name: 'a\nb' }]) {
       invalid(() => parseCreateRequest(b, defaultRoleGrants, NOW));
     }
+  });
+
+  it('apiKey - platform key requests: a name and an expiry, always and only the platform role; the owner org is one no tenant can be', () => {
+    assert.deepEqual(parsePlatformKeyRequest(undefined, NOW), { name: '', roles: ['platform'], expiresAt: undefined });
+    assert.deepEqual(parsePlatformKeyRequest({ name: 'ci', expiresAt: new Date(NOW + 3600_000).toISOString() }, NOW), { name: 'ci', roles: ['platform'], expiresAt: NOW + 3600_000 });
+    for (const b of [{ roles: ['admin'] }, { org: 'acme' }, { acl: {} }, { name: 'a\nb' }, { expiresAt: '2020-01-01T00:00:00Z' }, [], 'x', null]) invalid(() => parsePlatformKeyRequest(b, NOW));
+    assert.equal(isOrgId(PLATFORM_KEY_ORG), false, 'POST /v1/orgs (and the token org claim, same alphabet) refuse it');
   });
 });

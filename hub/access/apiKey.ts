@@ -12,6 +12,15 @@ export const API_KEY_PREFIX = 'ohk_';
 const KEY_RE = /^ohk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
 export const API_KEY_ID_RE = /^[0-9a-f]{16}$/;
 
+/** The platform operator's role: manages every org (the org lifecycle routes), belongs to none. */
+export const PLATFORM_ROLE = 'platform';
+/**
+ * The owner of platform API keys. A leading `_` is outside the alphabet of a token's org claim
+ * (hub/auth/joseVerifier.ts) and of POST /v1/orgs, so no tenant can ever be this org, list or
+ * revoke its keys, or be mistaken for it.
+ */
+export const PLATFORM_KEY_ORG = '_platform';
+
 /** A stored key: never the secret, only its keyed hash. Times in ms since the epoch. */
 export interface ApiKeyRecord {
   id: string;
@@ -77,13 +86,12 @@ export function parseCreateRequest(body: unknown, roleGrants: RoleGrants, nowMs:
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HubError('invalid', 'body must be a JSON object');
   const b = body as Record<string, unknown>;
   for (const k of Object.keys(b)) if (!['name', 'roles', 'acl', 'expiresAt'].includes(k)) throw new HubError('invalid', `unknown field "${k}"`);
-  const name = b.name ?? '';
-  if (typeof name !== 'string' || name.length > 100 || /[\u0000-\u001f\u007f]/.test(name) || /\p{Cs}/u.test(name)) throw new HubError('invalid', 'name must be a string of at most 100 characters, without control characters');
+  const name = parseKeyName(b.name);
   const roles = b.roles;
   if (!Array.isArray(roles) || roles.length === 0 || roles.length > 16 || !roles.every((r) => typeof r === 'string')) throw new HubError('invalid', 'roles must be an array of 1-16 role names');
   for (const r of roles as string[]) if (!Object.hasOwn(roleGrants, r)) throw new HubError('invalid', `unknown role "${String(r).slice(0, 64)}"`);
   // An org admin must not mint a key for the platform operator's role, whatever the role grants say.
-  if ((roles as string[]).includes('platform')) throw new HubError('invalid', 'an org API key cannot carry the platform role');
+  if ((roles as string[]).includes(PLATFORM_ROLE)) throw new HubError('invalid', 'an org API key cannot carry the platform role');
   let acl: GrantSpec | undefined;
   if (b.acl !== undefined) {
     try {
@@ -93,14 +101,30 @@ export function parseCreateRequest(body: unknown, roleGrants: RoleGrants, nowMs:
     }
     acl = b.acl as GrantSpec;
   }
-  let expiresAt: number | undefined;
-  if (b.expiresAt !== undefined) {
-    const t = typeof b.expiresAt === 'string' && /^\d{4}-\d{2}-\d{2}T/.test(b.expiresAt) ? Date.parse(b.expiresAt) : NaN;
-    if (!Number.isFinite(t)) throw new HubError('invalid', 'expiresAt must be an ISO 8601 date-time');
-    if (t <= nowMs || t > nowMs + MAX_LIFETIME_MS) throw new HubError('invalid', 'expiresAt must lie in the future, at most 5 years ahead');
-    expiresAt = t;
-  }
-  return { name, roles: roles as string[], acl, expiresAt };
+  return { name, roles: roles as string[], acl, expiresAt: parseExpiresAt(b.expiresAt, nowMs) };
+}
+
+function parseKeyName(v: unknown): string {
+  const name = v ?? '';
+  if (typeof name !== 'string' || name.length > 100 || /[\u0000-\u001f\u007f]/.test(name) || /\p{Cs}/u.test(name)) throw new HubError('invalid', 'name must be a string of at most 100 characters, without control characters');
+  return name;
+}
+
+function parseExpiresAt(v: unknown, nowMs: number): number | undefined {
+  if (v === undefined) return undefined;
+  const t = typeof v === 'string' && /^\d{4}-\d{2}-\d{2}T/.test(v) ? Date.parse(v) : NaN;
+  if (!Number.isFinite(t)) throw new HubError('invalid', 'expiresAt must be an ISO 8601 date-time');
+  if (t <= nowMs || t > nowMs + MAX_LIFETIME_MS) throw new HubError('invalid', 'expiresAt must lie in the future, at most 5 years ahead');
+  return t;
+}
+
+/** Validates POST /v1/platform/apikeys (and the CLI's options): a name and an expiry; the role is always `platform`. */
+export function parsePlatformKeyRequest(body: unknown, nowMs: number): CreateApiKeyRequest {
+  const b = body === undefined ? {} : body;
+  if (typeof b !== 'object' || b === null || Array.isArray(b)) throw new HubError('invalid', 'body must be a JSON object');
+  const r = b as Record<string, unknown>;
+  for (const k of Object.keys(r)) if (!['name', 'expiresAt'].includes(k)) throw new HubError('invalid', `unknown field "${k.slice(0, 64)}"`);
+  return { name: parseKeyName(r.name), roles: [PLATFORM_ROLE], expiresAt: parseExpiresAt(r.expiresAt, nowMs) };
 }
 
 /** A record as the API shows it: never the hash. */

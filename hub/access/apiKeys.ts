@@ -1,7 +1,7 @@
 import type { Principal, TokenVerifier } from '../auth/principal.ts';
 import { AuthError, HubError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { createKeyHasher, isApiKey, newApiKey, parseApiKey, type ApiKeyRecord, type CreateApiKeyRequest } from './apiKey.ts';
+import { createKeyHasher, isApiKey, newApiKey, parseApiKey, PLATFORM_KEY_ORG, PLATFORM_ROLE, type ApiKeyRecord, type CreateApiKeyRequest } from './apiKey.ts';
 import type { ApiKeyStore } from './apiKeyStore.ts';
 
 /** The `sub` (and `jti`) an API key's principal carries: audit events name the key, never a user. */
@@ -14,11 +14,18 @@ export interface ApiKeys {
   list(org: string): Promise<ApiKeyRecord[]>;
   /** Undefined when the org has no such key (another org's id included: 404 either way). */
   revoke(org: string, id: string): Promise<ApiKeyRecord | undefined>;
-  /** A principal for a valid, unexpired, unrevoked key; AuthError otherwise. */
-  verify(token: string): Promise<Principal>;
+  /**
+   * A principal for a valid, unexpired, unrevoked key; AuthError otherwise. `scope` `org` (every
+   * route but the org lifecycle) refuses platform keys with `api_key_platform_only`; `platform`
+   * (the org lifecycle routes) accepts both kinds, and the route's role check does the rest.
+   */
+  verify(token: string, scope?: KeyScope): Promise<Principal>;
   /** Drops a cached record (on this node's revoke and on other nodes' announcements). */
   forget(id: string): void;
 }
+
+/** Where a key is presented: an org-scoped route or transport, or the org lifecycle (platform) routes. */
+export type KeyScope = 'org' | 'platform';
 
 export interface ApiKeysOptions {
   store: ApiKeyStore;
@@ -89,7 +96,7 @@ export function createApiKeys(opts: ApiKeysOptions): ApiKeys {
       cache.delete(id);
       return rec;
     },
-    async verify(token) {
+    async verify(token, scope = 'org') {
       const parsed = parseApiKey(token);
       if (!parsed) throw new AuthError('api_key_malformed');
       const now = Date.now();
@@ -101,6 +108,9 @@ export function createApiKeys(opts: ApiKeysOptions): ApiKeys {
       const rec = entry.rec;
       if (rec.revokedAt !== undefined) throw new AuthError('api_key_revoked');
       if (rec.expiresAt !== undefined && rec.expiresAt <= now) throw new AuthError('api_key_expired');
+      const platformKey = rec.org === PLATFORM_KEY_ORG;
+      // Refused before it is touched: outside the org lifecycle routes the key is no credential at all.
+      if (platformKey && scope !== 'platform') throw new AuthError('api_key_platform_only');
       // last used: at most one write per key per node per minute
       if ((touched.get(rec.id) ?? 0) + 60_000 <= now) {
         touched.set(rec.id, now);
@@ -109,7 +119,9 @@ export function createApiKeys(opts: ApiKeysOptions): ApiKeys {
       }
       const sub = apiKeySubject(rec.id);
       const exp = Math.floor((rec.expiresAt ?? now + 365 * 24 * 3600_000) / 1000);
-      return { sub, org: rec.org, roles: rec.roles, acl: rec.acl, jti: sub, exp };
+      // Only a platform key carries the platform role, whatever an org key's stored record says.
+      const roles = platformKey ? [PLATFORM_ROLE] : rec.roles.includes(PLATFORM_ROLE) ? rec.roles.filter((r) => r !== PLATFORM_ROLE) : rec.roles;
+      return { sub, org: rec.org, roles, acl: platformKey ? { pub: [], sub: [], cmd: [] } : rec.acl, jti: sub, exp };
     },
     forget(id) {
       cache.delete(id);
@@ -117,10 +129,10 @@ export function createApiKeys(opts: ApiKeysOptions): ApiKeys {
   };
 }
 
-/** Routes `ohk_…` tokens to the API keys and everything else to the JWT verifier. */
-export function withApiKeys(jwt: TokenVerifier, keys: Pick<ApiKeys, 'verify'>): TokenVerifier {
+/** Routes `ohk_…` tokens to the API keys (in `scope`) and everything else to the JWT verifier. */
+export function withApiKeys(jwt: TokenVerifier, keys: Pick<ApiKeys, 'verify'>, scope: KeyScope = 'org'): TokenVerifier {
   return {
-    verify: (token) => (typeof token === 'string' && isApiKey(token) ? keys.verify(token) : jwt.verify(token)),
+    verify: (token) => (typeof token === 'string' && isApiKey(token) ? keys.verify(token, scope) : jwt.verify(token)),
     close: () => jwt.close?.(),
   };
 }

@@ -1,4 +1,5 @@
 import { HubError } from '../errors.ts';
+import { validateOrgLimits } from '../limits/directoryTiers.ts';
 
 /** An org as the platform operator manages it (docs/access.md "Orgs"). Times in ms since the epoch. */
 export interface OrgRecord {
@@ -7,7 +8,7 @@ export interface OrgRecord {
   tier: string;
   /** Free-form settings for the tenant (bounded in size). */
   settings: Record<string, unknown>;
-  /** Overrides of per-org limits by setting name (e.g. `ORGHUB_MQTT_MAX_RETAINED`), positive integers. */
+  /** Overrides of per-org limits by name (`ORGHUB_LIMITS_…`, hub/limits/directoryTiers.ts ORG_LIMIT_FIELDS), numbers within that field's bounds. */
   limits: Record<string, number>;
   auditRetentionDays: number;
   createdAt: number;
@@ -21,7 +22,6 @@ export type OrgChanges = Partial<Pick<OrgRecord, 'tier' | 'settings' | 'limits' 
 /** Same alphabet as the token's org claim (hub/auth/joseVerifier.ts); `_` first is the hub's own. */
 const ORG_RE = /^[A-Za-z0-9-][A-Za-z0-9_-]{0,63}$/;
 const TIER_RE = /^[a-z][a-z0-9-]{0,31}$/;
-const LIMIT_RE = /^[A-Z][A-Z0-9_]{0,63}$/;
 const MAX_SETTINGS_BYTES = 8192;
 
 export function isOrgId(v: unknown): v is string {
@@ -42,12 +42,10 @@ function changes(b: Record<string, unknown>, allowed: string[]): OrgChanges {
   }
   if (b.limits !== undefined) {
     if (typeof b.limits !== 'object' || b.limits === null || Array.isArray(b.limits)) throw new HubError('invalid', 'limits must be an object');
-    const l = b.limits as Record<string, unknown>;
-    if (Object.keys(l).length > 32) throw new HubError('invalid', 'at most 32 limit overrides');
-    for (const [k, v] of Object.entries(l)) {
-      if (!LIMIT_RE.test(k) || typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new HubError('invalid', 'limits maps setting names to non-negative integers');
-    }
-    out.limits = l as Record<string, number>;
+    // Only names the limiters apply, each with its field's type and bounds (hub/limits/directoryTiers.ts).
+    const problem = validateOrgLimits(b.limits);
+    if (problem) throw new HubError('invalid', problem);
+    out.limits = b.limits as Record<string, number>;
   }
   if (b.auditRetentionDays !== undefined) {
     const d = b.auditRetentionDays;

@@ -105,9 +105,9 @@ describe('orgs across two nodes', () => {
 
   it('orgs - create, list, get, patch; duplicates conflict; unknown orgs 404; only the platform role, never an org admin', async () => {
     const org = testOrg();
-    const created = await api(h1, 'POST', '/v1/orgs', platform, { org, tier: 'free', settings: { name: 'Acme' }, limits: { ORGHUB_MQTT_MAX_RETAINED: 50 }, auditRetentionDays: 30 });
+    const created = await api(h1, 'POST', '/v1/orgs', platform, { org, tier: 'free', settings: { name: 'Acme' }, limits: { ORGHUB_LIMITS_RETAINED_BYTES: 50_000 }, auditRetentionDays: 30 });
     assert.equal(created.status, 201, JSON.stringify(created.body));
-    assert.deepEqual({ ...created.body.org, createdAt: 0, updatedAt: 0 }, { org, status: 'active', tier: 'free', settings: { name: 'Acme' }, limits: { ORGHUB_MQTT_MAX_RETAINED: 50 }, auditRetentionDays: 30, createdAt: 0, updatedAt: 0, suspendedAt: null, suspendReason: null });
+    assert.deepEqual({ ...created.body.org, createdAt: 0, updatedAt: 0 }, { org, status: 'active', tier: 'free', settings: { name: 'Acme' }, limits: { ORGHUB_LIMITS_RETAINED_BYTES: 50_000 }, auditRetentionDays: 30, createdAt: 0, updatedAt: 0, suspendedAt: null, suspendReason: null });
     assert.deepEqual([(await api(h2, 'POST', '/v1/orgs', platform, { org })).status], [409]);
     assert.ok((await api(h2, 'GET', '/v1/orgs', platform)).body.orgs.some((o: any) => o.org === org));
     assert.equal((await api(h2, 'GET', `/v1/orgs/${org}`, platform)).body.org.tier, 'free');
@@ -136,6 +136,32 @@ describe('orgs across two nodes', () => {
       ['odd path', await api(h1, 'GET', '/v1/orgs/..%2F..', platform), 404, 'not_found'],
     ];
     for (const [name, r, status, code] of cases) assert.deepEqual([r.status, r.body.error?.code], [status, code], name);
+  });
+
+  it('orgs - limit overrides naming an unknown limit, or of the wrong type, are refused with 400 invalid and not stored (create and patch); known ones are stored', async () => {
+    const org = testOrg();
+    const refusedCreate = await api(h1, 'POST', '/v1/orgs', platform, { org, limits: { ORGHUB_LIMITS_PUBLISH_USER: 5, ORGHUB_MQTT_MAX_RETAINED: 50 } });
+    assert.deepEqual([refusedCreate.status, refusedCreate.body.error?.code], [400, 'invalid']);
+    assert.match(refusedCreate.body.error.message, /^unknown limit "ORGHUB_MQTT_MAX_RETAINED"/);
+    assert.equal((await api(h2, 'GET', `/v1/orgs/${org}`, platform)).status, 404, 'not created');
+    // positive control: known limits of the right type are created and stored
+    const created = await api(h1, 'POST', '/v1/orgs', platform, { org, limits: { ORGHUB_LIMITS_PUBLISH_USER: 5 } });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    for (const [limits, msg] of [
+      [{ ORGHUB_LIMITS_RATE: 1 }, /^unknown limit "ORGHUB_LIMITS_RATE"/],
+      [{ ORGHUB_LIMITS_MAX_MESSAGE_BYTES: 'big' }, /^limits\.ORGHUB_LIMITS_MAX_MESSAGE_BYTES must be integer/],
+      [{ ORGHUB_LIMITS_MAX_MESSAGE_BYTES: 0 }, /^limits\.ORGHUB_LIMITS_MAX_MESSAGE_BYTES must be >= 1/],
+    ] as const) {
+      const r = await api(h2, 'PATCH', `/v1/orgs/${org}`, platform, { limits });
+      assert.deepEqual([r.status, r.body.error?.code], [400, 'invalid'], JSON.stringify(limits));
+      assert.match(r.body.error.message, msg);
+    }
+    assert.deepEqual((await api(h1, 'GET', `/v1/orgs/${org}`, platform)).body.org.limits, { ORGHUB_LIMITS_PUBLISH_USER: 5 }, 'nothing of the refused patches stored');
+    const patched = await api(h2, 'PATCH', `/v1/orgs/${org}`, platform, { limits: { ORGHUB_LIMITS_BURST_SECONDS: 0.5, ORGHUB_LIMITS_MAX_MESSAGE_BYTES: 1024 } });
+    assert.equal(patched.status, 200, JSON.stringify(patched.body));
+    assert.deepEqual((await api(h1, 'GET', `/v1/orgs/${org}`, platform)).body.org.limits, { ORGHUB_LIMITS_BURST_SECONDS: 0.5, ORGHUB_LIMITS_MAX_MESSAGE_BYTES: 1024 });
+    const events = (await pool.query(`SELECT type FROM events WHERE org_id = $1 AND stream_id = 'org' ORDER BY global_position`, [org])).rows.map((r) => r.type);
+    assert.deepEqual(events, ['org.created', 'org.updated'], 'no event for a refused request');
   });
 
   it('orgs - ORGHUB_ORG_PROVISIONING=explicit refuses tokens of orgs never created (org_unknown), serves them once created', async () => {

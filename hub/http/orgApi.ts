@@ -1,5 +1,6 @@
 import type { OrgDirectory } from '../access/orgDirectory.ts';
 import type { OrgStore } from '../access/orgStore.ts';
+import type { ErasedCounts } from '../access/redisOrgEraser.ts';
 import { describeOrg, isOrgId, parseCreateOrg, parseOrgChanges, parseSuspend, type OrgRecord } from '../access/org.ts';
 import { ANY, type EventStore } from '../eventstore/eventStore.ts';
 import { HubError } from '../errors.ts';
@@ -7,21 +8,26 @@ import { adminRoute, type AdminRequest, type AdminRouteDeps } from './adminRoute
 import { mountOrgExport } from './orgExportApi.ts';
 import { mountOrgOffboard, OFFBOARDED } from './orgOffboardApi.ts';
 
-/** The platform operator's role: manages every org, belongs to none of them in particular. */
-export const PLATFORM_ROLE = 'platform';
+import { PLATFORM_ROLE } from '../access/apiKey.ts';
+
+export { PLATFORM_ROLE };
 /** Each org's lifecycle events (`org.created`, `org.updated`, `org.suspended`, `org.resumed`). */
 export const ORG_STREAM = 'org';
 
 export interface OrgApiDeps extends AdminRouteDeps {
   orgs: OrgDirectory;
   orgStore: OrgStore;
+  /** Offboarding's Redis erasure (Access.eraseOrgData). */
+  eraseOrgData?: (org: string) => Promise<ErasedCounts>;
   store?: EventStore;
   nodeId: string;
 }
 
 /**
  * The platform API (docs/access.md "Orgs"): POST/GET /v1/orgs, GET/PATCH /v1/orgs/{org},
- * POST /v1/orgs/{org}/suspend and /resume, for principals with the `platform` role. Each change is
+ * POST /v1/orgs/{org}/suspend and /resume, for principals with the `platform` role: a platform JWT
+ * or a platform API key (`deps.verifier` must be the platform verifier, the only one that accepts
+ * those keys; docs/access.md "Platform API keys"). Each change is
  * recorded in the target org's `org` stream first (the projector folds it into the `orgs` read
  * model), then stored, applied and announced, and audited in the target org as `admin.action`.
  */

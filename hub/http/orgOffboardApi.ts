@@ -1,4 +1,5 @@
 import type { OrgDirectory } from '../access/orgDirectory.ts';
+import type { ErasedCounts } from '../access/redisOrgEraser.ts';
 import type { OrgStore } from '../access/orgStore.ts';
 import { describeOrg, isOrgId, type OrgRecord } from '../access/org.ts';
 import type { EventStore } from '../eventstore/eventStore.ts';
@@ -16,9 +17,11 @@ const AUDIT_DRAIN_MS = 5_000;
  * (`{"confirm":"<org>"}`). Its events, stream versions and read-model rows are deleted in one
  * transaction (`orghub_offboard_org`), which leaves a row in `org_tombstones`; the directory keeps
  * the org as a tombstone (suspended, reason `offboarded`, no settings or limits), so the id cannot be
- * provisioned or resumed again by mistake. Audited in the operator's own org, never the erased one.
+ * provisioned or resumed again by mistake. Then the org's Redis data (retained messages, MQTT
+ * sessions, history, presence, API keys, revocations) is erased (`eraseOrgData`). Audited in the
+ * operator's own org, never the erased one.
  */
-export function mountOrgOffboard(deps: AdminRouteDeps & { orgs: OrgDirectory; orgStore: OrgStore; store?: EventStore }, opts: { role: string }): void {
+export function mountOrgOffboard(deps: AdminRouteDeps & { orgs: OrgDirectory; orgStore: OrgStore; store?: EventStore; eraseOrgData?: (org: string) => Promise<ErasedCounts> }, opts: { role: string }): void {
   adminRoute(deps, 'post', '/v1/orgs/:org/offboard', 'org.offboard', { role: opts.role, params: 1, maxBody: 1024 }, async (req) => {
     const org = req.params[0]!;
     if (!isOrgId(org)) throw new HubError('not_found', 'no such org');
@@ -49,7 +52,15 @@ export function mountOrgOffboard(deps: AdminRouteDeps & { orgs: OrgDirectory; or
     const now = Date.now();
     const tomb: OrgRecord = { ...rec, status: 'suspended', suspendReason: OFFBOARDED, suspendedAt: rec.suspendedAt ?? now, settings: {}, limits: {}, updatedAt: now };
     await deps.orgs.publish(tomb);
-    deps.audit.record(req.principal.org, 'admin.action', { action: 'org.offboard', org, eventsDeleted }, { actor: req.principal.sub, session: req.requestId });
-    return { status: 200, body: { org: describeOrg(tomb), eventsDeleted } };
+    // After the tombstone: should Redis fail here, the org stays dead and offboarding can be run again.
+    let redisKeysDeleted: ErasedCounts | undefined;
+    try {
+      redisKeysDeleted = await deps.eraseOrgData?.(org);
+    } catch (err) {
+      deps.audit.record(req.principal.org, 'admin.action', { action: 'org.offboard', org, eventsDeleted, redisErased: false }, { actor: req.principal.sub, session: req.requestId });
+      throw new HubError('unavailable', 'events and read models erased, Redis data not: run offboarding again once Redis answers', { cause: err });
+    }
+    deps.audit.record(req.principal.org, 'admin.action', { action: 'org.offboard', org, eventsDeleted, redisKeysDeleted }, { actor: req.principal.sub, session: req.requestId });
+    return { status: 200, body: { org: describeOrg(tomb), eventsDeleted, redisKeysDeleted: redisKeysDeleted ?? null } };
   });
 }

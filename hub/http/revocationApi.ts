@@ -4,8 +4,9 @@ import { ANY, type EventStore } from '../eventstore/eventStore.ts';
 import { HubError } from '../errors.ts';
 import { adminRoute, type AdminRouteDeps } from './adminRoute.ts';
 
-/** Each org's access changes (revocations, API keys) are recorded in this stream. */
-export const ACCESS_STREAM = 'access';
+import { ACCESS_STREAM } from '../access/keyLifecycle.ts';
+
+export { ACCESS_STREAM };
 
 export interface RevocationApiDeps extends AdminRouteDeps {
   revocations: Revocations;

@@ -1,6 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { overrideFromDirectory } from './directoryTiers.ts';
+import { readFileSync } from 'node:fs';
+import { parse } from 'yaml';
+import { ORG_LIMIT_FIELDS, orgLimitsSchema, overrideFromDirectory } from './directoryTiers.ts';
 import { parseOrgOverrides, TIER_DEFAULTS, TierTable } from './tiers.ts';
 
 describe('limits - org directory overrides (pure)', () => {
@@ -32,5 +34,16 @@ describe('limits - org directory overrides (pure)', () => {
     t.setDirectory('acme', undefined);
     assert.equal(t.tierOf('acme'), 'free');
     assert.deepEqual(t.limitsOf('acme').publish, { connection: 1, user: 3, org: 4 });
+  });
+
+  it('limits - the OpenAPI OrgLimits schema names exactly the directory limits, with the same types and bounds', () => {
+    const doc = parse(readFileSync(new URL('../../docs/openapi.yaml', import.meta.url), 'utf8')) as any;
+    const api = doc.components.schemas.OrgLimits;
+    assert.deepEqual(Object.keys(api.properties).sort(), Object.keys(ORG_LIMIT_FIELDS).sort());
+    assert.equal(api.additionalProperties, false);
+    for (const [name, s] of Object.entries(orgLimitsSchema.properties) as [string, any][]) {
+      const { description: _, ...documented } = api.properties[name];
+      assert.deepEqual(documented, { type: s.type, minimum: s.minimum, maximum: s.maximum }, name);
+    }
   });
 });

@@ -1,6 +1,7 @@
+import { Ajv } from 'ajv';
 import type { Logger } from '../log.ts';
 import type { OrgTierSource } from './orgTiers.ts';
-import { TIERS, validateOrgOverride, type OrgOverride, type Tier } from './tiers.ts';
+import { partialLimits, TIERS, validateOrgOverride, type OrgOverride, type Tier } from './tiers.ts';
 
 /**
  * The org directory's `limits` names (`PATCH /v1/orgs/{org}` `{"limits":{…}}`) and the field of
@@ -22,6 +23,38 @@ export const ORG_LIMIT_FIELDS: Readonly<Record<string, readonly [string] | reado
   ORGHUB_LIMITS_RETAINED_BYTES: ['retainedBytes'],
   ORGHUB_LIMITS_INFLIGHT_COMMANDS: ['inflightCommands'],
 };
+
+/** At most this many overrides per org. */
+export const MAX_ORG_LIMITS = 32;
+
+/** The leaf of the ORGHUB_LIMITS_ORGS schema at `path` (e.g. publish.connection: a rate, 0 = unlimited). */
+function leaf(path: readonly string[]): object {
+  let node: any = partialLimits;
+  for (const k of path) node = node.properties[k];
+  return node as object;
+}
+
+/**
+ * The JSON schema of a directory record's `limits` (POST/PATCH /v1/orgs): only ORG_LIMIT_FIELDS
+ * names, each with the type and bounds of the field it overrides, so nothing is stored that the
+ * limiters would then ignore.
+ */
+export const orgLimitsSchema = {
+  type: 'object',
+  maxProperties: MAX_ORG_LIMITS,
+  properties: Object.fromEntries(Object.entries(ORG_LIMIT_FIELDS).map(([name, path]) => [name, leaf(path)])),
+  additionalProperties: false,
+};
+const validateLimits = new Ajv({ allErrors: false }).compile(orgLimitsSchema);
+
+/** Why a `limits` object is refused (naming the limit), or undefined when every override is a known limit of the right type. */
+export function validateOrgLimits(v: unknown): string | undefined {
+  if (validateLimits(v)) return undefined;
+  const e = validateLimits.errors?.[0];
+  if (!e) return 'limits is invalid';
+  if (e.keyword === 'additionalProperties') return `unknown limit "${String((e.params as { additionalProperty?: string }).additionalProperty).slice(0, 64)}" (known: ${Object.keys(ORG_LIMIT_FIELDS).join(', ')})`;
+  return `limits${e.instancePath.replace(/^\//, '.')} ${e.message ?? 'is invalid'}`;
+}
 
 /** What the limits need of a directory record (hub/access/org.ts OrgRecord). */
 export interface DirectoryOrg {

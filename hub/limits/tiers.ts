@@ -76,8 +76,8 @@ export const TIER_DEFAULTS: Readonly<Record<Tier, TierLimits>> = {
 const rate = { type: 'number', minimum: 0, maximum: 1e9 };
 const levels = { type: 'object', properties: { connection: rate, user: rate, org: rate }, additionalProperties: false };
 const count = { type: 'integer', minimum: 0, maximum: 1e12 };
-/** A partial TierLimits: every field optional, nothing unknown. */
-const partialLimits = {
+/** A partial TierLimits: every field optional, nothing unknown. Its leaves also check the org directory's `limits` (directoryTiers.ts). */
+export const partialLimits = {
   type: 'object',
   properties: {
     publish: levels,
