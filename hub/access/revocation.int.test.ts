@@ -1,3 +1,4 @@
+// test-run: serial (timing assertions; scripts/test.mjs runs these one at a time after the rest)
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';

@@ -34,7 +34,7 @@ export type RouteHandler = (input: RouteInput) => Promise<{ status: number; body
  */
 export function authRoute(deps: RouteDeps, nParams: number, withBody: boolean, handler: RouteHandler) {
   return (res: HttpResponse, req: HttpRequest) => {
-    const token = extractToken(req.getHeader('authorization'), req.getQuery() ?? '') ?? (req.getHeader('x-api-key') || undefined);
+    const token = extractToken(req.getHeader('authorization'), '') ?? (req.getHeader('x-api-key') || undefined);
     const contentType = req.getHeader('content-type');
     const query = new URLSearchParams(req.getQuery() ?? '');
     const params = Array.from({ length: nParams }, (_, i) => decodeURIComponent(req.getParameter(i) ?? ''));

@@ -49,7 +49,7 @@ export function mountQueryApi(deps: QueryApiDeps): void {
 
   const route = (model: ReadModelName, handler: Handler) => (res: HttpResponse, req: HttpRequest) => {
     const query = req.getQuery() ?? '';
-    const token = extractToken(req.getHeader('authorization'), query) ?? (req.getHeader('x-api-key') || undefined);
+    const token = extractToken(req.getHeader('authorization'), '') ?? (req.getHeader('x-api-key') || undefined);
     const request: Request = { query, accept: req.getHeader('accept'), param: req.getParameter(0) ?? '' };
     const requestId = requestIdOf(req.getHeader('x-request-id'));
     const rlog = log.child({ correlationId: requestId });

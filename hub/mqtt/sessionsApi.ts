@@ -27,7 +27,7 @@ export function parseLimit(query: string): number {
 export function mountMqttSessionsApi(app: TemplatedApp, deps: { verifier: TokenVerifier; store: SessionStore; audit: AuditSink; log: Logger }): void {
   app.get('/v1/mqtt/sessions', (res, req) => {
     const query = req.getQuery() ?? '';
-    const token = extractToken(req.getHeader('authorization'), query);
+    const token = extractToken(req.getHeader('authorization'), '') ?? (req.getHeader('x-api-key') || undefined);
     const r = reply(res, (err) => deps.log.error({ err }, 'mqtt sessions api failed'));
     void (async () => {
       try {
