@@ -163,6 +163,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
           heartbeatMs: config.ORGHUB_PRESENCE_HEARTBEAT_MS,
           ttlMs: config.ORGHUB_PRESENCE_TTL_MS,
           orgEvents: config.ORGHUB_PRESENCE_ORG_EVENTS === 'on',
+          audit,
         })
       : undefined;
   const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, limits, fleet: delivery, fleetService, presence, history, config, log, nodeId, sessions, access };
@@ -226,6 +227,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     metrics.push(
       { name: 'orghub_presence_sessions', help: 'Connections this node tracks in presence', type: 'gauge', read: () => presence.stats().sessions },
       { name: 'orghub_presence_errors_total', help: 'Presence store calls that failed (presence is best effort)', type: 'counter', read: () => presence.stats().errors },
+      { name: 'orghub_presence_events_lost_total', help: 'Join/leave events not published because the bus was down (the store stayed right)', type: 'counter', read: () => presence.stats().eventsLost },
     );
   }
   for (const ext of parts.extensions ?? []) {
