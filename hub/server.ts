@@ -37,6 +37,7 @@ import { mountFleetApi } from './http/fleetApi.ts';
 import { mountPresenceApi } from './http/presenceApi.ts';
 import { mountHistoryApi } from './http/historyApi.ts';
 import { parseRetention } from './history/history.ts';
+import { shareReads } from './history/sharedReads.ts';
 import { createRedisHistory } from './history/redisHistory.ts';
 import { createHistoryRecorder, type HistoryRecorder } from './history/subscription.ts';
 import { parseNamespaces } from './presence/presence.ts';
@@ -147,7 +148,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   } catch (err) {
     throw new ConfigError((err as Error).message);
   }
-  const history = retention.size > 0 ? createHistoryRecorder({ store: createRedisHistory({ url: config.REDIS_URL, prefix: config.ORGHUB_HISTORY_PREFIX, log }), bus, namespaces: retention, log }) : undefined;
+  const history = retention.size > 0 ? createHistoryRecorder({ store: shareReads(createRedisHistory({ url: config.REDIS_URL, prefix: config.ORGHUB_HISTORY_PREFIX, log })), bus, namespaces: retention, log }) : undefined;
   const publisher = new Publisher(bus, audit, history);
   const fanout = new WsFanout(app, bus, orgLabeler(config.ORGHUB_METRICS_ORGS.split(',')));
   const presenceNamespaces = parseNamespaces(config.ORGHUB_PRESENCE_NAMESPACES);
