@@ -38,6 +38,7 @@ import { mountPresenceApi } from './http/presenceApi.ts';
 import { mountHistoryApi } from './http/historyApi.ts';
 import { parseRetention } from './history/history.ts';
 import { shareReads } from './history/sharedReads.ts';
+import { createRedisOpenCommands } from './fleet/redisOpenCommands.ts';
 import { createRedisHistory } from './history/redisHistory.ts';
 import { createHistoryRecorder, type HistoryRecorder } from './history/subscription.ts';
 import { parseNamespaces } from './presence/presence.ts';
@@ -136,7 +137,9 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
           maxExpirySeconds: config.ORGHUB_FLEET_MAX_EXPIRY_SECONDS,
           maxPendingPerDevice: config.ORGHUB_FLEET_MAX_PENDING,
           maxBulk: config.ORGHUB_FLEET_MAX_BULK,
+          maxOpenPerOrg: config.ORGHUB_FLEET_MAX_OPEN,
         },
+        open: createRedisOpenCommands({ url: config.REDIS_URL, prefix: config.ORGHUB_FLEET_OPEN_PREFIX, log }),
         changed: (org, device) => delivery!.notify(org, device),
       })
     : undefined;
@@ -148,7 +151,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   } catch (err) {
     throw new ConfigError((err as Error).message);
   }
-  const history = retention.size > 0 ? createHistoryRecorder({ store: shareReads(createRedisHistory({ url: config.REDIS_URL, prefix: config.ORGHUB_HISTORY_PREFIX, log })), bus, namespaces: retention, log }) : undefined;
+  const history = retention.size > 0 ? createHistoryRecorder({ store: shareReads(createRedisHistory({ url: config.REDIS_URL, prefix: config.ORGHUB_HISTORY_PREFIX, log, maxTopicsPerOrg: config.ORGHUB_HISTORY_MAX_TOPICS })), bus, namespaces: retention, log }) : undefined;
   const publisher = new Publisher(bus, audit, history);
   const fanout = new WsFanout(app, bus, orgLabeler(config.ORGHUB_METRICS_ORGS.split(',')));
   const presenceNamespaces = parseNamespaces(config.ORGHUB_PRESENCE_NAMESPACES);

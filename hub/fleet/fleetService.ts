@@ -11,6 +11,7 @@ import { scopedKey } from '../commands/commandService.ts';
 import { isDeepStrictEqual } from 'node:util';
 import { bulkStream, deviceOfCommandTopic, deviceStream, EV, TERMINAL, type CommandState, type FleetService, type IssueRequest } from './fleet.ts';
 import { foldCommands, pendingCommands } from './fold.ts';
+import type { OpenCommands } from './openCommands.ts';
 
 export interface FleetLimits {
   /** Default expiry, seconds. */
@@ -21,6 +22,8 @@ export interface FleetLimits {
   maxPendingPerDevice: number;
   /** Devices in one bulk command. */
   maxBulk: number;
+  /** Open commands per org across the cluster (with `open`); past it a command is refused with `limit`. */
+  maxOpenPerOrg: number;
 }
 
 export interface FleetServiceDeps {
@@ -31,6 +34,8 @@ export interface FleetServiceDeps {
   log: Logger;
   nodeId: string;
   limits: FleetLimits;
+  /** The org-wide open-command slots (ORGHUB_FLEET_MAX_OPEN); absent = no org-wide bound. */
+  open?: OpenCommands;
   /** Told when a device's commands changed on this node (the delivery loop; other nodes hear it over the bus). */
   changed(org: string, deviceId: string): void;
 }
@@ -114,6 +119,26 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
     }
   };
 
+  /**
+   * Takes the org-wide slots of new commands (all or none). Redis down: the bound is not enforced
+   * (fail open, as for the rate limits); the per-device bound still holds.
+   */
+  const admit = async (org: string, ids: string[], expiresAt: number) => {
+    if (!deps.open) return;
+    let r: { ok: boolean; open: number };
+    try {
+      r = await deps.open.admit(org, ids, expiresAt, limits.maxOpenPerOrg);
+    } catch (err) {
+      log.warn({ err: (err as Error).message, org }, 'fleet open-command bound not checked (Redis unavailable); admitted');
+      return;
+    }
+    if (!r.ok) throw new HubError('limit', `the org has ${r.open} open fleet commands and may have at most ${limits.maxOpenPerOrg} (ORGHUB_FLEET_MAX_OPEN); ${ids.length > 1 ? `this bulk command needs ${ids.length}` : 'wait for one to end or cancel one'}`);
+  };
+  /** Frees slots; a slot that stays (Redis down) is freed by itself at the command's expiry. */
+  const release = (org: string, ids: string[]) => {
+    deps.open?.release(org, ids).catch((err) => log.debug({ err: (err as Error).message, org }, 'fleet open-command slot not freed; it expires with the command'));
+  };
+
   /** Appends `expired` when the time comes, if nothing else ended the command first. */
   const scheduleExpiry = (org: string, deviceId: string, commandId: string, at: number) => {
     const t = setTimeout(() => {
@@ -147,8 +172,16 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
       checkRoom(await read(org, deviceId), deviceId);
       const commandId = uuidv7();
       const expiresAt = Date.now() + expiresIn * 1000;
-      const r = await append(org, deviceStream(deviceId), [issuedEvent(ctx, commandId, deviceId, req, expiresAt, undefined, req.key ? `fleet-issue:${scopedKey(ctx.principal.sub, req.key)}` : undefined)]);
+      await admit(org, [commandId], expiresAt);
+      let r: AppendResult;
+      try {
+        r = await append(org, deviceStream(deviceId), [issuedEvent(ctx, commandId, deviceId, req, expiresAt, undefined, req.key ? `fleet-issue:${scopedKey(ctx.principal.sub, req.key)}` : undefined)]);
+      } catch (err) {
+        release(org, [commandId]);
+        throw err;
+      }
       if (r.duplicate) {
+        release(org, [commandId]); // the original holds its own slot
         const s = (await read(org, deviceId)).get(r.ids[0]);
         // As for `cmd` keys (commandService.ts): a retry must repeat its request, or it is `conflict`.
         if (!s || s.type !== req.type || !isDeepStrictEqual(s.data, req.data)) throw new HubError('conflict', 'this idempotency key was used for another device or request');
@@ -171,6 +204,8 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
       let fleetId = uuidv7();
       const expiresAt = Date.now() + expiresIn * 1000;
       let planned = deviceIds.map((deviceId) => ({ deviceId, commandId: uuidv7() }));
+      const admitted = planned.map((p) => p.commandId);
+      await admit(org, admitted, expiresAt);
       // The bulk event comes first and names every command, so a retry with the same key finishes
       // a bulk cut short (each device's append has its own key and appends at most once).
       const bulk = await append(org, bulkStream(fleetId), [
@@ -180,7 +215,10 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
           data: { fleetId, type: req.type, data: req.data, expiresAt: new Date(expiresAt).toISOString(), commands: planned },
           metadata: { actor: ctx.principal.sub, session: ctx.session, node: nodeId, correlationId: fleetId, idempotencyKey: req.key ? `fleet-bulk:${scopedKey(ctx.principal.sub, req.key)}` : undefined },
         },
-      ]);
+      ]).catch((err) => {
+        release(org, admitted);
+        throw err;
+      });
       let duplicate = false;
       let payload = req;
       let expiry = expiresAt;
@@ -189,12 +227,18 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
         fleetId = bulk.ids[0];
         const original = (await store.readStream(org, bulkStream(fleetId), { maxCount: 1 }))[0]?.data as { type: string; data: unknown; expiresAt: string; commands: typeof planned } | undefined;
         if (!original || original.type !== req.type || !isDeepStrictEqual(original.data, req.data)) throw new HubError('conflict', 'this idempotency key was used for another request');
+        release(org, admitted); // the original's commands hold their own slots
         planned = original.commands;
         payload = { type: original.type, data: original.data };
         expiry = Date.parse(original.expiresAt);
       } else {
-        const states = await Promise.all(deviceIds.map((d) => read(org, d)));
-        states.forEach((s, i) => checkRoom(s, deviceIds[i]));
+        try {
+          const states = await Promise.all(deviceIds.map((d) => read(org, d)));
+          states.forEach((s, i) => checkRoom(s, deviceIds[i]));
+        } catch (err) {
+          release(org, admitted);
+          throw err;
+        }
       }
       await Promise.all(
         planned.map(async ({ deviceId, commandId }) => {
@@ -223,6 +267,7 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
         throw new HubError('conflict', `command ${commandId} is already ${now.status}`);
       }
       audit.record(org, 'fleet.cancelled', { commandId, deviceId }, { actor: ctx.principal.sub, session: ctx.session });
+      release(org, [commandId]);
       tell(org, deviceId);
       return { commandId, status: 'cancelled' };
     },
@@ -257,6 +302,7 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
       ]);
       if (r.duplicate) return duplicateOf();
       audit.record(org, 'fleet.acked', { commandId: data.commandId, deviceId, status: data.status, transport }, { actor: ctx.principal.sub, session: ctx.session });
+      release(org, [data.commandId]);
       tell(org, deviceId);
       return { eventId: r.ids[0], position: String(r.positions[0]) };
     },
@@ -269,6 +315,7 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
     close() {
       for (const t of timers) clearTimeout(t);
       timers.clear();
+      void deps.open?.close().catch(() => {});
     },
   };
 }

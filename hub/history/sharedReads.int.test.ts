@@ -14,7 +14,7 @@ describe('history - shared reads', () => {
   let store: ReturnType<typeof shareReads>;
 
   before(() => {
-    raw = createRedisHistory({ url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', prefix, log: createLogger('silent') });
+    raw = createRedisHistory({ url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', prefix, log: createLogger('silent'), maxTopicsPerOrg: 100 });
     store = shareReads(raw);
   });
   after(async () => {

@@ -24,6 +24,7 @@ export function createHistoryRecorder(opts: { store: HistoryStore; bus: Bus; nam
       try {
         pos = await store.append(org, topic, { payload, contentType: meta.contentType, from: meta.from, ts: Date.now() }, r);
       } catch (err) {
+        if (err instanceof HubError) throw err; // `limit`: the org's topic bound
         log.warn({ err: (err as Error).message }, 'history append failed');
         throw new HubError('unavailable', 'history store unavailable; nothing was published');
       }
