@@ -39,6 +39,7 @@ import { mountHistoryApi } from './http/historyApi.ts';
 import { parseRetention } from './history/history.ts';
 import { shareReads } from './history/sharedReads.ts';
 import { createRedisOpenCommands } from './fleet/redisOpenCommands.ts';
+import { createRedisExpirySchedule } from './fleet/redisExpirySchedule.ts';
 import { createRedisHistory } from './history/redisHistory.ts';
 import { createHistoryRecorder, type HistoryRecorder } from './history/subscription.ts';
 import { parseNamespaces } from './presence/presence.ts';
@@ -139,7 +140,8 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
           maxBulk: config.ORGHUB_FLEET_MAX_BULK,
           maxOpenPerOrg: config.ORGHUB_FLEET_MAX_OPEN,
         },
-        open: createRedisOpenCommands({ url: config.REDIS_URL, prefix: config.ORGHUB_FLEET_OPEN_PREFIX, log }),
+        open: createRedisOpenCommands({ url: config.REDIS_URL, prefix: config.ORGHUB_FLEET_REDIS_PREFIX, log }),
+        expiries: createRedisExpirySchedule({ url: config.REDIS_URL, prefix: config.ORGHUB_FLEET_REDIS_PREFIX, log }),
         changed: (org, device) => delivery!.notify(org, device),
       })
     : undefined;

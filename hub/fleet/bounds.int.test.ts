@@ -17,7 +17,7 @@ describe('fleet - org-wide bound on open commands', () => {
 
   before(async () => {
     issuer = await createTestIssuer();
-    const env = { ...issuer.env, ORGHUB_FLEET_MAX_OPEN: '3', ORGHUB_FLEET_OPEN_PREFIX: `test:fleet-open:${testOrg('f')}:` };
+    const env = { ...issuer.env, ORGHUB_FLEET_MAX_OPEN: '3', ORGHUB_FLEET_REDIS_PREFIX: `test:fleet-open:${testOrg('f')}:` };
     [node1, node2] = await Promise.all([startHubProcess(env, { timeoutMs: 45_000 }), startHubProcess(env, { timeoutMs: 45_000 })]);
   });
   after(async () => {

@@ -12,6 +12,12 @@ import { isDeepStrictEqual } from 'node:util';
 import { bulkStream, deviceOfCommandTopic, deviceStream, EV, TERMINAL, type CommandState, type FleetService, type IssueRequest } from './fleet.ts';
 import { foldCommands, pendingCommands } from './fold.ts';
 import type { OpenCommands } from './openCommands.ts';
+import type { DueCommand, ExpirySchedule } from './expirySchedule.ts';
+
+/** An expiry is left to its issuing node's timer for this long before any node's sweep takes it. */
+const SWEEP_GRACE_MS = 2000;
+/** A claimed expiry another node may take over after this long (the claimer died meanwhile). */
+const SWEEP_LEASE_MS = 30_000;
 
 export interface FleetLimits {
   /** Default expiry, seconds. */
@@ -36,6 +42,10 @@ export interface FleetServiceDeps {
   limits: FleetLimits;
   /** The org-wide open-command slots (ORGHUB_FLEET_MAX_OPEN); absent = no org-wide bound. */
   open?: OpenCommands;
+  /** The cluster-wide expiry schedule; absent = only the issuing node's timer expires commands. */
+  expiries?: ExpirySchedule;
+  /** How often this node looks for expiries that their issuing node missed (default 1000 ms). */
+  expirySweepMs?: number;
   /** Told when a device's commands changed on this node (the delivery loop; other nodes hear it over the bus). */
   changed(org: string, deviceId: string): void;
 }
@@ -143,18 +153,56 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
   const scheduleExpiry = (org: string, deviceId: string, commandId: string, at: number) => {
     const t = setTimeout(() => {
       timers.delete(t);
-      void expire(org, deviceId, commandId).catch((err) => log.warn({ err: (err as Error).message, commandId }, 'fleet expiry not recorded; retried on next delivery'));
+      void expire(org, deviceId, commandId)
+        .then((done) => done && unschedule({ org, deviceId, commandId }))
+        .catch((err) => log.warn({ err: (err as Error).message, commandId }, 'fleet expiry not recorded; retried by the sweep and on next delivery'));
     }, Math.max(0, at - Date.now()) + 50);
     t.unref();
     timers.add(t);
   };
 
-  const expire = async (org: string, deviceId: string, commandId: string) => {
+  /** Records `expired` if it is due; true once nothing is left to do for the command. */
+  const expire = async (org: string, deviceId: string, commandId: string): Promise<boolean> => {
     const s = (await read(org, deviceId)).get(commandId);
-    if (!s || TERMINAL.has(s.status) || s.expiresAt > Date.now()) return;
+    // Unknown here: scheduled by a node on another event store sharing the Redis prefix (one prefix per cluster).
+    if (!s) log.warn({ org, commandId }, 'fleet expiry for a command this event store does not hold; dropped (ORGHUB_FLEET_REDIS_PREFIX shared by two clusters?)');
+    if (!s || TERMINAL.has(s.status)) return true;
+    if (s.expiresAt > Date.now()) return false;
     await recordExpired(deps, org, s);
     tell(org, deviceId);
+    return true;
   };
+  const unschedule = (cmd: DueCommand) => {
+    deps.expiries?.remove(cmd).catch((err) => log.debug({ err: (err as Error).message, commandId: cmd.commandId }, 'fleet expiry not unscheduled; the sweep finds it ended'));
+  };
+  const schedule = (cmds: DueCommand[], at: number) => {
+    deps.expiries?.add(cmds, at).catch((err) => log.warn({ err: (err as Error).message, commands: cmds.length }, 'fleet expiry not scheduled cluster-wide; only this node\'s timer will expire it'));
+  };
+
+  // Any node records the expiries whose issuing node died (its timer died with it).
+  let sweeping = false;
+  const sweep = deps.expiries
+    ? setInterval(() => {
+        if (sweeping) return;
+        sweeping = true;
+        void (async () => {
+          try {
+            for (const due of await deps.expiries!.claimDue(Date.now() - SWEEP_GRACE_MS, 100, SWEEP_LEASE_MS)) {
+              const done = await expire(due.org, due.deviceId, due.commandId).catch((err) => {
+                log.warn({ err: (err as Error).message, commandId: due.commandId }, 'fleet expiry not recorded by the sweep; retried after the lease');
+                return false;
+              });
+              if (done) unschedule(due);
+            }
+          } catch (err) {
+            log.debug({ err: (err as Error).message }, 'fleet expiry sweep skipped (Redis unavailable)');
+          } finally {
+            sweeping = false;
+          }
+        })();
+      }, deps.expirySweepMs ?? 1000)
+    : undefined;
+  sweep?.unref();
 
   const issuedEvent = (ctx: ClientContext, commandId: string, deviceId: string, req: IssueRequest, expiresAt: number, fleetId: string | undefined, key: string | undefined): NewEvent => ({
     id: commandId,
@@ -188,6 +236,7 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
         return { commandId: s.commandId, status: s.status, expiresAt: new Date(s.expiresAt).toISOString(), duplicate: true };
       }
       audit.record(org, 'fleet.issued', { commandId, deviceId, type: req.type, expiresAt: new Date(expiresAt).toISOString() }, { actor: ctx.principal.sub, session: ctx.session });
+      schedule([{ org, deviceId, commandId }], expiresAt);
       scheduleExpiry(org, deviceId, commandId, expiresAt);
       tell(org, deviceId);
       return { commandId, status: 'queued', expiresAt: new Date(expiresAt).toISOString() };
@@ -248,6 +297,7 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
           tell(org, deviceId);
         }),
       );
+      schedule(planned.map(({ deviceId, commandId }) => ({ org, deviceId, commandId })), expiry);
       if (!duplicate) audit.record(org, 'fleet.issued', { fleetId, type: req.type, devices: deviceIds.length, expiresAt: new Date(expiry).toISOString() }, { actor: ctx.principal.sub, session: ctx.session });
       return duplicate ? { fleetId, commands: planned, duplicate } : { fleetId, commands: planned };
     },
@@ -268,6 +318,7 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
       }
       audit.record(org, 'fleet.cancelled', { commandId, deviceId }, { actor: ctx.principal.sub, session: ctx.session });
       release(org, [commandId]);
+      unschedule({ org, deviceId, commandId });
       tell(org, deviceId);
       return { commandId, status: 'cancelled' };
     },
@@ -303,6 +354,7 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
       if (r.duplicate) return duplicateOf();
       audit.record(org, 'fleet.acked', { commandId: data.commandId, deviceId, status: data.status, transport }, { actor: ctx.principal.sub, session: ctx.session });
       release(org, [data.commandId]);
+      unschedule({ org, deviceId, commandId: data.commandId });
       tell(org, deviceId);
       return { eventId: r.ids[0], position: String(r.positions[0]) };
     },
@@ -315,7 +367,9 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
     close() {
       for (const t of timers) clearTimeout(t);
       timers.clear();
+      if (sweep) clearInterval(sweep);
       void deps.open?.close().catch(() => {});
+      void deps.expiries?.close().catch(() => {});
     },
   };
 }

@@ -3,7 +3,7 @@ import { createWatchedRedis } from '../redis/watchedRedis.ts';
 import type { OpenCommands } from './openCommands.ts';
 
 /**
- * `P<org>` is a sorted set: command id → expiry (ms since the epoch). Admission drops the expired
+ * `<prefix>open:<org>` is a sorted set: command id → expiry (ms since the epoch). Admission drops the expired
  * members, then adds every id or none, in one script, so nodes admitting at once cannot overshoot.
  * The key expires with its latest member.
  */
@@ -19,7 +19,7 @@ return {1, open + n}`;
 
 export function createRedisOpenCommands(opts: { url: string; prefix: string; log: Logger }): OpenCommands {
   const { redis, close } = createWatchedRedis(opts.url, opts.log, { what: 'fleet open commands', meanwhile: 'the org-wide bound on open fleet commands is not enforced meanwhile (fail open)' });
-  const key = (org: string) => `${opts.prefix}${org}`;
+  const key = (org: string) => `${opts.prefix}open:${org}`;
   return {
     async admit(org, ids, expiresAt, max) {
       if (ids.length === 0) return { ok: true, open: 0 };
