@@ -12,12 +12,8 @@ import { isDeepStrictEqual } from 'node:util';
 import { bulkStream, deviceOfCommandTopic, deviceStream, EV, TERMINAL, type CommandState, type FleetService, type IssueRequest } from './fleet.ts';
 import { foldCommands, pendingCommands } from './fold.ts';
 import type { OpenCommands } from './openCommands.ts';
-import type { DueCommand, ExpirySchedule } from './expirySchedule.ts';
-
-/** An expiry is left to its issuing node's timer for this long before any node's sweep takes it. */
-const SWEEP_GRACE_MS = 2000;
-/** A claimed expiry another node may take over after this long (the claimer died meanwhile). */
-const SWEEP_LEASE_MS = 30_000;
+import type { ExpirySchedule } from './expirySchedule.ts';
+import { createClusterBookkeeping } from './clusterBookkeeping.ts';
 
 export interface FleetLimits {
   /** Default expiry, seconds. */
@@ -129,26 +125,6 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
     }
   };
 
-  /**
-   * Takes the org-wide slots of new commands (all or none). Redis down: the bound is not enforced
-   * (fail open, as for the rate limits); the per-device bound still holds.
-   */
-  const admit = async (org: string, ids: string[], expiresAt: number) => {
-    if (!deps.open) return;
-    let r: { ok: boolean; open: number };
-    try {
-      r = await deps.open.admit(org, ids, expiresAt, limits.maxOpenPerOrg);
-    } catch (err) {
-      log.warn({ err: (err as Error).message, org }, 'fleet open-command bound not checked (Redis unavailable); admitted');
-      return;
-    }
-    if (!r.ok) throw new HubError('limit', `the org has ${r.open} open fleet commands and may have at most ${limits.maxOpenPerOrg} (ORGHUB_FLEET_MAX_OPEN); ${ids.length > 1 ? `this bulk command needs ${ids.length}` : 'wait for one to end or cancel one'}`);
-  };
-  /** Frees slots; a slot that stays (Redis down) is freed by itself at the command's expiry. */
-  const release = (org: string, ids: string[]) => {
-    deps.open?.release(org, ids).catch((err) => log.debug({ err: (err as Error).message, org }, 'fleet open-command slot not freed; it expires with the command'));
-  };
-
   /** Appends `expired` when the time comes, if nothing else ended the command first. */
   const scheduleExpiry = (org: string, deviceId: string, commandId: string, at: number) => {
     const t = setTimeout(() => {
@@ -172,37 +148,14 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
     tell(org, deviceId);
     return true;
   };
-  const unschedule = (cmd: DueCommand) => {
-    deps.expiries?.remove(cmd).catch((err) => log.debug({ err: (err as Error).message, commandId: cmd.commandId }, 'fleet expiry not unscheduled; the sweep finds it ended'));
-  };
-  const schedule = (cmds: DueCommand[], at: number) => {
-    deps.expiries?.add(cmds, at).catch((err) => log.warn({ err: (err as Error).message, commands: cmds.length }, 'fleet expiry not scheduled cluster-wide; only this node\'s timer will expire it'));
-  };
-
-  // Any node records the expiries whose issuing node died (its timer died with it).
-  let sweeping = false;
-  const sweep = deps.expiries
-    ? setInterval(() => {
-        if (sweeping) return;
-        sweeping = true;
-        void (async () => {
-          try {
-            for (const due of await deps.expiries!.claimDue(Date.now() - SWEEP_GRACE_MS, 100, SWEEP_LEASE_MS)) {
-              const done = await expire(due.org, due.deviceId, due.commandId).catch((err) => {
-                log.warn({ err: (err as Error).message, commandId: due.commandId }, 'fleet expiry not recorded by the sweep; retried after the lease');
-                return false;
-              });
-              if (done) unschedule(due);
-            }
-          } catch (err) {
-            log.debug({ err: (err as Error).message }, 'fleet expiry sweep skipped (Redis unavailable)');
-          } finally {
-            sweeping = false;
-          }
-        })();
-      }, deps.expirySweepMs ?? 1000)
-    : undefined;
-  sweep?.unref();
+  const { admit, release, schedule, unschedule, ...bookkeeping } = createClusterBookkeeping({
+    open: deps.open,
+    expiries: deps.expiries,
+    log,
+    maxOpenPerOrg: limits.maxOpenPerOrg,
+    sweepMs: deps.expirySweepMs,
+    expire: (c) => expire(c.org, c.deviceId, c.commandId),
+  });
 
   const issuedEvent = (ctx: ClientContext, commandId: string, deviceId: string, req: IssueRequest, expiresAt: number, fleetId: string | undefined, key: string | undefined): NewEvent => ({
     id: commandId,
@@ -367,9 +320,7 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
     close() {
       for (const t of timers) clearTimeout(t);
       timers.clear();
-      if (sweep) clearInterval(sweep);
-      void deps.open?.close().catch(() => {});
-      void deps.expiries?.close().catch(() => {});
+      bookkeeping.close();
     },
   };
 }
