@@ -37,6 +37,9 @@ import { mountFleetApi } from './http/fleetApi.ts';
 import { mountPresenceApi } from './http/presenceApi.ts';
 import { mountHistoryApi } from './http/historyApi.ts';
 import { parseRetention } from './history/history.ts';
+import { shareReads } from './history/sharedReads.ts';
+import { createRedisOpenCommands } from './fleet/redisOpenCommands.ts';
+import { createRedisExpirySchedule } from './fleet/redisExpirySchedule.ts';
 import { createRedisHistory } from './history/redisHistory.ts';
 import { createHistoryRecorder, type HistoryRecorder } from './history/subscription.ts';
 import { parseNamespaces } from './presence/presence.ts';
@@ -137,7 +140,10 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
           maxExpirySeconds: config.ORGHUB_FLEET_MAX_EXPIRY_SECONDS,
           maxPendingPerDevice: config.ORGHUB_FLEET_MAX_PENDING,
           maxBulk: config.ORGHUB_FLEET_MAX_BULK,
+          maxOpenPerOrg: config.ORGHUB_FLEET_MAX_OPEN,
         },
+        open: createRedisOpenCommands({ url: config.REDIS_URL, prefix: config.ORGHUB_FLEET_REDIS_PREFIX, log }),
+        expiries: createRedisExpirySchedule({ url: config.REDIS_URL, prefix: config.ORGHUB_FLEET_REDIS_PREFIX, log }),
         changed: (org, device) => delivery!.notify(org, device),
       })
     : undefined;
@@ -149,7 +155,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   } catch (err) {
     throw new ConfigError((err as Error).message);
   }
-  const history = retention.size > 0 ? createHistoryRecorder({ store: createRedisHistory({ url: config.REDIS_URL, prefix: config.ORGHUB_HISTORY_PREFIX, log }), bus, namespaces: retention, log }) : undefined;
+  const history = retention.size > 0 ? createHistoryRecorder({ store: shareReads(createRedisHistory({ url: config.REDIS_URL, prefix: config.ORGHUB_HISTORY_PREFIX, log, maxTopicsPerOrg: config.ORGHUB_HISTORY_MAX_TOPICS })), bus, namespaces: retention, log }) : undefined;
   const publisher = new Publisher(bus, audit, history);
   const fanout = new WsFanout(app, bus, orgLabeler(config.ORGHUB_METRICS_ORGS.split(',')));
   const presenceNamespaces = parseNamespaces(config.ORGHUB_PRESENCE_NAMESPACES);
@@ -165,6 +171,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
           heartbeatMs: config.ORGHUB_PRESENCE_HEARTBEAT_MS,
           ttlMs: config.ORGHUB_PRESENCE_TTL_MS,
           orgEvents: config.ORGHUB_PRESENCE_ORG_EVENTS === 'on',
+          audit,
         })
       : undefined;
   const core: HubCore = { app, bus, verifier, roleGrants, publisher, audit, commands, limits, fleet: delivery, fleetService, presence, history, config, log, nodeId, sessions, access };
@@ -230,6 +237,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     metrics.push(
       { name: 'orghub_presence_sessions', help: 'Connections this node tracks in presence', type: 'gauge', read: () => presence.stats().sessions },
       { name: 'orghub_presence_errors_total', help: 'Presence store calls that failed (presence is best effort)', type: 'counter', read: () => presence.stats().errors },
+      { name: 'orghub_presence_events_lost_total', help: 'Join/leave events not published because the bus was down (the store stayed right)', type: 'counter', read: () => presence.stats().eventsLost },
     );
   }
   for (const ext of parts.extensions ?? []) {

@@ -6,13 +6,17 @@
  *
  * The peer in the same run: N concurrent ioredis clients reading the same M entries straight from
  * the same Redis stream (XRANGE), i.e. the storage floor without WebSocket, auth, framing or
- * ordering. Usage: node --import tsx loadtest/resumeStorm.ts [--clients 1000] [--missed 100]
+ * ordering. Usage: npm run bench:resume -- [--clients 1000] [--missed 100]
+ * The hub runs with its own nats-server (loadtest/lib/servers.ts); `BENCH_HUB_NODE_ARGS="--cpu-prof
+ * --cpu-prof-dir=/tmp/prof"` profiles it.
  */
 import { Redis } from 'ioredis';
 import WebSocket from 'ws';
-import { createTestIssuer } from '../hub/testing/issuer.ts';
-import { startHubProcess, testOrg } from '../hub/testing/hubProcess.ts';
+import { createBenchIssuer } from './lib/tokens.ts';
+import { startHub } from './lib/servers.ts';
+import { BENCH_ORG } from './lib/targets.ts';
 import { percentiles } from './lib/stats.ts';
+import { cpuMicros, selfCpuMicros } from './lib/proc.ts';
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -51,12 +55,9 @@ function resume(url: string, token: string, topic: string, since: { offset: numb
 }
 
 async function main() {
-  const issuer = await createTestIssuer();
-  const hub = await startHubProcess(
-    { ...issuer.env, ORGHUB_EVENT_STORE: 'none', ORGHUB_PRESENCE: 'off', ORGHUB_HISTORY_NAMESPACES: `chat=${Math.max(1000, M * 2)}:600`, ORGHUB_HISTORY_PREFIX: PREFIX, ORGHUB_LOG_LEVEL: 'error' },
-    { timeoutMs: 60_000 },
-  );
-  const org = testOrg('storm');
+  const issuer = await createBenchIssuer();
+  const hub = await startHub(issuer.env, { ORGHUB_EVENT_STORE: 'none', ORGHUB_PRESENCE: 'off', ORGHUB_HISTORY_NAMESPACES: `chat=${Math.max(1000, M * 2)}:600`, ORGHUB_HISTORY_PREFIX: PREFIX, ORGHUB_LOG_LEVEL: 'error' });
+  const org = BENCH_ORG;
   const topic = 'chat/storm';
   const token = await issuer.token(org, 'reader');
   try {
@@ -74,12 +75,20 @@ async function main() {
     });
     pub.close();
 
+    const pub0 = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
     // orghub: N concurrent resumes
     // One identity per client: the standard tier caps connections per user (hub/limits)
-    const tokens = await Promise.all(Array.from({ length: N }, (_, i) => issuer.token(org, `reader-${i}`)));
+    const tokens = await issuer.tokens(org, N, 'reader-');
+    const hubCpu0 = cpuMicros(hub.child.pid);
+    const redisPid = Number(/process_id:(\d+)/.exec(await pub0.info('server'))?.[1]);
+    const redisCpu0 = redisPid ? cpuMicros(redisPid) : NaN;
+    const self0 = process.cpuUsage();
     const t0 = performance.now();
     const results = await Promise.all(tokens.map((tk) => resume(hub.wsUrl, tk, topic, since, M)));
     const wall = performance.now() - t0;
+    const hubCpuMs = (cpuMicros(hub.child.pid) - hubCpu0) / 1000;
+    const redisCpuMs = redisPid ? (cpuMicros(redisPid) - redisCpu0) / 1000 : NaN;
+    const selfMs = selfCpuMicros(self0) / 1000;
     const bad = results.filter((r) => r.ok.recovered !== true || r.offsets.length !== M || r.offsets.some((o, i) => o !== since.offset + 1 + i));
     const [p50, p99] = percentiles(results.map((r) => r.ms), [50, 99]);
 
@@ -102,12 +111,15 @@ async function main() {
 
     console.log(`resume storm: ${N} clients x ${M} missed messages (1 hub node, JSON subprotocol)`);
     console.log(`  orghub       ${(N / (wall / 1000)).toFixed(0)} recoveries/s   p50 ${p50.toFixed(1)} ms   p99 ${p99.toFixed(1)} ms   wall ${(wall / 1000).toFixed(2)} s   incomplete or out of order: ${bad.length}`);
+    console.log(`               CPU during the storm: hub ${hubCpuMs.toFixed(0)} ms (${((hubCpuMs * 1000) / N).toFixed(0)} µs per recovery), Redis ${redisCpuMs.toFixed(0)} ms, generator ${selfMs.toFixed(0)} ms`);
+    await pub0.quit();
     console.log(`  Redis XRANGE ${(N / (peerWall / 1000)).toFixed(0)} reads/s        p50 ${q50.toFixed(1)} ms   p99 ${q99.toFixed(1)} ms   wall ${(peerWall / 1000).toFixed(2)} s   (${peers.length} connections)`);
     const cleanup = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
     await cleanup.del(key, `${PREFIX}m:${org}:${topic}`);
     await cleanup.quit();
   } finally {
     await hub.stop();
+    issuer.dispose();
   }
 }
 

@@ -11,6 +11,9 @@ import { scopedKey } from '../commands/commandService.ts';
 import { isDeepStrictEqual } from 'node:util';
 import { bulkStream, deviceOfCommandTopic, deviceStream, EV, TERMINAL, type CommandState, type FleetService, type IssueRequest } from './fleet.ts';
 import { foldCommands, pendingCommands } from './fold.ts';
+import type { OpenCommands } from './openCommands.ts';
+import type { ExpirySchedule } from './expirySchedule.ts';
+import { createClusterBookkeeping } from './clusterBookkeeping.ts';
 
 export interface FleetLimits {
   /** Default expiry, seconds. */
@@ -21,6 +24,8 @@ export interface FleetLimits {
   maxPendingPerDevice: number;
   /** Devices in one bulk command. */
   maxBulk: number;
+  /** Open commands per org across the cluster (with `open`); past it a command is refused with `limit`. */
+  maxOpenPerOrg: number;
 }
 
 export interface FleetServiceDeps {
@@ -31,6 +36,12 @@ export interface FleetServiceDeps {
   log: Logger;
   nodeId: string;
   limits: FleetLimits;
+  /** The org-wide open-command slots (ORGHUB_FLEET_MAX_OPEN); absent = no org-wide bound. */
+  open?: OpenCommands;
+  /** The cluster-wide expiry schedule; absent = only the issuing node's timer expires commands. */
+  expiries?: ExpirySchedule;
+  /** How often this node looks for expiries that their issuing node missed (default 1000 ms). */
+  expirySweepMs?: number;
   /** Told when a device's commands changed on this node (the delivery loop; other nodes hear it over the bus). */
   changed(org: string, deviceId: string): void;
 }
@@ -118,18 +129,33 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
   const scheduleExpiry = (org: string, deviceId: string, commandId: string, at: number) => {
     const t = setTimeout(() => {
       timers.delete(t);
-      void expire(org, deviceId, commandId).catch((err) => log.warn({ err: (err as Error).message, commandId }, 'fleet expiry not recorded; retried on next delivery'));
+      void expire(org, deviceId, commandId)
+        .then((done) => done && unschedule({ org, deviceId, commandId }))
+        .catch((err) => log.warn({ err: (err as Error).message, commandId }, 'fleet expiry not recorded; retried by the sweep and on next delivery'));
     }, Math.max(0, at - Date.now()) + 50);
     t.unref();
     timers.add(t);
   };
 
-  const expire = async (org: string, deviceId: string, commandId: string) => {
+  /** Records `expired` if it is due; true once nothing is left to do for the command. */
+  const expire = async (org: string, deviceId: string, commandId: string): Promise<boolean> => {
     const s = (await read(org, deviceId)).get(commandId);
-    if (!s || TERMINAL.has(s.status) || s.expiresAt > Date.now()) return;
+    // Unknown here: scheduled by a node on another event store sharing the Redis prefix (one prefix per cluster).
+    if (!s) log.warn({ org, commandId }, 'fleet expiry for a command this event store does not hold; dropped (ORGHUB_FLEET_REDIS_PREFIX shared by two clusters?)');
+    if (!s || TERMINAL.has(s.status)) return true;
+    if (s.expiresAt > Date.now()) return false;
     await recordExpired(deps, org, s);
     tell(org, deviceId);
+    return true;
   };
+  const { admit, release, schedule, unschedule, ...bookkeeping } = createClusterBookkeeping({
+    open: deps.open,
+    expiries: deps.expiries,
+    log,
+    maxOpenPerOrg: limits.maxOpenPerOrg,
+    sweepMs: deps.expirySweepMs,
+    expire: (c) => expire(c.org, c.deviceId, c.commandId),
+  });
 
   const issuedEvent = (ctx: ClientContext, commandId: string, deviceId: string, req: IssueRequest, expiresAt: number, fleetId: string | undefined, key: string | undefined): NewEvent => ({
     id: commandId,
@@ -147,14 +173,23 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
       checkRoom(await read(org, deviceId), deviceId);
       const commandId = uuidv7();
       const expiresAt = Date.now() + expiresIn * 1000;
-      const r = await append(org, deviceStream(deviceId), [issuedEvent(ctx, commandId, deviceId, req, expiresAt, undefined, req.key ? `fleet-issue:${scopedKey(ctx.principal.sub, req.key)}` : undefined)]);
+      await admit(org, [commandId], expiresAt);
+      let r: AppendResult;
+      try {
+        r = await append(org, deviceStream(deviceId), [issuedEvent(ctx, commandId, deviceId, req, expiresAt, undefined, req.key ? `fleet-issue:${scopedKey(ctx.principal.sub, req.key)}` : undefined)]);
+      } catch (err) {
+        release(org, [commandId]);
+        throw err;
+      }
       if (r.duplicate) {
+        release(org, [commandId]); // the original holds its own slot
         const s = (await read(org, deviceId)).get(r.ids[0]);
         // As for `cmd` keys (commandService.ts): a retry must repeat its request, or it is `conflict`.
         if (!s || s.type !== req.type || !isDeepStrictEqual(s.data, req.data)) throw new HubError('conflict', 'this idempotency key was used for another device or request');
         return { commandId: s.commandId, status: s.status, expiresAt: new Date(s.expiresAt).toISOString(), duplicate: true };
       }
       audit.record(org, 'fleet.issued', { commandId, deviceId, type: req.type, expiresAt: new Date(expiresAt).toISOString() }, { actor: ctx.principal.sub, session: ctx.session });
+      schedule([{ org, deviceId, commandId }], expiresAt);
       scheduleExpiry(org, deviceId, commandId, expiresAt);
       tell(org, deviceId);
       return { commandId, status: 'queued', expiresAt: new Date(expiresAt).toISOString() };
@@ -171,6 +206,8 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
       let fleetId = uuidv7();
       const expiresAt = Date.now() + expiresIn * 1000;
       let planned = deviceIds.map((deviceId) => ({ deviceId, commandId: uuidv7() }));
+      const admitted = planned.map((p) => p.commandId);
+      await admit(org, admitted, expiresAt);
       // The bulk event comes first and names every command, so a retry with the same key finishes
       // a bulk cut short (each device's append has its own key and appends at most once).
       const bulk = await append(org, bulkStream(fleetId), [
@@ -180,7 +217,10 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
           data: { fleetId, type: req.type, data: req.data, expiresAt: new Date(expiresAt).toISOString(), commands: planned },
           metadata: { actor: ctx.principal.sub, session: ctx.session, node: nodeId, correlationId: fleetId, idempotencyKey: req.key ? `fleet-bulk:${scopedKey(ctx.principal.sub, req.key)}` : undefined },
         },
-      ]);
+      ]).catch((err) => {
+        release(org, admitted);
+        throw err;
+      });
       let duplicate = false;
       let payload = req;
       let expiry = expiresAt;
@@ -189,12 +229,18 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
         fleetId = bulk.ids[0];
         const original = (await store.readStream(org, bulkStream(fleetId), { maxCount: 1 }))[0]?.data as { type: string; data: unknown; expiresAt: string; commands: typeof planned } | undefined;
         if (!original || original.type !== req.type || !isDeepStrictEqual(original.data, req.data)) throw new HubError('conflict', 'this idempotency key was used for another request');
+        release(org, admitted); // the original's commands hold their own slots
         planned = original.commands;
         payload = { type: original.type, data: original.data };
         expiry = Date.parse(original.expiresAt);
       } else {
-        const states = await Promise.all(deviceIds.map((d) => read(org, d)));
-        states.forEach((s, i) => checkRoom(s, deviceIds[i]));
+        try {
+          const states = await Promise.all(deviceIds.map((d) => read(org, d)));
+          states.forEach((s, i) => checkRoom(s, deviceIds[i]));
+        } catch (err) {
+          release(org, admitted);
+          throw err;
+        }
       }
       await Promise.all(
         planned.map(async ({ deviceId, commandId }) => {
@@ -204,6 +250,7 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
           tell(org, deviceId);
         }),
       );
+      schedule(planned.map(({ deviceId, commandId }) => ({ org, deviceId, commandId })), expiry);
       if (!duplicate) audit.record(org, 'fleet.issued', { fleetId, type: req.type, devices: deviceIds.length, expiresAt: new Date(expiry).toISOString() }, { actor: ctx.principal.sub, session: ctx.session });
       return duplicate ? { fleetId, commands: planned, duplicate } : { fleetId, commands: planned };
     },
@@ -223,6 +270,8 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
         throw new HubError('conflict', `command ${commandId} is already ${now.status}`);
       }
       audit.record(org, 'fleet.cancelled', { commandId, deviceId }, { actor: ctx.principal.sub, session: ctx.session });
+      release(org, [commandId]);
+      unschedule({ org, deviceId, commandId });
       tell(org, deviceId);
       return { commandId, status: 'cancelled' };
     },
@@ -257,6 +306,8 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
       ]);
       if (r.duplicate) return duplicateOf();
       audit.record(org, 'fleet.acked', { commandId: data.commandId, deviceId, status: data.status, transport }, { actor: ctx.principal.sub, session: ctx.session });
+      release(org, [data.commandId]);
+      unschedule({ org, deviceId, commandId: data.commandId });
       tell(org, deviceId);
       return { eventId: r.ids[0], position: String(r.positions[0]) };
     },
@@ -269,6 +320,7 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
     close() {
       for (const t of timers) clearTimeout(t);
       timers.clear();
+      bookkeeping.close();
     },
   };
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
+import { HubError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { HistoryMessage, HistoryRead, HistoryStore, Retention, StreamPosition } from './history.ts';
 
@@ -8,10 +9,29 @@ import type { HistoryMessage, HistoryRead, HistoryStore, Retention, StreamPositi
  * whose entry ids are `<offset>-0` (fields d = payload, c = content type, f = from, t = ts), and
  * `P:m:<org>:<topic>` a hash with the epoch and the top offset. Both keys get the namespace TTL on
  * every append, so they expire together; the next append then starts a new epoch at offset 1.
+ * `P:t:<org>` is a sorted set of the org's topics scored by when their stream expires: a publish or
+ * subscribe that would start a stream past `maxTopicsPerOrg` live ones is refused (`limit`).
  */
-const APPEND_LUA = `
+const COUNT_TOPIC_LUA = `
+local function admit_topic(now, max, topic)
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  local n = redis.call('ZCARD', KEYS[3])
+  if not redis.call('ZSCORE', KEYS[3], topic) and n >= tonumber(max) then
+    return redis.error_reply('ORGHUB_TOPIC_LIMIT ' .. n)
+  end
+end
+local function keep_topic(now, ttl, topic)
+  redis.call('ZADD', KEYS[3], tonumber(now) + tonumber(ttl), topic)
+  local last = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
+  redis.call('PEXPIREAT', KEYS[3], last[2])
+end
+`;
+
+const APPEND_LUA = `${COUNT_TOPIC_LUA}
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
 if not epoch then
+  local refused = admit_topic(ARGV[8], ARGV[9], ARGV[10])
+  if refused then return refused end
   epoch = ARGV[6]
   redis.call('HSET', KEYS[2], 'epoch', epoch)
 end
@@ -19,6 +39,7 @@ local off = redis.call('HINCRBY', KEYS[2], 'top', 1)
 redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], off .. '-0', 'd', ARGV[3], 'c', ARGV[4], 'f', ARGV[5], 't', ARGV[7])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
+keep_topic(ARGV[8], ARGV[2], ARGV[10])
 return {off, epoch}`;
 
 /**
@@ -26,12 +47,15 @@ return {off, epoch}`;
  * stream not started yet gets its epoch now (with the TTL), so that a subscriber from before the
  * first message can resume across it.
  */
-const READ_LUA = `
+const READ_LUA = `${COUNT_TOPIC_LUA}
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
 if not epoch then
+  local refused = admit_topic(ARGV[5], ARGV[6], ARGV[7])
+  if refused then return refused end
   epoch = ARGV[3]
   redis.call('HSET', KEYS[2], 'epoch', epoch)
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  keep_topic(ARGV[5], ARGV[4], ARGV[7])
 end
 local top = tonumber(redis.call('HGET', KEYS[2], 'top') or '0')
 local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
@@ -47,6 +71,14 @@ export interface RedisHistoryOptions {
   url: string;
   prefix: string;
   log: Logger;
+  /** Distinct live streams per org (ORGHUB_HISTORY_MAX_TOPICS). */
+  maxTopicsPerOrg: number;
+}
+
+/** The script's refusal as the documented `limit` error; anything else passes through. */
+function topicLimit(err: unknown, max: number): unknown {
+  const m = /ORGHUB_TOPIC_LIMIT (\d+)/.exec((err as Error)?.message ?? '');
+  return m ? new HubError('limit', `the org keeps history for ${m[1]} topics and may keep at most ${max} (ORGHUB_HISTORY_MAX_TOPICS); a topic counts until its history expires`) : err;
 }
 
 export function createRedisHistory(opts: RedisHistoryOptions): HistoryStore {
@@ -56,15 +88,21 @@ export function createRedisHistory(opts: RedisHistoryOptions): HistoryStore {
   redis.on('error', (err) => opts.log.debug({ err: err.message }, 'history redis error'));
   const s = (org: string, topic: string) => `${P}s:${org}:${topic}`;
   const m = (org: string, topic: string) => `${P}m:${org}:${topic}`;
+  const t = (org: string) => `${P}t:${org}`;
+  const max = opts.maxTopicsPerOrg;
   const newEpoch = () => randomBytes(6).toString('base64url');
 
   return {
     async append(org, topic, msg, r: Retention): Promise<StreamPosition> {
-      const [off, epoch] = (await redis.eval(APPEND_LUA, 2, s(org, topic), m(org, topic), r.size, r.ttlMs, Buffer.from(msg.payload), msg.contentType, msg.from ?? '', newEpoch(), msg.ts)) as [number, string];
+      const [off, epoch] = (await redis
+        .eval(APPEND_LUA, 3, s(org, topic), m(org, topic), t(org), r.size, r.ttlMs, Buffer.from(msg.payload), msg.contentType, msg.from ?? '', newEpoch(), msg.ts, Date.now(), max, topic)
+        .catch((err) => Promise.reject(topicLimit(err, max)))) as [number, string];
       return { offset: Number(off), epoch };
     },
     async read(org, topic, after, limit, r: Retention): Promise<HistoryRead> {
-      const [epoch, top, earliest, entries] = (await redis.callBuffer('EVAL', READ_LUA, 2, s(org, topic), m(org, topic), after, limit, newEpoch(), r.ttlMs)) as [Buffer, number, number, [Buffer, Buffer[]][]];
+      const [epoch, top, earliest, entries] = (await redis
+        .callBuffer('EVAL', READ_LUA, 3, s(org, topic), m(org, topic), t(org), after, limit, newEpoch(), r.ttlMs, Date.now(), max, topic)
+        .catch((err) => Promise.reject(topicLimit(err, max)))) as [Buffer, number, number, [Buffer, Buffer[]][]];
       const messages: HistoryMessage[] = entries.map(([id, fields]) => {
         const f = new Map<string, Buffer>();
         for (let i = 0; i + 1 < fields.length; i += 2) f.set(fields[i].toString(), fields[i + 1]);

@@ -1,7 +1,7 @@
 import type { Bus, BusMessage, PublishMeta } from '../bus/bus.ts';
 import { HubError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { planRecovery, retentionOf, type HistoryMessage, type HistoryStore, type Retention, type StreamPosition } from './history.ts';
+import { planRecovery, retentionOf, type HistoryMessage, type HistoryRead, type HistoryStore, type Retention, type StreamPosition } from './history.ts';
 import { Sequencer } from './sequencer.ts';
 
 /** The publish side: every message of a history topic is appended (gets its offset) before it is published. */
@@ -24,6 +24,7 @@ export function createHistoryRecorder(opts: { store: HistoryStore; bus: Bus; nam
       try {
         pos = await store.append(org, topic, { payload, contentType: meta.contentType, from: meta.from, ts: Date.now() }, r);
       } catch (err) {
+        if (err instanceof HubError) throw err; // `limit`: the org's topic bound
         log.warn({ err: (err as Error).message }, 'history append failed');
         throw new HubError('unavailable', 'history store unavailable; nothing was published');
       }
@@ -48,6 +49,18 @@ export interface HistorySubscription {
 }
 
 const toBus = (org: string, topic: string, epoch: string, m: HistoryMessage): BusMessage => ({ org, topic, payload: m.payload, contentType: m.contentType, from: m.from, ts: m.ts, qos: 1, offset: m.offset, epoch });
+
+/**
+ * The recovered messages of a read as bus messages, made once per read: reads shared by many
+ * resumes (hub/history/sharedReads.ts) then hand every subscriber the same array, which the
+ * transport also encodes once (read-only from here on).
+ */
+const converted = new WeakMap<HistoryRead, BusMessage[]>();
+function busMessagesOf(org: string, topic: string, read: HistoryRead): BusMessage[] {
+  let out = converted.get(read);
+  if (!out) converted.set(read, (out = read.messages.map((m) => toBus(org, topic, read.top.epoch, m))));
+  return out;
+}
 
 /**
  * Subscribes one client to a history topic: the live bus subscription is opened (and confirmed)
@@ -117,7 +130,7 @@ export async function openHistorySubscription(opts: {
       if ((plan.missed ?? 0) > opts.maxRecover) {
         plan.recovered = false;
       } else {
-        messages = read.messages.map((m) => toBus(org, topic, read.top.epoch, m));
+        messages = busMessagesOf(org, topic, read);
         last = messages.length > 0 ? messages[messages.length - 1].offset! : from;
       }
     }

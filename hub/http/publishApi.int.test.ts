@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
@@ -5,6 +6,10 @@ import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
 import { startHubProcess, testOrg, type HubProcess } from '../testing/hubProcess.ts';
 import { sleep, TestClient, type Frame } from '../testing/wsClient.ts';
 import { collect, connectNats, natsServer, type NatsServer } from '../testing/natsClient.ts';
+
+// A private NATS is a cluster of its own: its hubs keep presence under their own prefix, or they
+// would reap other suites' dead nodes and announce the leaves where nobody listens (docs/presence.md).
+const PRIVATE_PRESENCE = `test:presence:${randomUUID()}:`;
 
 const MAX_BODY = 65536;
 
@@ -67,7 +72,7 @@ describe('http publish api', () => {
     await nats.start();
     [hub, outageHub] = await Promise.all([
       startHubProcess({ ...issuer.env, ORGHUB_HTTP_MAX_BODY: String(MAX_BODY) }, { timeoutMs: 45_000 }),
-      startHubProcess({ ...issuer.env, NATS_URL: nats.url }, { timeoutMs: 45_000 }),
+      startHubProcess({ ...issuer.env, NATS_URL: nats.url, ORGHUB_PRESENCE_PREFIX: PRIVATE_PRESENCE }, { timeoutMs: 45_000 }),
     ]);
   });
 

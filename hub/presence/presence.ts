@@ -33,6 +33,17 @@ export interface PresenceList {
 /** The result of a join: listed, only counted (the scope is at its cap), or already present. */
 export type JoinResult = 'listed' | 'counted' | 'present';
 
+/** What a reap or a retire removed: listed entries (for leave events) and the node's sessions. */
+export interface Reaped {
+  leaves: { org: string; scope: string; entry: PresenceEntry }[];
+  /**
+   * Every connection the node held (its org-scope entry, listed or only counted past the cap), each
+   * returned to exactly one caller: the reaper records their ends (`session.disconnected`, reason
+   * `node_lost`) so the sessions/devices read models agree with presence.
+   */
+  sessions: { org: string; entry: PresenceEntry }[];
+}
+
 /**
  * The shared presence store. Every method may reject when the store is unreachable; callers treat
  * presence as best effort and never fail a connection for it.
@@ -49,9 +60,9 @@ export interface PresenceStore {
    * removed entries with their scope, for leave events. Safe to run on every node at once: an
    * entry is returned by exactly one of them.
    */
-  reap(self: string): Promise<{ org: string; scope: string; entry: PresenceEntry }[]>;
+  reap(self: string): Promise<Reaped>;
   /** Removes this node's entries and its heartbeat (clean shutdown). */
-  retire(node: string): Promise<{ org: string; scope: string; entry: PresenceEntry }[]>;
+  retire(node: string): Promise<Reaped>;
   ping(): Promise<boolean>;
   close(): Promise<void>;
 }

@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import type { Logger } from '../log.ts';
-import type { JoinResult, PresenceEntry, PresenceList, PresenceStore } from './presence.ts';
+import { ORG_SCOPE, type JoinResult, type PresenceEntry, type PresenceList, type PresenceStore, type Reaped } from './presence.ts';
 
 /**
  * Redis layout, under a prefix P (ORGHUB_PRESENCE_PREFIX):
@@ -8,12 +8,15 @@ import type { JoinResult, PresenceEntry, PresenceList, PresenceStore } from './p
  * - `P:c:<org>:<scope>`: hash node → connections of that node only counted (past the cap);
  * - `P:n:<node>`: set of `org\nscope\nsession\nflag` for everything the node holds (flag 1 = counted),
  *   so another node can remove them all when this one dies;
+ * - `P:s:<node>`: hash session → `org\nentry JSON` of every connection of the node (its org-scope
+ *   join, cap or not), so the node that reaps a dead one can record each session's end once;
  * - `P:alive:<node>`: present while the node heartbeats (PX = the TTL); `P:nodes`: every node seen.
  * Org ids contain no `:`, so `<org>:<scope>` is unambiguous. Scripts build keys from the prefix,
  * which suits one Redis (not Redis Cluster; docs/presence.md).
  */
 const JOIN_LUA = `
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[4], ARGV[1], ARGV[6] .. '\\n' .. ARGV[2]) end
 if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
   redis.call('HINCRBY', KEYS[2], ARGV[4], 1)
   redis.call('SADD', KEYS[3], ARGV[5] .. '1')
@@ -24,6 +27,7 @@ redis.call('SADD', KEYS[3], ARGV[5] .. '0')
 return 1`;
 
 const LEAVE_LUA = `
+if ARGV[5] == '1' then redis.call('HDEL', KEYS[4], ARGV[1]) end
 if ARGV[3] == '1' then
   redis.call('SREM', KEYS[3], ARGV[4] .. '1')
   if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) <= 0 then redis.call('HDEL', KEYS[2], ARGV[2]) end
@@ -32,9 +36,12 @@ end
 redis.call('SREM', KEYS[3], ARGV[4] .. '0')
 return redis.call('HDEL', KEYS[1], ARGV[1])`;
 
-/** Removes everything of node ARGV[2] unless it is alive (KEYS[2]); returns {org, scope, entry, ...}. */
+/**
+ * Removes everything of node ARGV[2] unless it is alive (KEYS[2]); returns {{org, scope, entry, ...},
+ * {org\nentry, ...}}: the listed entries removed (for leave events) and the node's sessions.
+ */
 const REAP_LUA = `
-if ARGV[3] == '0' and redis.call('EXISTS', KEYS[2]) == 1 then return {} end
+if ARGV[3] == '0' and redis.call('EXISTS', KEYS[2]) == 1 then return {{}, {}} end
 local out = {}
 for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local a = string.find(m, '\\n', 1, true)
@@ -57,9 +64,10 @@ for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     end
   end
 end
-redis.call('DEL', KEYS[1], KEYS[2])
+local sessions = redis.call('HVALS', KEYS[4])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[4])
 redis.call('SREM', KEYS[3], ARGV[2])
-return out`;
+return {out, sessions}`;
 
 export interface RedisPresenceOptions {
   url: string;
@@ -67,7 +75,6 @@ export interface RedisPresenceOptions {
   log: Logger;
 }
 
-type Reaped = { org: string; scope: string; entry: PresenceEntry }[];
 
 export function createRedisPresence(opts: RedisPresenceOptions): PresenceStore {
   const P = opts.prefix;
@@ -77,23 +84,28 @@ export function createRedisPresence(opts: RedisPresenceOptions): PresenceStore {
   const c = (org: string, scope: string) => `${P}c:${org}:${scope}`;
   const n = (node: string) => `${P}n:${node}`;
   const alive = (node: string) => `${P}alive:${node}`;
+  const sessions = (node: string) => `${P}s:${node}`;
   const nodes = `${P}nodes`;
   const member = (org: string, scope: string, session: string) => `${org}\n${scope}\n${session}\n`;
 
   const reapNode = async (node: string, force: boolean): Promise<Reaped> => {
-    const flat = (await redis.eval(REAP_LUA, 3, n(node), alive(node), nodes, P, node, force ? '1' : '0')) as string[];
-    const out: Reaped = [];
-    for (let i = 0; i + 2 < flat.length; i += 3) out.push({ org: flat[i], scope: flat[i + 1], entry: JSON.parse(flat[i + 2]) as PresenceEntry });
+    const [flat, held] = (await redis.eval(REAP_LUA, 4, n(node), alive(node), nodes, sessions(node), P, node, force ? '1' : '0')) as [string[], string[]];
+    const out: Reaped = { leaves: [], sessions: [] };
+    for (let i = 0; i + 2 < flat.length; i += 3) out.leaves.push({ org: flat[i], scope: flat[i + 1], entry: JSON.parse(flat[i + 2]) as PresenceEntry });
+    for (const v of held) {
+      const cut = v.indexOf('\n');
+      out.sessions.push({ org: v.slice(0, cut), entry: JSON.parse(v.slice(cut + 1)) as PresenceEntry });
+    }
     return out;
   };
 
   return {
     async join(org, scope, entry, cap): Promise<JoinResult> {
-      const r = await redis.eval(JOIN_LUA, 3, e(org, scope), c(org, scope), n(entry.node), entry.session, JSON.stringify(entry), cap, entry.node, member(org, scope, entry.session));
+      const r = await redis.eval(JOIN_LUA, 4, e(org, scope), c(org, scope), n(entry.node), sessions(entry.node), entry.session, JSON.stringify(entry), cap, entry.node, member(org, scope, entry.session), scope === ORG_SCOPE ? org : '');
       return r === 1 ? 'listed' : r === 2 ? 'counted' : 'present';
     },
     async leave(org, scope, session, node, counted) {
-      return (await redis.eval(LEAVE_LUA, 3, e(org, scope), c(org, scope), n(node), session, node, counted ? '1' : '0', member(org, scope, session))) === 1;
+      return (await redis.eval(LEAVE_LUA, 4, e(org, scope), c(org, scope), n(node), sessions(node), session, node, counted ? '1' : '0', member(org, scope, session), scope === ORG_SCOPE ? '1' : '0')) === 1;
     },
     async list(org, scope): Promise<PresenceList> {
       const [all, counts] = await Promise.all([redis.hvals(e(org, scope)), redis.hvals(c(org, scope))]);
@@ -105,10 +117,12 @@ export function createRedisPresence(opts: RedisPresenceOptions): PresenceStore {
       await redis.multi().set(alive(node), '1', 'PX', ttlMs).sadd(nodes, node).exec();
     },
     async reap(self) {
-      const out: Reaped = [];
+      const out: Reaped = { leaves: [], sessions: [] };
       for (const node of await redis.smembers(nodes)) {
         if (node === self) continue;
-        out.push(...(await reapNode(node, false)));
+        const r = await reapNode(node, false);
+        out.leaves.push(...r.leaves);
+        out.sessions.push(...r.sessions);
       }
       return out;
     },

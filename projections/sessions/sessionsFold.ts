@@ -46,6 +46,9 @@ function patchOf(e: RecordedEvent): SessionPatch {
     base.connected_at = e.recordedAt;
     base.device_id = Array.isArray(roles) && roles.includes(DEVICE_ROLE) ? m.actor : null;
   } else {
+    // The session's node is the one it connected to: a node that reaped a dead one records the
+    // end (reason `node_lost`, hub/presence/tracker.ts) under its own node id.
+    base.node = null;
     base.disconnected_at = e.recordedAt;
     base.duration_ms = optInt(data, 'durationMs');
     base.reason = optString(data, 'reason');

@@ -1,9 +1,14 @@
+import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createTestIssuer, type TestIssuer } from '../../testing/issuer.ts';
 import { freePort, startHubProcess, testOrg, type HubProcess } from '../../testing/hubProcess.ts';
 import { natsServer, type NatsServer } from '../../testing/natsClient.ts';
 import { sleep, TestClient } from '../../testing/wsClient.ts';
+
+// A private NATS is a cluster of its own: its hubs keep presence under their own prefix, or they
+// would reap other suites' dead nodes and announce the leaves where nobody listens (docs/presence.md).
+const PRIVATE_PRESENCE = `test:presence:${randomUUID()}:`;
 
 /**
  * Scale-out in miniature: a three-node NATS cluster on loopback and two hubs, each connected to a
@@ -30,8 +35,8 @@ describe('nats cluster', () => {
     const url = (i: number) => nodes[i].url;
     // ORGHUB_EVENT_STORE=none: this suite is about the bus; no Postgres in the way.
     [hub1, hub2] = await Promise.all([
-      startHubProcess({ ...issuer.env, NATS_URL: url(0), ORGHUB_EVENT_STORE: 'none' }, { timeoutMs: 45_000 }),
-      startHubProcess({ ...issuer.env, NATS_URL: url(2), ORGHUB_EVENT_STORE: 'none' }, { timeoutMs: 45_000 }),
+      startHubProcess({ ...issuer.env, NATS_URL: url(0), ORGHUB_EVENT_STORE: 'none', ORGHUB_PRESENCE_PREFIX: PRIVATE_PRESENCE }, { timeoutMs: 45_000 }),
+      startHubProcess({ ...issuer.env, NATS_URL: url(2), ORGHUB_EVENT_STORE: 'none', ORGHUB_PRESENCE_PREFIX: PRIVATE_PRESENCE }, { timeoutMs: 45_000 }),
     ]);
   });
 

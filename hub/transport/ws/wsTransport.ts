@@ -194,6 +194,19 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(wait
   };
 
   /**
+   * Recovered messages: resumes that shared one history read share the array, so its frame is
+   * encoded once per encoding (and as bytes, so uWS does not convert the text for every socket).
+   */
+  const recoveredFrames = new WeakMap<BusMessage[], { pattern: string; json?: Buffer; msgpack?: Uint8Array }>();
+  const sendRecovered = (ws: WebSocket<Conn>, c: Conn, pattern: string, msgs: BusMessage[]) => {
+    if (c.closed || msgs.length === 0) return;
+    let f = recoveredFrames.get(msgs);
+    if (!f || f.pattern !== pattern) recoveredFrames.set(msgs, (f = { pattern }));
+    if (c.enc === 'json') ws.send((f.json ??= Buffer.from(jsonFrame(JSON.stringify(pattern), msgs))), false);
+    else ws.send((f.msgpack ??= msgpackFrame(pattern, msgs)), true);
+  };
+
+  /**
    * A topic with history: recovered messages (for `since`) follow the `ok`, then live ones, in
    * offset order and exactly once (hub/history/subscription.ts).
    */
@@ -218,7 +231,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(wait
       if (hs.recovered !== undefined) extra.recovered = hs.recovered;
       if (hs.missed !== undefined) extra.missed = hs.missed;
       ok(ws, id, extra);
-      sendMsgs(ws, c, pattern, hs.messages);
+      sendRecovered(ws, c, pattern, hs.messages);
     });
     hs.start((msgs) => {
       if (!c.closed) ws.cork(() => sendMsgs(ws, c, pattern, msgs));
