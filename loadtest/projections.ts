@@ -13,6 +13,9 @@
  *    copies of the read-model tables (same shapes, indexes, partitions), one statement per table;
  *    (b) the projector from position zero (the same runners `projections/main.ts` starts, in this
  *    process), with a progress bar, until every checkpoint has consumed every event.
+ *    Both phases start alike: the other phase's tables dropped (limit) or emptied (projector),
+ *    then a CHECKPOINT, so neither pays for the other's dirty pages or autovacuum. The projector
+ *    round also prints its CPU: the projector process's own, and the rest of the machine's.
  *    Targets: projector >= 0.5 x the limit, and >= 20k events/s.
  * 3. With --lag: bench:commands runs as a child against the same database (its own hub and
  *    nats-server), the projector follows, and the lag (age of the oldest unprojected event, the
@@ -20,6 +23,7 @@
  *    Target: p99 < 1 s.
  */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
@@ -33,6 +37,7 @@ import { startProjectionRunner } from '../projections/runner.ts';
 import { createSharedReader } from '../projections/sharedReader.ts';
 import { createPgEventReader } from '../projections/pgEventReader.ts';
 import { readProjectionLag } from '../projections/status.ts';
+import { clockTicks } from './lib/proc.ts';
 import { fixed, percentiles, si } from './lib/stats.ts';
 import { printTable } from './lib/report.ts';
 
@@ -128,6 +133,7 @@ async function limitRound(pool: pg.Pool): Promise<number> {
     for (const t of TABLES) await c.query(`DROP TABLE IF EXISTS lim_${t} CASCADE`);
     for (const t of TABLES) await c.query(`CREATE TABLE lim_${t} (LIKE ${t} INCLUDING ALL)${t === 'audit_log' ? ' PARTITION BY RANGE (recorded_at)' : ''}`);
     await c.query(`CREATE TABLE lim_audit_log_p PARTITION OF lim_audit_log FOR VALUES FROM (MINVALUE) TO (MAXVALUE)`);
+    await quiet(c);
     const t0 = performance.now();
     await c.query('BEGIN');
     await c.query(`INSERT INTO lim_orgs (org_id, id, first_event_at, last_event_at) SELECT org_id, org_id, min(recorded_at), max(recorded_at) FROM events GROUP BY org_id`);
@@ -157,9 +163,31 @@ async function limitRound(pool: pg.Pool): Promise<number> {
        FROM lim_sessions WHERE device_id IS NOT NULL GROUP BY org_id, device_id`,
     );
     await c.query('COMMIT');
-    return (performance.now() - t0) / 1000;
+    const seconds = (performance.now() - t0) / 1000;
+    // Gone before the next phase, so no autovacuum of these tables runs during it.
+    for (const t of TABLES) await c.query(`DROP TABLE IF EXISTS lim_${t} CASCADE`);
+    return seconds;
   } finally {
     c.release();
+  }
+}
+
+/**
+ * The same start for both phases: the previous phase's tables are already dropped or emptied, and
+ * a CHECKPOINT writes its dirty pages now, not during the next timed phase (which one that is
+ * alternates between rounds).
+ */
+async function quiet(c: pg.ClientBase | pg.Pool): Promise<void> {
+  await c.query('CHECKPOINT');
+}
+
+/** CPU seconds of the whole machine (all processes, /proc/stat), or NaN off Linux. */
+function machineCpuSeconds(): number {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    return (f[0] + f[1] + f[2] + f[5] + f[6]) / clockTicks();
+  } catch {
+    return NaN;
   }
 }
 
@@ -174,6 +202,9 @@ async function projectorRound(pool: pg.Pool, label: string): Promise<number> {
   const log = createLogger('warn');
   const wpool = new pg.Pool({ connectionString: url, max: 6 });
   const bar = new ProgressBar(label, EVENTS);
+  await quiet(pool);
+  const cpu0 = process.cpuUsage();
+  const machine0 = machineCpuSeconds();
   const t0 = performance.now();
   const reader = createPgEventReader({ databaseUrl: url });
   const read = createSharedReader(reader.read, { consumers: PROJECTIONS.length });
@@ -188,6 +219,10 @@ async function projectorRound(pool: pg.Pool, label: string): Promise<number> {
     if (done >= EVENTS) {
       seconds = (performance.now() - t0) / 1000;
       bar.finish(done);
+      const own = process.cpuUsage(cpu0);
+      const node = (own.user + own.system) / 1e6;
+      const machine = machineCpuSeconds() - machine0;
+      process.stderr.write(`${label}: CPU over ${fixed(seconds)} s: projector process (Node) ${fixed(node)} s, rest of the machine (Postgres, mostly) ${fixed(machine - node)} s\n`);
       break;
     }
     await new Promise((r) => setTimeout(r, 20));
@@ -199,6 +234,7 @@ async function projectorRound(pool: pg.Pool, label: string): Promise<number> {
   await wpool.end();
   const dead = (await pool.query('SELECT count(*)::int AS n FROM projection_dead_letters')).rows[0].n;
   if (dead) throw new Error(`${dead} dead letters in the bench: the fold and the prefill disagree`);
+  await resetReadModels(pool); // emptied before the next phase, like the limit's tables
   return seconds;
 }
 

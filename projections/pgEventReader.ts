@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { START, type Position, type ReadAllBatch, type RecordedEvent } from '../hub/eventstore/eventStore.ts';
 import { DEFAULT_PROJECTOR_ROLE, assertRoleName } from '../hub/eventstore/roles.ts';
-import { rememberDataJson } from './rawData.ts';
+import { RAW_DATA, type WithRawData } from './rawData.ts';
 import type { BatchReader } from './sharedReader.ts';
 
 /**
@@ -71,12 +71,12 @@ export function createPgEventReader(opts: { databaseUrl: string; readerRole?: st
       for (let i = 0; i < rows.length; i++) {
         const r = rows[i];
         const pos = BigInt(r.gp);
-        const e: RecordedEvent = {
+        const e: WithRawData = {
           id: r.id, org: r.org_id, stream: r.stream_id, type: r.type, schemaVersion: Number(r.schema_version),
           data: JSON.parse(r.data), metadata: JSON.parse(r.metadata), recordedAt: r.at,
           streamPosition: BigInt(r.sp), globalPosition: pos, position: { tx: BigInt(r.tx), pos },
+          [RAW_DATA]: r.data,
         };
-        rememberDataJson(e, r.data);
         events[i] = e;
       }
       return { events, next: events.length ? events[events.length - 1].position : after, caughtUp: events.length < batchSize };

@@ -7,15 +7,16 @@ import { rebuildProjection, type RebuildSummary } from './rebuild.ts';
 import { selectProjections } from './registry.ts';
 
 /**
- * `npm run projections:rebuild -- <name|all> [--no-swap]`: blue/green rebuild of each named
- * projection in turn (projections/rebuild.ts), with a progress bar on stderr and a summary on stdout.
+ * `npm run projections:rebuild -- <name|all> [--no-swap] [--restart]`: blue/green rebuild of each
+ * named projection in turn (projections/rebuild.ts), with a progress bar on stderr and a summary on
+ * stdout. A rebuild that died is resumed from its checkpoint; `--restart` starts from zero instead.
  * The live projector may keep running; it resumes from the swapped checkpoint.
  */
 async function main(): Promise<number> {
   const args = process.argv.slice(2);
   const spec = args.find((a) => !a.startsWith('--'));
   if (!spec) {
-    process.stderr.write('usage: npm run projections:rebuild -- <name|all> [--no-swap]\n');
+    process.stderr.write('usage: npm run projections:rebuild -- <name|all> [--no-swap] [--restart]\n');
     return 2;
   }
   const config = loadProjectorConfig();
@@ -30,6 +31,7 @@ async function main(): Promise<number> {
       const s = await rebuildProjection({
         databaseUrl: config.DATABASE_URL, store, projection, writerRole, batchSize: Math.max(config.ORGHUB_PROJECTOR_BATCH, 5000),
         swap: !args.includes('--no-swap'),
+        restart: args.includes('--restart'),
         read: reader.read,
         onProgress: (done, total) => bar.update(done, total),
       });
@@ -42,7 +44,7 @@ async function main(): Promise<number> {
   }
   for (const s of summaries) {
     process.stdout.write(
-      `${s.projection} v${s.version}: ${s.events} events in ${s.seconds.toFixed(1)} s (${Math.round(s.eventsPerSecond)} ev/s), ` +
+      `${s.projection} v${s.version}: ${s.events} events${s.resumedFrom ? ` (resumed after ${s.resumedFrom} events written by an interrupted rebuild)` : ''} in ${s.seconds.toFixed(1)} s (${Math.round(s.eventsPerSecond)} ev/s), ` +
         `${s.deadLetters} dead letters, checkpoint ${s.position}, ${s.swapped ? 'swapped into place' : 'left in shadow tables (--no-swap)'}\n`,
     );
   }

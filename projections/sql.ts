@@ -13,18 +13,31 @@ export interface Column<R> {
   get(row: R): string | number | boolean | null;
 }
 
+type Scalar = string | number | boolean | null;
+const NEEDS_ESCAPE = /[\\"]/;
+const ESCAPE = /[\\"]/g;
+
 /** A Postgres array literal (`{"a",NULL,"b"}`), every element quoted so any text is safe. */
-export function arrayLiteral(values: ReadonlyArray<string | number | boolean | null>): string {
-  let body = '';
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i];
+export function arrayLiteral(values: ReadonlyArray<Scalar>): string {
+  return arrayLiteralOf(values, (v) => v);
+}
+
+/**
+ * The array literal of `get` over `rows`, built in one pass (no intermediate array of values; the
+ * escaping regex runs only on the rare text that holds a quote or a backslash): building these
+ * literals was the projector's largest cost in JavaScript after parsing the events.
+ */
+export function arrayLiteralOf<R>(rows: ReadonlyArray<R>, get: (row: R) => Scalar): string {
+  let body = '{';
+  for (let i = 0; i < rows.length; i++) {
+    const v = get(rows[i]);
     if (i) body += ',';
     if (v === null) body += 'NULL';
+    else if (typeof v === 'string') body += NEEDS_ESCAPE.test(v) ? `"${v.replace(ESCAPE, '\\$&')}"` : `"${v}"`;
     else if (typeof v === 'number') body += String(v);
-    else if (typeof v === 'boolean') body += v ? 't' : 'f';
-    else body += `"${v.replace(/[\\"]/g, '\\$&')}"`;
+    else body += v ? 't' : 'f';
   }
-  return `{${body}}`;
+  return `${body}}`;
 }
 
 /** Separator of JSON texts in one parameter: JSON text never contains a raw control character. */
@@ -39,23 +52,44 @@ const JSON_SEP = '\x1f';
  * audit batch. (jsonb columns here are NOT NULL; a null falls back to an escaped text array.)
  */
 export function unnestInsert<R>(table: string, columns: readonly Column<R>[], rows: readonly R[], tail: string): { sql: string; params: unknown[] } {
+  const src = unnestSource(columns, rows);
+  const names = columns.map((c) => c.name).join(', ');
+  return { sql: `INSERT INTO ${table} (${names}) SELECT ${src.select} FROM ${src.from} ${tail}`.trimEnd(), params: src.params };
+}
+
+/**
+ * The `unnest(...) AS u(c0, c1, …)` source of `unnestInsert`, for statements that use the rows
+ * otherwise (a CTE): `select` lists the columns in order, cast (jsonb) as the table wants them.
+ * `first` numbers the parameters from $first.
+ */
+export function unnestSource<R>(columns: readonly Column<R>[], rows: readonly R[], first = 1): { from: string; select: string; params: string[] } {
   const params: string[] = [];
   const args: string[] = [];
   columns.forEach((c, i) => {
-    const values = rows.map((r) => c.get(r));
-    if (c.type === 'jsonb' && values.every((v) => typeof v === 'string')) {
-      params.push((values as string[]).join(JSON_SEP));
-      args.push(rows.length ? `string_to_array($${i + 1}::text, E'\\x1f')` : `$${i + 1}::text[]`);
-      if (!rows.length) params[i] = '{}';
+    const n = i + first;
+    const joined = c.type === 'jsonb' && rows.length ? joinJson(rows, c.get) : undefined;
+    if (joined !== undefined) {
+      params.push(joined);
+      args.push(`string_to_array($${n}::text, E'\\x1f')`);
     } else {
-      params.push(arrayLiteral(values));
-      args.push(`$${i + 1}::${c.type === 'jsonb' ? 'text' : c.type}[]`);
+      params.push(arrayLiteralOf(rows, c.get));
+      args.push(`$${n}::${c.type === 'jsonb' ? 'text' : c.type}[]`);
     }
   });
-  const names = columns.map((c) => c.name).join(', ');
   const aliases = columns.map((_, i) => `c${i}`).join(', ');
   const select = columns.map((c, i) => (c.type === 'jsonb' ? `u.c${i}::jsonb` : `u.c${i}`)).join(', ');
-  return { sql: `INSERT INTO ${table} (${names}) SELECT ${select} FROM unnest(${args.join(', ')}) AS u(${aliases}) ${tail}`.trimEnd(), params };
+  return { from: `unnest(${args.join(', ')}) AS u(${aliases})`, select, params };
+}
+
+/** JSON texts joined by JSON_SEP, or undefined when one is not a text (null). */
+function joinJson<R>(rows: ReadonlyArray<R>, get: (row: R) => Scalar): string | undefined {
+  let out = '';
+  for (let i = 0; i < rows.length; i++) {
+    const v = get(rows[i]);
+    if (typeof v !== 'string') return undefined;
+    out += i ? JSON_SEP + v : v;
+  }
+  return out;
 }
 
 /**

@@ -116,12 +116,17 @@ export function startProjector(databaseUrl: string, env: Record<string, string> 
 
 /** `npm run projections:rebuild -- <spec>` as a child process; resolves with its exit code and output. */
 export function runRebuild(databaseUrl: string, spec: string, extra: string[] = []): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return startRebuild(databaseUrl, spec, extra).done;
+}
+
+/** The same, with the child at hand (to kill it mid-way). */
+export function startRebuild(databaseUrl: string, spec: string, extra: string[] = []): { child: ChildProcess; done: Promise<{ code: number | null; stdout: string; stderr: string }> } {
   const child = spawn(process.execPath, ['--import', 'tsx', REBUILD, spec, ...extra], { env: { ...process.env, DATABASE_URL: databaseUrl }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));
   child.stderr.on('data', (d) => (stderr += d));
-  return new Promise((resolve) => child.once('exit', (code) => resolve({ code, stdout, stderr })));
+  return { child, done: new Promise((resolve) => child.once('exit', (code) => resolve({ code, stdout, stderr }))) };
 }
 
 /** Polls `fn` until it returns a truthy value; throws with `what` after the deadline. */

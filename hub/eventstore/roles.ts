@@ -90,7 +90,9 @@ export const DEFAULT_PROJECTION_WRITER_ROLE = 'orghub_projection_writer';
 /** Tenant read models the query role may SELECT (docs/projections.md). */
 export const READ_MODEL_TABLES = ['orgs', 'devices', 'sessions', 'audit_log', 'device_commands'] as const;
 /** Everything the projector's writer role writes. */
-export const PROJECTION_TABLES = [...READ_MODEL_TABLES, 'projection_checkpoints', 'projection_dead_letters'] as const;
+export const PROJECTION_TABLES = [...READ_MODEL_TABLES, 'projection_checkpoints', 'projection_dead_letters', 'projection_rebuilds'] as const;
+/** Projection tables without tenant rows, hence without RLS: the checkpoints of live projections and of rebuilds. */
+const UNSCOPED_TABLES: readonly string[] = ['projection_checkpoints', 'projection_rebuilds'];
 
 /**
  * Roles and grants of the read side, as idempotent SQL; a no-op until the read-model migration has
@@ -132,7 +134,7 @@ BEGIN
   IF to_regprocedure('readmodel_ensure_partition_of(text, timestamptz)') IS NOT NULL THEN
     GRANT EXECUTE ON FUNCTION readmodel_ensure_partition_of(text, timestamptz), readmodel_drop_audit_partition(text, timestamptz) TO ${w};
   END IF;
-  FOREACH t IN ARRAY ARRAY['${PROJECTION_TABLES.filter((t) => t !== 'projection_checkpoints').join("','")}'] LOOP
+  FOREACH t IN ARRAY ARRAY['${PROJECTION_TABLES.filter((t) => !UNSCOPED_TABLES.includes(t)).join("','")}'] LOOP
     EXECUTE format('DROP POLICY IF EXISTS %I ON %I', t || '_writer', t);
     EXECUTE format('CREATE POLICY %I ON %I FOR ALL TO ${w} USING (true) WITH CHECK (true)', t || '_writer', t);
   END LOOP;
