@@ -59,7 +59,7 @@ describe('projections - orgs lifecycle', () => {
   it('projections - orgs: created, updated, suspended and resumed land in the row; another org and a non-platform caller change nothing', async () => {
     const org = testOrg();
     const other = testOrg();
-    const c = await call('POST', '/v1/orgs', '/v1/orgs', platform, { org, tier: 'gold', settings: { region: 'eu' }, limits: { ORGHUB_MQTT_MAX_RETAINED: 10 }, auditRetentionDays: 30 });
+    const c = await call('POST', '/v1/orgs', '/v1/orgs', platform, { org, tier: 'gold', settings: { region: 'eu' }, limits: { ORGHUB_LIMITS_PUBLISH_USER: 10 }, auditRetentionDays: 30 });
     assert.equal(c.status, 201, JSON.stringify(c.body));
     const o = await call('POST', '/v1/orgs', '/v1/orgs', platform, { org: other, tier: 'silver' });
     assert.equal(o.status, 201);
@@ -67,16 +67,16 @@ describe('projections - orgs lifecycle', () => {
     assert.equal(r.status, 'active');
     assert.equal(r.tier, 'gold');
     assert.deepEqual(r.settings, { region: 'eu' });
-    assert.deepEqual(r.limits, { ORGHUB_MQTT_MAX_RETAINED: 10 });
+    assert.deepEqual(r.limits, { ORGHUB_LIMITS_PUBLISH_USER: 10 });
     assert.equal(r.audit_retention_days, 30);
     assert.equal(r.created_at.toISOString(), c.body.org.createdAt);
     assert.equal(r.suspended_at, null);
 
-    const u = await call('PATCH', `/v1/orgs/${org}`, '/v1/orgs/{org}', platform, { tier: 'basic', limits: { ORGHUB_MQTT_MAX_RETAINED: 3 } });
+    const u = await call('PATCH', `/v1/orgs/${org}`, '/v1/orgs/{org}', platform, { tier: 'basic', limits: { ORGHUB_LIMITS_PUBLISH_USER: 3 } });
     assert.equal(u.status, 200);
     r = await applied(org, u.body.eventId);
     assert.equal(r.tier, 'basic');
-    assert.deepEqual(r.limits, { ORGHUB_MQTT_MAX_RETAINED: 3 });
+    assert.deepEqual(r.limits, { ORGHUB_LIMITS_PUBLISH_USER: 3 });
     assert.deepEqual(r.settings, { region: 'eu' }, 'a field not in the update stays');
     assert.equal(r.audit_retention_days, 30);
 
