@@ -1,3 +1,4 @@
+import type { DrainGate } from './drainGate.ts';
 import type { RoleGrants } from '../acl/grants.ts';
 import type { AuditSink } from '../audit/audit.ts';
 import type { TokenVerifier } from '../auth/principal.ts';
@@ -83,6 +84,8 @@ export interface BridgeContext {
   queues: Set<HeldQueue>;
   /** Rate limits, connection caps and quotas shared with the other transports (hub/limits). */
   quotas: LimitService;
+  /** Graceful drain: refuses new commands, counts those in flight and the session writes still to flush. */
+  drain?: DrainGate;
   /** The node's registry of live sessions across transports (revocation ends sessions through it). */
   live?: SessionRegistry;
 }

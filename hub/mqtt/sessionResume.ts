@@ -133,6 +133,7 @@ export function parkSession(ctx: BridgeContext, p: ParkInput): OfflineQueue {
   }
   const next = queueOwner(ctx.nodeId, p.session);
   const parked = ctx.store.park(p.ref, p.owner, next, { subs: Object.fromEntries(p.subs), qos2: [...p.qos2], pending, expiryMs: p.expiryMs, maxQueue: ctx.policy.maxQueue });
+  ctx.drain?.flushLater(parked);
   parked.then(
     (ok) => {
       if (!ok) ctx.log.info({ session: p.session }, 'mqtt session not parked: another connection holds it');

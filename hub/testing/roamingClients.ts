@@ -158,6 +158,39 @@ export class CommandWorker {
   }
 }
 
+/**
+ * Publishes `{seq}` on `topic` with rising sequence numbers; an unanswered or refused one is
+ * resent with the same number (so a subscriber may see a number twice, never miss an acked one).
+ */
+export class RoamingPublisher {
+  readonly sock: RoamingSocket;
+  /** Acked sequence numbers with the time (client clock) each was last sent. */
+  readonly acked: { seq: number; sentAt: number }[] = [];
+  private seq = 0;
+  private running?: Promise<void>;
+
+  constructor(readonly name: string, urls: () => string[], token: string, readonly topic: string) {
+    this.sock = new RoamingSocket(name, urls, token);
+  }
+
+  start(): void {
+    this.running = (async () => {
+      while (!this.sock.stopped) {
+        const sentAt = Date.now();
+        const a = await this.sock.request(`p${this.seq}`, { op: 'pub', topic: this.topic, data: { seq: this.seq } });
+        if (a?.op === 'ok') this.acked.push({ seq: this.seq++, sentAt });
+        else await pause(50);
+        await pause(5);
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.sock.stop();
+    await this.running;
+  }
+}
+
 /** Command events of `org` by scoped idempotency key (read as the projector role: RLS lets the test see them only this way). */
 export async function commandEventsByKey(pool: pg.Pool, org: string): Promise<{ byKey: Map<string, string>; rows: number }> {
   const c = await pool.connect();

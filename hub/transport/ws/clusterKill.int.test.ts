@@ -5,7 +5,7 @@ import pg from 'pg';
 import { createTestIssuer, type TestIssuer } from '../../testing/issuer.ts';
 import { freePort, startHubProcess, testOrg, type HubProcess } from '../../testing/hubProcess.ts';
 import { natsServer, type NatsServer } from '../../testing/natsClient.ts';
-import { assertAckedRecorded, CommandWorker, RoamingSocket, waitUntil } from '../../testing/roamingClients.ts';
+import { assertAckedRecorded, CommandWorker, RoamingPublisher as Publisher, RoamingSocket, waitUntil } from '../../testing/roamingClients.ts';
 
 /**
  * The local cluster test (docs/operations.md "Cluster test"): three nats-server processes routed on
@@ -21,7 +21,6 @@ const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:
 const SUBSCRIBERS = 4;
 const PUBLISHERS = 2;
 const WORKERS = 4;
-const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A subscriber to `feed/#` that resubscribes wherever it reconnects; keeps the sequence numbers it got per publisher. */
 class Subscriber {
@@ -43,33 +42,6 @@ class Subscriber {
         this.got.get(from)!.add(f.data.seq);
       },
     });
-  }
-}
-
-/** Publishes `feed/<name>` with rising sequence numbers; an unanswered or refused one is resent with the same number. */
-class Publisher {
-  readonly sock: RoamingSocket;
-  /** Acked sequence numbers with the time (client clock) each was last sent. */
-  readonly acked: { seq: number; sentAt: number }[] = [];
-  private seq = 0;
-  private running?: Promise<void>;
-  constructor(readonly name: string, urls: () => string[], token: string) {
-    this.sock = new RoamingSocket(name, urls, token);
-  }
-  start(): void {
-    this.running = (async () => {
-      while (!this.sock.stopped) {
-        const sentAt = Date.now();
-        const a = await this.sock.request(`p${this.seq}`, { op: 'pub', topic: `feed/${this.name}`, data: { seq: this.seq } });
-        if (a?.op === 'ok') this.acked.push({ seq: this.seq++, sentAt });
-        else await pause(50);
-        await pause(5);
-      }
-    })();
-  }
-  async stop(): Promise<void> {
-    this.sock.stop();
-    await this.running;
   }
 }
 
@@ -126,7 +98,7 @@ describe('cluster kill', () => {
     const pubs: Publisher[] = [];
     const workers: CommandWorker[] = [];
     for (let i = 0; i < SUBSCRIBERS; i++) subs.push(new Subscriber(`s${i}`, urls, await issuer.token(org, `s${i}`)));
-    for (let i = 0; i < PUBLISHERS; i++) pubs.push(new Publisher(`p${i}`, urls, await issuer.token(org, `p${i}`)));
+    for (let i = 0; i < PUBLISHERS; i++) pubs.push(new Publisher(`p${i}`, urls, await issuer.token(org, `p${i}`), `feed/p${i}`));
     for (let i = 0; i < WORKERS; i++) workers.push(new CommandWorker(`w${i}`, urls, await issuer.token(org, `w${i}`)));
     stops.push(...subs.map((s) => () => s.sock.stop()), ...pubs.map((p) => () => p.stop()), ...workers.map((w) => () => w.stop()));
     await Promise.all([...subs.map((s, i) => s.sock.connect(i % 2)), ...pubs.map((p, i) => p.sock.connect(i % 2)), ...workers.map((w, i) => w.sock.connect(i % 2))]);
