@@ -89,3 +89,12 @@ export interface BridgeContext {
   /** The node's registry of live sessions across transports (revocation ends sessions through it). */
   live?: SessionRegistry;
 }
+
+/**
+ * The logger of one MQTT connection: its correlation id is its session id, which is also the
+ * `session` and `correlationId` of the events it causes (as for WebSocket connections). Made per
+ * log line, not kept per connection.
+ */
+export function sessionLog(ctx: Pick<BridgeContext, 'log'>, session: string): Logger {
+  return ctx.log.child({ correlationId: session });
+}
