@@ -65,7 +65,8 @@ describe('fairness', () => {
       alone1 = await bRun('alone');
       const flood = startFlood({ mode: 'cmd', url: hub.wsUrl, token: await issuer.token(testOrg('fair-a'), 'admin-a', ['admin']), conns: 4, inflight: 250 });
       await flood.started;
-      await new Promise((r) => setTimeout(r, 300));
+      // B is measured once A's flood has built a backlog in the hub, not after a fixed time.
+      for (const deadline = Date.now() + 10_000; (await metric('orghub_eventstore_pending')) < 100 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
       during = await bRun('flood');
       a = await flood.stop();
       await drained();
