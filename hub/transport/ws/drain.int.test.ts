@@ -1,6 +1,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
+import mqtt from 'mqtt';
+import { randomUUID } from 'node:crypto';
 import { createTestIssuer, type TestIssuer } from '../../testing/issuer.ts';
 import { freePort, startHubProcess, testOrg, type HubProcess } from '../../testing/hubProcess.ts';
 import { CloseCode } from '../../errors.ts';
@@ -19,7 +21,8 @@ import { MqttCommandWorker } from '../../testing/roamingMqtt.ts';
  * Node A gets SIGTERM, is restarted on its ports, then node B. Proves: WebSocket clients are told
  * 4000, MQTT 5 clients DISCONNECT 0x8B, 3.1.1 clients a close; each drain exits 0; every client
  * is back on a node; every acknowledged command (WS and MQTT) is in the event store under its key
- * exactly once; and each history subscriber got every offset once, gap-free, with `recovered: true`.
+ * exactly once; a persistent MQTT session is parked by each drain and resumed by the next node;
+ * and each history subscriber got every offset once, gap-free, with `recovered: true`.
  */
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/orghub';
 const CLIENTS = 6;
@@ -93,6 +96,17 @@ describe('ws drain', () => {
       stops.push(() => w.stop());
       mqttWorkers.push(w);
     }
+    // A persistent MQTT 5 session (no resubscribe by the client): each drain must park it in Redis
+    // before the node exits, so that the next node resumes it (session present, subscription kept).
+    const sessionsPresent: boolean[] = [];
+    const persistent = mqtt.connect({ servers: mqttPorts.map((port) => ({ host: '127.0.0.1', port })), protocolVersion: 5, clientId: `drain-${randomUUID().slice(0, 8)}`, clean: false, properties: { sessionExpiryInterval: 300 }, resubscribe: false, username: 'any', password: await issuer.token(org, 'persistent'), reconnectPeriod: 100 });
+    stops.push(() => persistent.endAsync(true));
+    persistent.on('error', () => {});
+    persistent.on('connect', (ack) => sessionsPresent.push(ack.sessionPresent));
+    const persistentGot: string[] = [];
+    persistent.on('message', (_t, payload) => persistentGot.push(payload.toString()));
+    await waitUntil('persistent MQTT session connected', () => persistent.connected);
+    await persistent.subscribeAsync('pers/x', { qos: 1 });
     const historySubs: HistorySubscriber[] = [];
     for (let i = 0; i < 2; i++) {
       const h = new HistorySubscriber(`h${i}`, urls, await issuer.token(org, `h${i}`));
@@ -167,6 +181,15 @@ describe('ws drain', () => {
       const first = h.offsets[0]!;
       assert.deepEqual(h.offsets, h.offsets.map((_, i) => first + i), `${h.sock.name}: offsets once each, in order, no gap`);
     }
+    // The persistent session was parked by each drain and resumed by the next node: session present
+    // on every reconnection, and its subscription (never sent again) still delivers.
+    assert.ok(sessionsPresent.length >= 3, `the persistent session reconnected after both drains: ${JSON.stringify(sessionsPresent)}`);
+    assert.deepEqual(sessionsPresent, [false, ...sessionsPresent.slice(1).map(() => true)], 'session present after every drain');
+    const probe = new RoamingPublisher('probe', urls, await issuer.token(org, 'probe'), 'pers/x');
+    stops.push(() => probe.stop());
+    await probe.sock.connect(0);
+    assert.equal((await probe.sock.request('probe-1', { op: 'pub', topic: 'pers/x', data: 'after-restarts' }))?.op, 'ok');
+    await waitUntil('the resumed subscription delivers', () => persistentGot.includes('"after-restarts"'), 10_000);
     t.diagnostic(`history: ${acked.length} publishes acked; resumes ${historySubs.map((h) => JSON.stringify(h.resumes)).join(' ')}`);
   });
 });
