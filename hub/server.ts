@@ -98,7 +98,11 @@ export interface HubCore {
 
 export interface HubExtension {
   name: string;
-  start(core: HubCore): Promise<{ checks?: ReadinessCheck[]; metrics?: MetricSource[]; stop(): Promise<void> }>;
+  /**
+   * `drain(waitMs)`, when given, runs at the start of a graceful stop beside the WebSocket drain:
+   * stop accepting, let in-flight work finish (up to `waitMs`), tell clients to go. `stop` follows.
+   */
+  start(core: HubCore): Promise<{ checks?: ReadinessCheck[]; metrics?: MetricSource[]; drain?(waitMs: number): Promise<void>; stop(): Promise<void> }>;
 }
 
 export interface RunningHub {
@@ -212,6 +216,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
 
 
   const stops: (() => Promise<void>)[] = [];
+  const drains: ((waitMs: number) => Promise<void>)[] = [];
   const checks: ReadinessCheck[] = [
     { name: 'nats', check: async () => ({ up: bus.connected }) },
     { name: 'revocations', check: async () => ({ up: access.ready(), detail: { rules: access.revocations.size } }) },
@@ -245,6 +250,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     checks.push(...(started.checks ?? []));
     metrics.push(...(started.metrics ?? []));
     stops.push(started.stop);
+    if (started.drain) drains.push(started.drain);
   }
   checks.push({ name: 'audit', check: async () => ({ up: true, detail: { ...audit.stats() } }) });
   // Redis is named always (docs/operations.md "Health"); the MQTT bridge's check, when on, is the one.
@@ -293,8 +299,9 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     routes,
     async stop(drainMs = 0) {
       uws.us_listen_socket_close(listenSocket);
-      // Half of the drain budget for in-flight commands; the rest flushes appends and the audit.
-      await ws.stop(drainMs / 2);
+      // Half of the drain budget for in-flight commands (WebSocket and MQTT at once); the rest
+      // flushes appends, parked MQTT sessions and the audit.
+      await Promise.all([ws.stop(drainMs / 2), ...drains.map((d) => d(drainMs / 2).catch((err) => log.warn({ err }, 'extension drain failed')))]);
       delivery?.close();
       fleetService?.close();
       for (const s of stops.reverse()) await s().catch((err) => log.warn({ err }, 'extension stop failed'));

@@ -115,7 +115,6 @@ describe('revocation across two nodes', () => {
     // session: two connections of erin's one token; only the named one goes.
     const tE = await issuer.token(org, 'erin', ['device']);
     const e1 = await ws(h2, tE);
-    await sleep(50);
     const sessions = await sessionsOf(org, ['erin']);
     const e2 = await ws(h1, tE);
     const adminToken = await admin(org);
@@ -140,7 +139,9 @@ describe('revocation across two nodes', () => {
     assert.ok(await until(() => e1.closedAt !== undefined));
     assert.equal(e1.c.closeCode, 4101);
 
-    await sleep(300);
+    // Barrier instead of a sleep: every rule was applied on both nodes before the closes awaited
+    // above, so a ping answered now proves that no rule closed these (a close would come first).
+    await Promise.all([keep, carol, dNew, e2].map((t) => t.c.settle().catch(() => {})));
     for (const [name, t] of [['alice other jti', keep], ['carol', carol], ['dave new token', dNew], ['erin other session', e2]] as const) {
       assert.equal(t.closedAt, undefined, `${name} stays connected`);
     }
@@ -231,6 +232,8 @@ describe('revocation across two nodes', () => {
     const orgA = testOrg();
     const orgB = testOrg();
     const alice = await ws(h1, await issuer.token(orgA, 'alice', ['device']));
+    // org B's own alice, on the same node: its close proves that node applied org B's rule
+    const aliceB = await ws(h1, await issuer.token(orgB, 'alice', ['device']));
     const device = await revoke(h1, await issuer.token(orgA, 'mallory', ['device']), { sub: 'alice' });
     assert.equal(device.status, 403);
     assert.equal(device.json.error.code, 'forbidden');
@@ -241,7 +244,8 @@ describe('revocation across two nodes', () => {
     assert.equal(other.status, 200);
     const missing = await revoke(h1, undefined, { sub: 'alice' });
     assert.equal(missing.status, 401);
-    await sleep(400);
+    assert.ok(await until(() => aliceB.closedAt !== undefined), "org B's alice is closed on node 1");
+    await alice.c.settle().catch(() => {});
     assert.equal(alice.closedAt, undefined, 'alice in org A is untouched');
     // positive control: org A's admin can
     assert.equal((await revoke(h2, await admin(orgA), { sub: 'alice' })).status, 200);
@@ -291,7 +295,16 @@ describe('revocation across two nodes', () => {
     nc.publish('orghub.ctl.mqtt.takeover', enc(takeover));
     nc.publish('orghub.ctl.mqtt.takeover', signControl(Buffer.from(DEV_CLUSTER_SECRET), 'mqtt.takeover', enc(takeover)));
     await nc.flush();
-    await sleep(600);
+    // Barrier instead of a sleep: after the flush the server has queued the forgeries to both
+    // nodes, so a real rule announced by one node reaches the other after them. One sentinel per
+    // node, revoked through the other node; once both are closed, both nodes handled the forgeries.
+    const sentinels = [await ws(h1, await issuer.token(org, 'sentinel-1', ['device'])), await ws(h2, await issuer.token(org, 'sentinel-2', ['device']))];
+    assert.equal((await revoke(h2, await admin(org), { sub: 'sentinel-1' })).status, 200);
+    assert.equal((await revoke(h1, await admin(org), { sub: 'sentinel-2' })).status, 200);
+    assert.ok(await until(() => sentinels.every((s) => s.closedAt !== undefined)), 'the real rules closed the sentinels');
+    await victim.c.settle().catch(() => {});
+    // a PUBACK comes after any DISCONNECT (bounded: a closed client may never answer)
+    await Promise.race([dev.client.publishAsync('devices/dev/x', 'ping', { qos: 1 }).catch(() => {}), sleep(5000)]);
     assert.equal(victim.closedAt, undefined, 'the forged revocation closed nothing');
     assert.equal(devClosed, false, 'the forged takeover closed nothing');
     await assert.doesNotReject(TestClient.connect(h2.hub.wsUrl, await issuer.token(org, 'victim', ['device'], { jti: 'v2' })).then((c) => c.close()), 'and new tokens of the victim still connect');

@@ -6,7 +6,7 @@ import type { IDisconnectPacket } from 'mqtt-packet';
 import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
 import { testOrg } from '../testing/hubProcess.ts';
 import { connectNats } from '../testing/natsClient.ts';
-import { sleep, TestClient } from '../testing/wsClient.ts';
+import { barrierAcross, sleep, TestClient } from '../testing/wsClient.ts';
 import { connect as mqttConnect, type MqttHub } from '../mqtt/mqttTestKit.ts';
 import { startTwoNodes } from './testNodes.ts';
 
@@ -135,7 +135,14 @@ describe('trust gaps', () => {
     assert.equal((await watcher.request({ op: 'sub', topic: 'devices/+/status' })).op, 'ok');
     const mallory = await mqttConnect(h2.tcpUrl, await issuer.token(org, 'mallory', ['device']), { protocolVersion: 5, clientId: 'shared-cid' });
     mq.push(mallory);
-    await sleep(600);
+    // Barriers instead of a sleep: node 2's marker reaches the watcher on node 1 after node 2's
+    // takeover notice reached node 1; a PUBACK to dev comes after any DISCONNECT; node 1's marker
+    // comes after any Will node 1 would have published on closing dev.
+    const barrierToken = await issuer.token(org, 'barrier', ['admin']);
+    await barrierAcross(watcher, [h2.hub.url], barrierToken, 'devices/zz/status');
+    await Promise.race([dev.client.publishAsync('devices/dev/x', 'ping', { qos: 1 }).catch(() => {}), sleep(5000)]);
+    await barrierAcross(watcher, [h1.hub.url], barrierToken, 'devices/zz/status');
+    assert.equal(devEnded?.reasonCode ?? 'none', 'none', 'no DISCONNECT');
     assert.equal(devClosed, false, 'another principal with the same client id takes nothing over');
     assert.equal(watcher.messages('devices/dev/status').length, 0, 'and fires no Will');
     // positive control: dev itself reconnecting on node 2 takes its id over

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
 import { startHubProcess, testOrg, type HubProcess } from '../testing/hubProcess.ts';
-import { sleep, TestClient, type Frame } from '../testing/wsClient.ts';
+import { barrierAcross, isBarrier, sleep, TestClient, type Frame } from '../testing/wsClient.ts';
 import { scopedKey } from './commandService.ts';
 
 /**
@@ -184,7 +184,8 @@ describe('commands', () => {
     assert.equal((await rows(org, `stream_id LIKE 'commands:%'`)).length, 1, 'nothing else appended');
     // a duplicate is not published a second time
     await watcher.waitFor((f) => f.op === 'msg' && f.data?.commandId === first.eventId);
-    await sleep(300);
+    // Barrier: a marker from each node arrives after anything that node published before it.
+    await barrierAcross(watcher, [node1.url, node2.url], await issuer.token(org, 'barrier'), 'devices/zz/barrier');
     assert.equal(commandsFor(watcher, first.eventId).length, 1);
 
     // And the other way round: first over HTTP, then the retry over WS
@@ -330,8 +331,9 @@ describe('commands', () => {
     assert.equal(ra.duplicate, undefined, 'the same key in another org is a different command');
     assert.notEqual(ra.eventId, rb.eventId);
     await watcherA.waitFor((f) => f.op === 'msg' && f.data?.commandId === ra.eventId);
-    await sleep(200);
-    const seenByA = watcherA.messages().map((m: Frame) => m.data?.commandId);
+    // Barrier: markers in org A from both nodes, published after B's commands were acked.
+    await barrierAcross(watcherA, [node1.url, node2.url], await issuer.token(orgA, 'barrier'), 'zz/barrier');
+    const seenByA = watcherA.messages().filter((m) => !isBarrier(m)).map((m: Frame) => m.data?.commandId);
     assert.deepEqual(seenByA, [ra.eventId], 'A saw only its own command');
     assert.deepEqual((await rows(orgA, `stream_id LIKE 'commands:%'`)).map((r) => r.event_id), [ra.eventId]);
   });

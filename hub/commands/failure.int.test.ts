@@ -82,8 +82,17 @@ describe('commands failure', () => {
       c.release();
     }
   };
-  /** Lets the audit flush and any append finish, so that the cut falls between transactions. */
-  const quiet = () => sleep(400);
+  /** Waits until the audit buffer is flushed and no append is queued or in flight, so that the cut falls between transactions. */
+  const quiet = () =>
+    waitFor(
+      'audit and appends settled',
+      async () => {
+        const text = await (await fetch(`${hub.url}/metrics`)).text();
+        const gauge = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+        return gauge('orghub_audit_backlog') === 0 && gauge('orghub_eventstore_pending') === 0 ? true : undefined;
+      },
+      10_000,
+    );
   const connect = async (org: string, sub: string, roles: string[] = ['admin']) => {
     const c = await TestClient.connect(hub.wsUrl, await issuer.token(org, sub, roles));
     clients.push(c);
@@ -211,9 +220,10 @@ describe('commands failure', () => {
     await admin.waitFor((f) => f.op === 'ok' && typeof f.id === 'number' && f.id > 1, 5000);
     await proxy.off();
     const settled = await Promise.allSettled(answers);
-    await sleep(300);
 
-    // Then the hub is still running, and every command was answered with ok or unavailable
+    // Then the hub is still running (it answers a ping and /health after every answer), and every command was answered with ok or unavailable
+    await admin.settle();
+    assert.equal((await fetch(`${hub.url}/health`)).status, 200);
     assert.equal(hub.child.exitCode, null, `the hub died when Postgres went away:\n${hub.output().slice(-3000)}`);
     const codes = settled.map((s) => (s.status === 'fulfilled' ? (s.value.op === 'ok' ? 'ok' : s.value.code) : 'no answer'));
     assert.deepEqual([...new Set(codes)].filter((c) => c !== 'ok' && c !== 'unavailable'), [], codes.join(','));

@@ -63,9 +63,12 @@ describe('fairness', () => {
     let base = 0, ratio = Infinity;
     for (let attempt = 0; attempt < 3 && ratio > 10; attempt++) {
       alone1 = await bRun('alone');
+      const appends0 = await metric('orghub_eventstore_appends_total');
       const flood = startFlood({ mode: 'cmd', url: hub.wsUrl, token: await issuer.token(testOrg('fair-a'), 'admin-a', ['admin']), conns: 4, inflight: 250 });
       await flood.started;
-      await new Promise((r) => setTimeout(r, 300));
+      // B is measured once A's flood is past its first burst and flowing (1500 of its appends
+      // recorded, a few hundred ms here), not after a fixed time.
+      for (const deadline = Date.now() + 10_000; (await metric('orghub_eventstore_appends_total')) < appends0 + 1500 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
       during = await bRun('flood');
       a = await flood.stop();
       await drained();

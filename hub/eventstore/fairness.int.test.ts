@@ -33,7 +33,8 @@ describe('event store fairness', () => {
     const aAll = Array.from({ length: 3000 }, (_, i) =>
       store.appendToStream(a, `s-${i % 50}`, [{ type: 'test.flood', data: { i }, metadata: { actor: 'a' } }]).then(() => aDone.push(performance.now() - t0)),
     );
-    await new Promise((r) => setTimeout(r, 10));
+    // Wait until all 3000 reached the group commit (queued, in flight or done), not a fixed time.
+    for (const deadline = Date.now() + 5000; store.stats!().pending + aDone.length < 3000 && Date.now() < deadline; ) await new Promise((r) => setImmediate(r));
     assert.ok(store.stats!().pending > 1000, `A's backlog is deep (${store.stats!().pending} pending)`);
     // When org B appends 10 times, one after the other
     const bLatency: number[] = [];

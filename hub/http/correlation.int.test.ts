@@ -2,14 +2,16 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
-import { startHubProcess, testOrg, type HubProcess } from '../testing/hubProcess.ts';
+import mqtt from 'mqtt';
+import { freePort, startHubProcess, testOrg, type HubProcess } from '../testing/hubProcess.ts';
 import { TestClient } from '../testing/wsClient.ts';
 
 /**
  * Correlation ids (docs/operations.md "Logs"), against a real hub process logging at debug level:
  * X-Request-Id is echoed (a valid caller id kept, an invalid one replaced), every request's log
- * lines carry it, the events the request or connection causes record it as `correlationId`, and no
- * JWT, API key, API key secret or configured secret appears anywhere in the process output.
+ * lines carry it, the events the request or connection (WebSocket or MQTT) causes record it as
+ * `correlationId`, and no JWT, API key, API key secret or configured secret appears anywhere in the
+ * process output.
  */
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/orghub';
 const CLUSTER_SECRET = `cluster-secret-${'s'.repeat(24)}-${Date.now()}`;
@@ -28,10 +30,12 @@ describe('correlation ids', () => {
   let issuer: TestIssuer;
   let hub: HubProcess;
   let pool: pg.Pool;
+  let mqttPort: number;
 
   before(async () => {
     issuer = await createTestIssuer();
-    hub = await startHubProcess({ ...issuer.env, ORGHUB_LOG_LEVEL: 'debug', ORGHUB_CLUSTER_SECRET: CLUSTER_SECRET }, { timeoutMs: 45_000 });
+    mqttPort = await freePort();
+    hub = await startHubProcess({ ...issuer.env, ORGHUB_LOG_LEVEL: 'debug', ORGHUB_CLUSTER_SECRET: CLUSTER_SECRET, ORGHUB_MQTT_PORT: String(mqttPort) }, { timeoutMs: 45_000 });
     pool = new pg.Pool({ connectionString: DATABASE_URL, max: 2 });
   });
   after(async () => {
@@ -97,23 +101,43 @@ describe('correlation ids', () => {
     await wsKey.waitFor((f) => f.op === 'pong' && f.id === 'p1');
     await Promise.all([ws.close(), wsKey.close()]);
 
+    // MQTT 5 with the JWT and 3.1.1 with the API key, each as the password: a keyed command each.
+    for (const [version, password, idemKey] of [[5, jwt, 'k3'], [4, key, 'k4']] as const) {
+      const m = await mqtt.connectAsync({ host: '127.0.0.1', port: mqttPort, protocolVersion: version, username: 'corr', password, reconnectPeriod: 0 });
+      await m.publishAsync('$cmd/devices/d3/commands', JSON.stringify({ type: 'device.reboot', data: { reason: `mqtt${version}` }, key: idemKey }), { qos: 1 });
+      await m.endAsync();
+    }
+
     const evs = await waitUntil('command and audit events', async () => {
       const e = await events(org);
-      return e.some((x) => x.type === 'audit.admin.action') && e.some((x) => x.type === 'access.apikey_created') && e.filter((x) => x.type === 'device.reboot').length === 2 ? e : undefined;
+      return e.some((x) => x.type === 'audit.admin.action') && e.some((x) => x.type === 'access.apikey_created') && e.filter((x) => x.type === 'device.reboot').length === 4 && e.filter((x) => x.type === 'audit.session.disconnected').length >= 4 ? e : undefined;
     });
-    const [httpCmd, wsCmd] = evs.filter((e) => e.type === 'device.reboot');
+    const [httpCmd, wsCmd, mqtt5Cmd, mqtt4Cmd] = evs.filter((e) => e.type === 'device.reboot');
     assert.equal(httpCmd!.metadata.correlationId, cmdId);
     assert.equal(evs.find((e) => e.type === 'access.apikey_created')!.metadata.correlationId, createId);
     assert.equal(evs.find((e) => e.type === 'audit.admin.action')!.metadata.correlationId, createId);
     const wsCorr = wsCmd!.metadata.correlationId;
     assert.match(wsCorr ?? '', /^[0-9a-f-]{36}$/);
     assert.equal(wsCorr, wsCmd!.metadata.session);
+    // Each MQTT connection's commands and audit events carry its session id as the correlation id.
+    const mqttCorr = [mqtt5Cmd!, mqtt4Cmd!].map((e) => e.metadata.correlationId!);
+    for (const [i, e] of [mqtt5Cmd!, mqtt4Cmd!].entries()) {
+      assert.match(mqttCorr[i]!, /^[0-9a-f-]{36}$/);
+      assert.equal(mqttCorr[i], e.metadata.session);
+      assert.notEqual(mqttCorr[i], wsCorr);
+      assert.ok(evs.some((x) => x.type === 'audit.session.connected' && x.metadata.correlationId === mqttCorr[i]), 'its session.connected audit carries it');
+    }
+    assert.notEqual(mqttCorr[0], mqttCorr[1], 'one id per connection');
 
     // The logs: every id above is on a line (positive control that debug lines were captured)...
-    const out = await waitUntil('ws close logged', async () => (hub.output().includes('"ws closed"') ? hub.output() : undefined));
+    const out = await waitUntil('ws and mqtt closes logged', async () => (hub.output().includes('"ws closed"') && hub.output().split('"mqtt closed"').length > 2 ? hub.output() : undefined));
     const lines = out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
     for (const id of [createId, cmdId, 'req-refused-0001', wsCorr]) assert.ok(lines.some((l) => l.correlationId === id), `a log line carries ${id}`);
     assert.ok(lines.some((l) => l.correlationId === wsCorr && l.msg === 'ws connected'));
+    for (const id of mqttCorr) {
+      assert.ok(lines.some((l) => l.correlationId === id && l.msg === 'mqtt connected'), `mqtt connected logged under ${id}`);
+      assert.ok(lines.some((l) => l.correlationId === id && l.msg === 'mqtt closed'), `mqtt closed logged under ${id}`);
+    }
     // ...and no credential is anywhere in them.
     for (const [name, secret] of [['JWT', jwt], ['JWT signature', jwt.split('.')[2]!], ['bad JWT', badJwt], ['API key', key], ['API key secret', secretPart], ['wrong API key', wrongKey], ['cluster secret', CLUSTER_SECRET]] as const) {
       assert.ok(!out.includes(secret), `the ${name} appears in the hub's output`);

@@ -126,7 +126,9 @@ describe('http publish api', () => {
     assert.equal((await post('/v1/publish', { topic: 'ctl', data: 'MARK-A' }, { token: await issuer.token(orgA, 'a-backend') })).status, 200);
     await a.waitFor((f) => f.op === 'msg' && f.topic === 'ctl');
     await b.waitFor((f) => f.op === 'msg' && f.topic === 'y');
-    await sleep(200);
+    // The markers came last through the hub's one NATS connection, so a leak would already be in;
+    // a ping round trip reads whatever the hub queued before it.
+    await Promise.all([a.settle(), b.settle()]);
     assert.deepEqual(a.messages().map((m) => m.data), ['MARK-A']);
     assert.equal(b.messages().length, 4, 'org B publishes stayed in org B');
   });
@@ -185,7 +187,7 @@ describe('http publish api', () => {
     assert.equal(Buffer.byteLength(exact), MAX_BODY);
     assert.equal((await post('/v1/publish', undefined, { token, raw: exact })).status, 200);
     await ws.waitFor((f) => f.op === 'msg' && f.topic === 'exact');
-    await sleep(100);
+    await ws.settle(); // 'exact' was published last: anything refused-but-published would be in already
     assert.deepEqual(ws.messages().map((m) => m.topic), ['small', 'exact']);
   });
 
@@ -215,7 +217,7 @@ describe('http publish api', () => {
 
     assert.equal((await post('/v1/publish', { topic: 'devices/d1/ctl', data: 'ctl' }, { token })).status, 200);
     await ws.waitFor((f) => f.op === 'msg' && f.topic === 'devices/d1/ctl');
-    await sleep(100);
+    await ws.settle(); // the control was published last: a refused batch's item would be in already
     assert.deepEqual(ws.messages().map((m) => m.topic), ['devices/d1/ctl'], 'refused batches published nothing');
   });
 
@@ -272,7 +274,9 @@ describe('http publish api', () => {
     assert.deepEqual([http.status, http.body.error.code], [503, 'unavailable']);
     const batch = await post('/v1/publish/batch', [{ topic: 'o/during', data: 1 }], { token, h: outageHub });
     assert.deepEqual([batch.status, batch.body.error.code], [503, 'unavailable']);
-    const notReady = await fetch(`${outageHub.url}/ready`);
+    // /ready is cached (ORGHUB_READY_CACHE_MS): the 200 the start-up poll saw may still be served for a moment.
+    let notReady = await fetch(`${outageHub.url}/ready`);
+    for (const deadline = Date.now() + 5000; notReady.status !== 503 && Date.now() < deadline; await sleep(50)) notReady = await fetch(`${outageHub.url}/ready`);
     assert.equal(notReady.status, 503);
     assert.equal(((await notReady.json()) as any).checks.nats.status, 'down');
     assert.equal((await fetch(`${outageHub.url}/health`)).status, 200, '/health answers while the process lives');

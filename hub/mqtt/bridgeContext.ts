@@ -1,3 +1,4 @@
+import type { DrainGate } from './drainGate.ts';
 import type { RoleGrants } from '../acl/grants.ts';
 import type { AuditSink } from '../audit/audit.ts';
 import type { TokenVerifier } from '../auth/principal.ts';
@@ -83,6 +84,17 @@ export interface BridgeContext {
   queues: Set<HeldQueue>;
   /** Rate limits, connection caps and quotas shared with the other transports (hub/limits). */
   quotas: LimitService;
+  /** Graceful drain: refuses new commands, counts those in flight and the session writes still to flush. */
+  drain?: DrainGate;
   /** The node's registry of live sessions across transports (revocation ends sessions through it). */
   live?: SessionRegistry;
+}
+
+/**
+ * The logger of one MQTT connection: its correlation id is its session id, which is also the
+ * `session` and `correlationId` of the events it causes (as for WebSocket connections). Made per
+ * log line, not kept per connection.
+ */
+export function sessionLog(ctx: Pick<BridgeContext, 'log'>, session: string): Logger {
+  return ctx.log.child({ correlationId: session });
 }

@@ -4,6 +4,7 @@ import { HubError } from '../errors.ts';
 import type { CommandRequest } from '../core/commands.ts';
 import type { ClientContext } from '../core/context.ts';
 import type { BridgeContext } from './bridgeContext.ts';
+import { DrainGate } from './drainGate.ts';
 import { commandErrorReason, commandTopicOf, handleCommand, isCommandTopic } from './commandPublish.ts';
 
 const client = {} as ClientContext;
@@ -62,5 +63,25 @@ describe('mqtt $cmd publish', () => {
     assert.equal(await handleCommand(ctxWith(new HubError('forbidden', 'no')).ctx, client, '$cmd/a', body({ type: 't' })), 0x87);
     assert.equal(await handleCommand(ctxWith(new HubError('unavailable', 'down')).ctx, client, '$cmd/a', body({ type: 't' })), 0x80);
     await assert.rejects(handleCommand(ctxWith(new TypeError('bug')).ctx, client, '$cmd/a', body({ type: 't' })), TypeError);
+  });
+
+  it('commands - while the node drains a new command is refused 0x80 without reaching the handler; one in flight is counted until it ends', async () => {
+    const { ctx, seen } = ctxWith();
+    let release!: () => void;
+    const gate = new DrainGate();
+    const slow = { ...ctx, drain: gate, commands: { execute: (_c: ClientContext, req: CommandRequest) => (seen.push(req), new Promise((r) => (release = () => r({ eventId: 'e', position: '1' })))) } } as unknown as BridgeContext;
+    // Given a command in flight
+    const first = handleCommand(slow, client, '$cmd/a', body({ type: 't', key: 'k1' }));
+    await Promise.resolve();
+    assert.equal(gate.inFlight, 1);
+    // When the node starts draining, Then a new command is refused as unavailable and not executed
+    gate.close();
+    assert.equal(await handleCommand(slow, client, '$cmd/a', body({ type: 't', key: 'k2' })), 0x80);
+    assert.deepEqual(seen.map((r) => r.key), ['k1']);
+    // And the one in flight still gets its success, after which the gate is idle
+    const idle = gate.idle(Date.now() + 5000);
+    release();
+    assert.equal(await first, 0);
+    assert.equal(await idle, true);
   });
 });

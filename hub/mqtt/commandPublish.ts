@@ -52,8 +52,11 @@ export async function handleCommand(ctx: BridgeContext, client: ClientContext, r
     return Reason.payloadFormatInvalid;
   }
   if (!ctx.commands) return Reason.implementationSpecific;
+  // A draining node takes no new command: `unavailable`, which the client retries on another node.
+  if (ctx.drain?.draining) return commandErrorReason('unavailable');
   try {
-    await ctx.commands.execute(client, { type: body.type, topic, data: body.data, key: body.key as string | undefined }, 'mqtt');
+    const done = ctx.commands.execute(client, { type: body.type, topic, data: body.data, key: body.key as string | undefined }, 'mqtt');
+    await (ctx.drain ? ctx.drain.track(done) : done);
     return Reason.success;
   } catch (err) {
     if (!(err instanceof HubError)) throw err;

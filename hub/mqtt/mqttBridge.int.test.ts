@@ -7,7 +7,7 @@ import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
 import { startHubProcess, testOrg } from '../testing/hubProcess.ts';
 import { TestClient } from '../testing/wsClient.ts';
 import { collect, connectNats } from '../testing/natsClient.ts';
-import { connect, mosquittoPub, mosquittoSub, refusedCode, sleep, startMqttHub, type Collector, type MqttHub } from './mqttTestKit.ts';
+import { barrier, connect, mosquittoPub, mosquittoSub, refusedCode, startMqttHub, type Collector, type MqttHub } from './mqttTestKit.ts';
 import { retainedKey } from './retainedRedis.ts';
 
 /** The bridge against a real hub process, real NATS and Redis, with clients nobody here wrote. */
@@ -109,13 +109,11 @@ describe('mqtt bridge', () => {
     const late = await client(org, 'late');
     await late.client.subscribeAsync('state/#');
     await late.waitFor(1);
-    await sleep(200);
-    assert.deepEqual(late.got.map((m) => m.topic), ['state/b']);
-    // Another org sees none of it.
+    assert.deepEqual((await barrier(late, 'state/zz-barrier')).map((m) => m.topic), ['state/b']);
+    // Another org sees none of it (its own marker, published after the subscription, does arrive).
     const other = await client(testOrg(), 'x');
     await other.client.subscribeAsync('#');
-    await sleep(300);
-    assert.equal(other.got.length, 0);
+    assert.deepEqual(await barrier(other, 'zz/barrier'), []);
   });
 
   it('last will - published on an ungraceful disconnect, not after DISCONNECT', async () => {
@@ -129,8 +127,7 @@ describe('mqtt bridge', () => {
     const [m] = await watcher.waitFor(1);
     assert.equal(m.topic, 'status/d1');
     assert.equal(m.payload.toString(), 'gone');
-    await sleep(300);
-    assert.equal(watcher.got.length, 1, 'no will after a clean DISCONNECT');
+    assert.equal((await barrier(watcher, 'status/zz-barrier')).length, 1, 'no will after a clean DISCONNECT');
   });
 
   it('last will - a will topic outside the grants is refused at CONNECT', async () => {
@@ -193,8 +190,7 @@ describe('mqtt bridge', () => {
     await dev4.client.publishAsync('devices/dev2/cmd', 'y', { qos: 1 });
     await dev5.client.publishAsync('devices/dev1/ok', 'fine', { qos: 1 });
     await watcher.waitFor(1);
-    await sleep(200);
-    assert.deepEqual(watcher.got.map((m) => m.topic), ['devices/dev1/ok']);
+    assert.deepEqual((await barrier(watcher, 'devices/zz-barrier')).map((m) => m.topic), ['devices/dev1/ok']);
   });
 
   it('shared subscriptions - $share/... is refused (0x9E in 5, 0x80 in 3.1.1)', async () => {

@@ -14,6 +14,7 @@ import type { SessionStore } from './sessionStore.ts';
 import { createRedisSessionStore } from './sessionStoreRedis.ts';
 import { mountMqttSessionsApi } from './sessionsApi.ts';
 import { createTakeoverRegistry } from './takeoverRegistry.ts';
+import { DrainGate } from './drainGate.ts';
 
 export interface MqttBridgeOptions {
   /** Replaces the Redis store (tests). */
@@ -84,7 +85,9 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
         stats,
         queues,
         live: core.sessions,
+        drain: new DrainGate(),
       };
+      const gate = ctx.drain!;
 
       let server: Server;
       try {
@@ -136,12 +139,29 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
             labelled: { label: 'reason', values: ['overflow', 'expired', 'unavailable'], byLabel: () => ({ ...stats.dropped, expired: stats.dropped.expired + fanout.stats.expired }) },
           },
         ],
+        /**
+         * Graceful drain (docs/mqtt.md "Shutdown"): no new TCP connections (MQTT over WebSocket
+         * stopped with the hub's listen socket) and no new commands; commands being appended get
+         * their PUBACK (up to `waitMs`); then MQTT 5 clients get DISCONNECT 0x8B (Server shutting
+         * down) and 3.1.1 clients a close, and persistent sessions are parked in Redis.
+         */
+        async drain(waitMs: number) {
+          const deadline = Date.now() + waitMs;
+          gate.close();
+          server.close();
+          const idle = await gate.idle(deadline);
+          if (!idle) log.warn({ inflight: gate.inFlight }, 'mqtt drain: commands still in flight at the deadline');
+          for (const s of [...sessions]) s.disconnect(Reason.serverShuttingDown, 'server shutting down');
+          if (!(await gate.flushed(deadline))) log.warn('mqtt drain: parked sessions not all written at the deadline');
+        },
         async stop() {
           clearInterval(sweep);
           takeover.close();
+          gate.close();
           server.close();
+          // Without a drain before (a failed start, tests): close what is left, then let parks reach Redis.
           for (const s of [...sessions]) s.disconnect(Reason.serverShuttingDown, 'server shutting down');
-          await new Promise((r) => setTimeout(r, 50));
+          await gate.flushed(Date.now() + 2000);
           await Promise.all([ctx.retained.close(), ctx.store.close()]);
         },
       };

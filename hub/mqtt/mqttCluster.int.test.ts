@@ -47,14 +47,19 @@ describe('mqtt across nodes', () => {
       const second = await client(h2, org, 'dev', 'dev-1', version);
       assert.ok(await until(() => first.ended.closed), 'the session on node 1 was closed');
       if (version === 5) assert.equal(first.ended.disconnect?.reasonCode, 0x8e);
-      await sleep(300);
-      assert.equal(second.ended.closed, false, 'the newer session on node 2 stays');
       // and it still works across both nodes
       const watcher = await client(h1, org, 'w', `watch-${version}`, version);
       await watcher.c.client.subscribeAsync('t/#');
       await second.c.client.publishAsync('t/x', 'still here', { qos: 1 });
       const [m] = await watcher.c.waitFor(1);
       assert.equal(m.payload.toString(), 'still here');
+      // Barrier from node 1 to node 2 (one NATS connection each, delivered in order): once node 2
+      // delivered node 1's marker, it has handled every takeover notice node 1 sent before it.
+      await second.c.client.subscribeAsync('u/#');
+      await watcher.c.client.publishAsync('u/marker', 'm', { qos: 1 });
+      await second.c.waitFor(1, (x) => x.topic === 'u/marker');
+      assert.equal(second.ended.closed, false, 'the newer session on node 2 stays');
+      assert.equal(second.ended.disconnect, undefined);
       const metrics = await (await fetch(`${h1.hub.url}/metrics`)).text();
       assert.match(metrics, /^orghub_mqtt_sessions [1-9]\d*$/m);
       assert.match(metrics, /^orghub_mqtt_deliveries_total [1-9]\d*$/m);
@@ -71,7 +76,12 @@ describe('mqtt across nodes', () => {
     const k = createHash('sha256').update(orgA).update('\u0000').update('shared-id').digest('base64url');
     const forged = JSON.stringify({ k, node: 'forger', session: 'zzzz', at: Date.now() + 1e6 });
     for (const t of ['orghub/ctl/mqtt/takeover', 'ctl/mqtt/takeover']) await b2.c.client.publishAsync(t, forged, { qos: 1 });
-    await sleep(800);
+    // Barrier instead of a sleep: a marker b2 publishes after the forgeries reaches an org B
+    // subscriber on each node, so both nodes have handled whatever node 1 sent before it.
+    const watchers = [await client(h1, orgB, 'w1', 'w-1', 5), await client(h2, orgB, 'w2', 'w-2', 5)];
+    for (const w of watchers) await w.c.client.subscribeAsync('zz/#');
+    await b2.c.client.publishAsync('zz/marker', 'm', { qos: 1 });
+    for (const w of watchers) await w.c.waitFor(1, (x) => x.topic === 'zz/marker');
     assert.equal(a.ended.closed, false, 'org A keeps its session');
     assert.equal(b.ended.closed, false, 'org B keeps its session');
     assert.equal(b2.ended.closed, false);

@@ -5,7 +5,7 @@ import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
 import { testOrg } from '../testing/hubProcess.ts';
 import { connectNats } from '../testing/natsClient.ts';
 import { TestClient } from '../testing/wsClient.ts';
-import { connect, mosquittoSub, sleep, startMqttHub, type Collector, type MqttHub } from './mqttTestKit.ts';
+import { barrier, connect, mosquittoSub, startMqttHub, until, withoutMarkers, type Collector, type MqttHub } from './mqttTestKit.ts';
 
 /**
  * Org isolation over MQTT. Org A listens with every wide filter while org B (over MQTT, WebSocket
@@ -33,9 +33,8 @@ describe('mqtt isolation', () => {
   const publishInB = async (orgB: string) => {
     const b = await connect(h.tcpUrl, await issuer.token(orgB, 'b-admin'), { protocolVersion: 5 });
     open.push(b);
-    for (const t of ['x', 'x/y', 'devices/d1/telemetry', '$presence/x', `${orgB}/x`]) {
-      b.client.publish(t, `SECRET-B ${t}`, { qos: 1 });
-    }
+    // Awaited (PUBACK), so that every one was handled before the positive control is published.
+    await Promise.all(['x', 'x/y', 'devices/d1/telemetry', '$presence/x', `${orgB}/x`].map((t) => b.client.publishAsync(t, `SECRET-B ${t}`, { qos: 1 }).catch(() => {})));
     const ws = await TestClient.connect(h.hub.wsUrl, await issuer.token(orgB, 'b-ws'));
     await ws.request({ op: 'pub', topic: 'x/ws', data: 'SECRET-B ws' });
     ws.ws.close();
@@ -60,8 +59,9 @@ describe('mqtt isolation', () => {
       open.push(own);
       await own.client.publishAsync('control/a', 'MINE-A', { qos: 1 });
       await a.waitFor(1, (m) => m.payload.toString() === 'MINE-A');
-      await sub.waitFor(1);
-      await sleep(500);
+      // Anything leaked was routed before MINE-A (one hub, one NATS connection, in order), so it is
+      // in a.got already and reaches mosquitto_sub before MINE-A does.
+      assert.ok(await until(() => sub.got.some((m) => m.payload.toString() === 'MINE-A')), 'mosquitto_sub got the positive control');
       sub.kill();
       for (const m of [...a.got, ...sub.got]) {
         assert.ok(!m.payload.toString().includes('SECRET-B'), `org A received ${m.topic}: ${m.payload}`);
@@ -82,19 +82,22 @@ describe('mqtt isolation', () => {
         await c.client.subscribeAsync('#');
       }
     }
-    // Same client id in two orgs: no takeover across orgs; everyone is still connected.
-    await sleep(200);
-    for (const c of clients) assert.equal(c.client.connected, true);
     const a = clients[0];
     await a.client.publishAsync('hello', 'MINE-A', { qos: 1 });
     for (let i = 0; i < clients.length; i++) {
       const inA = i % 2 === 0;
       if (inA) await clients[i].waitFor(1);
     }
-    await sleep(300);
+    // Barrier in org B instead of a sleep: its marker is published after A's message was acked, so
+    // a leak of A's message would reach org B's clients before the marker.
+    const inB = clients.filter((_, i) => i % 2 === 1);
+    await inB[0]!.client.publishAsync('zz/marker', 'barrier-b', { qos: 1 });
+    for (const c of inB) await c.waitFor(1, (m) => m.payload.toString() === 'barrier-b');
     for (let i = 0; i < clients.length; i++) {
-      assert.equal(clients[i].got.length, i % 2 === 0 ? 1 : 0, `client ${i} (${WEIRD[Math.floor(i / 2)]})`);
+      assert.equal(withoutMarkers(clients[i].got).length, i % 2 === 0 ? 1 : 0, `client ${i} (${WEIRD[Math.floor(i / 2)]})`);
     }
+    // Same client id in two orgs: no takeover across orgs; everyone is still connected.
+    for (const c of clients) assert.equal(c.client.connected, true);
   });
 
   it('retained - org A never gets org B retained messages, even through wildcards', async () => {
@@ -108,7 +111,9 @@ describe('mqtt isolation', () => {
     await a.client.publishAsync('r/own', 'MINE-A', { qos: 1, retain: true });
     await a.client.subscribeAsync(['#', 'r/#', '+/+']);
     await a.waitFor(1);
-    await sleep(300);
-    for (const m of a.got) assert.equal(m.payload.toString(), 'MINE-A');
+    // Retained messages are sent before the session's next packet is handled: after the barrier, all are in.
+    const got = await barrier(a, 'zz/barrier');
+    assert.ok(got.length >= 1);
+    for (const m of got) assert.equal(m.payload.toString(), 'MINE-A');
   });
 });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { IDisconnectPacket, IPubcompPacket, IPublishPacket } from 'mqtt-packet';
 import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
 import { testOrg } from '../testing/hubProcess.ts';
-import { connect, RawClient, sleep, startMqttHub, type Collector, type MqttHub } from './mqttTestKit.ts';
+import { connect, RawClient, startMqttHub, type Collector, type MqttHub } from './mqttTestKit.ts';
 
 /** Per-connection limits, against a hub started with small ones. */
 describe('mqtt limits', () => {
@@ -111,12 +111,22 @@ describe('mqtt limits', () => {
     await r.waitFor((p) => p.cmd === 'suback');
     const p = await connect(h.tcpUrl, await issuer.token(org, 'p'));
     open.push(p);
+    await p.client.subscribeAsync('inf/#');
     for (let i = 0; i < 10; i++) await p.client.publishAsync('inf/x', String(i), { qos: 1 });
-    await sleep(300);
     const pubs = () => r.packets.filter((x) => x.cmd === 'publish') as IPublishPacket[];
+    // Barrier instead of a sleep: once p got all 10 the hub has routed them to r too; a PINGREQ
+    // answered after that means every PUBLISH the hub was willing to send r is already in.
+    const pinged = async () => {
+      const n = r.packets.filter((x) => x.cmd === 'pingresp').length;
+      r.send({ cmd: 'pingreq' }, 5);
+      await r.waitFor(() => r.packets.filter((x) => x.cmd === 'pingresp').length > n);
+    };
+    await p.waitFor(10);
+    await pinged();
     assert.equal(pubs().length, 3);
     r.send({ cmd: 'puback', messageId: pubs()[0].messageId }, 5);
-    await sleep(200);
+    await r.waitFor(() => pubs().length >= 4);
+    await pinged();
     assert.equal(pubs().length, 4);
     assert.deepEqual(pubs().map((x) => x.payload.toString()), ['0', '1', '2', '3']);
     const ids = new Set(pubs().map((x) => x.messageId));

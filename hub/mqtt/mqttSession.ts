@@ -5,7 +5,8 @@ import type { Principal } from '../auth/principal.ts';
 import type { LiveSession } from '../core/sessions.ts';
 import { NO_LIMITS, type RateLimits } from '../limits/connLimits.ts';
 import type { Slot } from '../limits/limitService.ts';
-import type { BridgeContext, SweptSession } from './bridgeContext.ts';
+import { sessionLog, type BridgeContext, type SweptSession } from './bridgeContext.ts';
+import type { Logger } from '../log.ts';
 import { CONNECT_REFUSALS, ConnackV4, Reason, type ConnectRefusal } from './codes.ts';
 import { clip, overPacketLimit, TokenBucket } from './limits.ts';
 import type { Version } from './outbound.ts';
@@ -105,6 +106,11 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     this.parser.on('packet', (p) => this.onPacket(p));
     this.parser.on('error', (err: Error) => this.violation(Reason.malformedPacket, `malformed packet: ${err.message}`));
     ctx.sessions.add(this);
+  }
+
+  /** This connection's logger: every line carries `correlationId` = `session`. */
+  get log(): Logger {
+    return sessionLog(this.ctx, this.session);
   }
 
   get open(): boolean {
@@ -262,7 +268,7 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
   }
 
   private fail(err: unknown): void {
-    this.ctx.log.error({ err, session: this.session }, 'mqtt packet handling failed');
+    this.log.error({ err }, 'mqtt packet handling failed');
     this.disconnect(Reason.unspecified, 'internal error');
   }
 
@@ -309,7 +315,7 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
       try {
         r = await resumeSession(this.ctx, ref, owner, { clean: !!p.clean, clientId: clip(this.clientId) ?? '', expiryMs, maxSessions: policy.maxSessions }, (s) => (this.state === 'closed' ? Promise.resolve() : restoreSubscriptions(this, s, false)));
       } catch (err) {
-        this.ctx.log.warn({ err: (err as Error).message, session: this.session }, 'mqtt session store unavailable at CONNECT');
+        this.log.warn({ err: (err as Error).message }, 'mqtt session store unavailable at CONNECT');
         return this.refuse('session_store_unavailable');
       }
       if (r === 'full') {
@@ -328,10 +334,11 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
       claimed = r;
     } else {
       // A clean connection ends any stored session of this client id (MQTT 3.1.1 §3.1.2.4).
-      this.ctx.store.discard(ref).catch((err) => this.ctx.log.warn({ err: (err as Error).message, session: this.session }, 'stored mqtt session not discarded'));
+      this.ctx.store.discard(ref).catch((err) => this.log.warn({ err: (err as Error).message }, 'stored mqtt session not discarded'));
     }
     if ((this.state as SessionState) === 'closed') return;
     this.state = 'open';
+    if (this.ctx.log.isLevelEnabled('debug')) this.log.debug({ org: d.principal.org, sub: d.principal.sub, version: v, via: this.sock.transport, persistent: expiryMs > 0 }, 'mqtt connected');
     const presence = this.ctx.presence;
     if (presence) {
       presence.connected(d.principal.org, { session: this.session, sub: d.principal.sub, clientId: this.clientId, transport: 'mqtt' });
@@ -384,7 +391,7 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
   subscriptionsChanged(): void {
     if (!this.owner || !this.ref) return;
     this.ctx.store.setSubscriptions(this.ref, this.owner, persistedSubs(this.subs)).catch((err) => {
-      this.ctx.log.warn({ err: (err as Error).message, session: this.session }, 'mqtt subscriptions not stored');
+      this.log.warn({ err: (err as Error).message }, 'mqtt subscriptions not stored');
     });
   }
 
@@ -463,7 +470,7 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     const wasOpen = this.state === 'open';
     this.state = 'closed';
     if (wasOpen && this.owner && this.ref && this.expiryMs === 0) {
-      this.ctx.store.discard(this.ref).catch((err) => this.ctx.log.warn({ err: (err as Error).message, session: this.session }, 'stored mqtt session not discarded'));
+      this.ctx.store.discard(this.ref).catch((err) => this.log.warn({ err: (err as Error).message }, 'stored mqtt session not discarded'));
     } else if (wasOpen && this.owner && this.ref) {
       // This connection leaves the registry first, so that the offline queue sees only a newer one.
       this.ctx.takeover.release(this.ref.key, this);
@@ -474,6 +481,7 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     if (!wasOpen) return;
     if (this.will && !this.graceful && !this.suppressWill) publishWill(this.ctx, this, this.will);
     this.audit('session.disconnected', { transport: 'mqtt', reason, durationMs: Date.now() - this.openedAt });
+    if (this.ctx.log.isLevelEnabled('debug')) this.log.debug({ reason }, 'mqtt closed');
   }
 
   /** Drops timers, subscriptions, queued deliveries and the client-id registration. */

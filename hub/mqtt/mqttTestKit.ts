@@ -4,6 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import net from 'node:net';
+import { randomUUID } from 'node:crypto';
 import mqttPacket, { type IConnackPacket, type Packet } from 'mqtt-packet';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { freePort, startHubProcess, type HubProcess } from '../testing/hubProcess.ts';
@@ -73,6 +74,26 @@ export async function connect(url: string, token: string, opts: IClientOptions =
       }
     },
   };
+}
+
+/**
+ * A barrier instead of a fixed sleep: `c` publishes a unique marker (QoS 1) on `topic`, which it
+ * must be subscribed to, and this resolves once the marker came back. The hub handles a session's
+ * packets in order and sends retained messages before the next packet, and one hub publishes to
+ * the bus over one NATS connection: whatever that hub published to `c`'s subscriptions before the
+ * marker (retained messages, wills, leaks under test) is then in `c.got`. Returns the messages
+ * other than markers.
+ */
+export async function barrier(c: Collector, topic: string, ms = 5000): Promise<Received[]> {
+  const marker = `barrier-${randomUUID()}`;
+  await c.client.publishAsync(topic, marker, { qos: 1 });
+  await c.waitFor(1, (m) => m.topic === topic && m.payload.toString() === marker, ms);
+  return withoutMarkers(c.got);
+}
+
+/** `got` without the markers `barrier` published. */
+export function withoutMarkers(got: Received[]): Received[] {
+  return got.filter((m) => !m.payload.toString().startsWith('barrier-'));
 }
 
 /** Polls `cond` until it holds; false after `ms`. */

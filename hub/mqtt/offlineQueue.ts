@@ -1,5 +1,5 @@
 import type { BusMessage } from '../bus/bus.ts';
-import type { BridgeContext, HeldQueue } from './bridgeContext.ts';
+import { sessionLog, type BridgeContext, type HeldQueue } from './bridgeContext.ts';
 import type { Subscriber } from './mqttFanout.ts';
 import { encodeEntry, isExpired } from './sessionCodec.ts';
 import type { SessionRef } from './sessionStore.ts';
@@ -108,7 +108,7 @@ export class OfflineQueue implements Subscriber, HeldQueue, Registrant {
       this.ctx.stats.dropped.overflow += r.dropped;
     } catch (err) {
       this.ctx.stats.dropped.unavailable += entries.length;
-      this.ctx.log.warn({ err: (err as Error).message, session: this.session, lost: entries.length }, 'mqtt offline queue: Redis append failed; messages dropped');
+      sessionLog(this.ctx, this.session).warn({ err: (err as Error).message, lost: entries.length }, 'mqtt offline queue: Redis append failed; messages dropped');
     }
   }
 }

@@ -9,7 +9,7 @@ import { isReservedTopic } from '../fleet/fleet.ts';
 import { isPresenceTopic } from '../presence/presence.ts';
 import type { RateLimits } from '../limits/connLimits.ts';
 import type { Slot } from '../limits/limitService.ts';
-import type { BridgeContext } from './bridgeContext.ts';
+import { sessionLog, type BridgeContext } from './bridgeContext.ts';
 import type { ConnectRefusal } from './codes.ts';
 import { isCommandTopic } from './commandPublish.ts';
 import type { MqttLimits } from './limits.ts';
@@ -89,7 +89,7 @@ export async function authorizeConnect(ctx: BridgeContext, p: IConnectPacket, se
   } catch (err) {
     // The revocation list is unreadable (Redis down): fail closed, the client retries later.
     if (err instanceof HubError && err.code === 'unavailable') return refused('unavailable', err.message);
-    if (!(err instanceof AuthError)) ctx.log.warn({ err }, 'token verification failed unexpectedly');
+    if (!(err instanceof AuthError)) sessionLog(ctx, session).warn({ err }, 'token verification failed unexpectedly');
     return refused('token_invalid', err instanceof AuthError ? err.reason : 'token_invalid');
   }
   const admitted = await admitPrincipal(ctx.quotas, principal);
@@ -129,7 +129,7 @@ export function publishWill(ctx: BridgeContext, client: ClientContext, w: Will):
   const org = client.principal.org;
   const contentType = detectContentType(w.payload);
   const published = () => ctx.audit.record(org, 'mqtt.will_published', { topic: w.topic, bytes: w.payload.length, retain: w.retain }, { actor: client.principal.sub, session: client.session });
-  const failed = (err: unknown) => ctx.log.warn({ err: (err as Error).message, session: client.session }, 'last will not published');
+  const failed = (err: unknown) => sessionLog(ctx, client.session).warn({ err: (err as Error).message }, 'last will not published');
   const go = () => {
     try {
       // A history topic is appended first (it gets its offset), so the send may be a promise.
@@ -144,11 +144,11 @@ export function publishWill(ctx: BridgeContext, client: ClientContext, w: Will):
   const msg: RetainedMessage = { topic: w.topic, payload: w.payload, contentType, qos: w.qos, from: client.principal.sub, ts: Date.now() };
   ctx.retained.set(org, msg).then(
     (stored) => {
-      if (!stored) ctx.log.warn({ topic: w.topic, session: client.session }, 'retained will not stored: org at ORGHUB_MQTT_MAX_RETAINED; published live only');
+      if (!stored) sessionLog(ctx, client.session).warn({ topic: w.topic }, 'retained will not stored: org at ORGHUB_MQTT_MAX_RETAINED; published live only');
       go();
     },
     (err) => {
-      ctx.log.warn({ err: (err as Error).message }, 'retained will not stored');
+      sessionLog(ctx, client.session).warn({ err: (err as Error).message }, 'retained will not stored');
       go();
     },
   );

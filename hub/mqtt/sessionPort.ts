@@ -1,3 +1,4 @@
+import type { Logger } from '../log.ts';
 import type { Packet } from 'mqtt-packet';
 import type { ClientContext } from '../core/context.ts';
 import type { RateLimits } from '../limits/connLimits.ts';
@@ -13,6 +14,8 @@ type AuditType = Parameters<BridgeContext['audit']['record']>[1];
  */
 export interface SessionPort extends ClientContext, Subscriber {
   readonly ctx: BridgeContext;
+  /** This connection's logger (its correlation id is `session`). */
+  readonly log: Logger;
   /** The connection is open (CONNACK sent, not closed). */
   readonly open: boolean;
   /** This session's filters → granted QoS (handlers change it, then call `subscriptionsChanged`). */

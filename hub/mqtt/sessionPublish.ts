@@ -71,7 +71,7 @@ export function handlePublish(s: SessionPort, p: IPublishPacket): void | Promise
       ack(s, Reason.quotaExceeded, p);
     },
     (err) => {
-      s.ctx.log.warn({ err: (err as Error).message }, 'retained store unavailable');
+      s.log.warn({ err: (err as Error).message }, 'retained store unavailable');
       afterInbound(s, Reason.unspecified, p);
     },
   );

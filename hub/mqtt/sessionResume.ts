@@ -1,6 +1,6 @@
 import { matches } from '../acl/topic.ts';
 import { isReservedTopic } from '../fleet/fleet.ts';
-import type { BridgeContext } from './bridgeContext.ts';
+import { sessionLog, type BridgeContext } from './bridgeContext.ts';
 import { OfflineQueue } from './offlineQueue.ts';
 import type { SessionPort } from './sessionPort.ts';
 import { filterRefusal } from './sessionSubscribe.ts';
@@ -133,13 +133,14 @@ export function parkSession(ctx: BridgeContext, p: ParkInput): OfflineQueue {
   }
   const next = queueOwner(ctx.nodeId, p.session);
   const parked = ctx.store.park(p.ref, p.owner, next, { subs: Object.fromEntries(p.subs), qos2: [...p.qos2], pending, expiryMs: p.expiryMs, maxQueue: ctx.policy.maxQueue });
+  ctx.drain?.flushLater(parked);
   parked.then(
     (ok) => {
-      if (!ok) ctx.log.info({ session: p.session }, 'mqtt session not parked: another connection holds it');
+      if (!ok) sessionLog(ctx, p.session).info('mqtt session not parked: another connection holds it');
     },
     (err) => {
       ctx.stats.dropped.unavailable += pending.length;
-      ctx.log.warn({ err: (err as Error).message, session: p.session, lost: pending.length }, 'mqtt session not parked: Redis unavailable');
+      sessionLog(ctx, p.session).warn({ err: (err as Error).message, lost: pending.length }, 'mqtt session not parked: Redis unavailable');
     },
   );
   return new OfflineQueue(ctx, p.ref, p.session, next, new Map(p.subs), p.expiryMs, parked);

@@ -124,7 +124,7 @@ async function sendRetained(s: SessionPort, pattern: string, granted: 0 | 1): Pr
       while (s.open && s.backlogged) await new Promise((r) => setTimeout(r, 10));
     }
   } catch (err) {
-    s.ctx.log.warn({ err: (err as Error).message, session: s.session }, 'retained messages unavailable for a subscription');
+    s.log.warn({ err: (err as Error).message }, 'retained messages unavailable for a subscription');
   }
 }
 

@@ -103,3 +103,24 @@ export class TestClient {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Data of the markers `barrierAcross` publishes (filter them out of what a test asserts on). */
+export const isBarrier = (f: Frame): boolean => typeof f.data === 'string' && f.data.startsWith('barrier-');
+
+/**
+ * A cross-node barrier instead of a fixed sleep: publishes a marker on `topic` through each hub's
+ * HTTP API (`POST /v1/publish`, `token` must be allowed to) and waits until `client`, subscribed
+ * to `topic`, received every marker. Each hub publishes to NATS over one connection and NATS
+ * delivers in order, so whatever a hub published before its marker on a topic `client` holds is
+ * in `client.frames` once this resolves.
+ */
+export async function barrierAcross(client: TestClient, hubUrls: string[], token: string, topic: string, timeoutMs = 5000): Promise<void> {
+  const markers = hubUrls.map((_, i) => `barrier-${i}-${Math.random().toString(36).slice(2)}`);
+  await Promise.all(
+    hubUrls.map(async (url, i) => {
+      const r = await fetch(`${url}/v1/publish`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ topic, data: markers[i] }) });
+      if (r.status !== 200) throw new Error(`barrier publish through ${url}: ${r.status} ${await r.text()}`);
+    }),
+  );
+  await Promise.all(markers.map((m) => client.waitFor((f) => f.op === 'msg' && f.data === m, timeoutMs)));
+}
