@@ -46,10 +46,12 @@ export interface SessionStats {
   dropped: { overflow: number; expired: number; unavailable: number };
 }
 
-/** An offline queue this node keeps (metrics). */
+/** An offline queue this node keeps (metrics, and the subscriptions a resume on this node starts from). */
 export interface HeldQueue {
   /** Queue length after this node's last append. */
   readonly length: number;
+  /** The session's filters the queue holds on the bus. */
+  readonly subs: ReadonlyMap<string, 0 | 1>;
 }
 
 /** Everything a session needs from the bridge; built once per hub node. */
@@ -81,6 +83,8 @@ export interface BridgeContext {
   stats: SessionStats;
   /** Offline queues held by this node. */
   queues: Set<HeldQueue>;
+  /** The newest offline queue of each session parked on this node, by `SessionRef.key`. */
+  parkedHere: Map<string, HeldQueue>;
   /** Rate limits, connection caps and quotas shared with the other transports (hub/limits). */
   quotas: LimitService;
   /** The node's registry of live sessions across transports (revocation ends sessions through it). */

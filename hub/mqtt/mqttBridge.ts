@@ -83,6 +83,7 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
         policy: { defaultExpiryS: config.ORGHUB_MQTT_SESSION_EXPIRY, maxExpiryS, maxQueue: config.ORGHUB_MQTT_QUEUE_MAX, maxSessions: config.ORGHUB_MQTT_MAX_SESSIONS },
         stats,
         queues,
+        parkedHere: new Map(),
         live: core.sessions,
       };
 

@@ -11,33 +11,27 @@ import { clip, overPacketLimit, TokenBucket } from './limits.ts';
 import type { Version } from './outbound.ts';
 import { Outbox, type MqttSocket } from './outbox.ts';
 import { SerialQueue } from './serial.ts';
+import { isReservedTopic } from '../fleet/fleet.ts';
+import { FleetHolds } from './fleetHolds.ts';
+import { EarlyPackets, PublishBacklog, takePubacks } from './inboundGate.ts';
 import { sessionExpiryMs } from './sessionCodec.ts';
-import { authorizeConnect, connackProperties, msUntil, publishWill, type Will } from './sessionConnect.ts';
-import type { SessionPort } from './sessionPort.ts';
+import { authorizeConnect, connackProperties, msUntil } from './sessionConnect.ts';
+import { PersistentSession } from './sessionPersistence.ts';
+import type { SessionPort, SessionState } from './sessionPort.ts';
 import { handlePublish, handlePubrel } from './sessionPublish.ts';
-import { parkSession, persistedSubs, queuedDeliveries, restoreSubscriptions, resumeSession } from './sessionResume.ts';
-import { liveOwner, type Claimed, type SessionRef } from './sessionStore.ts';
-import { handleSubscribe, handleUnsubscribe } from './sessionSubscribe.ts';
+import { queuedDeliveries } from './sessionResume.ts';
+import type { Claimed } from './sessionStore.ts';
+import { attachCommands, handleSubscribe, handleUnsubscribe } from './sessionSubscribe.ts';
 import { clientKey, type Registrant } from './takeoverRegistry.ts';
+import { LastWill } from './lastWill.ts';
 
 export type { MqttSocket } from './outbox.ts';
-
-export type SessionState = 'connecting' | 'authenticating' | 'open' | 'closed';
+export type { SessionState } from './sessionPort.ts';
 
 type AuditType = Parameters<BridgeContext['audit']['record']>[1];
 
 /** Packets queued behind a pending Redis or event-store call before the client is dropped. */
 const MAX_PENDING = 10_000;
-/** Packets accepted between CONNECT and CONNACK (token verification, session resume). */
-const MAX_EARLY = 1000;
-/** Bytes of packets accepted between CONNECT and CONNACK: a client cannot park megabytes pre-auth. */
-const MAX_EARLY_BYTES = 1024 * 1024;
-/**
- * Bytes of PUBLISH packets queued behind a pending Redis or event-store call: past it the socket
- * stops being read until the queue is under half (so a fast sender is held back by TCP, not
- * buffered); past 4 times it (a transport that cannot pause) the client is dropped.
- */
-const MAX_QUEUED_BYTES = 4 * 1024 * 1024;
 
 /**
  * One MQTT connection (3.1.1 or 5): parses packets with mqtt-packet, authorises CONNECT
@@ -63,29 +57,24 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
 
   private clientId = '';
   /** Packets received while CONNECT is being authorised. */
-  private early: Packet[] = [];
-  private earlyBytes = 0;
-  private queuedBytes = 0;
-  private paused = false;
+  private readonly early = new EarlyPackets();
+  /** PUBLISH bytes queued behind a pending call (pauses the socket). */
+  private readonly backlog: PublishBacklog;
   private readonly outbox: Outbox;
-  private will: Will | undefined;
-  /** The client said DISCONNECT (without reason 0x04): no Will. */
-  private graceful = false;
-  /** No Will whatever happens (refused CONNECT, token expiry, revocation). */
-  private suppressWill = false;
+  private readonly will = new LastWill();
   /** Why the connection ends (logs and the `session.disconnected` audit event). */
   private closeReason = 'client closed';
   private expTimer: NodeJS.Timeout | undefined;
-  private ref: SessionRef | undefined;
-  /** Owner token while this connection holds a persistent session ('' for a clean one). */
-  private owner = '';
-  private expiryMs = 0;
+  /** The (org, sub, client id) key of the takeover registry, once authorised. */
+  private key: string | undefined;
+  /** The stored session of a persistent connection (resume at CONNECT, park at close). */
+  private persistent: PersistentSession | undefined;
   /** This connection in the node's session registry (hub/core/sessions.ts), once open. */
   private live: LiveSession | undefined;
   /** Connection slots (IP, org, user) given back at teardown; a parked session holds none. */
   private slots: Slot[] = [];
-  /** Detachers of `$commands/<device>` subscriptions (fleet delivery from the event store, not the bus). */
-  private fleet: Map<string, () => void> | undefined;
+  /** `$commands/<device>` subscriptions' fleet deliveries (from the event store, not the bus). */
+  private readonly fleet = new FleetHolds();
 
   private readonly parser = mqttPacket.parser({ protocolVersion: 4 });
   private readonly bucket: TokenBucket;
@@ -97,6 +86,7 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
   ) {
     this.bucket = new TokenBucket(ctx.limits.rate);
     this.outbox = new Outbox(this, sock, ctx.flusher, ctx.limits);
+    this.backlog = new PublishBacklog(sock);
     this.order = new SerialQueue(MAX_PENDING, {
       onError: (err) => this.fail(err),
       onOverflow: () => this.disconnect(Reason.quotaExceeded, 'too many pending packets'),
@@ -111,6 +101,10 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     return this.state === 'open';
   }
 
+  get closed(): boolean {
+    return this.state === 'closed';
+  }
+
   get backlogged(): boolean {
     return this.sock.buffered() > this.ctx.limits.maxBackpressure / 4 || this.outbox.inflight.queued > 0;
   }
@@ -119,10 +113,19 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     this.outbox.flush();
   }
 
+  private readonly ackFn = (id: number): void => this.outbox.ack(id);
+
   /** Feeds raw bytes from the socket. Never throws. */
   feed(chunk: Buffer): void {
     if (this.state === 'closed') return;
     this.lastSeen = Date.now();
+    const p = this.parser as unknown as { packet: { length: number }; _list: { length: number }; _stateCounter: number };
+    if (this.state === 'open' && p._list.length === 0 && p._stateCounter === 0) {
+      // Whole PUBACKs first, without the parser (the same acks it would emit).
+      const n = takePubacks(chunk, this.version, this.ackFn);
+      if (n === chunk.length) return;
+      if (n > 0) chunk = chunk.subarray(n);
+    }
     try {
       this.parser.parse(chunk);
     } catch (err) {
@@ -130,7 +133,6 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
       return;
     }
     // A declared length beyond the limit is refused before its body is buffered.
-    const p = this.parser as unknown as { packet: { length: number }; _list: { length: number } };
     if ((this.state as SessionState) !== 'closed' && overPacketLimit(p.packet.length, p._list.length, this.ctx.limits.maxPacket)) {
       this.audit('limit.hit', { limit: 'packet_size', max: this.ctx.limits.maxPacket });
       this.disconnect(Reason.packetTooLarge, 'packet too large');
@@ -139,7 +141,7 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
 
   /** The socket went away (or was closed by us). Publishes the will unless the client said goodbye. */
   onSocketClosed(): void {
-    this.teardown(this.closeReason === 'client closed' && !this.graceful ? 'connection lost' : this.closeReason);
+    this.teardown(this.closeReason === 'client closed' && !this.will.saidGoodbye ? 'connection lost' : this.closeReason);
   }
 
   // ---- outbound (outbox.ts) -------------------------------------------------------------------
@@ -186,9 +188,7 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
         this.connect(p).catch((err) => this.fail(err));
         return;
       case 'authenticating':
-        this.earlyBytes += p.length ?? 0;
-        if (this.early.length > MAX_EARLY || this.earlyBytes > MAX_EARLY_BYTES) return this.violation(Reason.quotaExceeded, 'too many packets before CONNACK');
-        this.early.push(p);
+        if (!this.early.push(p)) this.violation(Reason.quotaExceeded, 'too many packets before CONNACK');
         return;
       case 'open':
         return this.dispatch(p);
@@ -226,10 +226,10 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
         return this.send({ cmd: 'pingresp' });
       case 'disconnect':
         // MQTT 5 reason 0x04 asks for the will to be published all the same.
-        this.graceful = !(this.version === 5 && p.reasonCode === Reason.disconnectWithWill);
+        this.will.disconnected(this.version === 5 && p.reasonCode === Reason.disconnectWithWill);
         this.closeReason = 'client disconnected';
         // MQTT 5 §3.14.2.2.2: DISCONNECT may change the expiry of a persistent session (0 ends it).
-        if (this.owner && p.properties?.sessionExpiryInterval !== undefined) this.expiryMs = Math.min(p.properties.sessionExpiryInterval, this.ctx.policy.maxExpiryS) * 1000;
+        if (this.persistent?.held && p.properties?.sessionExpiryInterval !== undefined) this.persistent.expiryMs = Math.min(p.properties.sessionExpiryInterval, this.ctx.policy.maxExpiryS) * 1000;
         return this.order.run(() => this.close());
       case 'pubrec':
       case 'pubcomp':
@@ -245,18 +245,9 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
   /** A PUBLISH behind a pending one: counted by bytes; the socket pauses while the queue is busy. */
   private queuePublish(p: Packet & { cmd: 'publish' }): void {
     const len = p.length ?? 0;
-    this.queuedBytes += len;
-    if (this.queuedBytes > MAX_QUEUED_BYTES && !this.paused && this.sock.pause) {
-      this.paused = true;
-      this.sock.pause();
-    }
-    if (this.queuedBytes > MAX_QUEUED_BYTES * 4) return this.disconnect(Reason.quotaExceeded, 'too many bytes queued');
+    if (!this.backlog.add(len)) return this.disconnect(Reason.quotaExceeded, 'too many bytes queued');
     this.order.run(() => {
-      this.queuedBytes -= len;
-      if (this.paused && this.queuedBytes <= MAX_QUEUED_BYTES / 2) {
-        this.paused = false;
-        this.sock.resume?.();
-      }
+      this.backlog.taken(len);
       return handlePublish(this, p);
     });
   }
@@ -293,38 +284,25 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     this.lim = d.lim;
     this.principal = d.principal;
     this.grants = d.grants;
-    this.will = d.will;
+    this.will.set(d.will);
     let assigned: string | undefined;
     if (this.clientId === '') this.clientId = assigned = `orghub-${this.session}`;
-    const ref: SessionRef = { org: d.principal.org, key: clientKey(d.principal.org, d.principal.sub, this.clientId) };
-    this.ref = ref;
-    this.ctx.takeover.register(ref.key, this);
+    const ref = { org: d.principal.org, key: clientKey(d.principal.org, d.principal.sub, this.clientId) };
+    this.key = ref.key;
+    this.ctx.takeover.register(ref.key, this, !!p.clean);
     const { policy } = this.ctx;
     const expiryMs = sessionExpiryMs(v, !!p.clean, props?.sessionExpiryInterval, policy.defaultExpiryS, policy.maxExpiryS);
     let claimed: Claimed | undefined;
     if (expiryMs > 0) {
       this.outbox.hold();
-      const owner = liveOwner(this.ctx.nodeId, this.session);
-      let r: Claimed | 'full';
-      try {
-        r = await resumeSession(this.ctx, ref, owner, { clean: !!p.clean, clientId: clip(this.clientId) ?? '', expiryMs, maxSessions: policy.maxSessions }, (s) => (this.state === 'closed' ? Promise.resolve() : restoreSubscriptions(this, s, false)));
-      } catch (err) {
-        this.ctx.log.warn({ err: (err as Error).message, session: this.session }, 'mqtt session store unavailable at CONNECT');
-        return this.refuse('session_store_unavailable');
-      }
+      this.persistent = new PersistentSession(this.ctx, ref, this.session, expiryMs);
+      const r = await this.persistent.resume(this, !!p.clean, this.clientId);
+      if (r === 'gone') return;
+      if (r === 'unavailable') return this.refuse('session_store_unavailable');
       if (r === 'full') {
         this.audit('limit.hit', { limit: 'mqtt_sessions', max: policy.maxSessions, transport: 'mqtt' });
         return this.refuse('session_quota');
       }
-      if ((this.state as SessionState) === 'closed') {
-        // Gone while resuming: hand the claimed session straight back, nothing lost.
-        void this.ctx.store.park(ref, owner, '', { subs: r.session.subs, qos2: r.session.qos2, pending: r.messages, expiryMs, maxQueue: policy.maxQueue }).catch(() => {});
-        return;
-      }
-      this.owner = owner;
-      this.expiryMs = expiryMs;
-      await restoreSubscriptions(this, r.session, true);
-      for (const id of r.session.qos2) this.qos2.add(id);
       claimed = r;
     } else {
       // A clean connection ends any stored session of this client id (MQTT 3.1.1 §3.1.2.4).
@@ -335,12 +313,12 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     const presence = this.ctx.presence;
     if (presence) {
       presence.connected(d.principal.org, { session: this.session, sub: d.principal.sub, clientId: this.clientId, transport: 'mqtt' });
-      // Filters restored from a persistent session are subscriptions too.
-      for (const pattern of this.subs.keys()) presence.subscribed(this.session, pattern);
+      // Filters restored from a persistent session are subscriptions too (fleet command topics are not the bus's).
+      for (const pattern of this.subs.keys()) if (!isReservedTopic(pattern)) presence.subscribed(this.session, pattern);
     }
     this.expTimer = setTimeout(() => {
       // The identity behind the will has lapsed, so the will is not published.
-      this.suppressWill = true;
+      this.will.suppress();
       this.disconnect(Reason.maximumConnectTime, 'token expired');
     }, msUntil(d.principal.exp));
     const present = claimed?.present ?? false;
@@ -372,33 +350,24 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     if ((this.state as SessionState) !== 'open') return;
     if (claimed) for (const q of queuedDeliveries(this.ctx, claimed.messages, this.subs, v, this.maxOut)) this.sendQos1(q.template, q.offset);
     this.outbox.release();
-    const early = this.early;
-    this.early = [];
-    this.earlyBytes = 0;
-    for (const q of early) {
+    // A resumed `$commands/<device>` filter gets the device's pending commands, as a SUBSCRIBE would.
+    for (const pattern of this.subs.keys()) if (isReservedTopic(pattern)) this.order.run(() => attachCommands(this, pattern));
+    for (const q of this.early.take()) {
       if (this.state !== 'open') break;
       this.dispatch(q);
     }
   }
 
   subscriptionsChanged(): void {
-    if (!this.owner || !this.ref) return;
-    this.ctx.store.setSubscriptions(this.ref, this.owner, persistedSubs(this.subs)).catch((err) => {
-      this.ctx.log.warn({ err: (err as Error).message, session: this.session }, 'mqtt subscriptions not stored');
-    });
+    this.persistent?.storeSubscriptions(this.subs);
   }
 
   holdFleet(pattern: string, detach: () => void): void {
-    if (this.state !== 'open' || !this.subs.has(pattern)) return detach();
-    (this.fleet ??= new Map()).set(pattern, detach);
+    this.fleet.hold(pattern, detach, this.state === 'open' && this.subs.has(pattern));
   }
 
   dropFleet(pattern: string): boolean {
-    const detach = this.fleet?.get(pattern);
-    if (!detach) return false;
-    this.fleet!.delete(pattern);
-    detach();
-    return true;
+    return this.fleet.drop(pattern);
   }
 
   /**
@@ -407,13 +376,14 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
    * ended, not parked: its queue is discarded and never handed to a later connection.
    */
   private revoke(reason: string): void {
-    this.suppressWill = true;
-    this.expiryMs = 0;
+    this.will.suppress();
+    if (this.persistent) this.persistent.expiryMs = 0;
     this.disconnect(Reason.administrativeAction, reason);
   }
 
-  /** Another connection registered the same (org, sub, client id). */
-  takenOver(): void {
+  /** Another connection registered the same (org, sub, client id); `clean`: it ends this session. */
+  takenOver(clean = false): void {
+    this.will.takenOver(clean);
     this.disconnect(Reason.sessionTakenOver, 'session taken over');
   }
 
@@ -423,7 +393,7 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     const code = CONNECT_REFUSALS[why];
     this.audit('session.rejected', { reason: auditReason, transport: 'mqtt', via: this.sock.transport, clientId: clip(this.clientId) }, true);
     this.send(this.version === 5 ? { cmd: 'connack', sessionPresent: false, reasonCode: code.v5 } : { cmd: 'connack', sessionPresent: false, returnCode: code.v4 });
-    this.suppressWill = true;
+    this.will.suppress();
     this.closeReason = auditReason;
     this.close();
   }
@@ -462,17 +432,11 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
   private teardown(reason: string): void {
     const wasOpen = this.state === 'open';
     this.state = 'closed';
-    if (wasOpen && this.owner && this.ref && this.expiryMs === 0) {
-      this.ctx.store.discard(this.ref).catch((err) => this.ctx.log.warn({ err: (err as Error).message, session: this.session }, 'stored mqtt session not discarded'));
-    } else if (wasOpen && this.owner && this.ref) {
-      // This connection leaves the registry first, so that the offline queue sees only a newer one.
-      this.ctx.takeover.release(this.ref.key, this);
-      // Parked before leaving the fan-out: its offline queue takes the subscriptions over first.
-      parkSession(this.ctx, { ref: this.ref, session: this.session, owner: this.owner, version: this.version, subs: new Map(Object.entries(persistedSubs(this.subs))), qos2: this.qos2, pending: this.outbox.inflight.pending(), expiryMs: this.expiryMs });
-    }
+    const p = this.persistent;
+    const parked = wasOpen && !!p?.end({ version: this.version, subs: this.subs, qos2: this.qos2, pending: this.outbox.inflight.pending(), registrant: this });
     this.release();
     if (!wasOpen) return;
-    if (this.will && !this.graceful && !this.suppressWill) publishWill(this.ctx, this, this.will);
+    this.will.onClose(this.ctx, this, parked ? { key: p!.ref.key, expiryMs: p!.expiryMs } : undefined);
     this.audit('session.disconnected', { transport: 'mqtt', reason, durationMs: Date.now() - this.openedAt });
   }
 
@@ -487,8 +451,7 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
       }
     }
     this.subs.clear();
-    for (const detach of this.fleet?.values() ?? []) detach();
-    this.fleet = undefined;
+    this.fleet.clear();
     this.ctx.presence?.disconnected(this.session);
     this.ctx.quotas.release(this.slots);
     this.slots = [];
@@ -496,7 +459,7 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     this.ctx.sessions.delete(this);
     if (this.live) this.ctx.live?.remove(this.live);
     this.live = undefined;
-    if (this.ref) this.ctx.takeover.release(this.ref.key, this);
+    if (this.key) this.ctx.takeover.release(this.key, this);
   }
 
   /** Records an audit event in the principal's org (none before authentication, or with `preAuth`). */

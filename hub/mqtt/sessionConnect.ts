@@ -23,6 +23,8 @@ export interface Will {
   payload: Buffer;
   qos: 0 | 1;
   retain: boolean;
+  /** MQTT 5 Will Delay Interval, seconds (absent: at once). */
+  delayS?: number;
 }
 
 /** Milliseconds until `exp` (seconds since the epoch), clamped to [0, 2^31 - 1] so that setTimeout never overflows. */
@@ -33,7 +35,8 @@ export function msUntil(exp: number, now = Date.now()): number {
 /** The Will of a CONNECT in the bridge's form (payload as a Buffer, QoS capped at 1). */
 export function willOf(w: NonNullable<IConnectPacket['will']>): Will {
   const payload = typeof w.payload === 'string' ? Buffer.from(w.payload) : w.payload;
-  return { topic: w.topic, payload, qos: w.qos ? 1 : 0, retain: !!w.retain };
+  const delayS = w.properties?.willDelayInterval;
+  return { topic: w.topic, payload, qos: w.qos ? 1 : 0, retain: !!w.retain, ...(delayS ? { delayS } : {}) };
 }
 
 /**

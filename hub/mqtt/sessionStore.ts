@@ -48,6 +48,8 @@ export interface ClaimOptions {
   expiryMs: number;
   /** Persistent sessions an org may hold; claiming a new one past it answers 'full'. */
   maxSessions: number;
+  /** Claim only if no other live connection holds the session (else 'busy', nothing changed). */
+  unlessLive?: boolean;
 }
 
 export interface Claimed {
@@ -85,9 +87,10 @@ export interface SessionStore {
   peek(ref: SessionRef): Promise<StoredSession | undefined>;
   /**
    * Makes `owner` (a live connection) the owner, creating the session when none is stored, and
-   * takes its queued entries. 'full' when a new session would pass `maxSessions` (nothing changed).
+   * takes its queued entries. 'full' when a new session would pass `maxSessions`, 'busy' (with
+   * `unlessLive`) when another live connection holds it; nothing changed in either case.
    */
-  claim(ref: SessionRef, owner: string, opts: ClaimOptions): Promise<Claimed | 'full'>;
+  claim(ref: SessionRef, owner: string, opts: ClaimOptions): Promise<Claimed | 'full' | 'busy'>;
   /** Deletes the session and its queue (a clean connection, or session expiry 0). */
   discard(ref: SessionRef): Promise<void>;
   /** Records the subscriptions of a connected session (no-op unless `owner` holds it). */

@@ -1,4 +1,4 @@
-import { LIVE_MARGIN_MS, type SessionInfo, type SessionRef, type SessionStore, type StoredSession } from './sessionStore.ts';
+import { isLiveOwner, LIVE_MARGIN_MS, type SessionInfo, type SessionRef, type SessionStore, type StoredSession } from './sessionStore.ts';
 
 interface Rec {
   owner: string;
@@ -44,6 +44,10 @@ export function createMemorySessionStore(now: () => number = Date.now): SessionS
     async claim(ref, owner, o) {
       let org = orgs.get(ref.org);
       if (!org) orgs.set(ref.org, (org = new Map()));
+      if (o.unlessLive) {
+        const held = live(ref)?.owner;
+        if (held && isLiveOwner(held) && held !== owner) return 'busy';
+      }
       if (o.clean) org.delete(ref.key);
       let r = live(ref);
       const present = r !== undefined;

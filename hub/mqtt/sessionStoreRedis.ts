@@ -17,8 +17,12 @@ export function sessionIndexKey(org: string): string {
   return `orghub:mqtt:sessions:${org}`;
 }
 
-/** KEYS rec, queue, index. ARGV owner, clean, cid, expiryMs, now, liveMarginMs, maxSessions, member, indexTtlMs. */
+/** KEYS rec, queue, index. ARGV owner, clean, cid, expiryMs, now, liveMarginMs, maxSessions, member, indexTtlMs, unlessLive. */
 const CLAIM_LUA = `
+if ARGV[10] == '1' then
+  local held = redis.call('HGET', KEYS[1], 'owner')
+  if held and string.sub(held, 1, 5) == 'live:' and held ~= ARGV[1] then return {-2} end
+end
 if ARGV[2] == '1' then redis.call('DEL', KEYS[1], KEYS[2]) end
 local present = redis.call('EXISTS', KEYS[1]) == 1
 local now = tonumber(ARGV[5])
@@ -97,8 +101,14 @@ function parseSession(owner: string, subs: string, q2: string, drops: string): S
  * session must be on one Redis server (the scripts name them together).
  */
 export function createRedisSessionStore(url: string, log: Logger, opts: { maxExpiryMs: number }): SessionStore {
-  const conn = createWatchedRedis(url, log, { what: 'MQTT sessions' });
+  const conn = createWatchedRedis(url, log, { what: 'MQTT sessions', autoPipelining: true });
   const { redis } = conn;
+  // EVALSHA with a fallback to EVAL (ioredis scripts): the script text is sent once, not per call.
+  redis.defineCommand('orghubSessionClaim', { numberOfKeys: 3, lua: CLAIM_LUA });
+  redis.defineCommand('orghubSessionSubs', { numberOfKeys: 1, lua: SUBS_LUA });
+  redis.defineCommand('orghubSessionPark', { numberOfKeys: 3, lua: PARK_LUA });
+  redis.defineCommand('orghubSessionAppend', { numberOfKeys: 2, lua: APPEND_LUA });
+  const scripts = redis as unknown as Record<'orghubSessionClaimBuffer' | 'orghubSessionSubs' | 'orghubSessionPark' | 'orghubSessionAppend', (...args: (string | Buffer)[]) => Promise<unknown>>;
   const keys = (ref: SessionRef) => [sessionKey(ref), queueKey(ref), sessionIndexKey(ref.org)] as const;
 
   return {
@@ -107,24 +117,25 @@ export function createRedisSessionStore(url: string, log: Logger, opts: { maxExp
       return owner === null ? undefined : parseSession(owner, subs ?? '', q2 ?? '', drops ?? '0');
     },
     async claim(ref, owner, o) {
-      const r = (await redis.callBuffer('EVAL', CLAIM_LUA, 3, ...keys(ref), owner, o.clean ? '1' : '0', o.clientId, String(o.expiryMs), String(Date.now()), String(LIVE_MARGIN_MS), String(o.maxSessions), ref.key, String(opts.maxExpiryMs + LIVE_MARGIN_MS))) as [number, Buffer, Buffer, Buffer, Buffer[]];
+      const r = (await scripts.orghubSessionClaimBuffer(...keys(ref), owner, o.clean ? '1' : '0', o.clientId, String(o.expiryMs), String(Date.now()), String(LIVE_MARGIN_MS), String(o.maxSessions), ref.key, String(opts.maxExpiryMs + LIVE_MARGIN_MS), o.unlessLive ? '1' : '0')) as [number, Buffer, Buffer, Buffer, Buffer[]];
       if (r[0] === -1) return 'full';
+      if (r[0] === -2) return 'busy';
       return { present: r[0] === 1, session: parseSession(owner, r[1].toString(), r[2].toString(), r[3].toString()), messages: r[4] };
     },
     async discard(ref) {
       await redis.multi().del(sessionKey(ref), queueKey(ref)).zrem(sessionIndexKey(ref.org), ref.key).exec();
     },
     async setSubscriptions(ref, owner, subs) {
-      await redis.eval(SUBS_LUA, 1, sessionKey(ref), owner, JSON.stringify(subs));
+      await scripts.orghubSessionSubs(sessionKey(ref), owner, JSON.stringify(subs));
     },
     async park(ref, owner, next, s) {
-      const r = await redis.eval(PARK_LUA, 3, ...keys(ref), owner, next, JSON.stringify(s.subs), JSON.stringify(s.qos2), String(s.expiryMs), String(Date.now()), String(s.maxQueue), ref.key, ...s.pending);
+      const r = await scripts.orghubSessionPark(...keys(ref), owner, next, JSON.stringify(s.subs), JSON.stringify(s.qos2), String(s.expiryMs), String(Date.now()), String(s.maxQueue), ref.key, ...s.pending);
       return r !== -1;
     },
     async append(ref, owner, entries, maxQueue) {
       let last = { length: 0, dropped: 0 };
       for (let i = 0; i < entries.length; i += APPEND_CHUNK) {
-        const r = (await redis.eval(APPEND_LUA, 2, sessionKey(ref), queueKey(ref), owner, String(maxQueue), ...entries.slice(i, i + APPEND_CHUNK))) as [number, number];
+        const r = (await scripts.orghubSessionAppend(sessionKey(ref), queueKey(ref), owner, String(maxQueue), ...entries.slice(i, i + APPEND_CHUNK))) as [number, number];
         if (r[0] === -1) return undefined;
         last = { length: r[0], dropped: last.dropped + r[1] };
       }
