@@ -348,7 +348,7 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     };
     this.ctx.live?.add(this.live);
     if ((this.state as SessionState) !== 'open') return;
-    if (claimed) for (const q of queuedDeliveries(this.ctx, claimed.messages, this.subs, v, this.maxOut)) this.sendQos1(q.template, q.offset);
+    if (claimed) for (const q of queuedDeliveries(this.ctx, claimed.messages, this.subs, v, this.maxOut)) this.outbox.sendQos1(q.template, q.offset, true);
     this.outbox.release();
     // A resumed `$commands/<device>` filter gets the device's pending commands, as a SUBSCRIBE would.
     for (const pattern of this.subs.keys()) if (isReservedTopic(pattern)) this.order.run(() => attachCommands(this, pattern));
