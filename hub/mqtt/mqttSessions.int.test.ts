@@ -233,6 +233,77 @@ describe('mqtt persistent sessions', () => {
     await listed(h1, org, 'silent-k', { connected: false });
   });
 
+  it('will delay - an MQTT 5 Will waits its Will Delay Interval; a reconnection within it (to the other node) cancels it; a session that expires first publishes it then (MQTT.js v5)', async () => {
+    const org = testOrg();
+    const watcher = await client(h1, org, 'w', { protocolVersion: 5 });
+    await watcher.client.subscribeAsync('wd/#', { qos: 1 });
+    const opts = (id: string, delayS: number, expiryS: number) => ({
+      protocolVersion: 5 as const,
+      clientId: id,
+      clean: false,
+      properties: { sessionExpiryInterval: expiryS },
+      will: { topic: `wd/${id}`, payload: Buffer.from(`${id} gone`), qos: 1 as const, retain: false, properties: { willDelayInterval: delayS } },
+    });
+    const late = await client(h1, org, 'a', opts('late', 2, 60));
+    const back = await client(h1, org, 'b', opts('back', 2, 60));
+    const expires = await client(h1, org, 'c', opts('expires', 30, 1));
+    const t0 = Date.now();
+    // Connections lost without DISCONNECT: each Will is due.
+    for (const c of [late, back, expires]) c.client.stream.destroy();
+    const again = await client(h2, org, 'b', opts('back', 2, 60));
+    assert.equal(again.connack.sessionPresent, true, 'the same session, within its 2 s delay');
+    assert.ok(Date.now() - t0 < 1500, 'reconnected well within the delay');
+    const [expired] = await watcher.waitFor(1, (m) => m.topic === 'wd/expires', 8000);
+    const tExpired = Date.now() - t0;
+    assert.equal(expired.payload.toString(), 'expires gone');
+    assert.ok(tExpired < 6000, `published when the 1 s session expired, not after its 30 s delay (${tExpired} ms)`);
+    const [lateWill] = await watcher.waitFor(1, (m) => m.topic === 'wd/late', 8000);
+    const tLate = Date.now() - t0;
+    assert.equal(lateWill.payload.toString(), 'late gone');
+    assert.ok(tLate >= 1900, `published after its 2 s delay, not at once (${tLate} ms)`);
+    assert.equal(watcher.got.some((m) => m.topic === 'wd/late' && m !== lateWill), false, 'published once');
+    // The reconnected one: nothing, a full second past its delay (the late Will, with the same delay, is the control).
+    await until(() => Date.now() - t0 > 3500, 5000);
+    assert.deepEqual(watcher.got.filter((m) => m.topic === 'wd/back'), [], 'a reconnection within the delay cancels the Will');
+  });
+
+  it('fleet commands - a persistent session keeps $commands/<device>: a command issued while the device was away arrives when it resumes on the other node, without SUBSCRIBE; org B\'s same device id gets none of org A\'s', async () => {
+    const [orgA, orgB] = [testOrg(), testOrg()];
+    const device = async (h: MqttHub, org: string) => {
+      const c = await connect(h.tcpUrl, await issuer.token(org, 'dev7', ['device']), { clientId: 'dev7', clean: false });
+      open.push(c);
+      return c;
+    };
+    const issue = async (org: string) => {
+      const r = await fetch(`${h1.hub.url}/v1/devices/dev7/commands`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${await issuer.token(org, 'admin-1')}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ type: 'reboot', data: { reason: org } }),
+      });
+      assert.equal(r.status, 202);
+      return ((await r.json()) as { commandId: string }).commandId;
+    };
+    const commandsOf = (c: Collector) => c.got.filter((m) => m.topic === '$commands/dev7').map((m) => JSON.parse(m.payload.toString()) as { commandId: string; data: { reason: string } });
+    for (const org of [orgA, orgB]) {
+      const d = await device(h1, org);
+      const [g] = await d.client.subscribeAsync('$commands/dev7', { qos: 1 });
+      assert.equal(g.qos, 1);
+      await d.client.endAsync();
+      await listed(h1, org, 'dev7', { connected: false });
+    }
+    const forA = await issue(orgA);
+    const a = await device(h2, orgA);
+    const b = await device(h2, orgB);
+    assert.equal(a.connack.sessionPresent, true);
+    assert.equal(b.connack.sessionPresent, true);
+    await a.waitFor(1, (m) => m.topic === '$commands/dev7', 8000);
+    assert.deepEqual(commandsOf(a).map((x) => [x.commandId, x.data.reason]), [[forA, orgA]], 'the command queued while away, with no SUBSCRIBE after resuming');
+    // Org B's device resumed its own subscription (the control: its own command arrives), never org A's.
+    const forB = await issue(orgB);
+    await b.waitFor(1, (m) => m.topic === '$commands/dev7', 8000);
+    assert.deepEqual(commandsOf(b).map((x) => x.commandId), [forB]);
+  });
+
   it('disconnect - MQTT 5 DISCONNECT with Session Expiry Interval 0 ends a persistent session; without it the session stays (raw v5)', async () => {
     const org = testOrg();
     const props = { properties: { sessionExpiryInterval: 60 } };
