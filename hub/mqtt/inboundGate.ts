@@ -1,5 +1,9 @@
-import type { Packet } from 'mqtt-packet';
+import mqttPacket, { type IConnectPacket, type Packet } from 'mqtt-packet';
+import { Reason } from './codes.ts';
+import { overPacketLimit } from './limits.ts';
+import type { Version } from './outbound.ts';
 import type { MqttSocket } from './outbox.ts';
+import type { SessionState } from './sessionPort.ts';
 
 /** Packets accepted between CONNECT and CONNACK (token verification, session resume). */
 export const MAX_EARLY = 1000;
@@ -80,5 +84,86 @@ export function takePubacks(chunk: Buffer, version: 4 | 5, ack: (id: number) => 
     if (len !== 2 && (version !== 5 || (len !== 3 && len !== 4) || i + 2 + len > chunk.length || chunk[i + 4] !== 0 || (len === 4 && chunk[i + 5] !== 0))) return i;
     ack((chunk[i + 2] << 8) | chunk[i + 3]);
     i += 2 + len;
+  }
+}
+
+/** What a `PacketReader` reads of its connection. */
+export interface ReaderView {
+  readonly state: SessionState;
+  readonly version: Version;
+}
+
+/** What a `PacketReader` hands its connection. */
+export interface ReaderHandlers {
+  /** The first packet, a CONNECT (the owner leaves 'connecting'). */
+  onConnect(p: IConnectPacket): void;
+  /** A packet of the open connection. */
+  onPacket(p: Packet): void;
+  /** A PUBACK of the open connection, taken without the parser. */
+  onAck(id: number): void;
+  /** A protocol fault: close with `code`. */
+  violation(code: number, reason: string): void;
+  /** A packet longer than the limit (declared or buffered). */
+  tooLarge(): void;
+}
+
+/**
+ * Reads the packets of one connection off the wire with mqtt-packet: the first must be CONNECT;
+ * those that arrive while it is authorised wait, bounded (`EarlyPackets`, replayed by the owner
+ * after CONNACK); after that each goes to the owner, plain PUBACKs without the parser
+ * (`takePubacks`). A packet over `maxPacket` is refused as soon as its declared length is read,
+ * before its body is buffered. Never throws.
+ */
+export class PacketReader {
+  private readonly parser = mqttPacket.parser({ protocolVersion: 4 });
+  /** The parser's buffer and state (a partial packet is pending unless both are empty). */
+  private readonly internals = this.parser as unknown as { packet: { length: number }; _list: { length: number }; _stateCounter: number };
+  private readonly early = new EarlyPackets();
+  constructor(
+    private readonly conn: ReaderView,
+    private readonly on: ReaderHandlers,
+    private readonly maxPacket: number,
+  ) {
+    this.parser.on('packet', (p: Packet) => this.route(p));
+    this.parser.on('error', (err: Error) => on.violation(Reason.malformedPacket, `malformed packet: ${err.message}`));
+  }
+
+  feed(chunk: Buffer): void {
+    const o = this.on;
+    const p = this.internals;
+    if (this.conn.state === 'open' && p._list.length === 0 && p._stateCounter === 0) {
+      const n = takePubacks(chunk, this.conn.version, o.onAck);
+      if (n === chunk.length) return;
+      if (n > 0) chunk = chunk.subarray(n);
+    }
+    try {
+      this.parser.parse(chunk);
+    } catch (err) {
+      return o.violation(Reason.malformedPacket, `malformed packet: ${(err as Error).message}`);
+    }
+    if (this.conn.state !== 'closed' && overPacketLimit(p.packet.length, p._list.length, this.maxPacket)) o.tooLarge();
+  }
+
+  /** The packets that arrived before CONNACK, oldest first (the buffer is empty afterwards). */
+  takeEarly(): Packet[] {
+    return this.early.take();
+  }
+
+  private route(p: Packet): void {
+    const o = this.on;
+    const state = this.conn.state;
+    if (state !== 'closed' && (p.length ?? 0) > this.maxPacket) return o.tooLarge();
+    switch (state) {
+      case 'closed':
+        return;
+      case 'connecting':
+        if (p.cmd !== 'connect') return o.violation(Reason.protocolError, `first packet must be CONNECT, got ${p.cmd}`);
+        return o.onConnect(p);
+      case 'authenticating':
+        if (!this.early.push(p)) o.violation(Reason.quotaExceeded, 'too many packets before CONNACK');
+        return;
+      case 'open':
+        return o.onPacket(p);
+    }
   }
 }

@@ -1,4 +1,4 @@
-import mqttPacket, { type IConnectPacket, type Packet } from 'mqtt-packet';
+import type { IConnectPacket, Packet } from 'mqtt-packet';
 import { randomUUID } from 'node:crypto';
 import type { Grants } from '../acl/grants.ts';
 import type { Principal } from '../auth/principal.ts';
@@ -6,16 +6,16 @@ import type { LiveSession } from '../core/sessions.ts';
 import { NO_LIMITS, type RateLimits } from '../limits/connLimits.ts';
 import type { Slot } from '../limits/limitService.ts';
 import type { BridgeContext, SweptSession } from './bridgeContext.ts';
-import { CONNECT_REFUSALS, ConnackV4, Reason, type ConnectRefusal } from './codes.ts';
-import { clip, overPacketLimit, TokenBucket } from './limits.ts';
+import { Reason, type ConnectRefusal } from './codes.ts';
+import { clip, TokenBucket } from './limits.ts';
 import type { Version } from './outbound.ts';
 import { Outbox, type MqttSocket } from './outbox.ts';
 import { SerialQueue } from './serial.ts';
 import { isReservedTopic } from '../fleet/fleet.ts';
 import { FleetHolds } from './fleetHolds.ts';
-import { EarlyPackets, PublishBacklog, takePubacks } from './inboundGate.ts';
+import { PacketReader, PublishBacklog } from './inboundGate.ts';
 import { sessionExpiryMs } from './sessionCodec.ts';
-import { authorizeConnect, connackProperties, msUntil } from './sessionConnect.ts';
+import { acceptedConnack, authorizeConnect, connectedAuditData, msUntil, refusedConnack } from './sessionConnect.ts';
 import { PersistentSession } from './sessionPersistence.ts';
 import type { SessionPort, SessionState } from './sessionPort.ts';
 import { handlePublish, handlePubrel } from './sessionPublish.ts';
@@ -34,9 +34,10 @@ type AuditType = Parameters<BridgeContext['audit']['record']>[1];
 const MAX_PENDING = 10_000;
 
 /**
- * One MQTT connection (3.1.1 or 5): parses packets with mqtt-packet, authorises CONNECT
- * (sessionConnect.ts), resumes or parks a persistent session (sessionResume.ts), and hands the
- * other packets to handlers that see it only through `SessionPort`. Packets after CONNECT are
+ * One MQTT connection (3.1.1 or 5): reads packets (inboundGate.ts), authorises CONNECT
+ * (sessionConnect.ts), resumes or parks a persistent session (sessionPersistence.ts), decides the
+ * fate of its Will (lastWill.ts), and hands the other packets to handlers that see it only
+ * through `SessionPort`. Packets after CONNECT are
  * handled strictly in arrival order (acks too), even when one of them waits for Redis or the
  * event store. Its state is private: handlers change it only through the port.
  */
@@ -56,8 +57,6 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
   lim: RateLimits = NO_LIMITS;
 
   private clientId = '';
-  /** Packets received while CONNECT is being authorised. */
-  private readonly early = new EarlyPackets();
   /** PUBLISH bytes queued behind a pending call (pauses the socket). */
   private readonly backlog: PublishBacklog;
   private readonly outbox: Outbox;
@@ -76,7 +75,7 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
   /** `$commands/<device>` subscriptions' fleet deliveries (from the event store, not the bus). */
   private readonly fleet = new FleetHolds();
 
-  private readonly parser = mqttPacket.parser({ protocolVersion: 4 });
+  private readonly reader: PacketReader;
   private readonly bucket: TokenBucket;
   private readonly order: SerialQueue;
 
@@ -92,8 +91,19 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
       onOverflow: () => this.disconnect(Reason.quotaExceeded, 'too many pending packets'),
       stopped: () => this.state === 'closed',
     });
-    this.parser.on('packet', (p) => this.onPacket(p));
-    this.parser.on('error', (err: Error) => this.violation(Reason.malformedPacket, `malformed packet: ${err.message}`));
+    this.reader = new PacketReader(this, {
+      onConnect: (p) => {
+        this.state = 'authenticating';
+        this.connect(p).catch((err) => this.fail(err));
+      },
+      onPacket: (p) => this.dispatch(p),
+      onAck: (id) => this.outbox.ack(id),
+      violation: (code, reason) => this.violation(code, reason),
+      tooLarge: () => {
+        this.audit('limit.hit', { limit: 'packet_size', max: this.ctx.limits.maxPacket });
+        this.disconnect(Reason.packetTooLarge, 'packet too large');
+      },
+    }, ctx.limits.maxPacket);
     ctx.sessions.add(this);
   }
 
@@ -113,30 +123,11 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     this.outbox.flush();
   }
 
-  private readonly ackFn = (id: number): void => this.outbox.ack(id);
-
   /** Feeds raw bytes from the socket. Never throws. */
   feed(chunk: Buffer): void {
     if (this.state === 'closed') return;
     this.lastSeen = Date.now();
-    const p = this.parser as unknown as { packet: { length: number }; _list: { length: number }; _stateCounter: number };
-    if (this.state === 'open' && p._list.length === 0 && p._stateCounter === 0) {
-      // Whole PUBACKs first, without the parser (the same acks it would emit).
-      const n = takePubacks(chunk, this.version, this.ackFn);
-      if (n === chunk.length) return;
-      if (n > 0) chunk = chunk.subarray(n);
-    }
-    try {
-      this.parser.parse(chunk);
-    } catch (err) {
-      this.violation(Reason.malformedPacket, `malformed packet: ${(err as Error).message}`);
-      return;
-    }
-    // A declared length beyond the limit is refused before its body is buffered.
-    if ((this.state as SessionState) !== 'closed' && overPacketLimit(p.packet.length, p._list.length, this.ctx.limits.maxPacket)) {
-      this.audit('limit.hit', { limit: 'packet_size', max: this.ctx.limits.maxPacket });
-      this.disconnect(Reason.packetTooLarge, 'packet too large');
-    }
+    this.reader.feed(chunk);
   }
 
   /** The socket went away (or was closed by us). Publishes the will unless the client said goodbye. */
@@ -174,27 +165,6 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
 
   // ---- inbound ------------------------------------------------------------------------------
 
-  private onPacket(p: Packet): void {
-    if (this.state !== 'closed' && (p.length ?? 0) > this.ctx.limits.maxPacket) {
-      this.audit('limit.hit', { limit: 'packet_size', max: this.ctx.limits.maxPacket });
-      return this.disconnect(Reason.packetTooLarge, 'packet too large');
-    }
-    switch (this.state) {
-      case 'closed':
-        return;
-      case 'connecting':
-        if (p.cmd !== 'connect') return this.violation(Reason.protocolError, `first packet must be CONNECT, got ${p.cmd}`);
-        this.state = 'authenticating';
-        this.connect(p).catch((err) => this.fail(err));
-        return;
-      case 'authenticating':
-        if (!this.early.push(p)) this.violation(Reason.quotaExceeded, 'too many packets before CONNACK');
-        return;
-      case 'open':
-        return this.dispatch(p);
-    }
-  }
-
   /** Handles one packet of an open session (also replays `early` after CONNACK). */
   private dispatch(p: Packet): void {
     switch (p.cmd) {
@@ -228,8 +198,7 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
         // MQTT 5 reason 0x04 asks for the will to be published all the same.
         this.will.disconnected(this.version === 5 && p.reasonCode === Reason.disconnectWithWill);
         this.closeReason = 'client disconnected';
-        // MQTT 5 §3.14.2.2.2: DISCONNECT may change the expiry of a persistent session (0 ends it).
-        if (this.persistent?.held && p.properties?.sessionExpiryInterval !== undefined) this.persistent.expiryMs = Math.min(p.properties.sessionExpiryInterval, this.ctx.policy.maxExpiryS) * 1000;
+        this.persistent?.disconnectExpiry(p.properties?.sessionExpiryInterval);
         return this.order.run(() => this.close());
       case 'pubrec':
       case 'pubcomp':
@@ -322,22 +291,8 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
       this.disconnect(Reason.maximumConnectTime, 'token expired');
     }, msUntil(d.principal.exp));
     const present = claimed?.present ?? false;
-    if (v === 5) {
-      this.send({ cmd: 'connack', sessionPresent: present, reasonCode: Reason.success, properties: connackProperties(this.ctx.limits, props?.sessionExpiryInterval, expiryMs / 1000, assigned) });
-    } else {
-      this.send({ cmd: 'connack', sessionPresent: present, returnCode: ConnackV4.accepted });
-    }
-    this.audit('session.connected', {
-      transport: 'mqtt',
-      via: this.sock.transport,
-      protocolVersion: p.protocolVersion,
-      clientId: clip(this.clientId),
-      username: clip(p.username),
-      roles: d.principal.roles,
-      jti: d.principal.jti,
-      sessionExpiry: expiryMs / 1000,
-      sessionPresent: present,
-    });
+    this.send(acceptedConnack(p, present, this.ctx.limits, expiryMs / 1000, assigned));
+    this.audit('session.connected', connectedAuditData(p, d.principal, this.sock.transport, this.clientId, expiryMs / 1000, present));
     // Registered before the queue is delivered: a revocation that arrived during CONNECT ends the
     // session right here (the registry tells its listeners on add), and the queue is not handed over.
     this.live = {
@@ -352,7 +307,7 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     this.outbox.release();
     // A resumed `$commands/<device>` filter gets the device's pending commands, as a SUBSCRIBE would.
     for (const pattern of this.subs.keys()) if (isReservedTopic(pattern)) this.order.run(() => attachCommands(this, pattern));
-    for (const q of this.early.take()) {
+    for (const q of this.reader.takeEarly()) {
       if (this.state !== 'open') break;
       this.dispatch(q);
     }
@@ -390,9 +345,8 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
   /** Refuses CONNECT: CONNACK with the code of `why` (docs/mqtt.md), then the ordinary close, never a Will. */
   refuse(why: ConnectRefusal, auditReason: string = why): void {
     if (this.state === 'closed') return;
-    const code = CONNECT_REFUSALS[why];
     this.audit('session.rejected', { reason: auditReason, transport: 'mqtt', via: this.sock.transport, clientId: clip(this.clientId) }, true);
-    this.send(this.version === 5 ? { cmd: 'connack', sessionPresent: false, reasonCode: code.v5 } : { cmd: 'connack', sessionPresent: false, returnCode: code.v4 });
+    this.send(refusedConnack(this.version, why));
     this.will.suppress();
     this.closeReason = auditReason;
     this.close();

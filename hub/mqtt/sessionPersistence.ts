@@ -65,6 +65,11 @@ export class PersistentSession {
     return r;
   }
 
+  /** MQTT 5 §3.14.2.2.2: a DISCONNECT may change the session's expiry (capped; 0 ends it at close). */
+  disconnectExpiry(intervalS: number | undefined): void {
+    if (this.owner && intervalS !== undefined) this.expiryMs = Math.min(intervalS, this.ctx.policy.maxExpiryS) * 1000;
+  }
+
   /** Stores the subscriptions of the connected session (best effort: a failure is logged). */
   storeSubscriptions(subs: ReadonlyMap<string, 0 | 1>): void {
     if (!this.owner) return;
