@@ -44,6 +44,8 @@ export interface SessionStats {
   queued: number;
   /** Messages dropped, by reason: `overflow` (queue full, oldest dropped), `expired` (Message Expiry passed), `unavailable` (Redis failed). */
   dropped: { overflow: number; expired: number; unavailable: number };
+  /** Parked sessions this node adopted from a node that stopped beating. */
+  adopted: number;
 }
 
 /** An offline queue this node keeps (metrics, and the subscriptions a resume on this node starts from). */

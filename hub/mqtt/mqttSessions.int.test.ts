@@ -304,6 +304,35 @@ describe('mqtt persistent sessions', () => {
     assert.deepEqual(commandsOf(b).map((x) => x.commandId), [forB]);
   });
 
+  it('orphaned queue - when the node holding a parked session\'s offline queue is killed, another node adopts it: a message published after that is queued too', async () => {
+    const org = testOrg();
+    const h3 = await startMqttHub(issuer, env);
+    try {
+      const a = await client(h3, org, 'a', { clientId: 'orphan', clean: false });
+      await a.client.subscribeAsync('or/#', { qos: 1 });
+      await a.client.endAsync();
+      await listed(h1, org, 'orphan', { connected: false });
+      const p = await client(h1, org, 'p');
+      await p.client.publishAsync('or/before', 'before', { qos: 1 });
+      await listed(h1, org, 'orphan', { connected: false, queued: 1 });
+      const adopted = async () => {
+        let n = 0;
+        for (const h of [h1, h2]) n += Number(/^orghub_mqtt_adopted_sessions_total (\d+)/m.exec(await (await fetch(`${h.hub.url}/metrics`)).text())?.[1] ?? 0);
+        return n;
+      };
+      const before = await adopted();
+      await h3.hub.stop('SIGKILL');
+      assert.ok(await until(async () => (await adopted()) > before, 20_000), 'a surviving node adopted the session within its heartbeat TTL and a beat');
+      await p.client.publishAsync('or/after', 'after', { qos: 1 });
+      await listed(h1, org, 'orphan', { connected: false, queued: 2 });
+      const back = await client(h2, org, 'a', { clientId: 'orphan', clean: false });
+      assert.equal(back.connack.sessionPresent, true);
+      assert.deepEqual((await back.waitFor(2)).map((m) => m.payload.toString()), ['before', 'after']);
+    } finally {
+      await h3.hub.stop('SIGKILL');
+    }
+  });
+
   it('disconnect - MQTT 5 DISCONNECT with Session Expiry Interval 0 ends a persistent session; without it the session stays (raw v5)', async () => {
     const org = testOrg();
     const props = { properties: { sessionExpiryInterval: 60 } };

@@ -96,7 +96,11 @@ export class OfflineQueue implements Subscriber, HeldQueue, Registrant {
       this.ctx.quotas.dropPattern(this.ref.org, pattern);
     }
     this.ctx.queues.delete(this);
-    if (this.ctx.parkedHere.get(this.ref.key) === this) this.ctx.parkedHere.delete(this.ref.key);
+    if (this.ctx.parkedHere.get(this.ref.key) === this) {
+      // No newer queue of this session here: its entry in the node's parked index goes too.
+      this.ctx.parkedHere.delete(this.ref.key);
+      this.ctx.store.unpark(this.ref, this.ctx.nodeId).catch(() => {});
+    }
     this.ctx.takeover.unwatch(this.ref.key, this);
     this.batch = [];
   }

@@ -158,7 +158,7 @@ export function parkSession(ctx: BridgeContext, p: ParkInput): OfflineQueue {
     pending.push(encodeEntry({ topic: pkt.topic, payload, dup: sent, expiresAt: expiryS ? now + expiryS * 1000 : 0 }));
   }
   const next = queueOwner(ctx.nodeId, p.session);
-  const parked = ctx.store.park(p.ref, p.owner, next, { subs: Object.fromEntries(p.subs), qos2: [...p.qos2], pending, expiryMs: p.expiryMs, maxQueue: ctx.policy.maxQueue });
+  const parked = ctx.store.park(p.ref, p.owner, next, { queueNode: ctx.nodeId, subs: Object.fromEntries(p.subs), qos2: [...p.qos2], pending, expiryMs: p.expiryMs, maxQueue: ctx.policy.maxQueue });
   parked.then(
     (ok) => {
       if (!ok) ctx.log.info({ session: p.session }, 'mqtt session not parked: another connection holds it');

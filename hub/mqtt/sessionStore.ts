@@ -61,6 +61,8 @@ export interface Claimed {
 }
 
 export interface ParkState {
+  /** The node whose offline queue takes the session (indexed, so that another node adopts it if this one stops beating). */
+  queueNode?: string;
   subs: Record<string, 0 | 1>;
   qos2: number[];
   /** Entries not acknowledged or not yet sent, oldest first: they go ahead of anything queued later. */
@@ -74,6 +76,16 @@ export interface Appended {
   length: number;
   /** Oldest entries dropped by this append because the queue was full. */
   dropped: number;
+}
+
+/** A parked session taken over from the offline queue of a node that stopped (`adoptOrphans`). */
+export interface Adopted {
+  ref: SessionRef;
+  /** The adopting queue's owner token, now in the store. */
+  owner: string;
+  subs: Record<string, 0 | 1>;
+  /** What is left of the session's expiry. */
+  expiryMs: number;
 }
 
 /**
@@ -102,6 +114,20 @@ export interface SessionStore {
   park(ref: SessionRef, owner: string, next: string, state: ParkState): Promise<boolean>;
   /** Appends to the queue of a session `owner` holds, dropping the oldest past `maxQueue`; undefined unless `owner` holds it. */
   append(ref: SessionRef, owner: string, entries: Buffer[], maxQueue: number): Promise<Appended | undefined>;
+  /**
+   * The node is alive for `ttlMs` more. Parked sessions whose offline queue was on a node that has
+   * stopped beating are adopted by another (`adoptOrphans`).
+   */
+  heartbeat(node: string, ttlMs: number): Promise<void>;
+  /** The node stops: its parked sessions may be adopted at once. */
+  retire(node: string): Promise<void>;
+  /**
+   * Takes over, for `node`, up to `limit` parked sessions whose offline queue is on a node that no
+   * longer beats (each gets the owner `newOwner()` returns; one a client resumed meanwhile is skipped).
+   */
+  adoptOrphans(node: string, newOwner: () => string, limit: number): Promise<Adopted[]>;
+  /** The offline queue of `node` let go of the session (its index entry goes; best effort). */
+  unpark(ref: SessionRef, node: string): Promise<void>;
   /** The org's sessions, most recently active first, at most `limit`. */
   list(org: string, limit: number): Promise<SessionInfo[]>;
   ping(): Promise<boolean>;

@@ -68,6 +68,35 @@ export function sessionStoreConformance(create: () => Promise<SessionStore>): vo
     assert.deepEqual(strings(c.messages), ['p']);
   });
 
+  it('session store - a session parked on a node that stopped beating is adopted once by another node; one on a beating node, or resumed meanwhile, is not', async () => {
+    const s = await make();
+    const [orphan, kept, resumed] = [ref(), ref(), ref()];
+    const dead = `dead-${randomBytes(4).toString('hex')}`;
+    const beating = `beat-${randomBytes(4).toString('hex')}`;
+    const me = `me-${randomBytes(4).toString('hex')}`;
+    for (const [r, node] of [[orphan, dead], [kept, beating], [resumed, dead]] as const) {
+      await s.claim(r, 'live:x:1', opts);
+      await s.park(r, 'live:x:1', `queue:${node}:1`, { queueNode: node, subs: { 'a/#': 1 }, qos2: [], pending: [b('p')], expiryMs: 60_000, maxQueue: 10 });
+    }
+    await s.heartbeat(beating, 60_000);
+    await s.heartbeat(dead, 60_000);
+    await s.retire(dead);
+    await s.claim(resumed, 'live:y:2', opts);
+    await s.heartbeat(me, 60_000);
+    let n = 0;
+    const adopted = (await s.adoptOrphans(me, () => `queue:${me}:${++n}`, 100_000)).filter((a) => [orphan, kept, resumed].some((r) => r.key === a.ref.key));
+    assert.deepEqual(adopted.map((a) => [a.ref.key, a.subs]), [[orphan.key, { 'a/#': 1 }]]);
+    assert.ok(adopted[0].expiryMs > 50_000 && adopted[0].expiryMs <= 60_000);
+    // the adopter owns it now: the dead queue can no longer append, the new one can
+    assert.equal(await s.append(orphan, `queue:${dead}:1`, [b('late')], 10), undefined);
+    assert.deepEqual(await s.append(orphan, adopted[0].owner, [b('q')], 10), { length: 2, dropped: 0 });
+    assert.deepEqual(await s.append(kept, `queue:${beating}:1`, [b('k')], 10), { length: 2, dropped: 0 }, 'the beating node keeps its queue');
+    assert.deepEqual((await s.adoptOrphans(`other-${me}`, () => 'queue:o:1', 100_000)).filter((a) => a.ref.key === orphan.key), [], 'adopted once');
+    const c = await s.claim(orphan, 'live:z:3', opts);
+    assert.ok(typeof c === 'object');
+    assert.deepEqual(strings(c.messages), ['p', 'q']);
+  });
+
   it('session store - a full queue drops the oldest and counts it', async () => {
     const s = await make();
     const r = ref();

@@ -1,6 +1,6 @@
 import { createWatchedRedis } from '../redis/watchedRedis.ts';
 import type { Logger } from '../log.ts';
-import { LIVE_MARGIN_MS, type SessionInfo, type SessionRef, type SessionStore, type StoredSession } from './sessionStore.ts';
+import { LIVE_MARGIN_MS, type Adopted, type SessionInfo, type SessionRef, type SessionStore, type StoredSession } from './sessionStore.ts';
 
 /** Redis key of a session record (a hash: owner, cid, subs, q2, drops, last, exp). */
 export function sessionKey(ref: SessionRef): string {
@@ -16,6 +16,19 @@ export function queueKey(ref: SessionRef): string {
 export function sessionIndexKey(org: string): string {
   return `orghub:mqtt:sessions:${org}`;
 }
+
+/** Redis key of a node's heartbeat (present while it beats). */
+export function aliveKey(node: string): string {
+  return `orghub:mqtt:alive:${node}`;
+}
+
+/** Redis key of the set of sessions (`<org> NUL <key>`) parked with an offline queue on `node`. */
+export function parkedKey(node: string): string {
+  return `orghub:mqtt:parked:${node}`;
+}
+
+/** Redis key of the set of nodes that have parked sessions (each checked for a heartbeat). */
+export const NODES_KEY = 'orghub:mqtt:nodes';
 
 /** KEYS rec, queue, index. ARGV owner, clean, cid, expiryMs, now, liveMarginMs, maxSessions, member, indexTtlMs, unlessLive. */
 const CLAIM_LUA = `
@@ -63,6 +76,18 @@ redis.call('PEXPIRE', KEYS[2], ARGV[5])
 redis.call('ZADD', KEYS[3], tonumber(ARGV[6]) + tonumber(ARGV[5]), ARGV[8])
 return over`;
 
+/** KEYS rec, from (the dead node's parked set), to (this node's). ARGV member, dead queue prefix, new owner, index TTL ms. */
+const ADOPT_LUA = `
+redis.call('SREM', KEYS[2], ARGV[1])
+local o = redis.call('HGET', KEYS[1], 'owner')
+if not o or string.sub(o, 1, #ARGV[2]) ~= ARGV[2] then return false end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl <= 0 then return false end
+redis.call('HSET', KEYS[1], 'owner', ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
+return {redis.call('HGET', KEYS[1], 'subs') or '', ttl}`;
+
 /** KEYS rec, queue. ARGV owner, maxQueue, entries... */
 const APPEND_LUA = `
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return {-1, 0} end
@@ -108,7 +133,11 @@ export function createRedisSessionStore(url: string, log: Logger, opts: { maxExp
   redis.defineCommand('orghubSessionSubs', { numberOfKeys: 1, lua: SUBS_LUA });
   redis.defineCommand('orghubSessionPark', { numberOfKeys: 3, lua: PARK_LUA });
   redis.defineCommand('orghubSessionAppend', { numberOfKeys: 2, lua: APPEND_LUA });
-  const scripts = redis as unknown as Record<'orghubSessionClaimBuffer' | 'orghubSessionSubs' | 'orghubSessionPark' | 'orghubSessionAppend', (...args: (string | Buffer)[]) => Promise<unknown>>;
+  redis.defineCommand('orghubSessionAdopt', { numberOfKeys: 3, lua: ADOPT_LUA });
+  const scripts = redis as unknown as Record<'orghubSessionClaimBuffer' | 'orghubSessionSubs' | 'orghubSessionPark' | 'orghubSessionAppend' | 'orghubSessionAdopt', (...args: (string | Buffer)[]) => Promise<unknown>>;
+  const member = (ref: SessionRef) => `${ref.org}\u0000${ref.key}`;
+  /** The parked index outlives any session it names. */
+  const indexTtlMs = String(opts.maxExpiryMs + LIVE_MARGIN_MS);
   const keys = (ref: SessionRef) => [sessionKey(ref), queueKey(ref), sessionIndexKey(ref.org)] as const;
 
   return {
@@ -130,7 +159,43 @@ export function createRedisSessionStore(url: string, log: Logger, opts: { maxExp
     },
     async park(ref, owner, next, s) {
       const r = await scripts.orghubSessionPark(...keys(ref), owner, next, JSON.stringify(s.subs), JSON.stringify(s.qos2), String(s.expiryMs), String(Date.now()), String(s.maxQueue), ref.key, ...s.pending);
-      return r !== -1;
+      if (r === -1) return false;
+      if (s.queueNode) await redis.multi().sadd(parkedKey(s.queueNode), member(ref)).pexpire(parkedKey(s.queueNode), indexTtlMs).sadd(NODES_KEY, s.queueNode).exec();
+      return true;
+    },
+    async heartbeat(node, ttlMs) {
+      await redis.set(aliveKey(node), '1', 'PX', ttlMs);
+    },
+    async retire(node) {
+      await redis.del(aliveKey(node));
+    },
+    async adoptOrphans(node, newOwner, limit) {
+      const out: Adopted[] = [];
+      for (const other of await redis.smembers(NODES_KEY)) {
+        if (other === node || (await redis.exists(aliveKey(other))) === 1) continue;
+        const members = await redis.srandmember(parkedKey(other), limit);
+        if (members.length === 0) {
+          await redis.srem(NODES_KEY, other);
+          continue;
+        }
+        for (const m of members) {
+          const [org, key] = m.split('\u0000');
+          if (!org || !key) {
+            await redis.srem(parkedKey(other), m);
+            continue;
+          }
+          const ref = { org, key };
+          const owner = newOwner();
+          const r = (await scripts.orghubSessionAdopt(sessionKey(ref), parkedKey(other), parkedKey(node), m, `queue:${other}:`, owner, indexTtlMs)) as [string, number] | null;
+          if (r) out.push({ ref, owner, subs: parseSession(owner, r[0], '', '0').subs, expiryMs: r[1] });
+          if (out.length >= limit) return out;
+        }
+        await redis.sadd(NODES_KEY, node);
+      }
+      return out;
+    },
+    async unpark(ref, node) {
+      await redis.srem(parkedKey(node), member(ref));
     },
     async append(ref, owner, entries, maxQueue) {
       let last = { length: 0, dropped: 0 };
