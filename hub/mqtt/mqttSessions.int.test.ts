@@ -36,11 +36,11 @@ describe('mqtt persistent sessions', () => {
     return { status: r.status, body: (await r.json()) as { sessions: Listed[]; error?: { code: string } } };
   };
   /** Waits until the org lists `clientId` in the wanted state (parked: offline; `queued` messages when given). */
-  const listed = async (h: MqttHub, org: string, clientId: string, want: { connected: boolean; queued?: number }) => {
+  const listed = async (h: MqttHub, org: string, clientId: string, want: { connected: boolean; queued?: number; dropped?: number }) => {
     let last: Listed | undefined;
     const ok = await until(async () => {
       last = (await sessions(h, org)).body.sessions.find((s) => s.clientId === clientId);
-      return !!last && last.connected === want.connected && (want.queued === undefined || last.queued === want.queued);
+      return !!last && last.connected === want.connected && (want.queued === undefined || last.queued === want.queued) && (want.dropped === undefined || last.dropped === want.dropped);
     }, 8000);
     assert.ok(ok, `session ${clientId}: wanted ${JSON.stringify(want)}, last seen ${JSON.stringify(last)}`);
     return last!;
@@ -169,7 +169,8 @@ describe('mqtt persistent sessions', () => {
     await listed(h1, org, 'overflow', { connected: false });
     const p = await client(h1, org, 'p');
     for (let i = 0; i < 8; i++) await p.client.publishAsync('of/x', String(i), { qos: 1 });
-    const info = await listed(h1, org, 'overflow', { connected: false, queued: 5 });
+    // Appends run one per event-loop turn, so the listing may show 5 queued before the last drops: wait for all 3.
+    const info = await listed(h1, org, 'overflow', { connected: false, queued: 5, dropped: 3 });
     assert.equal(info.dropped, 3);
     const metrics = await (await fetch(`${h1.hub.url}/metrics`)).text();
     const dropped = Number(/^orghub_mqtt_queue_dropped_total\{reason="overflow"\} (\d+)/m.exec(metrics)?.[1]);
@@ -315,19 +316,25 @@ describe('mqtt persistent sessions', () => {
       const p = await client(h1, org, 'p');
       await p.client.publishAsync('or/before', 'before', { qos: 1 });
       await listed(h1, org, 'orphan', { connected: false, queued: 1 });
-      const adopted = async () => {
-        let n = 0;
-        for (const h of [h1, h2]) n += Number(/^orghub_mqtt_adopted_sessions_total (\d+)/m.exec(await (await fetch(`${h.hub.url}/metrics`)).text())?.[1] ?? 0);
-        return n;
-      };
-      const before = await adopted();
+      const t0 = Date.now();
       await h3.hub.stop('SIGKILL');
-      assert.ok(await until(async () => (await adopted()) > before, 20_000), 'a surviving node adopted the session within its heartbeat TTL and a beat');
-      await p.client.publishAsync('or/after', 'after', { qos: 1 });
-      await listed(h1, org, 'orphan', { connected: false, queued: 2 });
+      // Until another node adopts the session, what is published is not queued (the documented gap): publish until one is.
+      let n = 0;
+      const queuedAfter = await until(async () => {
+        await p.client.publishAsync('or/after', `after-${++n}`, { qos: 1 });
+        await new Promise((r) => setTimeout(r, 200));
+        return ((await sessions(h1, org)).body.sessions.find((x) => x.clientId === 'orphan')?.queued ?? 0) > 1;
+      }, 20_000);
+      assert.ok(queuedAfter, 'a surviving node adopted the session and queues again');
+      const gapMs = Date.now() - t0;
+      // The dead node counted as alive for NODE_ALIVE_MS (6 s) after its last beat, at most 2 s before the kill.
+      assert.ok(gapMs >= 3000 && gapMs < 15_000, `adopted after the dead node's heartbeat lapsed, within a beat of it (${gapMs} ms)`);
       const back = await client(h2, org, 'a', { clientId: 'orphan', clean: false });
       assert.equal(back.connack.sessionPresent, true);
-      assert.deepEqual((await back.waitFor(2)).map((m) => m.payload.toString()), ['before', 'after']);
+      const got = (await back.waitFor(2)).map((m) => m.payload.toString());
+      assert.equal(got[0], 'before', 'what was queued before the kill is kept');
+      assert.equal(got.includes('after-1'), false, 'published right after the kill, before any adoption: not queued (the documented gap)');
+      assert.equal(got[got.length - 1], `after-${n}`, 'the message that showed the adoption is delivered');
     } finally {
       await h3.hub.stop('SIGKILL');
     }

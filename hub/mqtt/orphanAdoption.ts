@@ -1,12 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { BridgeContext } from './bridgeContext.ts';
 import { OfflineQueue } from './offlineQueue.ts';
-import { queueOwner } from './sessionStore.ts';
+import { NODE_ALIVE_MS, queueOwner } from './sessionStore.ts';
 
-/** How often a node beats and looks for orphaned sessions. */
-export const BEAT_MS = 2000;
-/** A node that has not beaten for this long is taken for stopped: its parked sessions are adopted. */
-export const BEAT_TTL_MS = 3 * BEAT_MS;
+/** How often a node beats and looks for orphaned sessions (a node is alive for NODE_ALIVE_MS after a beat). */
+export const BEAT_MS = NODE_ALIVE_MS / 3;
 /** Sessions adopted per beat (the rest on the next ones). */
 const ADOPT_PER_BEAT = 500;
 
@@ -14,7 +12,7 @@ const ADOPT_PER_BEAT = 500;
  * Keeps this node's heartbeat in the session store and adopts parked sessions whose offline
  * queue was on a node that stopped beating (crash, partition, shutdown): each gets an offline
  * queue here, which holds its subscriptions and appends to its queue from then on. What was
- * published between the stop and the adoption (up to BEAT_TTL_MS + BEAT_MS) is not queued
+ * published between the stop and the adoption (up to NODE_ALIVE_MS + BEAT_MS) is not queued
  * (docs/mqtt.md "Known limits"). Ownership in the store is checked at every write, so a node that
  * only lost Redis for a while finds its queues adopted and stops them at its next append.
  */
@@ -25,7 +23,7 @@ export function startOrphanAdoption(ctx: BridgeContext, stats: { adopted: number
     if (running || stopped) return;
     running = true;
     try {
-      await ctx.store.heartbeat(ctx.nodeId, BEAT_TTL_MS);
+      await ctx.store.heartbeat(ctx.nodeId);
       const adopted = await ctx.store.adoptOrphans(ctx.nodeId, () => queueOwner(ctx.nodeId, randomUUID()), ADOPT_PER_BEAT);
       for (const a of adopted) {
         const session = a.owner.slice(a.owner.lastIndexOf(':') + 1);

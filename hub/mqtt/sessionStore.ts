@@ -78,6 +78,12 @@ export interface Appended {
   dropped: number;
 }
 
+/**
+ * How long a node counts as alive after its last heartbeat (or park): past it, the sessions its
+ * offline queues hold are adopted by another node. Nodes beat every third of it.
+ */
+export const NODE_ALIVE_MS = 6000;
+
 /** A parked session taken over from the offline queue of a node that stopped (`adoptOrphans`). */
 export interface Adopted {
   ref: SessionRef;
@@ -115,10 +121,11 @@ export interface SessionStore {
   /** Appends to the queue of a session `owner` holds, dropping the oldest past `maxQueue`; undefined unless `owner` holds it. */
   append(ref: SessionRef, owner: string, entries: Buffer[], maxQueue: number): Promise<Appended | undefined>;
   /**
-   * The node is alive for `ttlMs` more. Parked sessions whose offline queue was on a node that has
-   * stopped beating are adopted by another (`adoptOrphans`).
+   * The node is alive for NODE_ALIVE_MS more (a park by its queue counts as a beat too). Parked
+   * sessions whose offline queue was on a node that has stopped beating are adopted by another
+   * (`adoptOrphans`).
    */
-  heartbeat(node: string, ttlMs: number): Promise<void>;
+  heartbeat(node: string): Promise<void>;
   /** The node stops: its parked sessions may be adopted at once. */
   retire(node: string): Promise<void>;
   /**

@@ -78,11 +78,10 @@ export function sessionStoreConformance(create: () => Promise<SessionStore>): vo
       await s.claim(r, 'live:x:1', opts);
       await s.park(r, 'live:x:1', `queue:${node}:1`, { queueNode: node, subs: { 'a/#': 1 }, qos2: [], pending: [b('p')], expiryMs: 60_000, maxQueue: 10 });
     }
-    await s.heartbeat(beating, 60_000);
-    await s.heartbeat(dead, 60_000);
+    await s.heartbeat(beating);
     await s.retire(dead);
     await s.claim(resumed, 'live:y:2', opts);
-    await s.heartbeat(me, 60_000);
+    await s.heartbeat(me);
     let n = 0;
     const adopted = (await s.adoptOrphans(me, () => `queue:${me}:${++n}`, 100_000)).filter((a) => [orphan, kept, resumed].some((r) => r.key === a.ref.key));
     assert.deepEqual(adopted.map((a) => [a.ref.key, a.subs]), [[orphan.key, { 'a/#': 1 }]]);

@@ -1,4 +1,4 @@
-import { isLiveOwner, LIVE_MARGIN_MS, type Adopted, type SessionInfo, type SessionRef, type SessionStore, type StoredSession } from './sessionStore.ts';
+import { isLiveOwner, LIVE_MARGIN_MS, NODE_ALIVE_MS, type Adopted, type SessionInfo, type SessionRef, type SessionStore, type StoredSession } from './sessionStore.ts';
 
 interface Rec {
   owner: string;
@@ -80,13 +80,14 @@ export function createMemorySessionStore(now: () => number = Date.now): SessionS
       r.queue = [...s.pending, ...r.queue];
       trim(r, s.maxQueue);
       if (s.queueNode) {
+        alive.set(s.queueNode, now() + NODE_ALIVE_MS);
         if (!parkedOn.has(s.queueNode)) parkedOn.set(s.queueNode, new Map());
         parkedOn.get(s.queueNode)!.set(member(ref), ref);
       }
       return true;
     },
-    async heartbeat(node, ttlMs) {
-      alive.set(node, now() + ttlMs);
+    async heartbeat(node) {
+      alive.set(node, now() + NODE_ALIVE_MS);
     },
     async retire(node) {
       alive.set(node, 0);

@@ -1,6 +1,6 @@
 import { createWatchedRedis } from '../redis/watchedRedis.ts';
 import type { Logger } from '../log.ts';
-import { LIVE_MARGIN_MS, type Adopted, type SessionInfo, type SessionRef, type SessionStore, type StoredSession } from './sessionStore.ts';
+import { LIVE_MARGIN_MS, NODE_ALIVE_MS, type Adopted, type SessionInfo, type SessionRef, type SessionStore, type StoredSession } from './sessionStore.ts';
 
 /** Redis key of a session record (a hash: owner, cid, subs, q2, drops, last, exp). */
 export function sessionKey(ref: SessionRef): string {
@@ -160,11 +160,12 @@ export function createRedisSessionStore(url: string, log: Logger, opts: { maxExp
     async park(ref, owner, next, s) {
       const r = await scripts.orghubSessionPark(...keys(ref), owner, next, JSON.stringify(s.subs), JSON.stringify(s.qos2), String(s.expiryMs), String(Date.now()), String(s.maxQueue), ref.key, ...s.pending);
       if (r === -1) return false;
-      if (s.queueNode) await redis.multi().sadd(parkedKey(s.queueNode), member(ref)).pexpire(parkedKey(s.queueNode), indexTtlMs).sadd(NODES_KEY, s.queueNode).exec();
+      // Indexed for adoption; the park counts as a beat, so a node whose first heartbeat has not landed yet is not taken for dead.
+      if (s.queueNode) await redis.multi().set(aliveKey(s.queueNode), '1', 'PX', NODE_ALIVE_MS).sadd(parkedKey(s.queueNode), member(ref)).pexpire(parkedKey(s.queueNode), indexTtlMs).sadd(NODES_KEY, s.queueNode).exec();
       return true;
     },
-    async heartbeat(node, ttlMs) {
-      await redis.set(aliveKey(node), '1', 'PX', ttlMs);
+    async heartbeat(node) {
+      await redis.set(aliveKey(node), '1', 'PX', NODE_ALIVE_MS);
     },
     async retire(node) {
       await redis.del(aliveKey(node));
