@@ -48,11 +48,17 @@ local rec = redis.call('HMGET', KEYS[1], 'subs', 'q2', 'drops')
 redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'cid', ARGV[3], 'last', ARGV[5], 'exp', ARGV[4])
 local msgs = redis.call('LRANGE', KEYS[2], 0, -1)
 redis.call('DEL', KEYS[2])
+-- One reply string (each entry behind its 4-byte length) instead of one bulk string per entry.
+local packed = {}
+for i, m in ipairs(msgs) do
+  packed[2 * i - 1] = struct.pack('>I4', #m)
+  packed[2 * i] = m
+end
 local ttl = tonumber(ARGV[4]) + tonumber(ARGV[6])
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('ZADD', KEYS[3], now + ttl, ARGV[8])
 redis.call('PEXPIRE', KEYS[3], ARGV[9])
-return {present and 1 or 0, rec[1] or '', rec[2] or '', rec[3] or '0', msgs}`;
+return {present and 1 or 0, rec[1] or '', rec[2] or '', rec[3] or '0', table.concat(packed)}`;
 
 /** KEYS rec. ARGV owner, subs. */
 const SUBS_LUA = `
@@ -108,6 +114,19 @@ return {n, over}`;
 /** Entries per APPEND script call (Lua's unpack has a stack limit). */
 const APPEND_CHUNK = 500;
 
+/** The entries of a claim reply: each behind its 4-byte length, as views into the reply (no copy). */
+export function unpackEntries(b: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  let i = 0;
+  while (i + 4 <= b.length) {
+    const end = i + 4 + b.readUInt32BE(i);
+    if (end > b.length) break;
+    out.push(b.subarray(i + 4, end));
+    i = end;
+  }
+  return out;
+}
+
 function parseSession(owner: string, subs: string, q2: string, drops: string): StoredSession {
   const parse = <T>(s: string, d: T): T => {
     try {
@@ -146,10 +165,10 @@ export function createRedisSessionStore(url: string, log: Logger, opts: { maxExp
       return owner === null ? undefined : parseSession(owner, subs ?? '', q2 ?? '', drops ?? '0');
     },
     async claim(ref, owner, o) {
-      const r = (await scripts.orghubSessionClaimBuffer(...keys(ref), owner, o.clean ? '1' : '0', o.clientId, String(o.expiryMs), String(Date.now()), String(LIVE_MARGIN_MS), String(o.maxSessions), ref.key, String(opts.maxExpiryMs + LIVE_MARGIN_MS), o.unlessLive ? '1' : '0')) as [number, Buffer, Buffer, Buffer, Buffer[]];
+      const r = (await scripts.orghubSessionClaimBuffer(...keys(ref), owner, o.clean ? '1' : '0', o.clientId, String(o.expiryMs), String(Date.now()), String(LIVE_MARGIN_MS), String(o.maxSessions), ref.key, String(opts.maxExpiryMs + LIVE_MARGIN_MS), o.unlessLive ? '1' : '0')) as [number, Buffer, Buffer, Buffer, Buffer];
       if (r[0] === -1) return 'full';
       if (r[0] === -2) return 'busy';
-      return { present: r[0] === 1, session: parseSession(owner, r[1].toString(), r[2].toString(), r[3].toString()), messages: r[4] };
+      return { present: r[0] === 1, session: parseSession(owner, r[1].toString(), r[2].toString(), r[3].toString()), messages: unpackEntries(r[4]) };
     },
     async discard(ref) {
       await redis.multi().del(sessionKey(ref), queueKey(ref)).zrem(sessionIndexKey(ref.org), ref.key).exec();
