@@ -9,7 +9,11 @@
  * delivery (for orghub, the hub process plus its dedicated Redis), and for orghub the Redis memory
  * per queued message (a dedicated redis-server, so nothing else is counted).
  *
- *   node --import tsx loadtest/mqttSessions.ts [--sessions 1000] [--queued 100] [--size 128] [--runs 1]
+ * Before the measured runs, each server (and this generator) gets `--warmup` untimed rounds of a
+ * fifth of the sessions, so that no run pays for the JIT warm-up of the hub or of the generator
+ * (the first target measured used to pay for both); `--warmup 0` measures cold.
+ *
+ *   node --import tsx loadtest/mqttSessions.ts [--sessions 1000] [--queued 100] [--size 128] [--runs 1] [--warmup 1]
  */
 import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
@@ -29,12 +33,14 @@ const { values: args } = parseArgs({
     queued: { type: 'string', default: '100' },
     size: { type: 'string', default: '128' },
     runs: { type: 'string', default: '1' },
+    warmup: { type: 'string', default: '1' },
   },
 });
-const N = Number(args.sessions);
-const Q = Number(args.queued);
+const SESSIONS = Number(args.sessions);
+const QUEUED = Number(args.queued);
 const SIZE = Number(args.size);
 const RUNS = Number(args.runs);
+const WARMUP = Number(args.warmup);
 
 interface Target {
   name: string;
@@ -95,7 +101,7 @@ interface Row {
   bytesPerMsg?: number;
 }
 
-async function run(t: Target, r: number): Promise<Row> {
+async function run(t: Target, r: number | string, N: number, Q: number): Promise<Row> {
   const topic = `bench/ps/${r}-${process.pid}`;
   const id = (i: number) => `ps-${r}-${process.pid}-${i}`;
   // 1. N persistent sessions subscribe, then leave.
@@ -166,7 +172,7 @@ async function main(): Promise<void> {
     await waitForPort(redisPort, 10_000, redisChild);
     redis = new Redis(`redis://127.0.0.1:${redisPort}`);
     const mqttPort = await freePort();
-    hub = await startHub(issuer.env, { ORGHUB_MQTT_PORT: String(mqttPort), ORGHUB_MQTT_RATE: '0', REDIS_URL: `redis://127.0.0.1:${redisPort}`, ORGHUB_MQTT_MAX_SESSIONS: String(N * RUNS + 10) });
+    hub = await startHub(issuer.env, { ORGHUB_MQTT_PORT: String(mqttPort), ORGHUB_MQTT_RATE: '0', REDIS_URL: `redis://127.0.0.1:${redisPort}`, ORGHUB_MQTT_MAX_SESSIONS: String(SESSIONS * RUNS + Math.ceil(SESSIONS / 5) * WARMUP + 10) });
     const url = `http://127.0.0.1:${hub.port}`;
     const targets: Target[] = [
       {
@@ -183,17 +189,23 @@ async function main(): Promise<void> {
       },
       { name: 'mosquitto', port: 1883, pids: [mosquittoPid()], password: 'unused' },
     ];
+    for (let w = 0; w < WARMUP; w++) {
+      for (const t of targets) {
+        await run(t, `w${w}`, Math.ceil(SESSIONS / 5), QUEUED);
+        process.stderr.write(`warm-up ${w} ${t.name} done\n`);
+      }
+    }
     const rows: Row[] = [];
     for (let r = 0; r < RUNS; r++) {
       for (const t of targets) {
-        rows.push(await run(t, r));
+        rows.push(await run(t, r, SESSIONS, QUEUED));
         process.stderr.write(`run ${r} ${t.name} done\n`);
       }
     }
-    process.stdout.write(`\nMQTT persistent sessions: ${N} offline sessions × ${Q} queued QoS 1 messages of ${SIZE} bytes, then all reconnect (${RUNS} run(s))\n\n`);
+    process.stdout.write(`\nMQTT persistent sessions: ${SESSIONS} offline sessions × ${QUEUED} queued QoS 1 messages of ${SIZE} bytes, then all reconnect (${RUNS} run(s), after ${WARMUP} untimed warm-up round(s) of ${Math.ceil(SESSIONS / 5)} sessions per server)\n\n`);
     printTable(
       ['server', 'delivered from queues', 'messages/s', 'server CPU µs/delivery', 'Redis bytes/queued message'],
-      rows.map((x) => [x.target, `${x.delivered}/${N * Q}`, si(x.perSec), fixed(x.cpuUs, 2), x.bytesPerMsg === undefined ? 'n/a (in process memory)' : fixed(x.bytesPerMsg, 0)]),
+      rows.map((x) => [x.target, `${x.delivered}/${SESSIONS * QUEUED}`, si(x.perSec), fixed(x.cpuUs, 2), x.bytesPerMsg === undefined ? 'n/a (in process memory)' : fixed(x.bytesPerMsg, 0)]),
     );
   } finally {
     redis?.disconnect();

@@ -45,12 +45,16 @@ export interface SessionStats {
   queued: number;
   /** Messages dropped, by reason: `overflow` (queue full, oldest dropped), `expired` (Message Expiry passed), `unavailable` (Redis failed). */
   dropped: { overflow: number; expired: number; unavailable: number };
+  /** Parked sessions this node adopted from a node that stopped beating. */
+  adopted: number;
 }
 
-/** An offline queue this node keeps (metrics). */
+/** An offline queue this node keeps (metrics, and the subscriptions a resume on this node starts from). */
 export interface HeldQueue {
   /** Queue length after this node's last append. */
   readonly length: number;
+  /** The session's filters the queue holds on the bus. */
+  readonly subs: ReadonlyMap<string, 0 | 1>;
 }
 
 /** Everything a session needs from the bridge; built once per hub node. */
@@ -82,6 +86,8 @@ export interface BridgeContext {
   stats: SessionStats;
   /** Offline queues held by this node. */
   queues: Set<HeldQueue>;
+  /** The newest offline queue of each session parked on this node, by `SessionRef.key`. */
+  parkedHere: Map<string, HeldQueue>;
   /** Rate limits, connection caps and quotas shared with the other transports (hub/limits). */
   quotas: LimitService;
   /** Graceful drain: refuses new commands, counts those in flight and the session writes still to flush. */

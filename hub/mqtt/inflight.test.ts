@@ -82,4 +82,18 @@ describe('mqtt inflight window', () => {
     assert.equal(w.queued, 0);
     assert.equal(w.ack(1), undefined);
   });
+
+  it('owned - an encoding owned by the connection gets its id in place (no copy); a shared one is copied and left as it was', () => {
+    const w = new InflightWindow(1, 10);
+    const shared = Buffer.from(tpl);
+    const sent = w.offer(shared, off) as Buffer;
+    assert.notEqual(sent, shared);
+    assert.deepEqual(shared, tpl, 'the shared encoding is untouched');
+    const mine = Buffer.from(tpl);
+    assert.equal(w.offer(mine, off, true), 'queued');
+    const next = w.ack(idOf(sent))!;
+    assert.equal(next, mine, 'the same buffer, with its id written in');
+    assert.equal(next.readUInt16BE(off), idOf(next));
+    assert.notEqual(idOf(next), idOf(sent));
+  });
 });

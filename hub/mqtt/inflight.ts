@@ -8,7 +8,7 @@ import { withPacketId } from './outbound.ts';
  */
 export class InflightWindow {
   private readonly ids = new Map<number, Buffer>();
-  private waiting: { template: Buffer; offset: number }[] = [];
+  private waiting: { template: Buffer; offset: number; owned: boolean }[] = [];
   private nextId = 1;
 
   constructor(
@@ -24,11 +24,13 @@ export class InflightWindow {
   /**
    * Offers a delivery encoded with its packet id at `offset`: the bytes to write now (a copy
    * carrying a fresh id), `'queued'` while the window is full, or `'full'` when the queue is too.
+   * `owned`: the encoding is this connection's alone (a resumed session's queued message), so the
+   * id is written into it instead of a copy.
    */
-  offer(template: Buffer, offset: number): Buffer | 'queued' | 'full' {
-    if (this.ids.size < this.quota) return this.sendWithId(template, offset);
+  offer(template: Buffer, offset: number, owned = false): Buffer | 'queued' | 'full' {
+    if (this.ids.size < this.quota) return this.sendWithId(template, offset, owned);
     if (this.waiting.length >= this.maxQueued) return 'full';
-    this.waiting.push({ template, offset });
+    this.waiting.push({ template, offset, owned });
     return 'queued';
   }
 
@@ -36,7 +38,7 @@ export class InflightWindow {
   ack(id: number): Buffer | undefined {
     if (!this.ids.delete(id)) return undefined;
     const next = this.waiting.shift();
-    return next ? this.sendWithId(next.template, next.offset) : undefined;
+    return next ? this.sendWithId(next.template, next.offset, next.owned) : undefined;
   }
 
   /** Drops the queued deliveries (the connection is gone). */
@@ -59,9 +61,10 @@ export class InflightWindow {
     return this.waiting.length;
   }
 
-  private sendWithId(template: Buffer, offset: number): Buffer {
+  private sendWithId(template: Buffer, offset: number, owned: boolean): Buffer {
     const id = this.allocId();
-    const bytes = withPacketId(template, offset, id);
+    const bytes = owned ? template : withPacketId(template, offset, id);
+    if (owned) bytes.writeUInt16BE(id, offset);
     this.ids.set(id, bytes);
     return bytes;
   }

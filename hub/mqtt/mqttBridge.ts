@@ -15,6 +15,7 @@ import { createRedisSessionStore } from './sessionStoreRedis.ts';
 import { mountMqttSessionsApi } from './sessionsApi.ts';
 import { createTakeoverRegistry } from './takeoverRegistry.ts';
 import { DrainGate } from './drainGate.ts';
+import { startOrphanAdoption } from './orphanAdoption.ts';
 
 export interface MqttBridgeOptions {
   /** Replaces the Redis store (tests). */
@@ -58,7 +59,7 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
       };
       const sessions = new Set<SweptSession>();
       const queues = new Set<HeldQueue>();
-      const stats: SessionStats = { queued: 0, dropped: { overflow: 0, expired: 0, unavailable: 0 } };
+      const stats: SessionStats = { queued: 0, dropped: { overflow: 0, expired: 0, unavailable: 0 }, adopted: 0 };
       const takeover = createTakeoverRegistry({ bus: core.bus, nodeId: core.nodeId, log });
       const maxExpiryS = config.ORGHUB_MQTT_MAX_SESSION_EXPIRY;
       const ctx: BridgeContext = {
@@ -84,6 +85,7 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
         policy: { defaultExpiryS: config.ORGHUB_MQTT_SESSION_EXPIRY, maxExpiryS, maxQueue: config.ORGHUB_MQTT_QUEUE_MAX, maxSessions: config.ORGHUB_MQTT_MAX_SESSIONS },
         stats,
         queues,
+        parkedHere: new Map(),
         live: core.sessions,
         drain: new DrainGate(),
       };
@@ -119,6 +121,7 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
         }
       }, 1000);
       sweep.unref();
+      const adoption = startOrphanAdoption(ctx, stats);
 
       const fanout = ctx.fanout;
       return {
@@ -131,6 +134,7 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
           { name: 'orghub_mqtt_offline_sessions', help: 'Parked persistent MQTT sessions whose offline queue this node keeps', type: 'gauge', read: () => queues.size },
           { name: 'orghub_mqtt_queued_messages', help: 'Messages waiting in the offline queues this node keeps (as of its last append to each)', type: 'gauge', read: () => sum(queues) },
           { name: 'orghub_mqtt_queued_total', help: 'Messages this node appended to offline MQTT session queues', type: 'counter', read: () => stats.queued },
+          { name: 'orghub_mqtt_adopted_sessions_total', help: 'Parked MQTT sessions this node adopted from a node that stopped beating', type: 'counter', read: () => stats.adopted },
           {
             name: 'orghub_mqtt_queue_dropped_total',
             help: 'Messages of persistent MQTT sessions dropped: overflow (queue full, oldest dropped), expired (Message Expiry), unavailable (Redis failed)',
@@ -156,6 +160,7 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
         },
         async stop() {
           clearInterval(sweep);
+          await adoption.stop();
           takeover.close();
           gate.close();
           server.close();

@@ -1,49 +1,44 @@
-import mqttPacket, { type IConnectPacket, type Packet } from 'mqtt-packet';
+import type { IConnectPacket, Packet } from 'mqtt-packet';
 import { randomUUID } from 'node:crypto';
 import type { Grants } from '../acl/grants.ts';
 import type { Principal } from '../auth/principal.ts';
 import type { LiveSession } from '../core/sessions.ts';
 import { NO_LIMITS, type RateLimits } from '../limits/connLimits.ts';
 import type { Slot } from '../limits/limitService.ts';
-import { sessionLog, type BridgeContext, type SweptSession } from './bridgeContext.ts';
 import type { Logger } from '../log.ts';
-import { CONNECT_REFUSALS, ConnackV4, Reason, type ConnectRefusal } from './codes.ts';
-import { clip, overPacketLimit, TokenBucket } from './limits.ts';
+import { sessionLog, type BridgeContext, type SweptSession } from './bridgeContext.ts';
+import { Reason, type ConnectRefusal } from './codes.ts';
+import { clip, TokenBucket } from './limits.ts';
 import type { Version } from './outbound.ts';
 import { Outbox, type MqttSocket } from './outbox.ts';
 import { SerialQueue } from './serial.ts';
+import { isReservedTopic } from '../fleet/fleet.ts';
+import { FleetHolds } from './fleetHolds.ts';
+import { PacketReader, PublishBacklog } from './inboundGate.ts';
 import { sessionExpiryMs } from './sessionCodec.ts';
-import { authorizeConnect, connackProperties, msUntil, publishWill, type Will } from './sessionConnect.ts';
-import type { SessionPort } from './sessionPort.ts';
+import { acceptedConnack, authorizeConnect, connectedAuditData, msUntil, refusedConnack } from './sessionConnect.ts';
+import { PersistentSession } from './sessionPersistence.ts';
+import type { SessionPort, SessionState } from './sessionPort.ts';
 import { handlePublish, handlePubrel } from './sessionPublish.ts';
-import { parkSession, persistedSubs, queuedDeliveries, restoreSubscriptions, resumeSession } from './sessionResume.ts';
-import { liveOwner, type Claimed, type SessionRef } from './sessionStore.ts';
-import { handleSubscribe, handleUnsubscribe } from './sessionSubscribe.ts';
+import { queuedDeliveries } from './sessionResume.ts';
+import type { Claimed } from './sessionStore.ts';
+import { attachCommands, handleSubscribe, handleUnsubscribe } from './sessionSubscribe.ts';
 import { clientKey, type Registrant } from './takeoverRegistry.ts';
+import { LastWill } from './lastWill.ts';
 
 export type { MqttSocket } from './outbox.ts';
-
-export type SessionState = 'connecting' | 'authenticating' | 'open' | 'closed';
+export type { SessionState } from './sessionPort.ts';
 
 type AuditType = Parameters<BridgeContext['audit']['record']>[1];
 
 /** Packets queued behind a pending Redis or event-store call before the client is dropped. */
 const MAX_PENDING = 10_000;
-/** Packets accepted between CONNECT and CONNACK (token verification, session resume). */
-const MAX_EARLY = 1000;
-/** Bytes of packets accepted between CONNECT and CONNACK: a client cannot park megabytes pre-auth. */
-const MAX_EARLY_BYTES = 1024 * 1024;
-/**
- * Bytes of PUBLISH packets queued behind a pending Redis or event-store call: past it the socket
- * stops being read until the queue is under half (so a fast sender is held back by TCP, not
- * buffered); past 4 times it (a transport that cannot pause) the client is dropped.
- */
-const MAX_QUEUED_BYTES = 4 * 1024 * 1024;
 
 /**
- * One MQTT connection (3.1.1 or 5): parses packets with mqtt-packet, authorises CONNECT
- * (sessionConnect.ts), resumes or parks a persistent session (sessionResume.ts), and hands the
- * other packets to handlers that see it only through `SessionPort`. Packets after CONNECT are
+ * One MQTT connection (3.1.1 or 5): reads packets (inboundGate.ts), authorises CONNECT
+ * (sessionConnect.ts), resumes or parks a persistent session (sessionPersistence.ts), decides the
+ * fate of its Will (lastWill.ts), and hands the other packets to handlers that see it only
+ * through `SessionPort`. Packets after CONNECT are
  * handled strictly in arrival order (acks too), even when one of them waits for Redis or the
  * event store. Its state is private: handlers change it only through the port.
  */
@@ -63,32 +58,25 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
   lim: RateLimits = NO_LIMITS;
 
   private clientId = '';
-  /** Packets received while CONNECT is being authorised. */
-  private early: Packet[] = [];
-  private earlyBytes = 0;
-  private queuedBytes = 0;
-  private paused = false;
+  /** PUBLISH bytes queued behind a pending call (pauses the socket). */
+  private readonly backlog: PublishBacklog;
   private readonly outbox: Outbox;
-  private will: Will | undefined;
-  /** The client said DISCONNECT (without reason 0x04): no Will. */
-  private graceful = false;
-  /** No Will whatever happens (refused CONNECT, token expiry, revocation). */
-  private suppressWill = false;
+  private readonly will = new LastWill();
   /** Why the connection ends (logs and the `session.disconnected` audit event). */
   private closeReason = 'client closed';
   private expTimer: NodeJS.Timeout | undefined;
-  private ref: SessionRef | undefined;
-  /** Owner token while this connection holds a persistent session ('' for a clean one). */
-  private owner = '';
-  private expiryMs = 0;
+  /** The (org, sub, client id) key of the takeover registry, once authorised. */
+  private key: string | undefined;
+  /** The stored session of a persistent connection (resume at CONNECT, park at close). */
+  private persistent: PersistentSession | undefined;
   /** This connection in the node's session registry (hub/core/sessions.ts), once open. */
   private live: LiveSession | undefined;
   /** Connection slots (IP, org, user) given back at teardown; a parked session holds none. */
   private slots: Slot[] = [];
-  /** Detachers of `$commands/<device>` subscriptions (fleet delivery from the event store, not the bus). */
-  private fleet: Map<string, () => void> | undefined;
+  /** `$commands/<device>` subscriptions' fleet deliveries (from the event store, not the bus). */
+  private readonly fleet = new FleetHolds();
 
-  private readonly parser = mqttPacket.parser({ protocolVersion: 4 });
+  private readonly reader: PacketReader;
   private readonly bucket: TokenBucket;
   private readonly order: SerialQueue;
 
@@ -98,13 +86,25 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
   ) {
     this.bucket = new TokenBucket(ctx.limits.rate);
     this.outbox = new Outbox(this, sock, ctx.flusher, ctx.limits);
+    this.backlog = new PublishBacklog(sock);
     this.order = new SerialQueue(MAX_PENDING, {
       onError: (err) => this.fail(err),
       onOverflow: () => this.disconnect(Reason.quotaExceeded, 'too many pending packets'),
       stopped: () => this.state === 'closed',
     });
-    this.parser.on('packet', (p) => this.onPacket(p));
-    this.parser.on('error', (err: Error) => this.violation(Reason.malformedPacket, `malformed packet: ${err.message}`));
+    this.reader = new PacketReader(this, {
+      onConnect: (p) => {
+        this.state = 'authenticating';
+        this.connect(p).catch((err) => this.fail(err));
+      },
+      onPacket: (p) => this.dispatch(p),
+      onAck: (id) => this.outbox.ack(id),
+      violation: (code, reason) => this.violation(code, reason),
+      tooLarge: () => {
+        this.audit('limit.hit', { limit: 'packet_size', max: this.ctx.limits.maxPacket });
+        this.disconnect(Reason.packetTooLarge, 'packet too large');
+      },
+    }, ctx.limits.maxPacket);
     ctx.sessions.add(this);
   }
 
@@ -115,6 +115,10 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
 
   get open(): boolean {
     return this.state === 'open';
+  }
+
+  get closed(): boolean {
+    return this.state === 'closed';
   }
 
   get backlogged(): boolean {
@@ -129,23 +133,12 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
   feed(chunk: Buffer): void {
     if (this.state === 'closed') return;
     this.lastSeen = Date.now();
-    try {
-      this.parser.parse(chunk);
-    } catch (err) {
-      this.violation(Reason.malformedPacket, `malformed packet: ${(err as Error).message}`);
-      return;
-    }
-    // A declared length beyond the limit is refused before its body is buffered.
-    const p = this.parser as unknown as { packet: { length: number }; _list: { length: number } };
-    if ((this.state as SessionState) !== 'closed' && overPacketLimit(p.packet.length, p._list.length, this.ctx.limits.maxPacket)) {
-      this.audit('limit.hit', { limit: 'packet_size', max: this.ctx.limits.maxPacket });
-      this.disconnect(Reason.packetTooLarge, 'packet too large');
-    }
+    this.reader.feed(chunk);
   }
 
   /** The socket went away (or was closed by us). Publishes the will unless the client said goodbye. */
   onSocketClosed(): void {
-    this.teardown(this.closeReason === 'client closed' && !this.graceful ? 'connection lost' : this.closeReason);
+    this.teardown(this.closeReason === 'client closed' && !this.will.saidGoodbye ? 'connection lost' : this.closeReason);
   }
 
   // ---- outbound (outbox.ts) -------------------------------------------------------------------
@@ -178,29 +171,6 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
 
   // ---- inbound ------------------------------------------------------------------------------
 
-  private onPacket(p: Packet): void {
-    if (this.state !== 'closed' && (p.length ?? 0) > this.ctx.limits.maxPacket) {
-      this.audit('limit.hit', { limit: 'packet_size', max: this.ctx.limits.maxPacket });
-      return this.disconnect(Reason.packetTooLarge, 'packet too large');
-    }
-    switch (this.state) {
-      case 'closed':
-        return;
-      case 'connecting':
-        if (p.cmd !== 'connect') return this.violation(Reason.protocolError, `first packet must be CONNECT, got ${p.cmd}`);
-        this.state = 'authenticating';
-        this.connect(p).catch((err) => this.fail(err));
-        return;
-      case 'authenticating':
-        this.earlyBytes += p.length ?? 0;
-        if (this.early.length > MAX_EARLY || this.earlyBytes > MAX_EARLY_BYTES) return this.violation(Reason.quotaExceeded, 'too many packets before CONNACK');
-        this.early.push(p);
-        return;
-      case 'open':
-        return this.dispatch(p);
-    }
-  }
-
   /** Handles one packet of an open session (also replays `early` after CONNACK). */
   private dispatch(p: Packet): void {
     switch (p.cmd) {
@@ -232,10 +202,9 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
         return this.send({ cmd: 'pingresp' });
       case 'disconnect':
         // MQTT 5 reason 0x04 asks for the will to be published all the same.
-        this.graceful = !(this.version === 5 && p.reasonCode === Reason.disconnectWithWill);
+        this.will.disconnected(this.version === 5 && p.reasonCode === Reason.disconnectWithWill);
         this.closeReason = 'client disconnected';
-        // MQTT 5 §3.14.2.2.2: DISCONNECT may change the expiry of a persistent session (0 ends it).
-        if (this.owner && p.properties?.sessionExpiryInterval !== undefined) this.expiryMs = Math.min(p.properties.sessionExpiryInterval, this.ctx.policy.maxExpiryS) * 1000;
+        this.persistent?.disconnectExpiry(p.properties?.sessionExpiryInterval);
         return this.order.run(() => this.close());
       case 'pubrec':
       case 'pubcomp':
@@ -251,18 +220,9 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
   /** A PUBLISH behind a pending one: counted by bytes; the socket pauses while the queue is busy. */
   private queuePublish(p: Packet & { cmd: 'publish' }): void {
     const len = p.length ?? 0;
-    this.queuedBytes += len;
-    if (this.queuedBytes > MAX_QUEUED_BYTES && !this.paused && this.sock.pause) {
-      this.paused = true;
-      this.sock.pause();
-    }
-    if (this.queuedBytes > MAX_QUEUED_BYTES * 4) return this.disconnect(Reason.quotaExceeded, 'too many bytes queued');
+    if (!this.backlog.add(len)) return this.disconnect(Reason.quotaExceeded, 'too many bytes queued');
     this.order.run(() => {
-      this.queuedBytes -= len;
-      if (this.paused && this.queuedBytes <= MAX_QUEUED_BYTES / 2) {
-        this.paused = false;
-        this.sock.resume?.();
-      }
+      this.backlog.taken(len);
       return handlePublish(this, p);
     });
   }
@@ -299,38 +259,25 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     this.lim = d.lim;
     this.principal = d.principal;
     this.grants = d.grants;
-    this.will = d.will;
+    this.will.set(d.will);
     let assigned: string | undefined;
     if (this.clientId === '') this.clientId = assigned = `orghub-${this.session}`;
-    const ref: SessionRef = { org: d.principal.org, key: clientKey(d.principal.org, d.principal.sub, this.clientId) };
-    this.ref = ref;
-    this.ctx.takeover.register(ref.key, this);
+    const ref = { org: d.principal.org, key: clientKey(d.principal.org, d.principal.sub, this.clientId) };
+    this.key = ref.key;
+    this.ctx.takeover.register(ref.key, this, !!p.clean);
     const { policy } = this.ctx;
     const expiryMs = sessionExpiryMs(v, !!p.clean, props?.sessionExpiryInterval, policy.defaultExpiryS, policy.maxExpiryS);
     let claimed: Claimed | undefined;
     if (expiryMs > 0) {
       this.outbox.hold();
-      const owner = liveOwner(this.ctx.nodeId, this.session);
-      let r: Claimed | 'full';
-      try {
-        r = await resumeSession(this.ctx, ref, owner, { clean: !!p.clean, clientId: clip(this.clientId) ?? '', expiryMs, maxSessions: policy.maxSessions }, (s) => (this.state === 'closed' ? Promise.resolve() : restoreSubscriptions(this, s, false)));
-      } catch (err) {
-        this.log.warn({ err: (err as Error).message }, 'mqtt session store unavailable at CONNECT');
-        return this.refuse('session_store_unavailable');
-      }
+      this.persistent = new PersistentSession(this.ctx, ref, this.session, expiryMs);
+      const r = await this.persistent.resume(this, !!p.clean, this.clientId);
+      if (r === 'gone') return;
+      if (r === 'unavailable') return this.refuse('session_store_unavailable');
       if (r === 'full') {
         this.audit('limit.hit', { limit: 'mqtt_sessions', max: policy.maxSessions, transport: 'mqtt' });
         return this.refuse('session_quota');
       }
-      if ((this.state as SessionState) === 'closed') {
-        // Gone while resuming: hand the claimed session straight back, nothing lost.
-        void this.ctx.store.park(ref, owner, '', { subs: r.session.subs, qos2: r.session.qos2, pending: r.messages, expiryMs, maxQueue: policy.maxQueue }).catch(() => {});
-        return;
-      }
-      this.owner = owner;
-      this.expiryMs = expiryMs;
-      await restoreSubscriptions(this, r.session, true);
-      for (const id of r.session.qos2) this.qos2.add(id);
       claimed = r;
     } else {
       // A clean connection ends any stored session of this client id (MQTT 3.1.1 §3.1.2.4).
@@ -342,31 +289,17 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     const presence = this.ctx.presence;
     if (presence) {
       presence.connected(d.principal.org, { session: this.session, sub: d.principal.sub, clientId: this.clientId, transport: 'mqtt' });
-      // Filters restored from a persistent session are subscriptions too.
-      for (const pattern of this.subs.keys()) presence.subscribed(this.session, pattern);
+      // Filters restored from a persistent session are subscriptions too (fleet command topics are not the bus's).
+      for (const pattern of this.subs.keys()) if (!isReservedTopic(pattern)) presence.subscribed(this.session, pattern);
     }
     this.expTimer = setTimeout(() => {
       // The identity behind the will has lapsed, so the will is not published.
-      this.suppressWill = true;
+      this.will.suppress();
       this.disconnect(Reason.maximumConnectTime, 'token expired');
     }, msUntil(d.principal.exp));
     const present = claimed?.present ?? false;
-    if (v === 5) {
-      this.send({ cmd: 'connack', sessionPresent: present, reasonCode: Reason.success, properties: connackProperties(this.ctx.limits, props?.sessionExpiryInterval, expiryMs / 1000, assigned) });
-    } else {
-      this.send({ cmd: 'connack', sessionPresent: present, returnCode: ConnackV4.accepted });
-    }
-    this.audit('session.connected', {
-      transport: 'mqtt',
-      via: this.sock.transport,
-      protocolVersion: p.protocolVersion,
-      clientId: clip(this.clientId),
-      username: clip(p.username),
-      roles: d.principal.roles,
-      jti: d.principal.jti,
-      sessionExpiry: expiryMs / 1000,
-      sessionPresent: present,
-    });
+    this.send(acceptedConnack(p, present, this.ctx.limits, expiryMs / 1000, assigned));
+    this.audit('session.connected', connectedAuditData(p, d.principal, this.sock.transport, this.clientId, expiryMs / 1000, present));
     // Registered before the queue is delivered: a revocation that arrived during CONNECT ends the
     // session right here (the registry tells its listeners on add), and the queue is not handed over.
     this.live = {
@@ -377,35 +310,26 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     };
     this.ctx.live?.add(this.live);
     if ((this.state as SessionState) !== 'open') return;
-    if (claimed) for (const q of queuedDeliveries(this.ctx, claimed.messages, this.subs, v, this.maxOut)) this.sendQos1(q.template, q.offset);
+    if (claimed) for (const q of queuedDeliveries(this.ctx, claimed.messages, this.subs, v, this.maxOut)) this.outbox.sendQos1(q.template, q.offset, true);
     this.outbox.release();
-    const early = this.early;
-    this.early = [];
-    this.earlyBytes = 0;
-    for (const q of early) {
+    // A resumed `$commands/<device>` filter gets the device's pending commands, as a SUBSCRIBE would.
+    for (const pattern of this.subs.keys()) if (isReservedTopic(pattern)) this.order.run(() => attachCommands(this, pattern));
+    for (const q of this.reader.takeEarly()) {
       if (this.state !== 'open') break;
       this.dispatch(q);
     }
   }
 
   subscriptionsChanged(): void {
-    if (!this.owner || !this.ref) return;
-    this.ctx.store.setSubscriptions(this.ref, this.owner, persistedSubs(this.subs)).catch((err) => {
-      this.log.warn({ err: (err as Error).message }, 'mqtt subscriptions not stored');
-    });
+    this.persistent?.storeSubscriptions(this.subs);
   }
 
   holdFleet(pattern: string, detach: () => void): void {
-    if (this.state !== 'open' || !this.subs.has(pattern)) return detach();
-    (this.fleet ??= new Map()).set(pattern, detach);
+    this.fleet.hold(pattern, detach, this.state === 'open' && this.subs.has(pattern));
   }
 
   dropFleet(pattern: string): boolean {
-    const detach = this.fleet?.get(pattern);
-    if (!detach) return false;
-    this.fleet!.delete(pattern);
-    detach();
-    return true;
+    return this.fleet.drop(pattern);
   }
 
   /**
@@ -414,23 +338,23 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
    * ended, not parked: its queue is discarded and never handed to a later connection.
    */
   private revoke(reason: string): void {
-    this.suppressWill = true;
-    this.expiryMs = 0;
+    this.will.suppress();
+    if (this.persistent) this.persistent.expiryMs = 0;
     this.disconnect(Reason.administrativeAction, reason);
   }
 
-  /** Another connection registered the same (org, sub, client id). */
-  takenOver(): void {
+  /** Another connection registered the same (org, sub, client id); `clean`: it ends this session. */
+  takenOver(clean = false): void {
+    this.will.takenOver(clean);
     this.disconnect(Reason.sessionTakenOver, 'session taken over');
   }
 
   /** Refuses CONNECT: CONNACK with the code of `why` (docs/mqtt.md), then the ordinary close, never a Will. */
   refuse(why: ConnectRefusal, auditReason: string = why): void {
     if (this.state === 'closed') return;
-    const code = CONNECT_REFUSALS[why];
     this.audit('session.rejected', { reason: auditReason, transport: 'mqtt', via: this.sock.transport, clientId: clip(this.clientId) }, true);
-    this.send(this.version === 5 ? { cmd: 'connack', sessionPresent: false, reasonCode: code.v5 } : { cmd: 'connack', sessionPresent: false, returnCode: code.v4 });
-    this.suppressWill = true;
+    this.send(refusedConnack(this.version, why));
+    this.will.suppress();
     this.closeReason = auditReason;
     this.close();
   }
@@ -469,17 +393,11 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
   private teardown(reason: string): void {
     const wasOpen = this.state === 'open';
     this.state = 'closed';
-    if (wasOpen && this.owner && this.ref && this.expiryMs === 0) {
-      this.ctx.store.discard(this.ref).catch((err) => this.log.warn({ err: (err as Error).message }, 'stored mqtt session not discarded'));
-    } else if (wasOpen && this.owner && this.ref) {
-      // This connection leaves the registry first, so that the offline queue sees only a newer one.
-      this.ctx.takeover.release(this.ref.key, this);
-      // Parked before leaving the fan-out: its offline queue takes the subscriptions over first.
-      parkSession(this.ctx, { ref: this.ref, session: this.session, owner: this.owner, version: this.version, subs: new Map(Object.entries(persistedSubs(this.subs))), qos2: this.qos2, pending: this.outbox.inflight.pending(), expiryMs: this.expiryMs });
-    }
+    const p = this.persistent;
+    const parked = wasOpen && !!p?.end({ version: this.version, subs: this.subs, qos2: this.qos2, pending: this.outbox.inflight.pending(), registrant: this });
     this.release();
     if (!wasOpen) return;
-    if (this.will && !this.graceful && !this.suppressWill) publishWill(this.ctx, this, this.will);
+    this.will.onClose(this.ctx, this, parked ? { key: p!.ref.key, expiryMs: p!.expiryMs } : undefined);
     this.audit('session.disconnected', { transport: 'mqtt', reason, durationMs: Date.now() - this.openedAt });
     if (this.ctx.log.isLevelEnabled('debug')) this.log.debug({ reason }, 'mqtt closed');
   }
@@ -495,8 +413,7 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
       }
     }
     this.subs.clear();
-    for (const detach of this.fleet?.values() ?? []) detach();
-    this.fleet = undefined;
+    this.fleet.clear();
     this.ctx.presence?.disconnected(this.session);
     this.ctx.quotas.release(this.slots);
     this.slots = [];
@@ -504,7 +421,7 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     this.ctx.sessions.delete(this);
     if (this.live) this.ctx.live?.remove(this.live);
     this.live = undefined;
-    if (this.ref) this.ctx.takeover.release(this.ref.key, this);
+    if (this.key) this.ctx.takeover.release(this.key, this);
   }
 
   /** Records an audit event in the principal's org (none before authentication, or with `preAuth`). */

@@ -1,4 +1,5 @@
 import type { BusMessage } from '../bus/bus.ts';
+import { isReservedTopic } from '../fleet/fleet.ts';
 import { sessionLog, type BridgeContext, type HeldQueue } from './bridgeContext.ts';
 import type { Subscriber } from './mqttFanout.ts';
 import { encodeEntry, isExpired } from './sessionCodec.ts';
@@ -41,12 +42,15 @@ export class OfflineQueue implements Subscriber, HeldQueue, Registrant {
     // distinct-pattern count (hub/limits) too; taken over from the live connection before it lets go.
     const held = new Map<string, 0 | 1>();
     for (const [pattern, qos] of subs) {
+      // Fleet commands are read from the event store when the session resumes, never queued here.
+      if (isReservedTopic(pattern)) continue;
       if (!ctx.quotas.holdPattern(ref.org, pattern)) continue;
       held.set(pattern, qos);
       ctx.fanout.add(ref.org, pattern, this, qos);
     }
     this.subs = held;
     ctx.queues.add(this);
+    ctx.parkedHere.set(ref.key, this);
     ctx.takeover.watch(ref.key, this);
     this.timers.push(setTimeout(() => this.stop(), Math.min(expiryMs, 2 ** 31 - 1)));
     // The client is already back on this node (a takeover closed the old connection): overlap briefly.
@@ -92,6 +96,11 @@ export class OfflineQueue implements Subscriber, HeldQueue, Registrant {
       this.ctx.quotas.dropPattern(this.ref.org, pattern);
     }
     this.ctx.queues.delete(this);
+    if (this.ctx.parkedHere.get(this.ref.key) === this) {
+      // No newer queue of this session here: its entry in the node's parked index goes too.
+      this.ctx.parkedHere.delete(this.ref.key);
+      this.ctx.store.unpark(this.ref, this.ctx.nodeId).catch(() => {});
+    }
     this.ctx.takeover.unwatch(this.ref.key, this);
     this.batch = [];
   }

@@ -27,7 +27,7 @@ export interface OutboxOwner {
   inflightFull(): void;
 }
 
-type Held = { shared: Buffer } | { template: Buffer; offset: number };
+type Held = { shared: Buffer } | { template: Buffer; offset: number; owned: boolean };
 
 /**
  * Outbound side of one connection: gathers this turn's packets into one socket write (one
@@ -99,12 +99,13 @@ export class Outbox {
     else this.held?.push({ shared: bytes });
   }
 
-  sendQos1(template: Buffer, offset: number): void {
+  /** A QoS 1 delivery; `owned`: the encoding is this connection's alone (see `InflightWindow.offer`). */
+  sendQos1(template: Buffer, offset: number, owned = false): void {
     if (this.owner.state !== 'open') {
-      this.held?.push({ template, offset });
+      this.held?.push({ template, offset, owned });
       return;
     }
-    const r = this.inflight.offer(template, offset);
+    const r = this.inflight.offer(template, offset, owned);
     if (r === 'full') return this.owner.inflightFull();
     if (r !== 'queued') this.push(r);
   }
@@ -126,7 +127,7 @@ export class Outbox {
     this.held = undefined;
     for (const h of held) {
       if ('shared' in h) this.sendShared(h.shared);
-      else this.sendQos1(h.template, h.offset);
+      else this.sendQos1(h.template, h.offset, h.owned);
     }
   }
 

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { encodePublish } from './outbound.ts';
-import { decodeEntry, encodeEntry, isExpired, messageExpiresAt, publishOf, remainingExpiryS, sessionExpiryMs } from './sessionCodec.ts';
+import { encodePublish, packetIdOffset } from './outbound.ts';
+import { decodeEntry, encodeEntry, isExpired, messageExpiresAt, publishFromEntry, publishOf, remainingExpiryS, sessionExpiryMs } from './sessionCodec.ts';
 import { queuedDeliveries } from './sessionResume.ts';
 import type { BridgeContext } from './bridgeContext.ts';
 
@@ -13,7 +13,38 @@ describe('mqtt session codec', () => {
     const bad = encodeEntry(m);
     bad[0] = 9;
     assert.equal(decodeEntry(bad), undefined, 'unknown format');
-    assert.equal(decodeEntry(encodeEntry(m).subarray(0, 7)), undefined, 'truncated metadata');
+    assert.equal(decodeEntry(encodeEntry(m).subarray(0, 7)), undefined, 'truncated head');
+    assert.equal(decodeEntry(encodeEntry(m).subarray(0, 13)), undefined, 'truncated topic');
+  });
+
+  it('entries - the first (JSON) format, which an older node may have queued, still decodes', () => {
+    const meta = Buffer.from(JSON.stringify({ t: 'a/b', d: 1, e: 99 }));
+    const head = Buffer.alloc(5);
+    head[0] = 1;
+    head.writeUInt32BE(meta.length, 1);
+    assert.deepEqual(decodeEntry(Buffer.concat([head, meta, Buffer.from('pl')])), { topic: 'a/b', payload: Buffer.from('pl'), dup: true, expiresAt: 99 });
+  });
+
+  it('publishFromEntry - builds exactly the bytes mqtt-packet generates (both versions, DUP, expiry, UTF-8 topics, 1- to 3-byte lengths); expired ones are told', () => {
+    const now = 1_000_000;
+    const cases = [
+      { topic: 'a/b', payload: Buffer.alloc(0), dup: false, expiresAt: 0 },
+      { topic: 'dév/ü/€', payload: Buffer.from('hi'), dup: true, expiresAt: 0 },
+      { topic: 't', payload: Buffer.alloc(200, 7), dup: false, expiresAt: now + 30_500 },
+      { topic: 'x/'.repeat(100), payload: Buffer.alloc(20_000, 9), dup: true, expiresAt: now + 1 },
+    ];
+    for (const v of [4, 5] as const) {
+      for (const m of cases) {
+        const d = publishFromEntry(encodeEntry(m), v, now);
+        assert.ok(d && d !== 'expired');
+        const ref = encodePublish({ topic: m.topic, payload: m.payload, retain: false, dup: m.dup, expiryS: m.expiresAt ? remainingExpiryS(m.expiresAt, now) : undefined }, 1, v);
+        assert.deepEqual(d.template, ref, `v${v} ${m.topic.slice(0, 10)} ${m.payload.length} B`);
+        assert.equal(d.offset, packetIdOffset(ref));
+        assert.equal(d.topic, m.topic);
+      }
+    }
+    assert.equal(publishFromEntry(encodeEntry({ topic: 'a', payload: Buffer.from('x'), dup: false, expiresAt: now }), 5, now), 'expired');
+    assert.equal(publishFromEntry(Buffer.from('junk'), 4, now), undefined);
   });
 
   it('session expiry - 3.1.1 clean 0 gets the default, clean 1 none; MQTT 5 its interval capped (0xFFFFFFFF too)', () => {

@@ -12,22 +12,38 @@ export interface QueuedMessage {
 }
 
 /** Format byte of a queue entry (bumped if the layout changes; unknown entries are skipped). */
-export const ENTRY_FORMAT = 1;
+export const ENTRY_FORMAT = 2;
+/** The first format (JSON metadata), still read: a queue may hold entries an older node wrote. */
+const ENTRY_FORMAT_JSON = 1;
+/** Format 2: format, flags (bit 0 = DUP), expiresAt as a float64, topic length (u16), then topic and payload. */
+const HEAD = 12;
 
-/** A 1-byte format, a 4-byte length of JSON metadata, the metadata, then the payload verbatim. */
+/**
+ * Encodes one queued message: a fixed 12-byte head, the topic in UTF-8 (as MQTT carries it) and
+ * the payload verbatim, so that a resumed session turns it into a PUBLISH with two copies and no
+ * parsing (`publishFromEntry`).
+ */
 export function encodeEntry(m: QueuedMessage): Buffer {
-  const meta = Buffer.from(JSON.stringify({ t: m.topic, d: m.dup ? 1 : 0, e: m.expiresAt }));
-  const out = Buffer.allocUnsafe(5 + meta.length + m.payload.length);
+  const topicLen = Buffer.byteLength(m.topic);
+  const out = Buffer.allocUnsafe(HEAD + topicLen + m.payload.length);
   out[0] = ENTRY_FORMAT;
-  out.writeUInt32BE(meta.length, 1);
-  meta.copy(out, 5);
-  out.set(m.payload, 5 + meta.length);
+  out[1] = m.dup ? 1 : 0;
+  out.writeDoubleBE(m.expiresAt, 2);
+  out.writeUInt16BE(topicLen, 10);
+  out.write(m.topic, HEAD, 'utf8');
+  out.set(m.payload, HEAD + topicLen);
   return out;
 }
 
-/** Decodes an entry; undefined for anything `encodeEntry` did not write. */
+/** Decodes an entry; undefined for anything `encodeEntry` (of this or the JSON format) did not write. */
 export function decodeEntry(b: Buffer): QueuedMessage | undefined {
-  if (b.length < 5 || b[0] !== ENTRY_FORMAT) return undefined;
+  if (b[0] === ENTRY_FORMAT) {
+    if (b.length < HEAD) return undefined;
+    const end = HEAD + b.readUInt16BE(10);
+    if (end > b.length) return undefined;
+    return { topic: b.toString('utf8', HEAD, end), payload: b.subarray(end), dup: (b[1] & 1) === 1, expiresAt: b.readDoubleBE(2) };
+  }
+  if (b.length < 5 || b[0] !== ENTRY_FORMAT_JSON) return undefined;
   const n = b.readUInt32BE(1);
   if (5 + n > b.length) return undefined;
   try {
@@ -37,6 +53,66 @@ export function decodeEntry(b: Buffer): QueuedMessage | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** A queued entry as a QoS 1 PUBLISH for one client: the encoding (packet id 1 at `offset`) and the topic (for matching). */
+export interface EntryPublish {
+  topic: string;
+  template: Buffer;
+  offset: number;
+}
+
+/** Bytes of an MQTT Variable Byte Integer holding `n`. */
+function varIntSize(n: number): number {
+  return n < 128 ? 1 : n < 16_384 ? 2 : n < 2_097_152 ? 3 : 4;
+}
+
+function writeVarInt(out: Buffer, at: number, n: number): number {
+  do {
+    let byte = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) byte |= 0x80;
+    out[at++] = byte;
+  } while (n > 0);
+  return at;
+}
+
+/**
+ * The QoS 1 PUBLISH (RETAIN 0, DUP from the entry, packet id 1) of a format-2 entry, built straight
+ * from its bytes: the delivery path of a resumed session, where every queued message is encoded
+ * for one client only. MQTT 5 carries the Message Expiry Interval left (`remainingExpiryS`) and
+ * no other property. The output equals mqtt-packet's `generate` for the same packet
+ * (sessionCodec.test.ts checks it). 'expired' when the Message Expiry has passed; undefined for
+ * an entry of another format (`decodeEntry` + `encodePublish` serve those) or a damaged one.
+ */
+export function publishFromEntry(b: Buffer, version: Version, now: number): EntryPublish | 'expired' | undefined {
+  if (b[0] !== ENTRY_FORMAT || b.length < HEAD) return undefined;
+  const expiresAt = b.readDoubleBE(2);
+  if (isExpired(expiresAt, now)) return 'expired';
+  const topicEnd = HEAD + b.readUInt16BE(10);
+  if (topicEnd > b.length) return undefined;
+  const payloadLen = b.length - topicEnd;
+  const expiryS = version === 5 && expiresAt ? remainingExpiryS(expiresAt, now) : 0;
+  const propLen = expiryS ? 5 : 0;
+  const props = version === 5 ? varIntSize(propLen) + propLen : 0;
+  const remaining = topicEnd - 10 + 2 + props + payloadLen;
+  const out = Buffer.allocUnsafe(1 + varIntSize(remaining) + remaining);
+  out[0] = 0x32 | ((b[1] & 1) << 3);
+  let at = writeVarInt(out, 1, remaining);
+  at += b.copy(out, at, 10, topicEnd);
+  const offset = at;
+  out[at++] = 0;
+  out[at++] = 1;
+  if (version === 5) {
+    at = writeVarInt(out, at, propLen);
+    if (expiryS) {
+      out[at++] = 0x02;
+      out.writeUInt32BE(expiryS, at);
+      at += 4;
+    }
+  }
+  b.copy(out, at, topicEnd);
+  return { topic: b.toString('utf8', HEAD, topicEnd), template: out, offset };
 }
 
 /** Parses one PUBLISH this bridge encoded (an in-flight delivery) back into a message. */

@@ -1,4 +1,4 @@
-import type { IConnectPacket } from 'mqtt-packet';
+import type { IConnectPacket, Packet } from 'mqtt-packet';
 import { compileGrants, type Grants } from '../acl/grants.ts';
 import { isValidTopic } from '../acl/topic.ts';
 import type { Principal } from '../auth/principal.ts';
@@ -10,9 +10,10 @@ import { isPresenceTopic } from '../presence/presence.ts';
 import type { RateLimits } from '../limits/connLimits.ts';
 import type { Slot } from '../limits/limitService.ts';
 import { sessionLog, type BridgeContext } from './bridgeContext.ts';
-import type { ConnectRefusal } from './codes.ts';
+import { CONNECT_REFUSALS, ConnackV4, Reason, type ConnectRefusal } from './codes.ts';
 import { isCommandTopic } from './commandPublish.ts';
-import type { MqttLimits } from './limits.ts';
+import { clip, type MqttLimits } from './limits.ts';
+import type { Version } from './outbound.ts';
 import type { MqttSocket } from './outbox.ts';
 import { admitIp, admitPrincipal } from './sessionLimits.ts';
 import type { RetainedMessage } from './retained.ts';
@@ -23,6 +24,8 @@ export interface Will {
   payload: Buffer;
   qos: 0 | 1;
   retain: boolean;
+  /** MQTT 5 Will Delay Interval, seconds (absent: at once). */
+  delayS?: number;
 }
 
 /** Milliseconds until `exp` (seconds since the epoch), clamped to [0, 2^31 - 1] so that setTimeout never overflows. */
@@ -33,7 +36,8 @@ export function msUntil(exp: number, now = Date.now()): number {
 /** The Will of a CONNECT in the bridge's form (payload as a Buffer, QoS capped at 1). */
 export function willOf(w: NonNullable<IConnectPacket['will']>): Will {
   const payload = typeof w.payload === 'string' ? Buffer.from(w.payload) : w.payload;
-  return { topic: w.topic, payload, qos: w.qos ? 1 : 0, retain: !!w.retain };
+  const delayS = w.properties?.willDelayInterval;
+  return { topic: w.topic, payload, qos: w.qos ? 1 : 0, retain: !!w.retain, ...(delayS ? { delayS } : {}) };
 }
 
 /**
@@ -52,6 +56,23 @@ export function connackProperties(limits: MqttLimits, requestedSessionExpiry: nu
     sharedSubscriptionAvailable: false,
     ...(assignedClientId ? { assignedClientIdentifier: assignedClientId } : {}),
   };
+}
+
+/** The CONNACK of an accepted CONNECT: MQTT 5 adds `connackProperties`; 3.1.1 return code 0. */
+export function acceptedConnack(p: IConnectPacket, present: boolean, limits: MqttLimits, grantedExpiryS: number, assignedClientId: string | undefined): Packet {
+  if (p.protocolVersion !== 5) return { cmd: 'connack', sessionPresent: present, returnCode: ConnackV4.accepted };
+  return { cmd: 'connack', sessionPresent: present, reasonCode: Reason.success, properties: connackProperties(limits, p.properties?.sessionExpiryInterval, grantedExpiryS, assignedClientId) };
+}
+
+/** The CONNACK refusing a CONNECT for `why` (the codes of docs/mqtt.md). */
+export function refusedConnack(version: Version, why: ConnectRefusal): Packet {
+  const code = CONNECT_REFUSALS[why];
+  return version === 5 ? { cmd: 'connack', sessionPresent: false, reasonCode: code.v5 } : { cmd: 'connack', sessionPresent: false, returnCode: code.v4 };
+}
+
+/** The data of the `session.connected` audit event of an accepted CONNECT. */
+export function connectedAuditData(p: IConnectPacket, principal: Principal, via: MqttSocket['transport'], clientId: string, expiryS: number, present: boolean): Record<string, unknown> {
+  return { transport: 'mqtt', via, protocolVersion: p.protocolVersion, clientId: clip(clientId), username: clip(p.username), roles: principal.roles, jti: principal.jti, sessionExpiry: expiryS, sessionPresent: present };
 }
 
 /** The outcome of authorising a CONNECT. */
@@ -89,7 +110,7 @@ export async function authorizeConnect(ctx: BridgeContext, p: IConnectPacket, se
   } catch (err) {
     // The revocation list is unreadable (Redis down): fail closed, the client retries later.
     if (err instanceof HubError && err.code === 'unavailable') return refused('unavailable', err.message);
-    if (!(err instanceof AuthError)) sessionLog(ctx, session).warn({ err }, 'token verification failed unexpectedly');
+    if (!(err instanceof AuthError)) ctx.log.warn({ err }, 'token verification failed unexpectedly');
     return refused('token_invalid', err instanceof AuthError ? err.reason : 'token_invalid');
   }
   const admitted = await admitPrincipal(ctx.quotas, principal);
@@ -148,7 +169,7 @@ export function publishWill(ctx: BridgeContext, client: ClientContext, w: Will):
       go();
     },
     (err) => {
-      sessionLog(ctx, client.session).warn({ err: (err as Error).message }, 'retained will not stored');
+      ctx.log.warn({ err: (err as Error).message }, 'retained will not stored');
       go();
     },
   );

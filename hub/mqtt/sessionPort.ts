@@ -5,6 +5,9 @@ import type { RateLimits } from '../limits/connLimits.ts';
 import type { BridgeContext } from './bridgeContext.ts';
 import type { Subscriber } from './mqttFanout.ts';
 
+/** Life of a connection: CONNECT awaited, CONNECT being authorised, open (CONNACK sent), closed. */
+export type SessionState = 'connecting' | 'authenticating' | 'open' | 'closed';
+
 type AuditType = Parameters<BridgeContext['audit']['record']>[1];
 
 /**

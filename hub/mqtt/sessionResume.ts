@@ -1,11 +1,11 @@
 import { matches } from '../acl/topic.ts';
-import { isReservedTopic } from '../fleet/fleet.ts';
+import { deviceOfCommandTopic, isReservedTopic } from '../fleet/fleet.ts';
 import { sessionLog, type BridgeContext } from './bridgeContext.ts';
 import { OfflineQueue } from './offlineQueue.ts';
 import type { SessionPort } from './sessionPort.ts';
 import { filterRefusal } from './sessionSubscribe.ts';
 import { encodePublish, packetIdOffset, type Version } from './outbound.ts';
-import { decodeEntry, encodeEntry, isExpired, publishOf, remainingExpiryS } from './sessionCodec.ts';
+import { decodeEntry, encodeEntry, isExpired, publishFromEntry, publishOf, remainingExpiryS, type EntryPublish } from './sessionCodec.ts';
 import { isLiveOwner, queueOwner, type ClaimOptions, type Claimed, type SessionRef, type StoredSession } from './sessionStore.ts';
 
 /** How long a resuming connection waits for the connection it took over to park the session. */
@@ -18,48 +18,67 @@ export const PARK_WAIT_MS = 2000;
  * `subscribe` with the stored subscriptions *before* claiming, so that a message published while
  * the claim runs reaches the live connection (the offline queue may hold it too: QoS 1 allows a
  * duplicate, not a loss). Rejects when the store is down.
+ *
+ * A session parked on this node skips the read: its offline queue here knows the filters, and the
+ * claim is made only if no live connection holds the session (else the wait above follows).
  */
 export async function resumeSession(ctx: BridgeContext, ref: SessionRef, owner: string, opts: ClaimOptions, subscribe: (s: StoredSession) => Promise<void>): Promise<Claimed | 'full'> {
-  if (!opts.clean) {
-    const deadline = Date.now() + PARK_WAIT_MS;
-    let s = await ctx.store.peek(ref);
-    while (s && isLiveOwner(s.owner) && s.owner !== owner && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 20));
-      s = await ctx.store.peek(ref);
-    }
-    if (s) await subscribe(s);
+  if (opts.clean) return claimed(ctx.store.claim(ref, owner, opts));
+  const here = ctx.parkedHere.get(ref.key);
+  if (here) {
+    await subscribe({ owner: '', subs: Object.fromEntries(here.subs), qos2: [], drops: 0 });
+    const r = await ctx.store.claim(ref, owner, { ...opts, unlessLive: true });
+    if (r !== 'busy') return r;
   }
-  return ctx.store.claim(ref, owner, opts);
+  const deadline = Date.now() + PARK_WAIT_MS;
+  let s = await ctx.store.peek(ref);
+  while (s && isLiveOwner(s.owner) && s.owner !== owner && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+    s = await ctx.store.peek(ref);
+  }
+  if (s) await subscribe(s);
+  return claimed(ctx.store.claim(ref, owner, { ...opts, unlessLive: false }));
+}
+
+/** A claim without `unlessLive` never answers 'busy'. */
+async function claimed(p: Promise<Claimed | 'full' | 'busy'>): Promise<Claimed | 'full'> {
+  const r = await p;
+  if (r === 'busy') throw new Error('session store answered busy to an unconditional claim');
+  return r;
 }
 
 /**
- * The filters a persistent session stores and its offline queue holds: all but `$commands/<device>`
- * ones, which the fleet delivery serves from the event store to a live connection only (a resumed
- * device subscribes again, and gets its pending commands then; docs/fleet.md).
+ * The filters a persistent session stores: all of them, `$commands/<device>` ones included (the
+ * offline queue leaves those out: fleet commands are read from the event store when the session
+ * resumes, as at SUBSCRIBE; docs/mqtt.md "Fleet commands and persistent sessions").
  */
 export function persistedSubs(subs: ReadonlyMap<string, 0 | 1>): Record<string, 0 | 1> {
-  const out: Record<string, 0 | 1> = {};
-  for (const [pattern, qos] of subs) if (!isReservedTopic(pattern)) out[pattern] = qos;
-  return out;
+  return Object.fromEntries(subs);
 }
 
 /**
  * Subscribes a resuming connection to the stored filters its token still grants (a new token may
  * grant less; the others are dropped), and that the org's distinct-pattern cap on this node
  * (hub/limits) still allows. `exact`: the claimed record is authoritative, and filters not in it
- * go. Resolves once new bus subscriptions are confirmed.
+ * go. A `$commands/<device>` filter is kept without a bus subscription; the connection attaches its
+ * fleet delivery after CONNACK (`attachCommands`). Resolves once new bus subscriptions are confirmed.
  */
 export async function restoreSubscriptions(s: SessionPort, stored: StoredSession, exact: boolean): Promise<void> {
   const org = s.principal.org;
   let opened = false;
   for (const [pattern, q] of Object.entries(stored.subs)) {
     const isNew = !s.subs.has(pattern);
-    // A `$commands` filter never goes to the bus (see persistedSubs).
-    if (isReservedTopic(pattern)) continue;
+    const command = isReservedTopic(pattern);
+    if (command && (!deviceOfCommandTopic(pattern) || !s.ctx.fleet)) continue;
     if (filterRefusal(pattern, s.grants, isNew, s.subs.size, s.ctx.limits.maxSubscriptions)) continue;
     if (isNew && !s.ctx.quotas.holdPattern(org, pattern)) {
       s.lim.hit('patterns');
       s.audit('limit.hit', { limit: 'patterns', transport: 'mqtt', resumed: true });
+      continue;
+    }
+    if (command) {
+      // Never on the bus: served by the fleet delivery (docs/fleet.md).
+      s.subs.set(pattern, 1);
       continue;
     }
     const qos: 0 | 1 = q === 1 ? 1 : 0;
@@ -70,7 +89,7 @@ export async function restoreSubscriptions(s: SessionPort, stored: StoredSession
     for (const pattern of [...s.subs.keys()]) {
       if (pattern in stored.subs) continue;
       s.subs.delete(pattern);
-      s.ctx.fanout.remove(org, pattern, s);
+      if (!s.dropFleet(pattern)) s.ctx.fanout.remove(org, pattern, s);
       s.ctx.quotas.dropPattern(org, pattern);
     }
   }
@@ -85,20 +104,27 @@ export async function restoreSubscriptions(s: SessionPort, stored: StoredSession
 export function queuedDeliveries(ctx: BridgeContext, entries: Buffer[], subs: ReadonlyMap<string, 0 | 1>, version: Version, maxOut: number, now = Date.now()): { template: Buffer; offset: number }[] {
   const out: { template: Buffer; offset: number }[] = [];
   for (const e of entries) {
-    const m = decodeEntry(e);
-    if (!m) continue;
-    if (isExpired(m.expiresAt, now)) {
+    const d = publishFromEntry(e, version, now) ?? legacyPublish(e, version, now);
+    if (!d) continue;
+    if (d === 'expired') {
       ctx.stats.dropped.expired++;
       continue;
     }
     let granted = false;
-    for (const [p, q] of subs) if (q === 1 && matches(p, m.topic)) granted = true;
-    if (!granted) continue;
-    const template = encodePublish({ topic: m.topic, payload: m.payload, retain: false, dup: m.dup, expiryS: m.expiresAt ? remainingExpiryS(m.expiresAt, now) : undefined }, 1, version);
-    if (template.length > maxOut) continue;
-    out.push({ template, offset: packetIdOffset(template) });
+    for (const [p, q] of subs) if (q === 1 && matches(p, d.topic)) granted = true;
+    if (!granted || d.template.length > maxOut) continue;
+    out.push(d);
   }
   return out;
+}
+
+/** An entry of the first (JSON) format, encoded with mqtt-packet. */
+function legacyPublish(e: Buffer, version: Version, now: number): EntryPublish | 'expired' | undefined {
+  const m = decodeEntry(e);
+  if (!m) return undefined;
+  if (isExpired(m.expiresAt, now)) return 'expired';
+  const template = encodePublish({ topic: m.topic, payload: m.payload, retain: false, dup: m.dup, expiryS: m.expiresAt ? remainingExpiryS(m.expiresAt, now) : undefined }, 1, version);
+  return { topic: m.topic, template, offset: packetIdOffset(template) };
 }
 
 /** What a closing persistent connection hands over to be parked. */
@@ -132,11 +158,11 @@ export function parkSession(ctx: BridgeContext, p: ParkInput): OfflineQueue {
     pending.push(encodeEntry({ topic: pkt.topic, payload, dup: sent, expiresAt: expiryS ? now + expiryS * 1000 : 0 }));
   }
   const next = queueOwner(ctx.nodeId, p.session);
-  const parked = ctx.store.park(p.ref, p.owner, next, { subs: Object.fromEntries(p.subs), qos2: [...p.qos2], pending, expiryMs: p.expiryMs, maxQueue: ctx.policy.maxQueue });
+  const parked = ctx.store.park(p.ref, p.owner, next, { queueNode: ctx.nodeId, subs: Object.fromEntries(p.subs), qos2: [...p.qos2], pending, expiryMs: p.expiryMs, maxQueue: ctx.policy.maxQueue });
   ctx.drain?.flushLater(parked);
   parked.then(
     (ok) => {
-      if (!ok) sessionLog(ctx, p.session).info('mqtt session not parked: another connection holds it');
+      if (!ok) sessionLog(ctx, p.session).info({}, 'mqtt session not parked: another connection holds it');
     },
     (err) => {
       ctx.stats.dropped.unavailable += pending.length;

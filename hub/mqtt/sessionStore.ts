@@ -48,6 +48,8 @@ export interface ClaimOptions {
   expiryMs: number;
   /** Persistent sessions an org may hold; claiming a new one past it answers 'full'. */
   maxSessions: number;
+  /** Claim only if no other live connection holds the session (else 'busy', nothing changed). */
+  unlessLive?: boolean;
 }
 
 export interface Claimed {
@@ -59,6 +61,8 @@ export interface Claimed {
 }
 
 export interface ParkState {
+  /** The node whose offline queue takes the session (indexed, so that another node adopts it if this one stops beating). */
+  queueNode?: string;
   subs: Record<string, 0 | 1>;
   qos2: number[];
   /** Entries not acknowledged or not yet sent, oldest first: they go ahead of anything queued later. */
@@ -75,6 +79,22 @@ export interface Appended {
 }
 
 /**
+ * How long a node counts as alive after its last heartbeat (or park): past it, the sessions its
+ * offline queues hold are adopted by another node. Nodes beat every third of it.
+ */
+export const NODE_ALIVE_MS = 6000;
+
+/** A parked session taken over from the offline queue of a node that stopped (`adoptOrphans`). */
+export interface Adopted {
+  ref: SessionRef;
+  /** The adopting queue's owner token, now in the store. */
+  owner: string;
+  subs: Record<string, 0 | 1>;
+  /** What is left of the session's expiry. */
+  expiryMs: number;
+}
+
+/**
  * How long a connected session's record lives without being parked (the node holding it died):
  * its expiry plus this margin. Bounds every key even when no node ever parks it.
  */
@@ -85,9 +105,10 @@ export interface SessionStore {
   peek(ref: SessionRef): Promise<StoredSession | undefined>;
   /**
    * Makes `owner` (a live connection) the owner, creating the session when none is stored, and
-   * takes its queued entries. 'full' when a new session would pass `maxSessions` (nothing changed).
+   * takes its queued entries. 'full' when a new session would pass `maxSessions`, 'busy' (with
+   * `unlessLive`) when another live connection holds it; nothing changed in either case.
    */
-  claim(ref: SessionRef, owner: string, opts: ClaimOptions): Promise<Claimed | 'full'>;
+  claim(ref: SessionRef, owner: string, opts: ClaimOptions): Promise<Claimed | 'full' | 'busy'>;
   /** Deletes the session and its queue (a clean connection, or session expiry 0). */
   discard(ref: SessionRef): Promise<void>;
   /** Records the subscriptions of a connected session (no-op unless `owner` holds it). */
@@ -99,6 +120,21 @@ export interface SessionStore {
   park(ref: SessionRef, owner: string, next: string, state: ParkState): Promise<boolean>;
   /** Appends to the queue of a session `owner` holds, dropping the oldest past `maxQueue`; undefined unless `owner` holds it. */
   append(ref: SessionRef, owner: string, entries: Buffer[], maxQueue: number): Promise<Appended | undefined>;
+  /**
+   * The node is alive for NODE_ALIVE_MS more (a park by its queue counts as a beat too). Parked
+   * sessions whose offline queue was on a node that has stopped beating are adopted by another
+   * (`adoptOrphans`).
+   */
+  heartbeat(node: string): Promise<void>;
+  /** The node stops: its parked sessions may be adopted at once. */
+  retire(node: string): Promise<void>;
+  /**
+   * Takes over, for `node`, up to `limit` parked sessions whose offline queue is on a node that no
+   * longer beats (each gets the owner `newOwner()` returns; one a client resumed meanwhile is skipped).
+   */
+  adoptOrphans(node: string, newOwner: () => string, limit: number): Promise<Adopted[]>;
+  /** The offline queue of `node` let go of the session (its index entry goes; best effort). */
+  unpark(ref: SessionRef, node: string): Promise<void>;
   /** The org's sessions, most recently active first, at most `limit`. */
   list(org: string, limit: number): Promise<SessionInfo[]>;
   ping(): Promise<boolean>;

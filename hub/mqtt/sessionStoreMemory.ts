@@ -1,4 +1,4 @@
-import { LIVE_MARGIN_MS, type SessionInfo, type SessionRef, type SessionStore, type StoredSession } from './sessionStore.ts';
+import { isLiveOwner, LIVE_MARGIN_MS, NODE_ALIVE_MS, type Adopted, type SessionInfo, type SessionRef, type SessionStore, type StoredSession } from './sessionStore.ts';
 
 interface Rec {
   owner: string;
@@ -19,6 +19,10 @@ interface Rec {
  */
 export function createMemorySessionStore(now: () => number = Date.now): SessionStore {
   const orgs = new Map<string, Map<string, Rec>>();
+  /** node → when its heartbeat lapses; node → refs of the sessions its offline queues hold. */
+  const alive = new Map<string, number>();
+  const parkedOn = new Map<string, Map<string, SessionRef>>();
+  const member = (ref: SessionRef) => `${ref.org}\u0000${ref.key}`;
   const live = (ref: SessionRef): Rec | undefined => {
     const r = orgs.get(ref.org)?.get(ref.key);
     if (r && r.deadline <= now()) {
@@ -44,6 +48,10 @@ export function createMemorySessionStore(now: () => number = Date.now): SessionS
     async claim(ref, owner, o) {
       let org = orgs.get(ref.org);
       if (!org) orgs.set(ref.org, (org = new Map()));
+      if (o.unlessLive) {
+        const held = live(ref)?.owner;
+        if (held && isLiveOwner(held) && held !== owner) return 'busy';
+      }
       if (o.clean) org.delete(ref.key);
       let r = live(ref);
       const present = r !== undefined;
@@ -71,7 +79,38 @@ export function createMemorySessionStore(now: () => number = Date.now): SessionS
       Object.assign(r, { owner: next, subs: { ...s.subs }, qos2: [...s.qos2], last: now(), deadline: now() + s.expiryMs });
       r.queue = [...s.pending, ...r.queue];
       trim(r, s.maxQueue);
+      if (s.queueNode) {
+        alive.set(s.queueNode, now() + NODE_ALIVE_MS);
+        if (!parkedOn.has(s.queueNode)) parkedOn.set(s.queueNode, new Map());
+        parkedOn.get(s.queueNode)!.set(member(ref), ref);
+      }
       return true;
+    },
+    async heartbeat(node) {
+      alive.set(node, now() + NODE_ALIVE_MS);
+    },
+    async retire(node) {
+      alive.set(node, 0);
+    },
+    async adoptOrphans(node, newOwner, limit) {
+      const out: Adopted[] = [];
+      for (const [other, refs] of parkedOn) {
+        if (other === node || (alive.get(other) ?? 0) > now()) continue;
+        for (const [m, ref] of refs) {
+          if (out.length >= limit) return out;
+          refs.delete(m);
+          const r = live(ref);
+          if (!r || !r.owner.startsWith(`queue:${other}:`)) continue;
+          r.owner = newOwner();
+          if (!parkedOn.has(node)) parkedOn.set(node, new Map());
+          parkedOn.get(node)!.set(m, ref);
+          out.push({ ref, owner: r.owner, subs: { ...r.subs }, expiryMs: r.deadline - now() });
+        }
+      }
+      return out;
+    },
+    async unpark(ref, node) {
+      parkedOn.get(node)?.delete(member(ref));
     },
     async append(ref, owner, entries, maxQueue) {
       const r = live(ref);

@@ -1,6 +1,6 @@
 import { createWatchedRedis } from '../redis/watchedRedis.ts';
 import type { Logger } from '../log.ts';
-import { LIVE_MARGIN_MS, type SessionInfo, type SessionRef, type SessionStore, type StoredSession } from './sessionStore.ts';
+import { LIVE_MARGIN_MS, NODE_ALIVE_MS, type Adopted, type SessionInfo, type SessionRef, type SessionStore, type StoredSession } from './sessionStore.ts';
 
 /** Redis key of a session record (a hash: owner, cid, subs, q2, drops, last, exp). */
 export function sessionKey(ref: SessionRef): string {
@@ -17,8 +17,25 @@ export function sessionIndexKey(org: string): string {
   return `orghub:mqtt:sessions:${org}`;
 }
 
-/** KEYS rec, queue, index. ARGV owner, clean, cid, expiryMs, now, liveMarginMs, maxSessions, member, indexTtlMs. */
+/** Redis key of a node's heartbeat (present while it beats). */
+export function aliveKey(node: string): string {
+  return `orghub:mqtt:alive:${node}`;
+}
+
+/** Redis key of the set of sessions (`<org> NUL <key>`) parked with an offline queue on `node`. */
+export function parkedKey(node: string): string {
+  return `orghub:mqtt:parked:${node}`;
+}
+
+/** Redis key of the set of nodes that have parked sessions (each checked for a heartbeat). */
+export const NODES_KEY = 'orghub:mqtt:nodes';
+
+/** KEYS rec, queue, index. ARGV owner, clean, cid, expiryMs, now, liveMarginMs, maxSessions, member, indexTtlMs, unlessLive. */
 const CLAIM_LUA = `
+if ARGV[10] == '1' then
+  local held = redis.call('HGET', KEYS[1], 'owner')
+  if held and string.sub(held, 1, 5) == 'live:' and held ~= ARGV[1] then return {-2} end
+end
 if ARGV[2] == '1' then redis.call('DEL', KEYS[1], KEYS[2]) end
 local present = redis.call('EXISTS', KEYS[1]) == 1
 local now = tonumber(ARGV[5])
@@ -31,11 +48,17 @@ local rec = redis.call('HMGET', KEYS[1], 'subs', 'q2', 'drops')
 redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'cid', ARGV[3], 'last', ARGV[5], 'exp', ARGV[4])
 local msgs = redis.call('LRANGE', KEYS[2], 0, -1)
 redis.call('DEL', KEYS[2])
+-- One reply string (each entry behind its 4-byte length) instead of one bulk string per entry.
+local packed = {}
+for i, m in ipairs(msgs) do
+  packed[2 * i - 1] = struct.pack('>I4', #m)
+  packed[2 * i] = m
+end
 local ttl = tonumber(ARGV[4]) + tonumber(ARGV[6])
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('ZADD', KEYS[3], now + ttl, ARGV[8])
 redis.call('PEXPIRE', KEYS[3], ARGV[9])
-return {present and 1 or 0, rec[1] or '', rec[2] or '', rec[3] or '0', msgs}`;
+return {present and 1 or 0, rec[1] or '', rec[2] or '', rec[3] or '0', table.concat(packed)}`;
 
 /** KEYS rec. ARGV owner, subs. */
 const SUBS_LUA = `
@@ -59,6 +82,18 @@ redis.call('PEXPIRE', KEYS[2], ARGV[5])
 redis.call('ZADD', KEYS[3], tonumber(ARGV[6]) + tonumber(ARGV[5]), ARGV[8])
 return over`;
 
+/** KEYS rec, from (the dead node's parked set), to (this node's). ARGV member, dead queue prefix, new owner, index TTL ms. */
+const ADOPT_LUA = `
+redis.call('SREM', KEYS[2], ARGV[1])
+local o = redis.call('HGET', KEYS[1], 'owner')
+if not o or string.sub(o, 1, #ARGV[2]) ~= ARGV[2] then return false end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl <= 0 then return false end
+redis.call('HSET', KEYS[1], 'owner', ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
+return {redis.call('HGET', KEYS[1], 'subs') or '', ttl}`;
+
 /** KEYS rec, queue. ARGV owner, maxQueue, entries... */
 const APPEND_LUA = `
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return {-1, 0} end
@@ -79,6 +114,19 @@ return {n, over}`;
 /** Entries per APPEND script call (Lua's unpack has a stack limit). */
 const APPEND_CHUNK = 500;
 
+/** The entries of a claim reply: each behind its 4-byte length, as views into the reply (no copy). */
+export function unpackEntries(b: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  let i = 0;
+  while (i + 4 <= b.length) {
+    const end = i + 4 + b.readUInt32BE(i);
+    if (end > b.length) break;
+    out.push(b.subarray(i + 4, end));
+    i = end;
+  }
+  return out;
+}
+
 function parseSession(owner: string, subs: string, q2: string, drops: string): StoredSession {
   const parse = <T>(s: string, d: T): T => {
     try {
@@ -97,8 +145,18 @@ function parseSession(owner: string, subs: string, q2: string, drops: string): S
  * session must be on one Redis server (the scripts name them together).
  */
 export function createRedisSessionStore(url: string, log: Logger, opts: { maxExpiryMs: number }): SessionStore {
-  const conn = createWatchedRedis(url, log, { what: 'MQTT sessions' });
+  const conn = createWatchedRedis(url, log, { what: 'MQTT sessions', autoPipelining: true });
   const { redis } = conn;
+  // EVALSHA with a fallback to EVAL (ioredis scripts): the script text is sent once, not per call.
+  redis.defineCommand('orghubSessionClaim', { numberOfKeys: 3, lua: CLAIM_LUA });
+  redis.defineCommand('orghubSessionSubs', { numberOfKeys: 1, lua: SUBS_LUA });
+  redis.defineCommand('orghubSessionPark', { numberOfKeys: 3, lua: PARK_LUA });
+  redis.defineCommand('orghubSessionAppend', { numberOfKeys: 2, lua: APPEND_LUA });
+  redis.defineCommand('orghubSessionAdopt', { numberOfKeys: 3, lua: ADOPT_LUA });
+  const scripts = redis as unknown as Record<'orghubSessionClaimBuffer' | 'orghubSessionSubs' | 'orghubSessionPark' | 'orghubSessionAppend' | 'orghubSessionAdopt', (...args: (string | Buffer)[]) => Promise<unknown>>;
+  const member = (ref: SessionRef) => `${ref.org}\u0000${ref.key}`;
+  /** The parked index outlives any session it names. */
+  const indexTtlMs = String(opts.maxExpiryMs + LIVE_MARGIN_MS);
   const keys = (ref: SessionRef) => [sessionKey(ref), queueKey(ref), sessionIndexKey(ref.org)] as const;
 
   return {
@@ -107,24 +165,62 @@ export function createRedisSessionStore(url: string, log: Logger, opts: { maxExp
       return owner === null ? undefined : parseSession(owner, subs ?? '', q2 ?? '', drops ?? '0');
     },
     async claim(ref, owner, o) {
-      const r = (await redis.callBuffer('EVAL', CLAIM_LUA, 3, ...keys(ref), owner, o.clean ? '1' : '0', o.clientId, String(o.expiryMs), String(Date.now()), String(LIVE_MARGIN_MS), String(o.maxSessions), ref.key, String(opts.maxExpiryMs + LIVE_MARGIN_MS))) as [number, Buffer, Buffer, Buffer, Buffer[]];
+      const r = (await scripts.orghubSessionClaimBuffer(...keys(ref), owner, o.clean ? '1' : '0', o.clientId, String(o.expiryMs), String(Date.now()), String(LIVE_MARGIN_MS), String(o.maxSessions), ref.key, String(opts.maxExpiryMs + LIVE_MARGIN_MS), o.unlessLive ? '1' : '0')) as [number, Buffer, Buffer, Buffer, Buffer];
       if (r[0] === -1) return 'full';
-      return { present: r[0] === 1, session: parseSession(owner, r[1].toString(), r[2].toString(), r[3].toString()), messages: r[4] };
+      if (r[0] === -2) return 'busy';
+      return { present: r[0] === 1, session: parseSession(owner, r[1].toString(), r[2].toString(), r[3].toString()), messages: unpackEntries(r[4]) };
     },
     async discard(ref) {
       await redis.multi().del(sessionKey(ref), queueKey(ref)).zrem(sessionIndexKey(ref.org), ref.key).exec();
     },
     async setSubscriptions(ref, owner, subs) {
-      await redis.eval(SUBS_LUA, 1, sessionKey(ref), owner, JSON.stringify(subs));
+      await scripts.orghubSessionSubs(sessionKey(ref), owner, JSON.stringify(subs));
     },
     async park(ref, owner, next, s) {
-      const r = await redis.eval(PARK_LUA, 3, ...keys(ref), owner, next, JSON.stringify(s.subs), JSON.stringify(s.qos2), String(s.expiryMs), String(Date.now()), String(s.maxQueue), ref.key, ...s.pending);
-      return r !== -1;
+      const r = await scripts.orghubSessionPark(...keys(ref), owner, next, JSON.stringify(s.subs), JSON.stringify(s.qos2), String(s.expiryMs), String(Date.now()), String(s.maxQueue), ref.key, ...s.pending);
+      if (r === -1) return false;
+      // Indexed for adoption; the park counts as a beat, so a node whose first heartbeat has not landed yet is not taken for dead.
+      if (s.queueNode) await redis.multi().set(aliveKey(s.queueNode), '1', 'PX', NODE_ALIVE_MS).sadd(parkedKey(s.queueNode), member(ref)).pexpire(parkedKey(s.queueNode), indexTtlMs).sadd(NODES_KEY, s.queueNode).exec();
+      return true;
+    },
+    async heartbeat(node) {
+      await redis.set(aliveKey(node), '1', 'PX', NODE_ALIVE_MS);
+    },
+    async retire(node) {
+      await redis.del(aliveKey(node));
+    },
+    async adoptOrphans(node, newOwner, limit) {
+      const out: Adopted[] = [];
+      for (const other of await redis.smembers(NODES_KEY)) {
+        if (other === node || (await redis.exists(aliveKey(other))) === 1) continue;
+        const members = await redis.srandmember(parkedKey(other), limit);
+        if (members.length === 0) {
+          await redis.srem(NODES_KEY, other);
+          continue;
+        }
+        for (const m of members) {
+          const [org, key] = m.split('\u0000');
+          if (!org || !key) {
+            await redis.srem(parkedKey(other), m);
+            continue;
+          }
+          const ref = { org, key };
+          const owner = newOwner();
+          const r = (await scripts.orghubSessionAdopt(sessionKey(ref), parkedKey(other), parkedKey(node), m, `queue:${other}:`, owner, indexTtlMs)) as [string, number] | null;
+          if (r) out.push({ ref, owner, subs: parseSession(owner, r[0], '', '0').subs, expiryMs: r[1] });
+          if (out.length >= limit) return out;
+        }
+        await redis.sadd(NODES_KEY, node);
+      }
+      return out;
+    },
+    async unpark(ref, node) {
+      await redis.srem(parkedKey(node), member(ref));
     },
     async append(ref, owner, entries, maxQueue) {
       let last = { length: 0, dropped: 0 };
       for (let i = 0; i < entries.length; i += APPEND_CHUNK) {
-        const r = (await redis.eval(APPEND_LUA, 2, sessionKey(ref), queueKey(ref), owner, String(maxQueue), ...entries.slice(i, i + APPEND_CHUNK))) as [number, number];
+        const r = (await scripts.orghubSessionAppend(sessionKey(ref), queueKey(ref), owner, String(maxQueue), ...entries.slice(i, i + APPEND_CHUNK))) as [number, number];
         if (r[0] === -1) return undefined;
         last = { length: r[0], dropped: last.dropped + r[1] };
       }

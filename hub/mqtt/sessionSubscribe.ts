@@ -90,8 +90,11 @@ export async function handleSubscribe(s: SessionPort, p: ISubscribePacket): Prom
   for (const pattern of commandTopics) await attachCommands(s, pattern);
 }
 
-/** Fleet commands go out at QoS 1 on `$commands/<device>`, pending ones right after SUBACK. */
-async function attachCommands(s: SessionPort, pattern: string): Promise<void> {
+/**
+ * Fleet commands go out at QoS 1 on `$commands/<device>`, pending ones right after SUBACK (or
+ * after CONNACK and the queue, for a filter of a resumed persistent session).
+ */
+export async function attachCommands(s: SessionPort, pattern: string): Promise<void> {
   const detach = await s.ctx.fleet!.attach(s.principal.org, deviceOfCommandTopic(pattern)!, {
     session: s.session,
     transport: 'mqtt',

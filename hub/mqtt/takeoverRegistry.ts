@@ -6,8 +6,11 @@ import type { Logger } from '../log.ts';
 export interface Registrant {
   /** Connection id (the tie-break between two registrations at the same millisecond). */
   readonly session: string;
-  /** Closes it because a newer registration of the same (org, sub, client id) exists. */
-  takenOver(): void;
+  /**
+   * Closes it because a newer registration of the same (org, sub, client id) exists; `clean`: that
+   * registration starts a clean session (it ends the stored one), as far as the notice tells.
+   */
+  takenOver(clean?: boolean): void;
 }
 
 /** A takeover announcement, as sent between nodes. */
@@ -18,6 +21,8 @@ interface TakeoverNotice {
   session: string;
   /** When the announcing node registered the session (ms since the epoch). */
   at: number;
+  /** 1: the new connection starts clean (a delayed Will of the old session is published, not cancelled). */
+  c?: 1;
 }
 
 export const TAKEOVER_CONTROL = 'mqtt.takeover';
@@ -33,8 +38,11 @@ export function clientKey(org: string, sub: string, clientId: string): string {
 }
 
 export interface TakeoverRegistry {
-  /** Registers `r` under `key`, taking over an older registrant with the same key on any node. */
-  register(key: string, r: Registrant): void;
+  /**
+   * Registers `r` under `key`, taking over an older registrant with the same key on any node.
+   * `clean`: the new connection discards any stored session (watchers are told so).
+   */
+  register(key: string, r: Registrant, clean?: boolean): void;
   /** Forgets `r` (only if it is still the registrant of `key`). */
   release(key: string, r: Registrant): void;
   /**
@@ -59,11 +67,11 @@ export interface TakeoverRegistry {
 export function createTakeoverRegistry(deps: { bus: Bus; nodeId: string; log: Logger }): TakeoverRegistry {
   const byKey = new Map<string, { r: Registrant; at: number }>();
   const watchers = new Map<string, Set<Registrant>>();
-  const tellWatchers = (key: string) => {
+  const tellWatchers = (key: string, clean: boolean) => {
     const w = watchers.get(key);
     if (!w) return;
     watchers.delete(key);
-    for (const r of w) r.takenOver();
+    for (const r of w) r.takenOver(clean);
   };
   const newer = (a: { at: number; session: string }, b: { at: number; session: string }) => a.at > b.at || (a.at === b.at && a.session > b.session);
 
@@ -75,7 +83,7 @@ export function createTakeoverRegistry(deps: { bus: Bus; nodeId: string; log: Lo
       return;
     }
     if (n.node === deps.nodeId || typeof n.k !== 'string' || typeof n.at !== 'number' || typeof n.session !== 'string') return;
-    tellWatchers(n.k);
+    tellWatchers(n.k, n.c === 1);
     const local = byKey.get(n.k);
     if (local && newer(n, { at: local.at, session: local.r.session })) {
       byKey.delete(n.k);
@@ -84,13 +92,13 @@ export function createTakeoverRegistry(deps: { bus: Bus; nodeId: string; log: Lo
   });
 
   return {
-    register(key, r) {
+    register(key, r, clean = false) {
       const at = Date.now();
       const old = byKey.get(key);
       byKey.set(key, { r, at });
-      if (old && old.r !== r) old.r.takenOver();
-      tellWatchers(key);
-      const notice: TakeoverNotice = { k: key, node: deps.nodeId, session: r.session, at };
+      if (old && old.r !== r) old.r.takenOver(clean);
+      tellWatchers(key, clean);
+      const notice: TakeoverNotice = { k: key, node: deps.nodeId, session: r.session, at, ...(clean ? { c: 1 as const } : {}) };
       try {
         deps.bus.publishControl(TAKEOVER_CONTROL, Buffer.from(JSON.stringify(notice)));
       } catch (err) {

@@ -10,6 +10,11 @@ export interface WatchedRedisOptions {
   maxRetriesPerRequest?: number;
   /** Default 3000 ms. */
   commandTimeout?: number;
+  /**
+   * Commands issued in one event-loop turn leave in one write (ioredis auto-pipelining): for a
+   * feature with bursts of small independent commands (MQTT sessions resuming by the hundred).
+   */
+  autoPipelining?: boolean;
 }
 
 /**
@@ -25,6 +30,7 @@ export function createWatchedRedis(url: string, log: Logger, opts: WatchedRedisO
     maxRetriesPerRequest: opts.maxRetriesPerRequest ?? 1,
     commandTimeout: opts.commandTimeout ?? 3000,
     retryStrategy: (times) => Math.min(times * 200, 2000),
+    enableAutoPipelining: opts.autoPipelining ?? false,
   });
   let warned = false;
   let closing = false;
