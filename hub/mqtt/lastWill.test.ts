@@ -1,3 +1,4 @@
+import { createLogger } from '../log.ts';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ClientContext } from '../core/context.ts';
@@ -13,7 +14,7 @@ function fakeCtx() {
   const ctx = {
     publisher: { send: (_c: unknown, topic: string) => void published.push(topic) },
     audit: { record: () => {} },
-    log: { info: () => {}, warn: () => {} },
+    log: createLogger('silent'),
     takeover: {
       watch: (k: string, r: Registrant) => (watchers.get(k) ?? watchers.set(k, new Set()).get(k)!).add(r),
       unwatch: (k: string, r: Registrant) => watchers.get(k)?.delete(r),
