@@ -62,6 +62,8 @@ export class ConfigError extends Error {
  */
 export const CloseCode = {
   shutdown: 4000,
+  /** A frame above ORGHUB_MAX_FRAME_BYTES (RFC 6455 "message too big"). */
+  messageTooBig: 1009,
   slowConsumer: 4001,
   idleTimeout: 4002,
   rateLimited: 4003,

@@ -55,7 +55,7 @@ export function createAccess(deps: { config: Config; bus: Bus; log: Logger; veri
   void revocations.ready.then(() => (loaded = true));
   // Opened on the first offboarding only: most nodes never erase an org.
   let eraser: ReturnType<typeof createWatchedRedis> | undefined;
-  const layout = { historyPrefix: config.ORGHUB_HISTORY_PREFIX, presencePrefix: config.ORGHUB_PRESENCE_PREFIX, limitsPrefix: config.ORGHUB_LIMITS_PREFIX };
+  const layout = { historyPrefix: config.ORGHUB_HISTORY_PREFIX, presencePrefix: config.ORGHUB_PRESENCE_PREFIX, limitsPrefix: config.ORGHUB_LIMITS_PREFIX, fleetPrefix: config.ORGHUB_FLEET_REDIS_PREFIX };
   return {
     sessions,
     revocations,

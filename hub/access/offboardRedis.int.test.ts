@@ -10,7 +10,7 @@ import { startTwoNodes } from './testNodes.ts';
 
 const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
 
-type Kind = 'retained' | 'mqttSessions' | 'history' | 'presence' | 'apiKeys' | 'revocations' | 'limits' | 'directory';
+type Kind = 'retained' | 'mqttSessions' | 'history' | 'presence' | 'apiKeys' | 'revocations' | 'limits' | 'fleet' | 'directory';
 
 /** Which store a Redis key holding `org` in its name belongs to (the names of each store's key functions). */
 function kindOf(key: string, org: string): Kind | 'other' {
@@ -22,6 +22,7 @@ function kindOf(key: string, org: string): Kind | 'other' {
   if (key.startsWith('orghub:apikeys:')) return 'apiKeys';
   if (key.startsWith('orghub:revocations:')) return 'revocations';
   if (key.startsWith('orghub:lim:')) return 'limits';
+  if (key.startsWith('orghub:fleet:')) return 'fleet';
   return 'other';
 }
 
@@ -79,6 +80,8 @@ describe('offboarding erases the org from Redis', () => {
     await persistent.client.endAsync();
     await pub.client.publishAsync('telemetry/q', 'queued', { qos: 1 });
     await pub.client.endAsync();
+    // an open fleet command (the org's open-command set)
+    assert.equal((await api(h1, 'POST', '/v1/devices/d1/commands', admin, { type: 'reboot' })).status, 202);
     // history (namespace chat), over HTTP publish
     assert.equal((await api(h2, 'POST', '/v1/publish', bearer(key.body.key), { topic: 'chat/room', data: { m: 1 } })).status, 200);
     // A presence entry left by a node that died before its peers reaped it (live sessions leave on suspension).
@@ -88,7 +91,7 @@ describe('offboarding erases the org from Redis', () => {
     await redis.pexpire(`orghub:lim:b:pub:u:${org}:planted`, 120_000);
     await until(`${org} holds data of every kind`, async () => {
       const k = await keysOf(org);
-      return ['retained', 'mqttSessions', 'history', 'presence', 'apiKeys', 'revocations', 'limits'].every((kind) => (k[kind]?.length ?? 0) > 0) && (k.mqttSessions?.some((x) => x.includes(':queue:')) ?? false);
+      return ['retained', 'mqttSessions', 'history', 'presence', 'apiKeys', 'revocations', 'limits', 'fleet'].every((kind) => (k[kind]?.length ?? 0) > 0) && (k.mqttSessions?.some((x) => x.includes(':queue:')) ?? false);
     });
     return { key: key.body.key as string, keyId: key.body.apiKey.id as string };
   };
@@ -123,7 +126,7 @@ describe('offboarding erases the org from Redis', () => {
     const r = await api(h1, 'POST', `/v1/orgs/${gone}/offboard`, platform, { confirm: gone });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     const erased = r.body.redisKeysDeleted;
-    for (const kind of ['retained', 'mqttSessions', 'history', 'presence', 'apiKeys', 'revocations', 'limits']) assert.ok(erased[kind] > 0, `${kind}: ${JSON.stringify(erased)}`);
+    for (const kind of ['retained', 'mqttSessions', 'history', 'presence', 'apiKeys', 'revocations', 'limits', 'fleet']) assert.ok(erased[kind] > 0, `${kind}: ${JSON.stringify(erased)}`);
 
     // nothing of the org is left in Redis but its tombstone in the directory
     const left = await keysOf(gone);
@@ -144,6 +147,6 @@ describe('offboarding erases the org from Redis', () => {
     // offboarding again (e.g. after a Redis failure) finds nothing more to erase
     const again = await api(h2, 'POST', `/v1/orgs/${gone}/offboard`, platform, { confirm: gone });
     assert.equal(again.status, 200);
-    assert.deepEqual(again.body.redisKeysDeleted, { retained: 0, mqttSessions: 0, history: 0, presence: 0, apiKeys: 0, revocations: 0, limits: 0 });
+    assert.deepEqual(again.body.redisKeysDeleted, { retained: 0, mqttSessions: 0, history: 0, presence: 0, apiKeys: 0, revocations: 0, limits: 0, fleet: 0 });
   });
 });

@@ -2,12 +2,12 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { globEscape, orgRedisKeys } from './orgRedisKeys.ts';
 
-const layout = { historyPrefix: 'orghub:history:', presencePrefix: 'orghub:presence:', limitsPrefix: 'orghub:lim:' };
+const layout = { historyPrefix: 'orghub:history:', presencePrefix: 'orghub:presence:', limitsPrefix: 'orghub:lim:', fleetPrefix: 'orghub:fleet:' };
 
 describe('org redis keys (offboarding)', () => {
   it('orgRedisKeys - every store is named, prefixes end in ":" so acme never reaches acme-2 or another org\'s topic', () => {
     const { exact, prefixes, apiKeySet } = orgRedisKeys('acme', layout);
-    assert.deepEqual(new Set([...exact, ...prefixes].map(([, k]) => k)), new Set(['retained', 'mqttSessions', 'history', 'presence', 'apiKeys', 'revocations', 'limits']));
+    assert.deepEqual(new Set([...exact, ...prefixes].map(([, k]) => k)), new Set(['retained', 'mqttSessions', 'history', 'presence', 'apiKeys', 'revocations', 'limits', 'fleet']));
     assert.ok(exact.some(([k]) => k === 'orghub:retained:acme'));
     assert.equal(apiKeySet, 'orghub:apikeys:acme');
     for (const [p] of prefixes) assert.ok(p.endsWith(':acme:'), p);

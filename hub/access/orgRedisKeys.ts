@@ -4,15 +4,16 @@ import { retainedBytesKey, retainedIndexKey, retainedKey } from '../mqtt/retaine
 import { queueKey, sessionIndexKey, sessionKey } from '../mqtt/sessionStoreRedis.ts';
 import { bucketKey, slotKey } from '../limits/limiter.ts';
 
-/** Where the configurable stores put their keys (ORGHUB_HISTORY_PREFIX, ORGHUB_PRESENCE_PREFIX, ORGHUB_LIMITS_PREFIX). */
+/** Where the configurable stores put their keys (ORGHUB_HISTORY_PREFIX, ORGHUB_PRESENCE_PREFIX, ORGHUB_LIMITS_PREFIX, ORGHUB_FLEET_REDIS_PREFIX). */
 export interface RedisLayout {
   historyPrefix: string;
   presencePrefix: string;
   limitsPrefix: string;
+  fleetPrefix: string;
 }
 
 /** The kinds of an org's Redis data, as offboarding reports what it erased. */
-export type OrgDataKind = 'retained' | 'mqttSessions' | 'history' | 'presence' | 'apiKeys' | 'revocations' | 'limits';
+export type OrgDataKind = 'retained' | 'mqttSessions' | 'history' | 'presence' | 'apiKeys' | 'revocations' | 'limits' | 'fleet';
 
 /**
  * Every Redis key that holds one org's data, by the names each store gives them: `exact` keys, and
@@ -26,6 +27,7 @@ export function orgRedisKeys(org: string, layout: RedisLayout): { exact: [string
   const H = layout.historyPrefix;
   const P = layout.presencePrefix;
   const L = layout.limitsPrefix;
+  const F = layout.fleetPrefix;
   return {
     exact: [
       [retainedKey(org), 'retained'],
@@ -37,6 +39,9 @@ export function orgRedisKeys(org: string, layout: RedisLayout): { exact: [string
       [bucketKey(L, 'pub', 'org', org), 'limits'],
       [bucketKey(L, 'cmd', 'org', org), 'limits'],
       [slotKey(L, 'org', org), 'limits'],
+      // the org's set of live history topics (ORGHUB_HISTORY_MAX_TOPICS) and of open fleet commands (ORGHUB_FLEET_MAX_OPEN)
+      [`${H}t:${org}`, 'history'],
+      [`${F}open:${org}`, 'fleet'],
     ],
     prefixes: [
       // the store's own key functions with an empty session key: `…:<org>:`

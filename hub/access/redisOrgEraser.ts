@@ -15,7 +15,7 @@ export type ErasedCounts = Record<OrgDataKind, number>;
  */
 export async function eraseOrgRedisData(redis: Redis, org: string, layout: RedisLayout, batch = 500): Promise<ErasedCounts> {
   const { exact, prefixes, apiKeySet } = orgRedisKeys(org, layout);
-  const counts: ErasedCounts = { retained: 0, mqttSessions: 0, history: 0, presence: 0, apiKeys: 0, revocations: 0, limits: 0 };
+  const counts: ErasedCounts = { retained: 0, mqttSessions: 0, history: 0, presence: 0, apiKeys: 0, revocations: 0, limits: 0, fleet: 0 };
   const unlink = async (keys: [string, OrgDataKind][]) => {
     for (let i = 0; i < keys.length; i += batch) {
       const chunk = keys.slice(i, i + batch);

@@ -42,7 +42,7 @@ export const settings = {
   ORGHUB_JWT_CACHE_SIZE: { type: 'integer', minimum: 1, maximum: 1000000, default: 10000, description: 'Verified tokens remembered (by exact token string, until exp, re-verified after 60 s); saves the signature check for repeated HTTP requests and reconnects.' },
   ORGHUB_ORG_CLAIM: { type: 'string', minLength: 1, default: 'org', description: 'Claim that carries the org id.' },
   ORGHUB_ROLE_GRANTS: { type: 'string', default: '', description: 'JSON object replacing the role defaults: `{"role":{"pub":[..],"sub":[..],"cmd":[..]}}`.' },
-  ORGHUB_MAX_FRAME_BYTES: { type: 'integer', minimum: 1024, maximum: 16777216, default: 65536, description: 'Largest inbound WebSocket frame; larger closes with 1009.' },
+  ORGHUB_MAX_FRAME_BYTES: { type: 'integer', minimum: 1024, maximum: 16777216, default: 65536, description: 'Largest inbound WebSocket frame; a larger one closes with 1009, one above 4x this (at most 16 MiB) is cut without a close frame (1006).' },
   ORGHUB_MAX_SUBSCRIPTIONS: { type: 'integer', minimum: 1, maximum: 100000, default: 256, description: 'Subscriptions per connection.' },
   ORGHUB_IDLE_TIMEOUT: { type: 'integer', minimum: 8, maximum: 960, default: 120, description: 'Seconds without any inbound frame (data, ping or pong) before the connection is closed with 4002; the hub pings a connection silent for half of it, so a client that answers pings stays open.' },
   ORGHUB_MAX_BACKPRESSURE: { type: 'integer', minimum: 65536, maximum: 268435456, default: 4194304, description: 'Bytes buffered for one connection. Past half of it the connection is cut as a slow consumer (nothing more is delivered; close 4001 once it has read its buffer); sends above the whole of it are skipped.' },

@@ -56,7 +56,8 @@ export function startFlood(opts: FloodOptions): Flood {
     if (out.includes('started\n')) onStarted();
   });
   let exit = '';
-  const exited = new Promise<void>((r) => child.once('exit', (code, signal) => ((exit = `exit ${code ?? signal}`), r())));
+  // 'close', not 'exit': the child's last stdout chunk (its result) may arrive after 'exit'.
+  const exited = new Promise<void>((r) => child.once('close', (code, signal) => ((exit = `exit ${code ?? signal}`), r())));
   return {
     started,
     child,
@@ -183,12 +184,15 @@ async function child(opts: FloodOptions): Promise<void> {
     }
   }
   process.stdout.write('started\n');
-  process.once('SIGTERM', () => {
+  const finish = () => {
     running = false;
     result.seconds = (performance.now() - t0) / 1000;
     for (const c of closers) c();
     process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(0));
-  });
+  };
+  process.once('SIGTERM', finish);
+  // Every socket closed by the other side leaves nothing to wait for: report what happened then.
+  process.once('beforeExit', finish);
 }
 
 if (process.argv[1] === SELF) void child(JSON.parse(process.argv[2]) as FloodOptions);

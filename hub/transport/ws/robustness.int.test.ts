@@ -10,6 +10,7 @@ import { sleep, TestClient, type Frame } from '../../testing/wsClient.ts';
 import { connectNats } from '../../testing/natsClient.ts';
 import { decodeFrame, FrameError } from '../../protocol/frames.ts';
 import { CloseCode } from '../../errors.ts';
+import { hardFrameBytes } from './wsTransport.ts';
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });
 const MAX_FRAME = 65536;
@@ -400,12 +401,15 @@ describe('ws robustness', () => {
     await expectOk(other, { op: 'sub', topic: 'o/#' });
     big.sendRaw(JSON.stringify({ op: 'pub', id: 1, topic: 'o/big', data: 'x'.repeat(MAX_FRAME) }));
     const code = await Promise.race([big.closed, sleep(5000).then(() => -1)]);
-    // uWS force-closes the TCP connection above maxPayloadLength: no close frame, so 1006, not 1009
-    // (docs/protocol.md says so).
-    assert.equal(code, 1006, `closed with ${code}`);
+    // Above ORGHUB_MAX_FRAME_BYTES: the close frame 1009 (docs/protocol.md).
+    assert.equal(code, CloseCode.messageTooBig, `closed with ${code}`);
     const bigBinary = await connect(hub, org, 'big2', { enc: 'msgpack' });
     bigBinary.sendRaw(Buffer.alloc(MAX_FRAME + 1), true);
-    assert.equal(await Promise.race([bigBinary.closed, sleep(5000).then(() => -1)]), 1006);
+    assert.equal(await Promise.race([bigBinary.closed, sleep(5000).then(() => -1)]), 1009);
+    // Above the hard bound (4x) uWS cuts the TCP connection itself: no close frame, so 1006.
+    const huge = await connect(hub, org, 'big3', { enc: 'msgpack' });
+    huge.sendRaw(Buffer.alloc(hardFrameBytes(MAX_FRAME) + 1), true);
+    assert.equal(await Promise.race([huge.closed, sleep(5000).then(() => -1)]), 1006);
 
     await expectOk(other, { op: 'pub', topic: 'o/after', data: 'still here' });
     await other.waitFor((x) => x.op === 'msg' && x.topic === 'o/after');

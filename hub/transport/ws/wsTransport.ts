@@ -11,6 +11,11 @@ import type { Conn, Id, WsDeps } from './wsTypes.ts';
 
 export type { WsDeps, WsLimits } from './wsTypes.ts';
 
+/** The largest frame uWS buffers: frames between ORGHUB_MAX_FRAME_BYTES and this get a 1009. */
+export function hardFrameBytes(maxFrameBytes: number): number {
+  return Math.min(16 * 1024 * 1024, maxFrameBytes * 4);
+}
+
 /**
  * The WebSocket endpoint `/v1/ws`: authenticates the upgrade, then serves the frame protocol
  * of docs/protocol.md. Every frame is answered; only protocol violations close the socket.
@@ -211,9 +216,11 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(wait
   };
 
   app.ws<Conn>('/v1/ws', {
-    // Above maxPayloadLength uWS (20.30) force-closes the TCP connection: the client sees 1006,
-    // never 1009; the JS API has no hook to answer with a close frame instead (docs/protocol.md).
-    maxPayloadLength: limits.maxFrameBytes,
+    // uWS (20.30) force-closes the TCP connection above maxPayloadLength, with no close frame (a
+    // 1006 for the client) and no hook to answer otherwise. So uWS takes frames up to
+    // hardFrameBytes (4x ORGHUB_MAX_FRAME_BYTES, at most 16 MiB) and the hub answers a frame
+    // between the two with the close frame 1009; only a frame above that is cut as uWS does.
+    maxPayloadLength: hardFrameBytes(limits.maxFrameBytes),
     // Idle and slow-consumer closes are the sweep's (above), with close frames 4002 and 4001.
     idleTimeout: 0,
     sendPingsAutomatically: false,
@@ -241,6 +248,10 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(wait
     message: (ws, message, isBinary) => {
       seen(ws);
       const c = ws.getUserData();
+      if (message.byteLength > limits.maxFrameBytes) {
+        audit.record(c.principal.org, 'session.protocol_violation', { reason: `frame of ${message.byteLength} bytes above ${limits.maxFrameBytes}` }, { actor: c.principal.sub, session: c.session });
+        return close(ws, CloseCode.messageTooBig, 'message too big');
+      }
       let frame: ClientFrame;
       try {
         frame = decodeFrame(message, isBinary, c.enc);
