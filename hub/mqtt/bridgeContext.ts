@@ -44,6 +44,12 @@ export interface SessionStats {
   queued: number;
   /** Messages dropped, by reason: `overflow` (queue full, oldest dropped), `expired` (Message Expiry passed), `unavailable` (Redis failed). */
   dropped: { overflow: number; expired: number; unavailable: number };
+  /** Retained messages queued to subscribers (sent a page at a time, paced by the socket). */
+  retainedSent: number;
+  /** Times an MQTT socket stopped being read because its packet queue held too many bytes. */
+  pauses: number;
+  /** Bytes of inbound PUBLISH packets queued behind a pending one, over every open connection. */
+  inboundQueuedBytes: number;
 }
 
 /** An offline queue this node keeps (metrics). */

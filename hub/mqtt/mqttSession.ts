@@ -246,13 +246,16 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
   private queuePublish(p: Packet & { cmd: 'publish' }): void {
     const len = p.length ?? 0;
     this.queuedBytes += len;
+    this.ctx.stats.inboundQueuedBytes += len;
     if (this.queuedBytes > MAX_QUEUED_BYTES && !this.paused && this.sock.pause) {
       this.paused = true;
+      this.ctx.stats.pauses++;
       this.sock.pause();
     }
     if (this.queuedBytes > MAX_QUEUED_BYTES * 4) return this.disconnect(Reason.quotaExceeded, 'too many bytes queued');
     this.order.run(() => {
       this.queuedBytes -= len;
+      this.ctx.stats.inboundQueuedBytes -= len;
       if (this.paused && this.queuedBytes <= MAX_QUEUED_BYTES / 2) {
         this.paused = false;
         this.sock.resume?.();
@@ -462,6 +465,9 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
   private teardown(reason: string): void {
     const wasOpen = this.state === 'open';
     this.state = 'closed';
+    // Packets still queued are never handled now: they leave the node-wide gauge.
+    this.ctx.stats.inboundQueuedBytes -= this.queuedBytes;
+    this.queuedBytes = 0;
     if (wasOpen && this.owner && this.ref && this.expiryMs === 0) {
       this.ctx.store.discard(this.ref).catch((err) => this.ctx.log.warn({ err: (err as Error).message, session: this.session }, 'stored mqtt session not discarded'));
     } else if (wasOpen && this.owner && this.ref) {
