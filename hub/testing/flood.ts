@@ -25,6 +25,8 @@ export interface FloodOptions {
   conns: number;
   /** `cmd`: commands outstanding per connection. */
   inflight?: number;
+  /** `cmd`: after a refusal carrying `retryAfterMs`, wait that long before the next send (a compliant client); default: send at once. */
+  honourRetry?: boolean;
   /** `ready`: requests per second in all (0 = as fast as the connections go). */
   rate?: number;
 }
@@ -146,9 +148,12 @@ async function child(opts: FloodOptions): Promise<void> {
           sentAt.delete(f.id);
           if (f.op === 'ok') result.ok++;
           else if (f.op === 'err') count(f.code);
-          send();
+          if (opts.honourRetry && f.op === 'err' && typeof f.retryAfterMs === 'number') setTimeout(send, f.retryAfterMs);
+          else send();
         }
       });
+      // A connection the hub closes (e.g. 4003 for sustained rate-limit abuse) is counted, not reopened.
+      ws.on('close', (code: number) => running && count(`close_${code}`));
       closers.push(() => ws.terminate());
       for (let i = 0; i < inflight; i++) send();
     }
@@ -175,7 +180,10 @@ async function child(opts: FloodOptions): Promise<void> {
     }
   }
   process.stdout.write('started\n');
+  // Alive until told to stop, even when the hub closed every connection: the result is printed then.
+  const alive = setInterval(() => {}, 1000);
   process.once('SIGTERM', () => {
+    clearInterval(alive);
     running = false;
     result.seconds = (performance.now() - t0) / 1000;
     for (const c of closers) c();
