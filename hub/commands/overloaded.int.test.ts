@@ -82,8 +82,8 @@ describe('commands overloaded', () => {
     // A over HTTP, while its flood still fills its share: 503, Retry-After, `overloaded`.
     let refused: Response | undefined;
     for (let i = 0; !refused && Date.now() < deadline + 10_000; i++) {
-      // 20 at once, so that some land while A's share is full rather than in a gap between its bursts
-      const answers = await Promise.all(Array.from({ length: 20 }, (_, j) => post(tokenA, `a-http-${i}-${j}`)));
+      // More at once than A's whole share, so some are refused even if the WebSocket flood is between bursts
+      const answers = await Promise.all(Array.from({ length: 2 * PER_ORG }, (_, j) => post(tokenA, `a-http-${i}-${j}`)));
       for (const r of answers) {
         if (r.status === 503) refused ??= r;
         else assert.equal(r.status, 200, `A over HTTP: ${await r.text()}`);
