@@ -115,30 +115,17 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
     }, opts.windowMs);
   }
 
-  /**
-   * How many requests each eligible key gives to `max` places: shares by weight, rotating start
-   * (fairShare.ts). `perKeyCap` (a split: each key goes whole into one batch of at most maxBatch)
-   * shrinks `max` until no key's share is over it, so the weights hold instead of every key being
-   * cut to the same maxBatch.
-   */
-  function allocate(max: number, perKeyCap = Infinity): Map<string, number> {
+  /** How many requests each eligible key gives to a batch of `max`: shares by weight, rotating start (fairShare.ts). */
+  function allocate(max: number): Map<string, number> {
     const waiting: Waiting[] = [];
     for (const [key, q] of queues) if ((slots.get(key) ?? 0) < maxSlotsPerKey) waiting.push({ key, queued: q.length, weight: weightOf(key) });
-    const start = rr++;
-    let alloc = fairShares(waiting, max, start);
-    for (let i = 0; i < 4 && alloc.size > 1; i++) {
-      const top = Math.max(...alloc.values());
-      if (top <= perKeyCap) break;
-      max = Math.max(alloc.size, Math.floor((max * perKeyCap) / top));
-      alloc = fairShares(waiting, max, start);
-    }
-    return alloc;
+    return fairShares(waiting, max, rr++);
   }
 
-  function take(max: number, perKeyCap?: number): Pending<I, R>[] {
+  function take(max: number): Pending<I, R>[] {
     const batch: Pending<I, R>[] = [];
     const seen = opts.conflictKeys ? new Set<string>() : undefined;
-    for (const [k, n] of allocate(max, perKeyCap)) {
+    for (const [k, n] of allocate(max)) {
       const q = queues.get(k)!;
       if (!seen) {
         for (const p of q.splice(0, n)) batch.push(p);
@@ -209,7 +196,7 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
       if (batch.length) void runBatch(batch);
       return;
     }
-    const batches = split(take(opts.maxBatch * parts, opts.maxBatch), parts);
+    const batches = split(take(opts.maxBatch * parts), parts);
     // A bin over maxBatch (one big partition) gives its tail back, in order, to the front of the queue.
     const back: Pending<I, R>[] = [];
     for (const b of batches) if (b.length > opts.maxBatch) back.push(...b.splice(opts.maxBatch));
