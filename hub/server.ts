@@ -129,6 +129,8 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   // Denials and limit hits are aggregated per window, so a flood cannot become an audit flood.
   const audit = createAggregatingAuditSink(store ? createStoreAuditSink({ store, log, nodeId, maxBuffer: config.ORGHUB_AUDIT_BUFFER, maxPerOrg: config.ORGHUB_AUDIT_ORG_BUFFER }) : createLogAuditSink(log), { windowMs: config.ORGHUB_AUDIT_AGGREGATE_MS });
   const limits = createLimitService(config, log, nodeId, access.orgStore);
+  // Each org's share of the group commit follows its tier (limits off: every org weighs the same).
+  if (limits.enabled) store?.weighOrgs?.((org) => limits.limitsOf(org).commitWeight);
   access.orgs.onChange((org) => limits.forget(org));
   const delivery = store ? createFleetDelivery({ store, bus, audit, log, nodeId, retryMs: config.ORGHUB_FLEET_RETRY_MS }) : undefined;
   const fleetService = store

@@ -9,6 +9,14 @@
  * of the run. The /health flood (same connections and rate, an endpoint that checks nothing) is the
  * peer for the /ready flood: the HTTP traffic's own cost on this machine, client included.
  * `BENCH_HUB_ENV='{"ORGHUB_GROUP_COMMIT_SLOTS_PER_ORG":"2"}'` passes settings to the hub.
+ * Limits are on (the default `standard` tier for both orgs; A's command rates are unlimited unless
+ * `--a-org-rate` is given, so that by default its flood meets the hub's capacity);
+ * `--a-org-rate 2000` holds org A to that many commands/s for the whole org (its connection and user
+ * buckets are raised to match, so the org bucket is the one that binds) and `--a-tier free|standard|
+ * enterprise` gives A a tier (its group-commit weight too): A's flood then meets its rate limit,
+ * the real defence, instead of the hub's capacity. By default A resends at once after a refusal
+ * (hostile: past ORGHUB_LIMITS_ABUSE refusals in 10 s its connections are closed, 4003);
+ * `--a-honour-retry` makes it wait `retryAfterMs` (a heavy but compliant tenant, at its rate).
  *
  *   npm run bench:fairness        (node --import tsx loadtest/fairness.ts)
  *   options: --rate 200 --seconds 6 --rounds 2 --flood-conns 4 --flood-inflight 250
@@ -34,6 +42,9 @@ const { values } = parseArgs({
     'flood-inflight': { type: 'string', default: '250' },
     'ready-conns': { type: 'string', default: '16' },
     'ready-rate': { type: 'string', default: '2000' },
+    'a-org-rate': { type: 'string', default: '0' },
+    'a-tier': { type: 'string', default: '' },
+    'a-honour-retry': { type: 'boolean', default: false },
   },
 });
 const RATE = Number(values.rate);
@@ -43,6 +54,11 @@ const FLOOD_CONNS = Number(values['flood-conns']);
 const FLOOD_INFLIGHT = Number(values['flood-inflight']);
 const READY_CONNS = Number(values['ready-conns']);
 const READY_RATE = Number(values['ready-rate']);
+const A_ORG_RATE = Number(values['a-org-rate']);
+const A_TIER = values['a-tier'] ?? '';
+const A_RETRY = values['a-honour-retry'] ?? false;
+if (!Number.isInteger(A_ORG_RATE) || A_ORG_RATE < 0) throw new Error('--a-org-rate must be an integer >= 0 (0: the tier\'s rate)');
+if (A_TIER && !['free', 'standard', 'enterprise'].includes(A_TIER)) throw new Error('--a-tier must be free, standard or enterprise');
 for (const [k, v] of Object.entries({ RATE, SECONDS, ROUNDS, FLOOD_CONNS, FLOOD_INFLIGHT, READY_CONNS })) {
   if (!Number.isInteger(v) || v < 1) throw new Error(`--${k.toLowerCase().replace('_', '-')} must be a positive integer`);
 }
@@ -61,13 +77,17 @@ async function drained(httpUrl: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  progress.log(`bench:fairness run ${run}: B at ${RATE} commands/s, ${SECONDS} s per phase, ${ROUNDS} rounds`);
+  progress.log(`bench:fairness run ${run}: B at ${RATE} commands/s, ${SECONDS} s per phase, ${ROUNDS} rounds${A_ORG_RATE ? `, A held to ${A_ORG_RATE} commands/s` : ''}${A_TIER ? `, A's tier ${A_TIER}` : ''}`);
   await migrate({ quiet: true });
   const issuer = await createBenchIssuer();
   let hub: HubServer | undefined;
   try {
     progress.start('starting nats-server and hub');
     const hubEnv = JSON.parse(process.env.BENCH_HUB_ENV ?? '{}') as Record<string, string>;
+    // Without --a-org-rate, A's command rates are unlimited (its flood meets the hub's capacity, not
+    // its tier's user bucket, which would otherwise refuse it and close it for abuse, 4003).
+    const aRate = A_ORG_RATE || 1e9;
+    hubEnv.ORGHUB_LIMITS_ORGS = JSON.stringify({ [`bench-fair-a-${run}`]: { ...(A_TIER ? { tier: A_TIER } : {}), commands: { org: aRate, user: Math.min(1e9, aRate * 10), connection: Math.min(1e9, aRate * 10) } } });
     if (Object.keys(hubEnv).length) progress.log(`hub settings: ${JSON.stringify(hubEnv)}`);
     hub = await startHub(issuer.env, { ORGHUB_LOG_LEVEL: 'warn', ...hubEnv });
     const b = await openWs(hub.wsUrl, await issuer.token(`bench-fair-b-${run}`, 'admin-b'));
@@ -103,7 +123,7 @@ async function main(): Promise<void> {
     };
     for (let round = 1; round <= ROUNDS; round++) {
       await aloneRun(`round ${round}: B alone`);
-      const fa = startFlood({ mode: 'cmd', url: hub.wsUrl, token: aToken, conns: FLOOD_CONNS, inflight: FLOOD_INFLIGHT });
+      const fa = startFlood({ mode: 'cmd', url: hub.wsUrl, token: aToken, conns: FLOOD_CONNS, inflight: FLOOD_INFLIGHT, honourRetry: A_RETRY });
       await fa.started;
       await new Promise((r) => setTimeout(r, 500));
       underA.push(...(await bPhase(`round ${round}: B + A's command flood`)));
@@ -127,7 +147,7 @@ async function main(): Promise<void> {
     const aRatio = percentiles(underA, [99])[0] / baseP99;
     const rRatio = percentiles(underReady, [99])[0] / baseP99;
     const hRatio = percentiles(underHealth, [99])[0] / baseP99;
-    process.stdout.write(`\n## bench:fairness (${new Date().toISOString()}, B at ${RATE} commands/s, ${SECONDS} s x ${ROUNDS} rounds per phase)\n\n`);
+    process.stdout.write(`\n## bench:fairness (${new Date().toISOString()}, B at ${RATE} commands/s, ${SECONDS} s x ${ROUNDS} rounds per phase${A_ORG_RATE ? `, A's org rate ${A_ORG_RATE}/s` : ''}${A_TIER ? `, A's tier ${A_TIER}` : ''}${A_RETRY ? ', A honours retryAfterMs' : ''})\n\n`);
     printTable(
       ['B\'s phase', 'acks', 'p50 ms', 'p99 ms', 'p99.9 ms', 'p99 / alone', 'target'],
       [

@@ -165,6 +165,11 @@ export interface EventStore {
   eraseOrg?(org: string, actor: string): Promise<number>;
   /** Write-path counters, where the adapter keeps them. */
   stats?(): EventStoreStats;
+  /**
+   * Sets each org's share of the write queue relative to the others (its tier's `commitWeight`);
+   * read at every batch. Adapters without a shared queue lack it. Until called, every org weighs 1.
+   */
+  weighOrgs?(weightOf: (org: string) => number): void;
   /** Checks the store answers, on a connection of its own (never one that appends wait for); for /ready. */
   ping?(): Promise<void>;
   close(): Promise<void>;

@@ -59,4 +59,39 @@ describe('event store fairness', () => {
     assert.equal(total, 3000);
     assert.equal((await store.readStream(b, 's')).length, 10);
   });
+  it('event store fairness - one batch at a time, tier weights 4 : 1: when 90 % of the heavy org\'s 2000 appends are done the light org has under half of its 2000; with equal weights, about as many', async () => {
+    /**
+     * Queues 2000 appends of each org at once; answers how much of the light org was done when 90 %
+     * of the heavy org's were (not the last one: a single slow transaction would decide that).
+     */
+    // One batch in flight at a time: each batch is shared by weight. With 4 slots, which org's batch
+    // finishes first also decides, and the split was measured at 35-85 % (docs/eventstore.md).
+    const one = createPostgresEventStore({ databaseUrl: DATABASE_URL, connectTimeoutMs: 10_000, queryTimeoutMs: 30_000, groupCommitConcurrency: 1 });
+    const race = async (weights: boolean) => {
+      const [heavy, light] = [testOrg('w-heavy'), testOrg('w-light')];
+      one.weighOrgs!((org) => (weights && org === heavy ? 4 : 1));
+      let lightDone = 0;
+      let heavyDone = 0;
+      let share = -1;
+      const all: Promise<unknown>[] = [];
+      for (let i = 0; i < 2000; i++) {
+        all.push(one.appendToStream(heavy, `s-${i % 20}`, [{ type: 'test.heavy', data: { i }, metadata: { actor: 'h' } }]).then(() => {
+          if (++heavyDone === 1800) share = lightDone / 2000;
+        }));
+        all.push(one.appendToStream(light, `s-${i % 20}`, [{ type: 'test.light', data: { i }, metadata: { actor: 'l' } }]).then(() => lightDone++));
+      }
+      await Promise.all(all);
+      return share;
+    };
+    try {
+      const weighted = await race(true);
+      const equal = await race(false);
+      console.log(`# light org's appends done at 90 % of the heavy one's: ${(weighted * 100).toFixed(0)} % with weights 4 : 1, ${(equal * 100).toFixed(0)} % with equal weights`);
+      // 4 : 1 would leave the light org at ~22 %; equal shares at ~90 %
+      assert.ok(weighted < 0.5, `with weights 4 : 1 the light org had ${(weighted * 100).toFixed(0)} % done`);
+      assert.ok(equal > 0.7, `with equal weights the light org had only ${(equal * 100).toFixed(0)} % done (positive control)`);
+    } finally {
+      await one.close();
+    }
+  });
 });

@@ -11,7 +11,7 @@ interface Item {
 const tick = () => new Promise((r) => setTimeout(r, 5));
 
 /** A group commit whose flush records each batch and completes only when the test says so. */
-function harness(concurrency: number, extra: { splitMin?: number; maxBatch?: number; maxQueue?: number; maxQueuePerKey?: number } = {}) {
+function harness(concurrency: number, extra: { splitMin?: number; maxBatch?: number; maxQueue?: number; maxQueuePerKey?: number; weightOf?: (org: string) => number } = {}) {
   const batches: Item[][] = [];
   const finish: Array<() => void> = [];
   const gc = createGroupCommit<Item, number>({
@@ -27,6 +27,7 @@ function harness(concurrency: number, extra: { splitMin?: number; maxBatch?: num
     splitMin: extra.splitMin,
     maxQueue: extra.maxQueue,
     maxQueuePerKey: extra.maxQueuePerKey,
+    weightOf: extra.weightOf,
     overloaded: (scope, key) => Object.assign(new Error(`overloaded ${scope} ${key}`), { scope }),
   });
   const ids = () => batches.map((b) => b.map((i) => i.id));
@@ -122,6 +123,30 @@ describe('group commit', () => {
     }
     for (const f of finish) f();
     assert.equal((await Promise.all(all)).length, 304);
+  });
+
+  it('group commit - shares are weighted by tier: an enterprise org (4) gets 4 places for a free org\'s (1) 1, and the free org is never left out', async () => {
+    // Given one slot busy and 300 requests each of an enterprise org and a free org queued
+    const tiers: Record<string, number> = { ent: 4, free: 1 };
+    const { gc, finish, ids } = harness(1, { maxBatch: 50, weightOf: (org) => tiers[org] ?? 1 });
+    const all = [gc.submit({ id: 0, org: 'x' })];
+    await tick();
+    for (let i = 1; i <= 300; i++) all.push(gc.submit({ id: i, org: 'ent' }), gc.submit({ id: 1000 + i, org: 'free' }));
+    // When the slot frees
+    finish[0]();
+    await tick();
+    // Then each full batch holds 40 of the enterprise org's and 10 of the free org's, each in order
+    const second = ids()[1];
+    assert.deepEqual(second.filter((id) => id < 1000), Array.from({ length: 40 }, (_, i) => i + 1));
+    assert.deepEqual(second.filter((id) => id > 1000), Array.from({ length: 10 }, (_, i) => 1001 + i));
+    // and once the enterprise queue is empty the free org gets whole batches
+    while (ids().flat().length < 601) {
+      finish[finish.length - 1]();
+      await tick();
+    }
+    for (const f of finish) f();
+    assert.equal((await Promise.all(all)).length, 601);
+    assert.ok(ids().at(-1)!.every((id) => id > 1000), 'the last batch is the free org\'s rest');
   });
 
   it('group commit - one org may hold at most concurrency - 1 slots, so a late org gets a free slot at once', async () => {

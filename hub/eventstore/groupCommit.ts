@@ -8,10 +8,13 @@
  * every request of that batch (the transaction did not commit).
  *
  * Fairness: the queue is one FIFO per partition key (org). A batch is filled round-robin across
- * keys (each gets an equal share; what a short queue leaves goes to the others), and one key may
+ * keys, each getting a share in proportion to its weight (`weightOf`, the org's tier; equal by
+ * default; what a short queue leaves goes to the others), and one key may
  * hold at most `maxSlotsPerKey` of the in-flight batches, so one org's flood cannot make another
  * org's requests wait behind it. Both the whole queue and each key's share of it are bounded.
  */
+import { fairShares, type Waiting } from './fairShare.ts';
+
 export interface GroupCommitOptions<I, R> {
   windowMs: number;
   maxBatch: number;
@@ -41,6 +44,11 @@ export interface GroupCommitOptions<I, R> {
    * others. Without `partitionKey`: `concurrency`.
    */
   maxSlotsPerKey?: number;
+  /**
+   * A key's share of a batch relative to the others' (the org's tier weight); read at every batch,
+   * so a changed tier applies at once. Default 1 for every key (plain round-robin).
+   */
+  weightOf?: (key: string) => number;
   /** The error a refused `submit` rejects with (the queue, or the key's share of it, is full). */
   overloaded?: (scope: 'queue' | 'key', key: string) => Error;
 }
@@ -72,6 +80,7 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
   if (!(maxQueue >= 1) || !(maxQueuePerKey >= 1)) throw new RangeError('maxQueue and maxQueuePerKey must be >= 1');
   const maxSlotsPerKey = opts.maxSlotsPerKey ?? (opts.partitionKey ? Math.max(1, opts.concurrency - 1) : opts.concurrency);
   if (!(maxSlotsPerKey >= 1)) throw new RangeError('maxSlotsPerKey must be >= 1');
+  const weightOf = opts.weightOf ?? (() => 1);
   const overloaded = opts.overloaded ?? ((scope, key) => new Error(scope === 'queue' ? 'group commit: queue full' : `group commit: queue full for ${key}`));
 
   /** One FIFO per partition key; a key is present only while its queue is non-empty. */
@@ -106,28 +115,11 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
     }, opts.windowMs);
   }
 
-  /** How many requests each eligible key gives to a batch of `max`: equal shares, round-robin start. */
+  /** How many requests each eligible key gives to a batch of `max`: shares by weight, rotating start (fairShare.ts). */
   function allocate(max: number): Map<string, number> {
-    const keys = [...queues.keys()].filter((k) => (slots.get(k) ?? 0) < maxSlotsPerKey);
-    const alloc = new Map<string, number>();
-    if (keys.length === 0) return alloc;
-    const start = rr++ % keys.length;
-    let open = keys.slice(start).concat(keys.slice(0, start));
-    let remaining = max;
-    while (remaining > 0 && open.length > 0) {
-      const share = Math.max(1, Math.floor(remaining / open.length));
-      const next: string[] = [];
-      for (const k of open) {
-        if (remaining === 0) break;
-        const have = alloc.get(k) ?? 0;
-        const give = Math.min(share, queues.get(k)!.length - have, remaining);
-        alloc.set(k, have + give);
-        remaining -= give;
-        if (have + give < queues.get(k)!.length) next.push(k);
-      }
-      open = next;
-    }
-    return alloc;
+    const waiting: Waiting[] = [];
+    for (const [key, q] of queues) if ((slots.get(key) ?? 0) < maxSlotsPerKey) waiting.push({ key, queued: q.length, weight: weightOf(key) });
+    return fairShares(waiting, max, rr++);
   }
 
   function take(max: number): Pending<I, R>[] {

@@ -243,6 +243,7 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions = {}
 
   // Submit to commit (queueing, group-commit window, transaction and fsync) of successful appends.
   const appendLatency = new LatencyHistogram();
+  let weightOf: (org: string) => number = () => 1;
   const group = createGroupCommit<AppendRequest, AppendResult>({
     windowMs: options.groupCommitMs ?? 2,
     maxBatch: options.groupCommitMax ?? 500,
@@ -253,6 +254,7 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions = {}
     maxQueue: options.groupCommitQueue ?? 20_000,
     maxQueuePerKey: options.groupCommitQueuePerOrg ?? 5_000,
     maxSlotsPerKey: options.groupCommitSlotsPerOrg || undefined,
+    weightOf: (org) => weightOf(org),
     overloaded: (scope, org) =>
       new EventStoreOverloadedError(
         scope === 'queue' ? 'the event store queue is full (ORGHUB_GROUP_COMMIT_QUEUE); nothing was recorded' : `org ${org} has too many appends queued (ORGHUB_GROUP_COMMIT_QUEUE_PER_ORG); nothing was recorded`,
@@ -366,6 +368,10 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions = {}
       if (closed) throw new EventStoreUnavailableError('event store is closed');
       // The function runs as its owner (SECURITY DEFINER) with app.org_id set to the org; this role may only call it.
       return tx('eraseOrg', appRole, org, async (c) => Number((await c.query<{ n: string }>('SELECT orghub_offboard_org($1, $2)::text AS n', [org, actor])).rows[0]!.n));
+    },
+
+    weighOrgs(fn: (org: string) => number) {
+      weightOf = fn;
     },
 
     stats() {

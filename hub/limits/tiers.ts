@@ -32,6 +32,11 @@ export interface TierLimits {
   retainedBytes: number;
   /** Commands awaiting their durable ack on one connection. */
   inflightCommands: number;
+  /**
+   * The org's share of each group-commit batch relative to other orgs with appends waiting
+   * (hub/eventstore/fairShare.ts): with weights 4 and 1, two flooding orgs get 4/5 and 1/5.
+   */
+  commitWeight: number;
 }
 
 /**
@@ -48,6 +53,7 @@ export const TIER_DEFAULTS: Readonly<Record<Tier, TierLimits>> = {
     patternsPerNode: 1_000,
     retainedBytes: 1024 * 1024,
     inflightCommands: 10,
+    commitWeight: 1,
   },
   standard: {
     publish: { connection: 2_000, user: 5_000, org: 50_000 },
@@ -60,6 +66,7 @@ export const TIER_DEFAULTS: Readonly<Record<Tier, TierLimits>> = {
     // Group commit makes a deep pipeline the fast way to send commands: a backend may keep
     // thousands in flight on one connection (hub/commands/failure.int.test.ts keeps 3000).
     inflightCommands: 4_000,
+    commitWeight: 2,
   },
   enterprise: {
     publish: { connection: 20_000, user: 50_000, org: 1_000_000 },
@@ -70,6 +77,7 @@ export const TIER_DEFAULTS: Readonly<Record<Tier, TierLimits>> = {
     patternsPerNode: 200_000,
     retainedBytes: 1024 * 1024 * 1024,
     inflightCommands: 20_000,
+    commitWeight: 4,
   },
 };
 
@@ -88,6 +96,7 @@ export const partialLimits = {
     patternsPerNode: { type: 'integer', minimum: 1, maximum: 1e9 },
     retainedBytes: count,
     inflightCommands: { type: 'integer', minimum: 1, maximum: 1e6 },
+    commitWeight: { type: 'integer', minimum: 1, maximum: 1000 },
   },
   additionalProperties: false,
 };

@@ -47,6 +47,12 @@ export interface SessionStats {
   dropped: { overflow: number; expired: number; unavailable: number };
   /** Parked sessions this node adopted from a node that stopped beating. */
   adopted: number;
+  /** Retained messages queued to subscribers (sent a page at a time, paced by the socket). */
+  retainedSent: number;
+  /** Times an MQTT socket stopped being read because its packet queue held too many bytes. */
+  pauses: number;
+  /** Bytes of inbound PUBLISH packets queued behind a pending one, over every open connection. */
+  inboundQueuedBytes: number;
 }
 
 /** An offline queue this node keeps (metrics, and the subscriptions a resume on this node starts from). */

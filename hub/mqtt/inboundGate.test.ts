@@ -40,7 +40,8 @@ describe('mqtt inbound gate', () => {
 
   it('publish backlog - pauses past the bound, resumes under half, refuses past four times', () => {
     const calls: string[] = [];
-    const b = new PublishBacklog({ pause: () => calls.push('pause'), resume: () => calls.push('resume') });
+    const stats = { pauses: 0, inboundQueuedBytes: 0 };
+    const b = new PublishBacklog({ pause: () => calls.push('pause'), resume: () => calls.push('resume') }, stats);
     assert.equal(b.add(MAX_QUEUED_BYTES), true);
     assert.deepEqual(calls, [], 'at the bound, still read');
     assert.equal(b.add(1), true);
@@ -49,6 +50,9 @@ describe('mqtt inbound gate', () => {
     assert.deepEqual(calls, ['pause'], 'over half: still paused');
     b.taken(1);
     assert.deepEqual(calls, ['pause', 'resume']);
+    assert.deepEqual(stats, { pauses: 1, inboundQueuedBytes: MAX_QUEUED_BYTES / 2 });
     assert.equal(b.add(MAX_QUEUED_BYTES * 4), false, 'past four times the bound');
+    b.clear();
+    assert.equal(stats.inboundQueuedBytes, 0, 'what never gets handled leaves the gauge');
   });
 });

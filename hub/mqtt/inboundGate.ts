@@ -4,6 +4,7 @@ import { overPacketLimit } from './limits.ts';
 import type { Version } from './outbound.ts';
 import type { MqttSocket } from './outbox.ts';
 import type { SessionState } from './sessionPort.ts';
+import type { SessionStats } from './bridgeContext.ts';
 
 /** Packets accepted between CONNECT and CONNACK (token verification, session resume). */
 export const MAX_EARLY = 1000;
@@ -46,21 +47,34 @@ export class PublishBacklog {
   private bytes = 0;
   private paused = false;
 
-  constructor(private readonly sock: Pick<MqttSocket, 'pause' | 'resume'>) {}
+  /** `stats`: the node-wide gauge of queued bytes and count of pauses (metrics). */
+  constructor(
+    private readonly sock: Pick<MqttSocket, 'pause' | 'resume'>,
+    private readonly stats: Pick<SessionStats, 'pauses' | 'inboundQueuedBytes'>,
+  ) {}
 
   /** A PUBLISH of `len` bytes waits; false past 4 × MAX_QUEUED_BYTES (the client is dropped). */
   add(len: number): boolean {
     this.bytes += len;
+    this.stats.inboundQueuedBytes += len;
     if (this.bytes > MAX_QUEUED_BYTES && !this.paused && this.sock.pause) {
       this.paused = true;
+      this.stats.pauses++;
       this.sock.pause();
     }
     return this.bytes <= MAX_QUEUED_BYTES * 4;
   }
 
+  /** The connection ends: what still waits is never handled. */
+  clear(): void {
+    this.stats.inboundQueuedBytes -= this.bytes;
+    this.bytes = 0;
+  }
+
   /** The waiting PUBLISH of `len` bytes is being handled now. */
   taken(len: number): void {
     this.bytes -= len;
+    this.stats.inboundQueuedBytes -= len;
     if (this.paused && this.bytes <= MAX_QUEUED_BYTES / 2) {
       this.paused = false;
       this.sock.resume?.();

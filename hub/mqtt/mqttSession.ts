@@ -86,7 +86,7 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
   ) {
     this.bucket = new TokenBucket(ctx.limits.rate);
     this.outbox = new Outbox(this, sock, ctx.flusher, ctx.limits);
-    this.backlog = new PublishBacklog(sock);
+    this.backlog = new PublishBacklog(sock, ctx.stats);
     this.order = new SerialQueue(MAX_PENDING, {
       onError: (err) => this.fail(err),
       onOverflow: () => this.disconnect(Reason.quotaExceeded, 'too many pending packets'),
@@ -393,6 +393,8 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
   private teardown(reason: string): void {
     const wasOpen = this.state === 'open';
     this.state = 'closed';
+    // Packets still queued are never handled now: they leave the node-wide gauge.
+    this.backlog.clear();
     const p = this.persistent;
     const parked = wasOpen && !!p?.end({ version: this.version, subs: this.subs, qos2: this.qos2, pending: this.outbox.inflight.pending(), registrant: this });
     this.release();

@@ -206,7 +206,12 @@ export class RawClient {
   }
 
   send(p: Packet, version: 4 | 5 = 4): void {
-    this.socket.write(mqttPacket.generate(p, { protocolVersion: version }));
+    this.socket.write(RawClient.encode(p, version));
+  }
+
+  /** One packet's bytes (to write many at once). */
+  static encode(p: Packet, version: 4 | 5 = 4): Buffer {
+    return mqttPacket.generate(p, { protocolVersion: version });
   }
 
   async waitFor(pred: (p: Packet) => boolean, ms = 5000): Promise<Packet> {

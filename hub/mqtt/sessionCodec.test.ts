@@ -76,7 +76,7 @@ describe('mqtt session codec', () => {
   });
 
   it('queued deliveries - expired ones are dropped and counted, ungranted topics dropped, DUP kept, oldest first', () => {
-    const ctx = { stats: { queued: 0, dropped: { overflow: 0, expired: 0, unavailable: 0 } } } as unknown as BridgeContext;
+    const ctx = { stats: { queued: 0, dropped: { overflow: 0, expired: 0, unavailable: 0 }, retainedSent: 0, pauses: 0, inboundQueuedBytes: 0 } } as unknown as BridgeContext;
     const now = 10_000;
     const entries = [
       encodeEntry({ topic: 'a/1', payload: Buffer.from('old'), dup: true, expiresAt: 0 }),

@@ -123,6 +123,7 @@ async function sendRetained(s: SessionPort, pattern: string, granted: 0 | 1): Pr
     for await (const page of pages) {
       if (!s.open) return;
       queueRetained(s, page, granted);
+      s.ctx.stats.retainedSent += page.length;
       s.flush();
       while (s.open && s.backlogged) await new Promise((r) => setTimeout(r, 10));
     }

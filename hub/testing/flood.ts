@@ -25,6 +25,8 @@ export interface FloodOptions {
   conns: number;
   /** `cmd`: commands outstanding per connection. */
   inflight?: number;
+  /** `cmd`: after a refusal carrying `retryAfterMs`, wait that long before the next send (a compliant client); default: send at once. */
+  honourRetry?: boolean;
   /** `ready`: requests per second in all (0 = as fast as the connections go). */
   rate?: number;
 }
@@ -120,10 +122,6 @@ async function child(opts: FloodOptions): Promise<void> {
   let running = true;
   const t0 = performance.now();
   const count = (code: string) => (result.errors[code] = (result.errors[code] ?? 0) + 1);
-  process.on('uncaughtException', (e) => {
-    process.stderr.write(`flood child: ${e.stack ?? e}\n`);
-    count(`exception:${e.message}`);
-  });
   const closers: Array<() => void> = [];
   if (opts.mode === 'cmd') {
     const inflight = opts.inflight ?? 32;
@@ -137,9 +135,6 @@ async function child(opts: FloodOptions): Promise<void> {
     });
     for (let c = 0; c < opts.conns; c++) {
       const ws = await openWs(opts.url, opts.token!);
-      // A socket the hub closes or resets is counted, never a crash that loses the result.
-      ws.on('error', (e) => count(`ws_error:${(e as NodeJS.ErrnoException).code ?? e.message}`));
-      ws.on('close', (code) => running && count(`close:${code}`));
       const send = () => {
         if (!running) return;
         result.sent++;
@@ -155,9 +150,13 @@ async function child(opts: FloodOptions): Promise<void> {
           sentAt.delete(f.id);
           if (f.op === 'ok') result.ok++;
           else if (f.op === 'err') count(f.code);
-          send();
+          if (opts.honourRetry && f.op === 'err' && typeof f.retryAfterMs === 'number') setTimeout(send, f.retryAfterMs);
+          else send();
         }
       });
+      // A connection the hub closes (e.g. 4003 for sustained rate-limit abuse) is counted, not reopened.
+      ws.on('close', (code: number) => running && count(`close_${code}`));
+      ws.on('error', (e) => count(`ws_error:${(e as NodeJS.ErrnoException).code ?? e.message}`));
       closers.push(() => ws.terminate());
       for (let i = 0; i < inflight; i++) send();
     }
@@ -184,15 +183,15 @@ async function child(opts: FloodOptions): Promise<void> {
     }
   }
   process.stdout.write('started\n');
-  const finish = () => {
+  // Alive until told to stop, even when the hub closed every connection: the result is printed then.
+  const alive = setInterval(() => {}, 1000);
+  process.once('SIGTERM', () => {
+    clearInterval(alive);
     running = false;
     result.seconds = (performance.now() - t0) / 1000;
     for (const c of closers) c();
     process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(0));
-  };
-  process.once('SIGTERM', finish);
-  // Every socket closed by the other side leaves nothing to wait for: report what happened then.
-  process.once('beforeExit', finish);
+  });
 }
 
 if (process.argv[1] === SELF) void child(JSON.parse(process.argv[2]) as FloodOptions);
