@@ -311,10 +311,14 @@ describe('commands', () => {
 
     // When B's admin commands the same topic name A uses, and even names A in the topic
     const rb = await cmd(adminB, 'device.reboot', 'devices/d1/commands', {}, key);
-    const rb2 = await cmd(adminB, 'device.reboot', `${orgA}/devices/d1/commands`, {}, `${key}-2`);
+    // (A's id as a device id is just a segment of B's topic space; A's id as a topic prefix is
+    // outside device.reboot's declared topics, `devices/+/commands`, and refused as bad_topic)
+    const rb2 = await cmd(adminB, 'device.reboot', `devices/${orgA}/commands`, {}, `${key}-2`);
+    const rbPrefixed = await cmd(adminB, 'device.reboot', `${orgA}/devices/d1/commands`, {}, `${key}-4`);
     const hb = await httpCmd(node2, await issuer.token(orgB, 'mallory'), { type: 'device.reboot', topic: 'devices/d1/commands', data: {}, key: `${key}-3` });
     assert.equal(rb.op, 'ok');
     assert.equal(rb2.op, 'ok');
+    assert.deepEqual([rbPrefixed.op, rbPrefixed.code], ['err', 'bad_topic']);
     assert.equal(hb.status, 200);
 
     // Then every row is B's, A's streams are untouched, and only B's watcher saw the commands
