@@ -122,7 +122,11 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     max: config.ORGHUB_JWT_CACHE_SIZE,
     ttlMs: 60_000,
   });
-  const bus = withSignedControl(createNatsBus({ servers: config.NATS_URL, name: `orghub ${nodeId}`, log, headerAuth: createHeaderAuth(clusterSecret(config)) }), clusterSecret(config), log);
+  // The declared command topics (`x-orghub-topics`) are reserved: Publisher refuses publishes there
+  // and the bus drops unsigned messages there (docs/access.md "Command topics").
+  const commandRegistry = new CommandRegistry();
+  const isCommandTopic = (topic: string) => commandRegistry.topics.reserves(topic);
+  const bus = withSignedControl(createNatsBus({ servers: config.NATS_URL, name: `orghub ${nodeId}`, log, headerAuth: createHeaderAuth(clusterSecret(config)), commandTopics: isCommandTopic }), clusterSecret(config), log);
   const access = createAccess({ config, bus, log, verifier: tokens });
   const { verifier, sessions } = access;
   const store = parts.store;
@@ -153,7 +157,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
         changed: (org, device) => delivery!.notify(org, device),
       })
     : undefined;
-  const commands = store ? createCommandService({ store, registry: new CommandRegistry(), bus, audit, log, nodeId, fleet: fleetService }) : undefined;
+  const commands = store ? createCommandService({ store, registry: commandRegistry, bus, audit, log, nodeId, fleet: fleetService }) : undefined;
   const { app, routes } = recordRoutes(uws.App());
   let retention;
   try {
@@ -162,7 +166,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     throw new ConfigError((err as Error).message);
   }
   const history = retention.size > 0 ? createHistoryRecorder({ store: shareReads(createRedisHistory({ url: config.REDIS_URL, prefix: config.ORGHUB_HISTORY_PREFIX, log, maxTopicsPerOrg: config.ORGHUB_HISTORY_MAX_TOPICS })), bus, namespaces: retention, log }) : undefined;
-  const publisher = new Publisher(bus, audit, history);
+  const publisher = new Publisher(bus, audit, history, isCommandTopic);
   const fanout = new WsFanout(app, bus, orgLabeler(config.ORGHUB_METRICS_ORGS.split(',')));
   const presenceNamespaces = parseNamespaces(config.ORGHUB_PRESENCE_NAMESPACES);
   const presence =
@@ -231,7 +235,10 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   // The Postgres store pings on a connection of its own, never one that appends wait for.
   // Its backlog (appends queued or in flight) is reported; a full queue answers `overloaded`, not 503 here.
   if (store) checks.push({ name: 'eventstore', check: async () => (await (store.ping ? store.ping() : store.readStream('_health', 'ping', { maxCount: 1 })), { up: true, detail: store.stats ? { pending: store.stats().pending } : undefined }) });
-  const metrics: (MetricSource | HistogramSource)[] = [fanoutLatencyMetric(fanout)];
+  const metrics: (MetricSource | HistogramSource)[] = [
+    fanoutLatencyMetric(fanout),
+    { name: 'orghub_bus_forged_commands_dropped_total', help: 'Messages from NATS on a command topic without a valid hub signature (a raw publish imitating a recorded command), dropped before delivery', type: 'counter', read: () => bus.forgedCommands },
+  ];
   if (store?.stats) metrics.push(...eventStoreMetrics(store.stats.bind(store)));
   if (delivery) {
     metrics.push(

@@ -105,7 +105,7 @@ class CmdConn {
     const id = this.nextId++;
     return new Promise((resolve) => {
       this.pending.set(id, resolve);
-      this.ws.send(`{"op":"cmd","id":${id},"type":"device.config","topic":"devices/d${this.index}/config","key":"${run}-${this.index}-${seq}","data":{"settings":{"p":"${this.pad}"}}}`);
+      this.ws.send(`{"op":"cmd","id":${id},"type":"device.config","topic":"devices/d${this.index}/commands","key":"${run}-${this.index}-${seq}","data":{"settings":{"p":"${this.pad}"}}}`);
     });
   }
 

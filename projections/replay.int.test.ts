@@ -5,6 +5,7 @@ import { createTestIssuer, type TestIssuer } from '../hub/testing/issuer.ts';
 import { TestClient } from '../hub/testing/wsClient.ts';
 import { testOrg } from '../hub/testing/hubProcess.ts';
 import { DEFAULT_QUERY_ROLE } from '../hub/eventstore/roles.ts';
+import { createPostgresEventStore } from '../hub/eventstore/postgresEventStore.ts';
 import { createTestDatabase, runRebuild, startProjector, tableHash, waitUntil, type ProjectorProcess, type TestDatabase } from './testing.ts';
 import { driveWorkload } from './workload.ts';
 
@@ -29,6 +30,14 @@ describe('projections - replay', () => {
     m = await startMqttHub(issuer, { DATABASE_URL: db.url, ORGHUB_PROJECTION_STATUS_CACHE_MS: '0', ORGHUB_AUDIT_AGGREGATE_MS: '100' });
     projector = startProjector(db.url);
     for (const org of orgs) await driveWorkload({ issuer, org, wsUrl: m.hub.wsUrl, httpUrl: m.hub.url, mqttUrl: m.tcpUrl });
+    // A command recorded before command topics were declared (`x-orghub-topics`), on a topic that
+    // names no device: the hub refuses such a `cmd` now, but logs keep them and must replay the same.
+    const store = createPostgresEventStore({ databaseUrl: db.url });
+    try {
+      for (const org of orgs) await store.appendToStream(org, 'commands:fleet/all', [{ type: 'device.config', data: { settings: { legacy: true } }, metadata: { actor: 'alice' } }]);
+    } finally {
+      await store.close();
+    }
   });
   after(async () => {
     await projector?.stop();
@@ -55,8 +64,8 @@ describe('projections - replay', () => {
 
     const [a] = orgs;
     const q = (sql: string, p: unknown[] = []) => db.pool.query(sql, p).then((r) => r.rows);
-    assert.equal((await q(`SELECT count(*)::int AS n FROM device_commands WHERE org_id = $1`, [a]))[0].n, 7, '3 reboots (retries not doubled) + 3 configs + 1 over HTTP');
-    assert.deepEqual(await q(`SELECT DISTINCT device_id FROM device_commands WHERE org_id = $1 ORDER BY 1 NULLS LAST`, [a]), [{ device_id: 'd-http' }, { device_id: 'd-ws' }, { device_id: null }]);
+    assert.equal((await q(`SELECT count(*)::int AS n FROM device_commands WHERE org_id = $1`, [a]))[0].n, 8, '3 reboots (retries not doubled) + 3 configs + 1 over HTTP + 1 legacy command on fleet/all');
+    assert.deepEqual(await q(`SELECT DISTINCT device_id FROM device_commands WHERE org_id = $1 ORDER BY 1 NULLS LAST`, [a]), [{ device_id: 'd-cfg' }, { device_id: 'd-http' }, { device_id: 'd-ws' }, { device_id: null }]);
     const outcomes = await q(`SELECT type, outcome, sum(coalesce((data->>'count')::int, 1))::int AS n FROM audit_log WHERE org_id = $1 GROUP BY 1, 2 ORDER BY 1`, [a]);
     const by = Object.fromEntries(outcomes.map((o) => [o.type, o]));
     assert.equal(by['publish.denied'].outcome, 'denied');

@@ -31,7 +31,8 @@ export async function driveWorkload(opts: { issuer: TestIssuer; org: string; wsU
       if (r.op !== 'ok') throw new Error(`cmd refused: ${JSON.stringify(r)}`);
     }
     commands += 1; // the retry with the same key appends nothing
-    const r2 = await admin.request({ op: 'cmd', type: 'device.config', topic: `fleet/all`, data: { settings: { i } } });
+    // A command goes to its type's declared topics (`x-orghub-topics`: devices/+/commands).
+    const r2 = await admin.request({ op: 'cmd', type: 'device.config', topic: `devices/d-cfg/commands`, data: { settings: { i } } });
     if (r2.op !== 'ok') throw new Error(`cmd refused: ${JSON.stringify(r2)}`);
     commands += 1;
     await dev.request({ op: 'cmd', type: 'device.reboot', topic: `devices/d-ws/commands`, data: {} }); // command.denied

@@ -185,7 +185,7 @@ describe('audit', () => {
     // command event itself (metadata.actor = the admin's token sub).
     const org = testOrg();
     const admin = await connect(org, 'root-admin');
-    const ok = await admin.request({ op: 'cmd', type: 'device.config', topic: 'devices/d1/config', data: { settings: { mode: 'eco' } }, key: 'admin-1' });
+    const ok = await admin.request({ op: 'cmd', type: 'device.config', topic: 'devices/d1/commands', data: { settings: { mode: 'eco' } }, key: 'admin-1' });
     assert.equal(ok.op, 'ok');
     const c = await pool.connect();
     let row: { type: string; metadata: any; data: any };

@@ -35,6 +35,11 @@ export interface PublishMeta {
   epoch?: string;
   /** MQTT 5 Message Expiry as ms since the epoch; absent or 0 = never. */
   expiresAt?: number;
+  /**
+   * A recorded command, published by the command path (needs `from`): signed so that nodes tell it
+   * from a raw publish on a command topic, which they drop (hub/bus/headerAuth.ts `Orghub-Cmd-Sig`).
+   */
+  command?: boolean;
 }
 
 /**

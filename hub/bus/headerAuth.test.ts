@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHeaderAuth, MAX_TS_SKEW_MS, saneTs } from './headerAuth.ts';
+import { COMMAND_MAX_SKEW_MS, createHeaderAuth, MAX_TS_SKEW_MS, saneTs } from './headerAuth.ts';
 
 const NOW = 1_800_000_000_000;
 const auth = createHeaderAuth('s'.repeat(32));
@@ -17,6 +17,25 @@ describe('NATS header authentication', () => {
     assert.deepEqual(auth.check(subject, 'alice', ts, createHeaderAuth('x'.repeat(32)).sign(subject, 'alice', ts), NOW), { ts: NOW }, 'another secret');
     assert.deepEqual(auth.check(subject, 'alice', ts, 'A'.repeat(22), NOW), { ts: NOW });
     assert.deepEqual(auth.check(subject, 'alice', ts, 'short', NOW), { ts: NOW });
+  });
+
+  it('headerAuth - a command signature holds for its subject, from, ts and bytes only, and for COMMAND_MAX_SKEW_MS', () => {
+    const ts = String(NOW);
+    const bytes = Buffer.from('{"commandId":"c1"}');
+    const sig = auth.signCommand(subject, 'alice', ts, bytes);
+    assert.equal(sig.length, 43);
+    assert.equal(auth.checkCommand(subject, 'alice', ts, bytes, sig, NOW), true);
+    assert.equal(auth.checkCommand(subject, 'alice', ts, bytes, sig, NOW + COMMAND_MAX_SKEW_MS), true, 'at the edge of the window');
+    assert.equal(auth.checkCommand(subject, 'alice', ts, bytes, sig, NOW + COMMAND_MAX_SKEW_MS + 1), false, 'stale');
+    assert.equal(auth.checkCommand(subject, 'alice', ts, Buffer.from('{"commandId":"c2"}'), sig, NOW), false, 'other bytes');
+    assert.equal(auth.checkCommand('hub.acme.devices.d2.t', 'alice', ts, bytes, sig, NOW), false, 'another subject');
+    assert.equal(auth.checkCommand(subject, 'mallory', ts, bytes, sig, NOW), false, 'another from');
+    assert.equal(auth.checkCommand(subject, 'alice', String(NOW + 1), bytes, sig, NOW), false, 'another ts');
+    assert.equal(auth.checkCommand(subject, 'alice', ts, bytes, undefined, NOW), false, 'unsigned');
+    assert.equal(auth.checkCommand(subject, undefined, ts, bytes, sig, NOW), false, 'no from');
+    assert.equal(auth.checkCommand(subject, 'alice', 'Infinity', bytes, sig, NOW), false);
+    assert.equal(auth.checkCommand(subject, 'alice', ts, bytes, auth.sign(subject, 'alice', ts), NOW), false, 'the header signature is not a command signature');
+    assert.equal(auth.checkCommand(subject, 'alice', ts, bytes, createHeaderAuth('x'.repeat(32)).signCommand(subject, 'alice', ts, bytes), NOW), false, 'another secret');
   });
 
   it('headerAuth - timestamps: absent is 0; non-finite, fractional or absurd ones become the receive time', () => {

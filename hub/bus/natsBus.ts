@@ -5,7 +5,7 @@ import type { Logger } from '../log.ts';
 import type { Bus, BusHandler, BusMessage, PublishMeta } from './bus.ts';
 import { detectContentType } from './contentType.ts';
 import { PatternIndex } from './patternIndex.ts';
-import { H_SIG, saneTs, type HeaderAuth } from './headerAuth.ts';
+import { H_CMD_SIG, H_SIG, saneTs, type HeaderAuth } from './headerAuth.ts';
 
 /** NATS header names carrying message metadata; the payload itself is never wrapped. */
 export const H_CONTENT_TYPE = 'Orghub-Content-Type';
@@ -47,6 +47,18 @@ export interface NatsBusOptions {
   log: Logger;
   /** Signs `Orghub-From`/`Orghub-Ts` on publish and believes `from` only when signed (hub/bus/headerAuth.ts). */
   headerAuth?: HeaderAuth;
+  /**
+   * Topics only the hub's command path publishes on (the declared command topics, docs/access.md).
+   * A message there is delivered only with a valid `Orghub-Cmd-Sig`; anything else (a raw NATS
+   * publisher imitating a recorded command) is dropped and counted. Requires `headerAuth`.
+   */
+  commandTopics?: (topic: string) => boolean;
+}
+
+/** What the NATS bus counts beyond the Bus interface. */
+export interface NatsBusStats {
+  /** Messages on a command topic without a valid hub signature, dropped before any handler. */
+  readonly forgedCommands: number;
 }
 
 /**
@@ -66,7 +78,11 @@ interface ControlEntry {
   sub?: Subscription;
 }
 
-export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void> } {
+export function createNatsBus(opts: NatsBusOptions): Bus & NatsBusStats & { ready: Promise<void> } {
+  if (opts.commandTopics && !opts.headerAuth) throw new Error('createNatsBus: commandTopics needs headerAuth (command messages are recognised by their signature)');
+  const isCommandTopic = opts.commandTopics;
+  let forgedCommands = 0;
+  let lastForgedLog = 0;
   const entries = new Map<string, Entry>();
   const controls = new Set<ControlEntry>();
   let nc: NatsConnection | undefined;
@@ -102,6 +118,7 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
     let from: string | undefined;
     let tsRaw: string | undefined;
     let sig: string | undefined;
+    let cmdSig: string | undefined;
     let qos: 0 | 1 = 1;
     let offset: number | undefined;
     let epoch: string | undefined;
@@ -113,17 +130,29 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
         else if (k === H_FROM) from = v[0] || undefined;
         else if (k === H_TS) tsRaw = v[0];
         else if (k === H_SIG) sig = v[0];
+        else if (k === H_CMD_SIG) cmdSig = v[0];
         else if (k === H_QOS && v[0] === '0') qos = 0;
         else if (k === H_OFFSET) offset = Number(v[0]) || undefined;
         else if (k === H_EPOCH) epoch = v[0] || undefined;
         else if (k === H_EXPIRES) expiresAt = Number(v[0]) || 0;
       }
     }
+    // Only the command path publishes on a command topic: an unsigned (or mis-signed, moved,
+    // stale) message there would look exactly like a recorded command, so nobody gets it.
+    if (isCommandTopic?.(parsed.topic) && !opts.headerAuth!.checkCommand(msg.subject, from, tsRaw, msg.data, cmdSig)) return dropForged(parsed.org, parsed.topic);
     const meta = opts.headerAuth ? opts.headerAuth.check(msg.subject, from, tsRaw, sig) : { from, ts: saneTs(tsRaw, Date.now()) };
     const out: BusMessage = { org: parsed.org, topic: parsed.topic, payload: msg.data, contentType: claimed === 'bytes' ? 'bytes' : detectContentType(msg.data), from: meta.from, ts: meta.ts, qos, offset, epoch, expiresAt };
     for (let i = 0; i < e.all.length; i++) call(e.all[i], out);
     // The `$` rule (a pattern starting with a wildcard never matches a system topic) is the index's.
     if (e.patterns.size > 0) e.index.match(parsed.topic, (pe) => pe.handlers.forEach((h) => call(h, out)));
+  };
+
+  const dropForged = (org: string, topic: string) => {
+    forgedCommands++;
+    const now = Date.now();
+    if (now - lastForgedLog < 5000) return;
+    lastForgedLog = now;
+    opts.log.warn({ org, topic, forgedCommands }, 'message on a command topic without a valid hub signature dropped (a raw NATS publish, or ORGHUB_CLUSTER_SECRET differs between nodes)');
   };
 
   const call = (handler: BusHandler, m: BusMessage) => {
@@ -183,6 +212,9 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
     get connected() {
       return connected && !closing;
     },
+    get forgedCommands() {
+      return forgedCommands;
+    },
     publish(org: string, topic: string, payload: Uint8Array, meta: PublishMeta) {
       if (!nc || !connected || closing) throw new HubError('unavailable', 'message bus unavailable; nothing was published');
       const h = headers();
@@ -193,6 +225,7 @@ export function createNatsBus(opts: NatsBusOptions): Bus & { ready: Promise<void
       if (meta.from) {
         h.set(H_FROM, meta.from);
         if (opts.headerAuth) h.set(H_SIG, opts.headerAuth.sign(subject, meta.from, ts));
+        if (meta.command && opts.headerAuth) h.set(H_CMD_SIG, opts.headerAuth.signCommand(subject, meta.from, ts, payload));
       }
       if (meta.qos === 0) h.set(H_QOS, '0');
       if (meta.offset !== undefined && meta.epoch !== undefined) {

@@ -60,6 +60,12 @@ export function createCommandService(deps: {
         audit.record(principal.org, 'command.denied', { type: req.type, topic: req.topic, transport, reason: 'reserved' }, { actor: principal.sub, session: ctx.session });
         throw new HubError('forbidden', `"${req.topic}" is a command topic: only fleet.ack may be sent there`);
       }
+      // A type is delivered only on the topics its schema declares (`x-orghub-topics`): that set is
+      // what Publisher and the bus reserve, so a command elsewhere would be indistinguishable from a publish.
+      if (!registry.topics.allows(req.type, req.topic)) {
+        const declared = registry.topics.of(req.type);
+        throw new HubError('bad_topic', declared.length > 0 ? `${req.type} is delivered on ${declared.map((p) => `"${p}"`).join(', ')}; "${req.topic}" matches none` : `${req.type} declares no delivery topic (x-orghub-topics)`);
+      }
 
       let result;
       try {
@@ -80,7 +86,8 @@ export function createCommandService(deps: {
       if (!result.duplicate) {
         const payload = Buffer.from(JSON.stringify({ commandId: eventId, type: req.type, data: req.data, issuedBy: principal.sub, position }));
         try {
-          bus.publish(principal.org, req.topic, payload, { contentType: 'json', from: principal.sub });
+          // `command: true` signs the payload too: other nodes drop unsigned messages on command topics.
+          bus.publish(principal.org, req.topic, payload, { contentType: 'json', from: principal.sub, command: true });
         } catch (err) {
           // Recorded is what was promised; devices that missed the live copy read it from the log.
           log.warn({ err: (err as Error).message, eventId }, 'command recorded but not published live');

@@ -142,7 +142,7 @@ describe('commands', () => {
     await subscribe(device, 'devices/d7/#');
     const key = `http-${randomUUID()}`;
 
-    const r = await httpCmd(node1, await issuer.token(org, 'ops-bob'), { type: 'device.config', topic: 'devices/d7/config', data: { settings: { rate: 10 } }, key });
+    const r = await httpCmd(node1, await issuer.token(org, 'ops-bob'), { type: 'device.config', topic: 'devices/d7/commands', data: { settings: { rate: 10 } }, key });
 
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.equal(r.body.ok, true);
@@ -151,7 +151,7 @@ describe('commands', () => {
     assert.equal(more.length, 0);
     assert.equal(ev.event_id, r.body.eventId);
     assert.equal(ev.global_position, r.body.position);
-    assert.equal(ev.stream_id, 'commands:devices/d7/config');
+    assert.equal(ev.stream_id, 'commands:devices/d7/commands');
     assert.equal(ev.metadata.actor, 'ops-bob');
     assert.equal(ev.metadata.idempotencyKey, scopedKey('ops-bob', key));
     assert.match(ev.metadata.session, UUID);
@@ -190,10 +190,10 @@ describe('commands', () => {
 
     // And the other way round: first over HTTP, then the retry over WS
     const key2 = `retry2-${randomUUID()}`;
-    const h = await httpCmd(node1, await issuer.token(org, 'alice'), { type: 'device.config', topic: 'devices/d2/config', data: { settings: {} }, key: key2 });
+    const h = await httpCmd(node1, await issuer.token(org, 'alice'), { type: 'device.config', topic: 'devices/d2/commands', data: { settings: {} }, key: key2 });
     assert.equal(h.status, 200);
     assert.equal(h.body.duplicate, undefined);
-    const w = await cmd(admin, 'device.config', 'devices/d2/config', { settings: {} }, key2);
+    const w = await cmd(admin, 'device.config', 'devices/d2/commands', { settings: {} }, key2);
     assert.deepEqual([w.eventId, w.position, w.duplicate], [h.body.eventId, h.body.position, true]);
     assert.equal((await byKey(org, key2)).length, 1);
   });
@@ -282,14 +282,14 @@ describe('commands', () => {
 
     const reboot = await cmd(d1, 'device.reboot', 'devices/d1/commands', {}, 'deny-1');
     const foreign = await cmd(d1, 'fleet.ack', 'devices/d2/acks', { commandId: 'c-1', status: 'succeeded' }, 'deny-2');
-    const http = await httpCmd(node2, await issuer.token(org, 'd1', ['device']), { type: 'device.config', topic: 'devices/d1/config', data: { settings: {} }, key: 'deny-3' });
+    const http = await httpCmd(node2, await issuer.token(org, 'd1', ['device']), { type: 'device.config', topic: 'devices/d1/commands', data: { settings: {} }, key: 'deny-3' });
     for (const r of [reboot, foreign]) assert.deepEqual([r.op, r.code], ['err', 'forbidden'], JSON.stringify(r));
     assert.deepEqual([http.status, http.body.error.code], [403, 'forbidden']);
 
     for (const [type, topic, transport] of [
       ['device.reboot', 'devices/d1/commands', 'ws'],
       ['fleet.ack', 'devices/d2/acks', 'ws'],
-      ['device.config', 'devices/d1/config', 'http'],
+      ['device.config', 'devices/d1/commands', 'http'],
     ]) {
       const ev = await waitAudit(org, 'command.denied', (r) => r.data.type === type && r.data.topic === topic);
       assert.equal(ev.data.transport, transport);
@@ -311,10 +311,14 @@ describe('commands', () => {
 
     // When B's admin commands the same topic name A uses, and even names A in the topic
     const rb = await cmd(adminB, 'device.reboot', 'devices/d1/commands', {}, key);
-    const rb2 = await cmd(adminB, 'device.reboot', `${orgA}/devices/d1/commands`, {}, `${key}-2`);
+    // (A's id as a device id is just a segment of B's topic space; A's id as a topic prefix is
+    // outside device.reboot's declared topics, `devices/+/commands`, and refused as bad_topic)
+    const rb2 = await cmd(adminB, 'device.reboot', `devices/${orgA}/commands`, {}, `${key}-2`);
+    const rbPrefixed = await cmd(adminB, 'device.reboot', `${orgA}/devices/d1/commands`, {}, `${key}-4`);
     const hb = await httpCmd(node2, await issuer.token(orgB, 'mallory'), { type: 'device.reboot', topic: 'devices/d1/commands', data: {}, key: `${key}-3` });
     assert.equal(rb.op, 'ok');
     assert.equal(rb2.op, 'ok');
+    assert.deepEqual([rbPrefixed.op, rbPrefixed.code], ['err', 'bad_topic']);
     assert.equal(hb.status, 200);
 
     // Then every row is B's, A's streams are untouched, and only B's watcher saw the commands

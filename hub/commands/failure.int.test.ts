@@ -196,11 +196,11 @@ describe('commands failure', () => {
     for (let round = 0; round < 2; round++) {
       await quiet();
       await proxy.off();
-      const r = await admin.request({ op: 'cmd', type: 'device.config', topic: 'devices/d1/config', data: { settings: { round } }, key: `r${round}` }, 5000);
+      const r = await admin.request({ op: 'cmd', type: 'device.config', topic: 'devices/d1/commands', data: { settings: { round } }, key: `r${round}` }, 5000);
       assert.equal(r.code, 'unavailable');
       await proxy.on();
       const ok = await waitFor('command accepted', async () => {
-        const a = await admin.request({ op: 'cmd', type: 'device.config', topic: 'devices/d1/config', data: { settings: { round } }, key: `r${round}` }, 5000);
+        const a = await admin.request({ op: 'cmd', type: 'device.config', topic: 'devices/d1/commands', data: { settings: { round } }, key: `r${round}` }, 5000);
         return a.op === 'ok' ? a : undefined;
       }, 10_000);
       assert.ok(ok.eventId);

@@ -76,7 +76,7 @@ describe('poison commands', () => {
     const token = await issuer.token(org, 'admin-c', ['admin']);
     const c = await TestClient.connect(hub.wsUrl, token);
     clients.push(c);
-    const nul = await c.request({ op: 'cmd', type: 'device.config', topic: 'devices/d1/config', data: { settings: { name: 'a\u0000b' } }, key: 'nul' });
+    const nul = await c.request({ op: 'cmd', type: 'device.config', topic: 'devices/d1/commands', data: { settings: { name: 'a\u0000b' } }, key: 'nul' });
     assert.deepEqual([nul.op, nul.code], ['err', 'invalid']);
     assert.match(nul.message, /data\/settings\/name must not contain U\+0000/);
     c.sendRaw('{"op":"cmd","id":900,"type":"device.reboot","topic":"devices/d1/commands","data":{},"key":"k\\udc00"}');

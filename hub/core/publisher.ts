@@ -26,7 +26,18 @@ export class Publisher {
     private readonly audit: AuditSink,
     /** Topics of a namespace with history are appended to it first (they get an offset); see docs/history.md. */
     private readonly history?: HistoryRecorder,
+    /** The declared command topics (`x-orghub-topics`, hub/commands/commandTopics.ts): reserved for the command path. */
+    private readonly commandTopics?: (topic: string) => boolean,
   ) {}
+
+  /**
+   * Whether only the hub publishes on `topic`, whatever the grants: fleet command topics
+   * (`$commands/...`), presence topics, and every declared command topic (no publish may imitate
+   * a recorded command; DESIGN.md). Subscribing there stays governed by the grants alone.
+   */
+  reserved(topic: string): boolean {
+    return isReservedTopic(topic) || isPresenceTopic(topic) || (this.commandTopics?.(topic) ?? false);
+  }
 
   /**
    * Throws HubError: `bad_topic`, `forbidden`, or `unavailable` (nothing was published). Returns a
@@ -41,7 +52,7 @@ export class Publisher {
     parseTopic(topic);
     const t = topic as string;
     // Command topics are reserved whatever the grants say: no publish may imitate a recorded command.
-    if (isReservedTopic(t) || isPresenceTopic(t)) {
+    if (this.reserved(t)) {
       this.audit.record(ctx.principal.org, 'publish.denied', { topic: t, transport, reason: 'reserved' }, { actor: ctx.principal.sub, session: ctx.session });
       throw new HubError('forbidden', `"${t}" is reserved: only the hub publishes there`);
     }

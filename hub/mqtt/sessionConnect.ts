@@ -5,8 +5,6 @@ import type { Principal } from '../auth/principal.ts';
 import { detectContentType } from '../bus/contentType.ts';
 import type { ClientContext } from '../core/context.ts';
 import { AuthError, HubError } from '../errors.ts';
-import { isReservedTopic } from '../fleet/fleet.ts';
-import { isPresenceTopic } from '../presence/presence.ts';
 import type { RateLimits } from '../limits/connLimits.ts';
 import type { Slot } from '../limits/limitService.ts';
 import { sessionLog, type BridgeContext } from './bridgeContext.ts';
@@ -123,8 +121,8 @@ export async function authorizeConnect(ctx: BridgeContext, p: IConnectPacket, se
   if (!p.will) return { ok: true, principal, grants, will: undefined, slots, lim: admitted.lim };
   // A will on `$cmd/...` would be published as a plain message, not run as a command: refuse it.
   if (!isValidTopic(p.will.topic) || isCommandTopic(p.will.topic)) return refused('will_topic_invalid');
-  // Fleet command and presence topics are the hub's own, whatever the grants say (as Publisher.check).
-  if (isReservedTopic(p.will.topic) || isPresenceTopic(p.will.topic)) {
+  // Fleet command, declared command and presence topics are the hub's own, whatever the grants say (as Publisher.check).
+  if (ctx.publisher.reserved(p.will.topic)) {
     ctx.audit.record(principal.org, 'publish.denied', { topic: p.will.topic, transport: 'mqtt', will: true, reason: 'reserved' }, { actor: principal.sub, session });
     return refused('will_not_granted');
   }
