@@ -7,7 +7,9 @@
  * sessions. Then all N reconnect (clean session 0, in batches of 100) and acknowledge what they get.
  * Reported: messages/s delivered from the queues (first reconnect to last delivery), server CPU per
  * delivery (for orghub, the hub process plus its dedicated Redis), and for orghub the Redis memory
- * per queued message (a dedicated redis-server, so nothing else is counted).
+ * per queued message (a dedicated redis-server, so nothing else is counted), and the latency of each
+ * reconnect (CONNECT written to CONNACK read; in batches of 100, so it includes the wait behind the
+ * batch before's deliveries).
  *
  * Before the measured runs, each server (and this generator) gets `--warmup` untimed rounds of a
  * fifth of the sessions, so that no run pays for the JIT warm-up of the hub or of the generator
@@ -25,7 +27,7 @@ import { createBenchIssuer } from './lib/tokens.ts';
 import { startHub, type HubServer } from './lib/servers.ts';
 import { cpuMicros, freePort, startChild, waitForPort, type Child } from './lib/proc.ts';
 import { printTable } from './lib/report.ts';
-import { fixed, si } from './lib/stats.ts';
+import { fixed, percentiles, si } from './lib/stats.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -58,7 +60,7 @@ const gen = (p: Packet) => mqttPacket.generate(p, { protocolVersion: 4 });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A raw 3.1.1 client that acks every QoS 1 PUBLISH and counts them. */
-function client(t: Target, clientId: string, onPublish: () => void): Promise<{ socket: net.Socket; send(p: Packet): void; next(cmd: string): Promise<Packet> }> {
+function client(t: Target, clientId: string, onPublish: () => void): Promise<{ socket: net.Socket; send(p: Packet): void; next(cmd: string): Promise<Packet>; connackMs: number }> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(t.port, '127.0.0.1');
     socket.setNoDelay(true);
@@ -77,10 +79,11 @@ function client(t: Target, clientId: string, onPublish: () => void): Promise<{ s
     socket.on('error', reject);
     socket.on('data', (d) => parser.parse(d));
     socket.on('connect', () => {
+      const sent = performance.now();
       next('connack').then((p) => {
         clearTimeout(timer);
         if ((p as { returnCode?: number }).returnCode !== 0) return reject(new Error(`${t.name}: CONNACK ${(p as { returnCode?: number }).returnCode}`));
-        resolve({ socket, send: (x) => socket.write(gen(x)), next });
+        resolve({ socket, send: (x) => socket.write(gen(x)), next, connackMs: performance.now() - sent });
       });
       socket.write(gen({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId, clean: false, keepalive: 300, username: 'bench', password: Buffer.from(t.password) }));
     });
@@ -99,6 +102,8 @@ interface Row {
   perSec: number;
   cpuUs: number;
   bytesPerMsg?: number;
+  /** CONNECT written → CONNACK read, per reconnect, ms: p50 and p99. */
+  connack: number[];
 }
 
 async function run(t: Target, r: number | string, N: number, Q: number): Promise<Row> {
@@ -138,7 +143,7 @@ async function run(t: Target, r: number | string, N: number, Q: number): Promise
     c.send({ cmd: 'disconnect' });
     c.socket.destroy();
   }
-  return { target: t.name, delivered, perSec: delivered / ((lastAt - t0) / 1000), cpuUs: (cpu1 - cpu0) / Math.max(1, delivered), bytesPerMsg: t.redis ? (mem1 - mem0) / (N * Q) : undefined };
+  return { target: t.name, delivered, perSec: delivered / ((lastAt - t0) / 1000), cpuUs: (cpu1 - cpu0) / Math.max(1, delivered), bytesPerMsg: t.redis ? (mem1 - mem0) / (N * Q) : undefined, connack: percentiles(back.map((c) => c.connackMs), [50, 99]) };
 }
 
 async function metric(url: string, name: string): Promise<number> {
@@ -204,8 +209,8 @@ async function main(): Promise<void> {
     }
     process.stdout.write(`\nMQTT persistent sessions: ${SESSIONS} offline sessions × ${QUEUED} queued QoS 1 messages of ${SIZE} bytes, then all reconnect (${RUNS} run(s), after ${WARMUP} untimed warm-up round(s) of ${Math.ceil(SESSIONS / 5)} sessions per server)\n\n`);
     printTable(
-      ['server', 'delivered from queues', 'messages/s', 'server CPU µs/delivery', 'Redis bytes/queued message'],
-      rows.map((x) => [x.target, `${x.delivered}/${SESSIONS * QUEUED}`, si(x.perSec), fixed(x.cpuUs, 2), x.bytesPerMsg === undefined ? 'n/a (in process memory)' : fixed(x.bytesPerMsg, 0)]),
+      ['server', 'delivered from queues', 'messages/s', 'server CPU µs/delivery', 'Redis bytes/queued message', 'reconnect CONNACK p50 / p99 ms'],
+      rows.map((x) => [x.target, `${x.delivered}/${SESSIONS * QUEUED}`, si(x.perSec), fixed(x.cpuUs, 2), x.bytesPerMsg === undefined ? 'n/a (in process memory)' : fixed(x.bytesPerMsg, 0), `${fixed(x.connack[0], 1)} / ${fixed(x.connack[1], 1)}`]),
     );
   } finally {
     redis?.disconnect();

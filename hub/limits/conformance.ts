@@ -68,6 +68,51 @@ export function runLimiterConformance(name: string, factory: () => Promise<Limit
       assert.equal(await lim.acquire(key(), n1, 3), true, 'another key is unaffected');
     });
 
+    it('limits - acquireAll takes a holder in every set or, when one is at its cap, in none and names it', async () => {
+      const org = key();
+      const user = key();
+      const other = key();
+      const n1 = node();
+      const n2 = node();
+      await lim.heartbeat(n1, new Map(), 10_000);
+      await lim.heartbeat(n2, new Map(), 10_000);
+      assert.equal(await lim.acquireAll([{ key: org, max: 3 }, { key: user, max: 1 }], n1), -1);
+      assert.equal(await lim.count(org), 1);
+      assert.equal(await lim.count(user), 1);
+      // The user is at its cap (the holder is on another node): nothing is taken, index 1 answered.
+      assert.equal(await lim.acquireAll([{ key: org, max: 3 }, { key: user, max: 1 }], n2), 1);
+      assert.equal(await lim.count(org), 1, 'the org set is untouched by the refusal');
+      assert.equal(await lim.count(user), 1);
+      // Positive control beside it: another user of the same org gets in, the org holds 2.
+      assert.equal(await lim.acquireAll([{ key: org, max: 3 }, { key: other, max: 1 }], n2), -1);
+      assert.equal(await lim.count(org), 2);
+      assert.equal(await lim.acquireAll([{ key: org, max: 3 }, { key: key(), max: 1 }], n1), -1);
+      // Both at their caps: the first in the list is named.
+      assert.equal(await lim.acquireAll([{ key: org, max: 3 }, { key: user, max: 1 }], n1), 0);
+      assert.equal(await lim.count(org), 3);
+      assert.equal(await lim.count(user), 1);
+      // A max of 0 is no cap; released holders make room again.
+      await lim.release(user, n1);
+      assert.equal(await lim.acquireAll([{ key: user, max: 1 }, { key: other, max: 0 }], n1), -1);
+      assert.equal(await lim.count(other), 2);
+      assert.equal(await lim.acquireAll([], n1), -1, 'nothing asked, nothing refused');
+    });
+
+    it('limits - acquireAll does not count the holders of a node whose heartbeat lapsed', async () => {
+      const a = key();
+      const b = key();
+      const dead = node();
+      const live = node();
+      await lim.heartbeat(dead, new Map(), 200);
+      await lim.heartbeat(live, new Map(), 10_000);
+      assert.equal(await lim.acquireAll([{ key: a, max: 1 }, { key: b, max: 1 }], dead), -1);
+      assert.equal(await lim.acquireAll([{ key: a, max: 1 }, { key: b, max: 1 }], live), 0, 'the dead node still holds both while its heartbeat is fresh');
+      await new Promise((r) => setTimeout(r, 350));
+      assert.equal(await lim.acquireAll([{ key: a, max: 1 }, { key: b, max: 1 }], live), -1);
+      assert.equal(await lim.count(a), 1);
+      assert.equal(await lim.count(b), 1);
+    });
+
     it('limits - a node whose heartbeat lapsed stops counting', async () => {
       const k = key();
       const dead = node();

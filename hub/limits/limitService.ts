@@ -2,7 +2,7 @@ import type { Principal } from '../auth/principal.ts';
 import type { Transport } from '../core/context.ts';
 import type { Logger } from '../log.ts';
 import { chunkFor, Lease } from './leases.ts';
-import { bucketKey, slotKey, type BucketSpec, type Grant, type Limiter } from './limiter.ts';
+import { bucketKey, slotKey, type BucketSpec, type Grant, type Limiter, type SlotWant } from './limiter.ts';
 import { createMemoryLimiter } from './memoryLimiter.ts';
 import type { TierLimits, TierTable } from './tiers.ts';
 import { LocalBucket } from './tokenBucket.ts';
@@ -146,23 +146,28 @@ export class LimitService {
     if (!this.enabled || this.opts.perIp <= 0) return { ok: true, slots: [] };
     // One client is one key whichever listener saw it: IPv4-mapped IPv6 is folded to IPv4.
     const key = slotKey(this.opts.prefix, 'ip', ip.startsWith('::ffff:') ? ip.slice(7) : ip);
-    if (await this.acquire(key, this.opts.perIp)) return { ok: true, slots: [{ key }] };
+    if ((await this.acquire([{ key, max: this.opts.perIp }])) < 0) return { ok: true, slots: [{ key }] };
     return { ok: false, limit: 'connections_ip', max: this.opts.perIp };
   }
 
-  /** Takes the org's and the user's connection slots, or neither. */
+  /**
+   * Takes the org's and the user's connection slots, or neither: one call to the cluster store
+   * (one script on Redis), so a CONNECT or upgrade pays one round trip here.
+   */
   async admit(p: Principal): Promise<Admission> {
     if (!this.enabled) return { ok: true, slots: [] };
     await this.prepare(p.org);
     const l = this.limitsOf(p.org);
     const org = slotKey(this.opts.prefix, 'org', p.org);
     const user = slotKey(this.opts.prefix, 'user', p.org, p.sub);
-    // Both at once (one round trip of latency at connect); a refusal gives back the other.
-    const [byOrg, byUser] = await Promise.all([this.acquire(org, l.connections.org), this.acquire(user, l.connections.user)]);
-    if (byOrg && byUser) return { ok: true, slots: [{ key: org }, { key: user }] };
-    if (byOrg) this.release([{ key: org }]);
-    if (byUser) this.release([{ key: user }]);
-    return byOrg ? { ok: false, limit: 'connections_user', max: l.connections.user } : { ok: false, limit: 'connections_org', max: l.connections.org };
+    // In this order: an org at its cap is reported as such even when the user is at theirs too.
+    const want = [
+      { key: org, max: l.connections.org, limit: 'connections_org' as const },
+      { key: user, max: l.connections.user, limit: 'connections_user' as const },
+    ];
+    const full = await this.acquire(want);
+    if (full < 0) return { ok: true, slots: [{ key: org }, { key: user }] };
+    return { ok: false, limit: want[full].limit, max: want[full].max };
   }
 
   /** Gives slots back (a connection closed, or a later check refused it). */
@@ -224,20 +229,28 @@ export class LimitService {
     return this.local.take(key, want, minGrant, spec);
   };
 
-  private async acquire(key: string, max: number): Promise<boolean> {
-    let ok: boolean;
-    if (max <= 0) ok = true;
-    else if (this.degraded) ok = (this.held.get(key) ?? 0) < max;
+  /**
+   * Takes one holder in every slot set of `want`, or in none: -1 when taken, else the index of the
+   * first set at its cap. Sets without a cap (max ≤ 0) are counted on this node only. While Redis
+   * fails, this node's own counts stand in for the cluster's.
+   */
+  private async acquire(want: readonly SlotWant[]): Promise<number> {
+    const capped = want.filter((s) => s.max > 0);
+    const local = () => want.findIndex((s) => s.max > 0 && (this.held.get(s.key) ?? 0) >= s.max);
+    let full: number;
+    if (capped.length === 0) full = -1;
+    else if (this.degraded) full = local();
     else {
       try {
-        ok = await this.opts.cluster.acquire(key, this.opts.nodeId, max);
+        const at = await this.opts.cluster.acquireAll(capped, this.opts.nodeId);
+        full = at < 0 ? -1 : want.indexOf(capped[at]);
       } catch (err) {
         this.degrade(err);
-        ok = (this.held.get(key) ?? 0) < max;
+        full = local();
       }
     }
-    if (ok) this.held.set(key, (this.held.get(key) ?? 0) + 1);
-    return ok;
+    if (full < 0) for (const s of want) this.held.set(s.key, (this.held.get(s.key) ?? 0) + 1);
+    return full;
   }
 
   private degrade(err?: unknown): void {

@@ -21,6 +21,12 @@ export interface Grant {
   retryAfterMs: number;
 }
 
+/** A connection slot wanted: set `key`, holding at most `max` (≤ 0: no cap). */
+export interface SlotWant {
+  key: string;
+  max: number;
+}
+
 export interface Limiter {
   /**
    * Takes up to `want` tokens from bucket `key`, but only if at least `minGrant` are there (so a
@@ -32,6 +38,12 @@ export interface Limiter {
    * live nodes; true when added. A node's holders count while its heartbeat is fresh.
    */
   acquire(key: string, node: string, max: number): Promise<boolean>;
+  /**
+   * `acquire` for several distinct keys in one step (one round trip on Redis): adds one holder from
+   * `node` to every set if none of them already holds its `max` from live nodes (a `max` ≤ 0 is no
+   * cap), else to none. Returns -1 when all were taken, else the index of the first set at its cap.
+   */
+  acquireAll(slots: readonly SlotWant[], node: string): Promise<number>;
   /** Removes one holder of `node` from `key` (never below 0). */
   release(key: string, node: string): Promise<void>;
   /**

@@ -1,5 +1,5 @@
 import { LocalBucket } from './tokenBucket.ts';
-import type { BucketSpec, Limiter } from './limiter.ts';
+import type { BucketSpec, Limiter, SlotWant } from './limiter.ts';
 
 /**
  * The Limiter in one process's memory: exact for a single node, and the fallback each node uses
@@ -20,6 +20,17 @@ export function createMemoryLimiter(now: () => number = () => performance.now())
     return n;
   };
 
+  const acquireAll = (want: readonly SlotWant[], node: string): number => {
+    const full = want.findIndex((s) => s.max > 0 && total(s.key) >= s.max);
+    if (full >= 0) return full;
+    for (const { key } of want) {
+      let m = slots.get(key);
+      if (!m) slots.set(key, (m = new Map()));
+      m.set(node, (m.get(node) ?? 0) + 1);
+    }
+    return -1;
+  };
+
   return {
     async take(key, want, minGrant, spec) {
       let e = buckets.get(key);
@@ -32,11 +43,10 @@ export function createMemoryLimiter(now: () => number = () => performance.now())
       return { granted, retryAfterMs: granted > 0 ? 0 : e.b.wait(minGrant) };
     },
     async acquire(key, node, max) {
-      if (max > 0 && total(key) >= max) return false;
-      let m = slots.get(key);
-      if (!m) slots.set(key, (m = new Map()));
-      m.set(node, (m.get(node) ?? 0) + 1);
-      return true;
+      return acquireAll([{ key, max }], node) < 0;
+    },
+    async acquireAll(want, node) {
+      return acquireAll(want, node);
     },
     async release(key, node) {
       const m = slots.get(key);

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { createWatchedRedis } from '../redis/watchedRedis.ts';
 import type { Logger } from '../log.ts';
-import type { Limiter } from './limiter.ts';
+import type { Limiter, SlotWant } from './limiter.ts';
 
 /**
  * Token bucket in a hash {t: tokens, ts: ms}. Redis's own clock (TIME), so nodes with skewed clocks
@@ -36,28 +36,33 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
 return {granted, wait}`;
 
 /**
- * Connection slots: KEYS[1] is a hash node → holders, KEYS[2] the hash node → heartbeat expiry
- * (ms). Counts only live nodes (dead ones are removed on the way), and adds one for ARGV[1] unless
- * that reaches ARGV[2]. The caller's own node always counts.
+ * Connection slots: KEYS[1] is the hash node → heartbeat expiry (ms), KEYS[2..] the slot sets, each a
+ * hash node → holders. Counts only live nodes (dead ones are removed on the way; the caller's own
+ * node always counts). If any set already holds its ARGV[i] (> 0) holders, returns its index
+ * (0-based, in KEYS[2..]) and adds nothing; else adds one holder for ARGV[1] to every set and
+ * returns -1. All or nothing in one script: the org's and the user's slots in one round trip.
  */
 const ACQUIRE_LUA = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local max = tonumber(ARGV[2])
-local counts = redis.call('HGETALL', KEYS[1])
-local total = 0
-for i = 1, #counts, 2 do
-  local node = counts[i]
-  local exp = tonumber(redis.call('HGET', KEYS[2], node) or '0')
-  if node ~= ARGV[1] and exp < now then
-    redis.call('HDEL', KEYS[1], node)
-  else
-    total = total + tonumber(counts[i + 1])
+local node = ARGV[1]
+for k = 2, #KEYS do
+  local max = tonumber(ARGV[k])
+  local counts = redis.call('HGETALL', KEYS[k])
+  local total = 0
+  for i = 1, #counts, 2 do
+    local holder = counts[i]
+    local exp = tonumber(redis.call('HGET', KEYS[1], holder) or '0')
+    if holder ~= node and exp < now then
+      redis.call('HDEL', KEYS[k], holder)
+    else
+      total = total + tonumber(counts[i + 1])
+    end
   end
+  if max > 0 and total >= max then return k - 2 end
 end
-if max > 0 and total >= max then return 0 end
-redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-return 1`;
+for k = 2, #KEYS do redis.call('HINCRBY', KEYS[k], node, 1) end
+return -1`;
 
 const RELEASE_LUA = `
 local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
@@ -105,14 +110,20 @@ export function createRedisLimiter(url: string, log: Logger, prefix = 'orghub:li
     meanwhile: 'limits fall back to local buckets',
     maxRetriesPerRequest: 0,
     commandTimeout: 1000,
+    // The scripts of concurrent CONNECTs and upgrades (a reconnect storm) leave in one write.
+    autoPipelining: true,
   });
   const redis = conn.redis as LimitRedis;
   redis.defineCommand('limTake', { numberOfKeys: 1, lua: TAKE_LUA });
-  redis.defineCommand('limAcquire', { numberOfKeys: 2, lua: ACQUIRE_LUA });
+  redis.defineCommand('limAcquire', { lua: ACQUIRE_LUA });
   redis.defineCommand('limRelease', { numberOfKeys: 1, lua: RELEASE_LUA });
   redis.defineCommand('limCount', { numberOfKeys: 2, lua: COUNT_LUA });
   redis.defineCommand('limHeartbeat', { numberOfKeys: 1, lua: HEARTBEAT_LUA });
   const nodesKey = `${prefix}nodes`;
+  const acquireAll = async (want: readonly SlotWant[], node: string): Promise<number> => {
+    if (want.length === 0) return -1;
+    return Number(await redis.limAcquire(want.length + 1, nodesKey, ...want.map((s) => s.key), node, ...want.map((s) => s.max)));
+  };
 
   return {
     redis,
@@ -123,8 +134,9 @@ export function createRedisLimiter(url: string, log: Logger, prefix = 'orghub:li
       return { granted, retryAfterMs: wait };
     },
     async acquire(key, node, max) {
-      return (await redis.limAcquire(key, nodesKey, node, max)) === 1;
+      return (await acquireAll([{ key, max }], node)) < 0;
     },
+    acquireAll,
     async release(key, node) {
       await redis.limRelease(key, node);
     },
