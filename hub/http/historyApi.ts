@@ -37,7 +37,9 @@ export function mountHistoryApi(deps: HistoryApiDeps): void {
       const since = int('since', 0);
       const limit = Math.min(int('limit', deps.maxRecover), deps.maxRecover);
       const epoch = query.get('epoch');
-      const read = await history.store.read(ctx.principal.org, topic, since, limit, r).catch(() => {
+      const read = await history.store.read(ctx.principal.org, topic, since, limit, r).catch((err) => {
+        // A refusal with a code (the org's topic cap: reading a topic starts its stream) keeps it.
+        if (err instanceof HubError) throw err;
         throw new HubError('unavailable', 'history store unavailable');
       });
       const plan = epoch !== null ? planRecovery({ offset: since, epoch }, read.top, read.earliest) : undefined;

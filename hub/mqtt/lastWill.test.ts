@@ -2,6 +2,7 @@ import { createLogger } from '../log.ts';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ClientContext } from '../core/context.ts';
+import { SessionRegistry } from '../core/sessions.ts';
 import type { BridgeContext } from './bridgeContext.ts';
 import { LastWill, willDelayMs } from './lastWill.ts';
 import type { Will } from './sessionConnect.ts';
@@ -15,6 +16,7 @@ function fakeCtx() {
     publisher: { send: (_c: unknown, topic: string) => void published.push(topic) },
     audit: { record: () => {} },
     log: createLogger('silent'),
+    live: new SessionRegistry(),
     takeover: {
       watch: (k: string, r: Registrant) => (watchers.get(k) ?? watchers.set(k, new Set()).get(k)!).add(r),
       unwatch: (k: string, r: Registrant) => watchers.get(k)?.delete(r),
@@ -109,5 +111,21 @@ describe('mqtt last will', () => {
     noDelay.takenOver(false);
     noDelay.onClose(f.ctx, client(), { key: 'c', expiryMs: 60_000 });
     assert.deepEqual(f.published, ['lwt/d', 'lwt/d'], 'without a delay a takeover publishes the Will (MQTT 5 §3.1.4)');
+  });
+  it('delayed - a revocation or suspension during the delay cancels the Will; one not ended is published (control)', (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    const f = fakeCtx();
+    const live = f.ctx.live!;
+    const revoked = new LastWill();
+    revoked.set(will(2));
+    revoked.onClose(f.ctx, { ...client(), session: 'r' } as ClientContext, { key: 'k-r', expiryMs: 60_000 });
+    const kept = new LastWill();
+    kept.set(will(2));
+    kept.onClose(f.ctx, { ...client(), session: 'k' } as ClientContext, { key: 'k-k', expiryMs: 60_000 });
+    assert.deepEqual(live.inOrg('o').map((s) => s.session).sort(), ['k', 'r'], 'waiting Wills are in the session registry');
+    live.inOrg('o').find((s) => s.session === 'r')!.end('revoked', 'jti');
+    t.mock.timers.tick(2000);
+    assert.deepEqual(f.published, ['lwt/d'], 'only the Will that was not revoked');
+    assert.equal(live.size, 0, 'both left the registry');
   });
 });

@@ -1,4 +1,5 @@
 import type { ClientContext } from '../core/context.ts';
+import type { LiveSession, SessionEnd } from '../core/sessions.ts';
 import { sessionLog, type BridgeContext } from './bridgeContext.ts';
 import { publishWill, type Will } from './sessionConnect.ts';
 import type { Registrant } from './takeoverRegistry.ts';
@@ -71,8 +72,11 @@ export function willDelayMs(delayS: number | undefined, expiryMs: number): numbe
  * publishes it at once (MQTT 5 §3.1.2.4). Published with the identity of the connection that set
  * it, and not at all once that identity's token has expired (as a Will is suppressed at token
  * expiry). Held in memory: if this node stops during the delay, the Will is lost (docs/mqtt.md).
+ * It stays in the node's session registry meanwhile, so a revocation of that identity or a
+ * suspension of the org (and so offboarding, which needs one) cancels it like a live connection.
  */
-export class DelayedWill implements Registrant {
+export class DelayedWill implements Registrant, LiveSession {
+  readonly transport = 'mqtt' as const;
   private readonly timer: NodeJS.Timeout;
   private done = false;
 
@@ -86,10 +90,21 @@ export class DelayedWill implements Registrant {
     this.timer = setTimeout(() => this.publish(), delayMs);
     this.timer.unref();
     ctx.takeover.watch(key, this);
+    // Last: the registry's listeners may end it at once (a revocation that is already known).
+    ctx.live?.add(this);
   }
 
   get session(): string {
     return this.client.session;
+  }
+
+  get principal(): ClientContext['principal'] {
+    return this.client.principal;
+  }
+
+  /** Revoked or suspended during the delay: no Will. */
+  end(why: SessionEnd, reason: string): void {
+    this.cancel(`${why} during the will delay: ${reason}`);
   }
 
   /** The session was connected again: a resumed session cancels the Will, a clean start publishes it now. */
@@ -115,5 +130,6 @@ export class DelayedWill implements Registrant {
     this.done = true;
     clearTimeout(this.timer);
     this.ctx.takeover.unwatch(this.key, this);
+    this.ctx.live?.remove(this);
   }
 }
