@@ -1,8 +1,8 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from '@trufflesuite/uws-js-unofficial';
 import type { AuditSink } from '../audit/audit.ts';
-import { extractToken } from '../auth/joseVerifier.ts';
+import { authenticateHttp, httpCredential } from './authenticate.ts';
 import type { Principal, TokenVerifier } from '../auth/principal.ts';
-import { AuthError, HubError } from '../errors.ts';
+import { HubError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { readBody, reply, type Reply } from './respond.ts';
 import { requestIdOf } from './requestId.ts';
@@ -43,7 +43,7 @@ export function adminRoute(deps: AdminRouteDeps, method: 'post' | 'get' | 'del' 
   const withBody = method === 'post' || method === 'patch';
   const role = opts.role ?? ORG_ADMIN_ROLE;
   deps.app[method](path, (res: HttpResponse, req: HttpRequest) => {
-    const token = extractToken(req.getHeader('authorization'), '') ?? (req.getHeader('x-api-key') || undefined);
+    const token = httpCredential(req);
     const contentType = req.getHeader('content-type');
     const query = req.getQuery() ?? '';
     const params: string[] = [];
@@ -55,12 +55,7 @@ export function adminRoute(deps: AdminRouteDeps, method: 'post' | 'get' | 'del' 
     body?.catch(() => {});
     void (async () => {
       try {
-        if (!token) throw new AuthError('token_missing');
-        const principal = await verifier.verify(token).catch((err) => {
-          if (err instanceof HubError && err.code === 'unavailable') throw err;
-          audit.record(undefined, 'session.rejected', { reason: err instanceof AuthError ? err.reason : 'token_invalid', transport: 'http' });
-          throw err instanceof AuthError ? err : new AuthError('token_invalid');
-        });
+        const principal = await authenticateHttp(verifier, audit, token);
         if (!principal.roles.includes(role)) {
           audit.record(principal.org, 'admin.denied', { action, reason: `not_${role}` }, { actor: principal.sub, session: requestId });
           throw new HubError('forbidden', `${action} needs the ${role} role`);

@@ -2,10 +2,10 @@ import type { HttpResponse, HttpRequest } from '@trufflesuite/uws-js-unofficial'
 import { randomUUID } from 'node:crypto';
 import { compileGrants, type RoleGrants } from '../acl/grants.ts';
 import type { AuditSink } from '../audit/audit.ts';
-import { extractToken } from '../auth/joseVerifier.ts';
+import { authenticateHttp, httpCredential } from './authenticate.ts';
 import type { TokenVerifier } from '../auth/principal.ts';
 import type { ClientContext } from '../core/context.ts';
-import { AuthError, HubError } from '../errors.ts';
+import { HubError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { readBody, reply } from './respond.ts';
 
@@ -34,7 +34,7 @@ export type RouteHandler = (input: RouteInput) => Promise<{ status: number; body
  */
 export function authRoute(deps: RouteDeps, nParams: number, withBody: boolean, handler: RouteHandler) {
   return (res: HttpResponse, req: HttpRequest) => {
-    const token = extractToken(req.getHeader('authorization'), '') ?? (req.getHeader('x-api-key') || undefined);
+    const token = httpCredential(req);
     const contentType = req.getHeader('content-type');
     const query = new URLSearchParams(req.getQuery() ?? '');
     const params = Array.from({ length: nParams }, (_, i) => decodeURIComponent(req.getParameter(i) ?? ''));
@@ -43,11 +43,7 @@ export function authRoute(deps: RouteDeps, nParams: number, withBody: boolean, h
     body.catch(() => {});
     void (async () => {
       try {
-        if (!token) throw new AuthError('token_missing');
-        const principal = await deps.verifier.verify(token).catch((err) => {
-          deps.audit.record(undefined, 'session.rejected', { reason: err instanceof AuthError ? err.reason : 'token_invalid', transport: 'http' });
-          throw err instanceof AuthError ? err : new AuthError('token_invalid');
-        });
+        const principal = await authenticateHttp(deps.verifier, deps.audit, token);
         const buf = await body;
         let json: unknown;
         if (withBody) {

@@ -2,12 +2,12 @@ import type { TemplatedApp, HttpResponse, HttpRequest } from '@trufflesuite/uws-
 import { Ajv } from 'ajv';
 import { compileGrants, type RoleGrants } from '../acl/grants.ts';
 import type { AuditSink } from '../audit/audit.ts';
-import { extractToken } from '../auth/joseVerifier.ts';
+import { authenticateHttp, httpCredential } from './authenticate.ts';
 import type { TokenVerifier } from '../auth/principal.ts';
 import type { CommandHandler } from '../core/commands.ts';
 import type { ClientContext } from '../core/context.ts';
 import { payloadOf, type Publisher } from '../core/publisher.ts';
-import { AuthError, HubError, RateLimitedError } from '../errors.ts';
+import { HubError, RateLimitedError } from '../errors.ts';
 import type { RateLimits } from '../limits/connLimits.ts';
 import type { LimitService } from '../limits/limitService.ts';
 import type { Logger } from '../log.ts';
@@ -87,7 +87,7 @@ export function mountHttpApi(deps: HttpApiDeps): void {
   const route = (handler: (ctx: ClientContext, body: unknown) => Promise<{ status: number; body: unknown }> | { status: number; body: unknown }) => (res: HttpResponse, req: HttpRequest) => {
     // Header only: a token in a URL ends up in access logs and proxies; the query form exists for
     // browsers' WebSocket upgrades alone (docs/protocol.md).
-    const token = extractToken(req.getHeader('authorization'), '') ?? (req.getHeader('x-api-key') || undefined);
+    const token = httpCredential(req);
     const contentType = req.getHeader('content-type');
     const requestId = requestIdOf(req.getHeader('x-request-id'));
     const rlog = log.child({ correlationId: requestId });
@@ -96,13 +96,7 @@ export function mountHttpApi(deps: HttpApiDeps): void {
     body.catch(() => {}); // observed below; a 413 may be known before auth finishes
     void (async () => {
       try {
-        if (!token) throw new AuthError('token_missing');
-        const principal = await verifier.verify(token).catch((err) => {
-          // Our dependency is down (revocation list, JWKS): 503, the token may be fine.
-          if (err instanceof HubError && err.code === 'unavailable') throw err;
-          audit.record(undefined, 'session.rejected', { reason: err instanceof AuthError ? err.reason : 'token_invalid', transport: 'http' });
-          throw err instanceof AuthError ? err : new AuthError('token_invalid');
-        });
+        const principal = await authenticateHttp(verifier, audit, token);
         const buf = await body;
         if (!/^application\/json\b/i.test(contentType)) throw new HubError('invalid', 'content-type must be application/json');
         let json: unknown;

@@ -6,9 +6,9 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from '@trufflesuite/uws-js-unofficial';
 import { compileGrants, type RoleGrants } from '../acl/grants.ts';
 import type { AuditSink } from '../audit/audit.ts';
-import { extractToken } from '../auth/joseVerifier.ts';
+import { authenticateHttp, httpCredential } from './authenticate.ts';
 import type { Principal, TokenVerifier } from '../auth/principal.ts';
-import { AuthError, HubError } from '../errors.ts';
+import { HubError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { decodeCursor, encodeCursor } from '../readmodels/cursor.ts';
 import { auditCsvHeader, auditCsvRows } from '../readmodels/csv.ts';
@@ -49,18 +49,14 @@ export function mountQueryApi(deps: QueryApiDeps): void {
 
   const route = (model: ReadModelName, handler: Handler) => (res: HttpResponse, req: HttpRequest) => {
     const query = req.getQuery() ?? '';
-    const token = extractToken(req.getHeader('authorization'), '') ?? (req.getHeader('x-api-key') || undefined);
+    const token = httpCredential(req);
     const request: Request = { query, accept: req.getHeader('accept'), param: req.getParameter(0) ?? '' };
     const requestId = requestIdOf(req.getHeader('x-request-id'));
     const rlog = log.child({ correlationId: requestId });
     const r = reply(res, (err) => rlog.error({ err }, 'query handler failed'), { requestId, log: rlog });
     void (async () => {
       try {
-        if (!token) throw new AuthError('token_missing');
-        const principal = await verifier.verify(token).catch((err) => {
-          audit.record(undefined, 'session.rejected', { reason: err instanceof AuthError ? err.reason : 'token_invalid', transport: 'http' });
-          throw err instanceof AuthError ? err : new AuthError('token_invalid');
-        });
+        const principal = await authenticateHttp(verifier, audit, token);
         if (!compileGrants(principal, roleGrants).canRead(model)) throw new HubError('forbidden', `no read grant for ${model}`);
         if (!deps.readModels) throw new HubError('unavailable', 'read models are not enabled on this hub (ORGHUB_EVENT_STORE=none)');
         if (r.done) return; // the client left while we verified

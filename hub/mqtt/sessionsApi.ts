@@ -1,8 +1,8 @@
 import type { TemplatedApp } from '@trufflesuite/uws-js-unofficial';
 import type { AuditSink } from '../audit/audit.ts';
-import { extractToken } from '../auth/joseVerifier.ts';
+import { authenticateHttp, httpCredential } from '../http/authenticate.ts';
 import type { TokenVerifier } from '../auth/principal.ts';
-import { AuthError, HubError } from '../errors.ts';
+import { HubError } from '../errors.ts';
 import { reply } from '../http/respond.ts';
 import type { Logger } from '../log.ts';
 import type { SessionStore } from './sessionStore.ts';
@@ -27,15 +27,11 @@ export function parseLimit(query: string): number {
 export function mountMqttSessionsApi(app: TemplatedApp, deps: { verifier: TokenVerifier; store: SessionStore; audit: AuditSink; log: Logger }): void {
   app.get('/v1/mqtt/sessions', (res, req) => {
     const query = req.getQuery() ?? '';
-    const token = extractToken(req.getHeader('authorization'), '') ?? (req.getHeader('x-api-key') || undefined);
+    const token = httpCredential(req);
     const r = reply(res, (err) => deps.log.error({ err }, 'mqtt sessions api failed'));
     void (async () => {
       try {
-        if (!token) throw new AuthError('token_missing');
-        const principal = await deps.verifier.verify(token).catch((err) => {
-          deps.audit.record(undefined, 'session.rejected', { reason: err instanceof AuthError ? err.reason : 'token_invalid', transport: 'http' });
-          throw err instanceof AuthError ? err : new AuthError('token_invalid');
-        });
+        const principal = await authenticateHttp(deps.verifier, deps.audit, token);
         if (!principal.roles.includes('admin')) throw new HubError('forbidden', 'listing MQTT sessions needs the admin role');
         const limit = parseLimit(query);
         let sessions;
