@@ -40,12 +40,15 @@ export async function migrate(opts: MigrateOptions = {}): Promise<string[]> {
       advisoryLockMode: 'wait',
       ...(opts.quiet ? { logger: { debug: noop, info: noop, warn: console.warn, error: console.error } } : {}),
     });
-    // Roles are cluster-wide: concurrent migrators (parallel test files) may race on CREATE ROLE.
+    // Roles are cluster-wide, but an advisory lock is per database: migrators of other databases
+    // (parallel test files, one database each) run the role SQL at the same time. It writes to the
+    // catalog only when something is missing; two creations of one missing role still collide, and
+    // the loser finds the role on its next attempt.
     await client.query('SELECT pg_advisory_lock(7241865325823965)');
     try {
-      await client.query(rolesSql(appRole, projectorRole));
-      await client.query(
-        readModelRolesSql(process.env.ORGHUB_DATABASE_QUERY_ROLE || DEFAULT_QUERY_ROLE, process.env.ORGHUB_DATABASE_PROJECTION_WRITER_ROLE || DEFAULT_PROJECTION_WRITER_ROLE),
+      await retryCatalogRace(() => client.query(rolesSql(appRole, projectorRole)));
+      await retryCatalogRace(() =>
+        client.query(readModelRolesSql(process.env.ORGHUB_DATABASE_QUERY_ROLE || DEFAULT_QUERY_ROLE, process.env.ORGHUB_DATABASE_PROJECTION_WRITER_ROLE || DEFAULT_PROJECTION_WRITER_ROLE)),
       );
     } finally {
       await client.query('SELECT pg_advisory_unlock(7241865325823965)');
@@ -53,6 +56,24 @@ export async function migrate(opts: MigrateOptions = {}): Promise<string[]> {
     return ran.map((m) => m.name);
   } finally {
     await client.end();
+  }
+}
+
+/** SQLSTATEs of two sessions writing one catalog row at once: unique_violation (two CREATE ROLE),
+ * duplicate_object, and XX000 'tuple concurrently updated' (two ALTER/GRANT of one role). */
+const CATALOG_RACE = new Set(['23505', '42710', 'XX000']);
+
+/** Runs `fn` again (up to 5 times, short random pauses) while it fails on a catalog race. */
+export async function retryCatalogRace<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? '';
+      const race = CATALOG_RACE.has(code) && (code !== 'XX000' || /concurrently/.test((err as Error).message));
+      if (!race || attempt >= 5) throw err;
+      await new Promise((r) => setTimeout(r, 10 + Math.random() * 40 * attempt));
+    }
   }
 }
 

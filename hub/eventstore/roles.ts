@@ -17,6 +17,44 @@ export function assertRoleName(name: string): string {
 }
 
 /**
+ * One role, in the cluster's catalog: created if missing, its attributes pinned, the migrating user
+ * made a member (it connects as itself and switches with SET LOCAL ROLE). Each catalog write is made
+ * only when needed: roles are cluster-wide, so the migrators of other databases run this block at
+ * the same time, unserialised by any advisory lock (those are per database), and two concurrent
+ * writes of one role fail ('tuple concurrently updated'). Creating a BYPASSRLS role needs a
+ * superuser: without one, the block reports that a DBA must create it.
+ */
+export function clusterRoleSql(role: string, opts: { bypassRls: boolean }): string {
+  const r = assertRoleName(role);
+  const create = opts.bypassRls
+    ? `BEGIN
+      CREATE ROLE ${r} NOLOGIN NOSUPERUSER BYPASSRLS NOCREATEDB NOCREATEROLE;
+    EXCEPTION WHEN insufficient_privilege THEN
+      RAISE NOTICE 'cannot create role ${r} with BYPASSRLS (needs a superuser); cross-org readAll will fail until a DBA creates it';
+    END;`
+    : `CREATE ROLE ${r} NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;`;
+  const pin = opts.bypassRls
+    ? ''
+    : `
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${r}' AND (rolsuper OR rolbypassrls)) THEN
+    ALTER ROLE ${r} NOSUPERUSER NOBYPASSRLS;
+  END IF;`;
+  return `DO $role$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${r}') THEN
+    ${create}
+  END IF;${pin}
+  -- nested, not AND: SQL does not promise to test EXISTS before pg_has_role of a missing role
+  IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${r}') THEN
+    IF NOT pg_has_role(current_user, '${r}', 'MEMBER') THEN
+      EXECUTE format('GRANT ${r} TO %I', current_user);
+    END IF;
+  END IF;
+END
+$role$;`;
+}
+
+/**
  * SQL that creates the roles if missing, pins their attributes and grants what the event store needs.
  * Role names are validated identifiers, so interpolating them is safe. Creating a BYPASSRLS role
  * needs a superuser: when the migrating user is not one, the projector role must be made by a DBA
@@ -26,28 +64,8 @@ export function rolesSql(appRole: string = DEFAULT_APP_ROLE, projectorRole: stri
   const app = assertRoleName(appRole);
   const proj = assertRoleName(projectorRole);
   return `
-DO $roles$
-BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${app}') THEN
-    CREATE ROLE ${app} NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
-  END IF;
-  ALTER ROLE ${app} NOSUPERUSER NOBYPASSRLS;
-  BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${proj}') THEN
-      CREATE ROLE ${proj} NOLOGIN NOSUPERUSER BYPASSRLS NOCREATEDB NOCREATEROLE;
-    END IF;
-  EXCEPTION WHEN insufficient_privilege THEN
-    RAISE NOTICE 'cannot create role ${proj} with BYPASSRLS (needs a superuser); cross-org readAll will fail until a DBA creates it';
-  END;
-  -- The owner connects and switches to these roles with SET LOCAL ROLE, so it must be a member.
-  IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
-    EXECUTE format('GRANT ${app} TO %I', current_user);
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${proj}') THEN
-      EXECUTE format('GRANT ${proj} TO %I', current_user);
-    END IF;
-  END IF;
-END
-$roles$;
+${clusterRoleSql(app, { bypassRls: false })}
+${clusterRoleSql(proj, { bypassRls: true })}
 GRANT USAGE ON SCHEMA public TO ${app};
 GRANT SELECT, INSERT ON events TO ${app};
 GRANT SELECT, INSERT, UPDATE ON streams TO ${app};
@@ -95,8 +113,8 @@ export const PROJECTION_TABLES = [...READ_MODEL_TABLES, 'projection_checkpoints'
 const UNSCOPED_TABLES: readonly string[] = ['projection_checkpoints', 'projection_rebuilds'];
 
 /**
- * Roles and grants of the read side, as idempotent SQL; a no-op until the read-model migration has
- * run. The writer role has no BYPASSRLS: RLS stays forced on every table, and the writer is let
+ * Roles and grants of the read side, as idempotent SQL; the grants wait for the read-model
+ * migration. The writer role has no BYPASSRLS: RLS stays forced on every table, and the writer is let
  * through by one explicit permissive policy per table, scoped `TO` that role (visible in
  * pg_policies), so no other role gains anything and the writer can read no events.
  */
@@ -106,24 +124,14 @@ export function readModelRolesSql(queryRole: string = DEFAULT_QUERY_ROLE, writer
   const models = READ_MODEL_TABLES.join(', ');
   const all = PROJECTION_TABLES.join(', ');
   return `
+${clusterRoleSql(q, { bypassRls: false })}
+${clusterRoleSql(w, { bypassRls: false })}
 DO $rm$
 DECLARE
   t text;
 BEGIN
   IF to_regclass('public.devices') IS NULL THEN
     RETURN;
-  END IF;
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${q}') THEN
-    CREATE ROLE ${q} NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
-  END IF;
-  ALTER ROLE ${q} NOSUPERUSER NOBYPASSRLS;
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${w}') THEN
-    CREATE ROLE ${w} NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
-  END IF;
-  ALTER ROLE ${w} NOSUPERUSER NOBYPASSRLS;
-  IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
-    EXECUTE format('GRANT ${q} TO %I', current_user);
-    EXECUTE format('GRANT ${w} TO %I', current_user);
   END IF;
   GRANT USAGE ON SCHEMA public TO ${q}, ${w};
   GRANT SELECT ON ${models} TO ${q};
