@@ -278,6 +278,28 @@ describe('query api', () => {
     const json = await get(`/v1/audit${qs({ order: 'asc' })}`, t);
     assert.equal(json.body.items[0].actor, '=1+2');
     assert.equal((await get(`/v1/audit${qs({ format: 'csv', cursor: json.body.nextCursor ?? 'a.b' })}`, t)).status, 400, 'an export takes no cursor');
+
+    // Each export is itself audited, in the exporting org only, with its filter and row count; a
+    // JSON page is not. Another org's export is recorded in that org, never in this one.
+    const other = testOrg('qcsvo');
+    await fx.audit(other, { actor: 'someone' });
+    const ot = await issuer.token(other, 'admin');
+    assert.equal((await get(`/v1/audit${qs({ format: 'csv', actor: 'someone' })}`, ot, { 'x-request-id': 'export-other' })).status, 200);
+    const exportsOf = async (o: string) =>
+      (await fx.pool.query<{ data: { action: string; filter: Record<string, string>; rows: number; complete: boolean }; actor: string; corr: string }>(
+        `SELECT data, metadata->>'actor' AS actor, metadata->>'correlationId' AS corr FROM events WHERE org_id = $1 AND type = 'audit.admin.action' AND data->>'action' = 'audit.export' ORDER BY global_position`,
+        [o],
+      )).rows;
+    const deadline = Date.now() + 15_000;
+    while ((await exportsOf(org)).length < 2 || (await exportsOf(other)).length < 1) {
+      assert.ok(Date.now() < deadline, 'export audit events not recorded within 15 s');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const mine = await exportsOf(org);
+    assert.deepEqual(mine.map((e) => [e.data.rows, e.data.complete, e.data.filter.order]), [[hostile.length, true, 'asc'], [hostile.length, true, 'asc']]);
+    const theirs = await exportsOf(other);
+    assert.deepEqual(theirs.map((e) => [e.data.rows, e.data.filter.actor, e.corr]), [[1, 'someone', 'export-other']]);
+    assert.ok(mine.every((e) => e.corr !== 'export-other'), "another org's export is not in this org's log");
   });
 
   it('limits - a query past the statement timeout answers 503 without database text; one org is held to its in-flight bound', async () => {

@@ -38,6 +38,7 @@ interface Request {
   accept: string;
   /** The first route parameter, raw (still percent-encoded). */
   param: string;
+  requestId: string;
 }
 
 type Handler = (principal: Principal, req: Request, r: Reply, models: ReadModels) => Promise<void>;
@@ -50,8 +51,8 @@ export function mountQueryApi(deps: QueryApiDeps): void {
   const route = (model: ReadModelName, handler: Handler) => (res: HttpResponse, req: HttpRequest) => {
     const query = req.getQuery() ?? '';
     const token = httpCredential(req);
-    const request: Request = { query, accept: req.getHeader('accept'), param: req.getParameter(0) ?? '' };
     const requestId = requestIdOf(req.getHeader('x-request-id'));
+    const request: Request = { query, accept: req.getHeader('accept'), param: req.getParameter(0) ?? '', requestId };
     const rlog = log.child({ correlationId: requestId });
     const r = reply(res, (err) => rlog.error({ err }, 'query handler failed'), { requestId, log: rlog });
     void (async () => {
@@ -97,7 +98,10 @@ export function mountQueryApi(deps: QueryApiDeps): void {
       const csv = q.format === 'csv' || (q.format === undefined && /\btext\/csv\b/i.test(req.accept));
       if (!csv) return auditList(principal, req, r, models);
       if (q.cursor !== undefined) throw new HubError('invalid', 'a CSV export covers the whole filtered range; it takes no cursor');
-      await exportCsv(principal.org, q.filter, r, models);
+      const outcome = await exportCsv(principal.org, q.filter, r, models);
+      // Who took a copy of the audit log, of what range, is itself audit (a failed export too, once
+      // its first page was read: a 503 before that sent nothing). Pages of JSON are not recorded.
+      audit.record(principal.org, 'admin.action', { action: 'audit.export', filter: q.filter, ...outcome }, { actor: principal.sub, session: req.requestId });
     }),
   );
 
@@ -106,23 +110,28 @@ export function mountQueryApi(deps: QueryApiDeps): void {
    * drained the previous one, so memory stays at about one page whatever the range. The first page
    * is read before anything is sent, so a database that is down still gets a clean 503.
    */
-  async function exportCsv(org: string, filter: AuditFilter, r: Reply, models: ReadModels): Promise<void> {
+  async function exportCsv(org: string, filter: AuditFilter, r: Reply, models: ReadModels): Promise<{ rows: number; complete: boolean }> {
     let out: StreamWriter | undefined;
+    let rows = 0;
     const send = (text: string): Promise<boolean> => {
       const first = out === undefined;
       out ??= r.stream({ 'content-type': 'text/csv; charset=utf-8', 'content-disposition': 'attachment; filename="audit.csv"', 'cache-control': 'no-store' });
       return out.write(first ? auditCsvHeader() + text : text);
     };
     try {
-      await models.exportAudit(org, filter, deps.exportPageSize, (rows) => send(auditCsvRows(rows)));
+      await models.exportAudit(org, filter, deps.exportPageSize, (page) => {
+        rows += page.length;
+        return send(auditCsvRows(page));
+      });
     } catch (err) {
       if (!out) throw err;
       log.warn({ err: (err as Error).message }, 'audit CSV export failed mid-stream; connection cut');
       out.fail();
-      return;
+      return { rows, complete: false };
     }
     if (!out) await send(''); // an empty range still gets its header line
     out!.end();
+    return { rows, complete: true };
   }
 
   app.get('/v1/devices', route('devices', listing('devices', (m, org, f, p) => m.devices(org, f, p))));
