@@ -56,6 +56,9 @@ describe('mqtt resume race', () => {
       },
     };
     hub = await startHub(config, createLogger('silent'), { extensions: [createMqttBridge({ hooks })] });
+    // Ready once Redis (the session store) and NATS answer, as startHubProcess waits for a child hub.
+    const ready = await until(async () => (await fetch(`http://127.0.0.1:${hub.port}/ready`)).status === 200, 30_000);
+    assert.ok(ready, 'the hub became ready');
   });
   after(async () => {
     for (const c of open) c.client.end(true);
