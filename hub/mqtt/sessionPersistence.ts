@@ -106,6 +106,7 @@ export class PersistentSession {
   end(conn: { version: Version; subs: ReadonlyMap<string, 0 | 1>; qos2: Iterable<number>; pending: { bytes: Buffer; sent: boolean }[]; registrant: Registrant }): boolean {
     if (!this.owner) return false;
     if (this.expiryMs === 0) {
+      this.owner = '';
       this.unsent = undefined;
       this.ctx.store.discard(this.ref).catch((err) => sessionLog(this.ctx, this.session).warn({ err: (err as Error).message }, 'stored mqtt session not discarded'));
       return false;
@@ -120,13 +121,15 @@ export class PersistentSession {
    * stored filters and QoS 2 ids, its queue ahead of `pending`.
    */
   private park(version: Version, registrant: Registrant, pending: { bytes: Buffer; sent: boolean }[], subs?: ReadonlyMap<string, 0 | 1>, qos2: Iterable<number> = []): void {
-    const unsent = this.unsent;
+    const { owner, unsent } = this;
+    // Parked once: the connection holds the session no more (its teardown may run twice).
+    this.owner = '';
     this.unsent = undefined;
     // This connection leaves the registry first, so that the offline queue sees only a newer one.
     this.ctx.takeover.release(this.ref.key, registrant);
     const parkedSubs = unsent ? new Map(Object.entries(unsent.session.subs)) : new Map(subs);
     const parkedQos2 = unsent ? [...new Set([...unsent.session.qos2, ...qos2])] : qos2;
     // Parked before leaving the fan-out: its offline queue takes the subscriptions over first.
-    parkSession(this.ctx, { ref: this.ref, session: this.session, owner: this.owner, version, subs: parkedSubs, qos2: parkedQos2, queued: unsent?.messages ?? [], pending, expiryMs: this.expiryMs });
+    parkSession(this.ctx, { ref: this.ref, session: this.session, owner, version, subs: parkedSubs, qos2: parkedQos2, queued: unsent?.messages ?? [], pending, expiryMs: this.expiryMs });
   }
 }
