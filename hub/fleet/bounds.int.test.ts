@@ -75,6 +75,29 @@ describe('fleet - org-wide bound on open commands', () => {
     assert.equal((await issue(node2, org, 'd5')).status, 202);
   });
 
+  it('should answer a keyed retry of an accepted command with the original at the bound, while a new command there is refused with limit', async () => {
+    // Given an org at its bound, its third command issued with an idempotency key
+    const org = testOrg();
+    const keyed = { type: 'reboot', data: { reason: 'keyed' }, expiresIn: 600, key: 'retry-at-cap' };
+    for (const d of ['k1', 'k2']) assert.equal((await issue(node1, org, d)).status, 202);
+    const first = await issue(node1, org, 'k3', keyed);
+    assert.equal(first.status, 202, JSON.stringify(first.body));
+    // When a new command comes (control): refused, the org is at its bound
+    const fresh = await issue(node2, org, 'k4', { ...keyed, key: 'another-key' });
+    assert.deepEqual([fresh.status, fresh.body.error?.code], [429, 'limit']);
+    // Then the retry, on either node, gets the original answer: same status code, same command
+    for (const hub of [node1, node2]) {
+      const again = await issue(hub, org, 'k3', keyed);
+      assert.equal(again.status, first.status, JSON.stringify(again.body));
+      assert.deepEqual([again.body.commandId, again.body.status, again.body.expiresAt, again.body.duplicate], [first.body.commandId, 'queued', first.body.expiresAt, true]);
+    }
+    // And the same key with other data is still a conflict, not the original and not limit
+    const changed = await issue(node2, org, 'k3', { ...keyed, data: { reason: 'other' } });
+    assert.deepEqual([changed.status, changed.body.error?.code], [409, 'conflict']);
+    // Nothing was recorded by the retries: still at the bound
+    assert.equal((await issue(node1, org, 'k5')).status, 429);
+  });
+
   it('should free the slot of an expired command by itself', async () => {
     const org = testOrg();
     for (const d of ['e1', 'e2']) assert.equal((await issue(node1, org, d)).status, 202);

@@ -69,6 +69,8 @@ export interface CommandState {
   issuedAt: number;
   expiresAt: number;
   fleetId?: string;
+  /** The idempotency key its `issued` event was recorded with (a keyed single-device issue: `fleet-issue:...`). */
+  issueKey?: string;
   /** Stream position of the `issued` event: the command topic's offset. */
   offset: number;
   /** Present once acked. */

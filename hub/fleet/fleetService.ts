@@ -164,29 +164,40 @@ export function createFleetService(deps: FleetServiceDeps): FleetService & { clo
     metadata: { actor: ctx.principal.sub, session: ctx.session, node: nodeId, correlationId: fleetId ?? commandId, idempotencyKey: key },
   });
 
+  /** The answer to a retry: the original command, unless the key was used for another request. */
+  const duplicateOf = (s: CommandState | undefined, req: IssueRequest) => {
+    // As for `cmd` keys (commandService.ts): a retry must repeat its request, or it is `conflict`.
+    if (!s || s.type !== req.type || !isDeepStrictEqual(s.data, req.data)) throw new HubError('conflict', 'this idempotency key was used for another device or request');
+    return { commandId: s.commandId, status: s.status, expiresAt: new Date(s.expiresAt).toISOString(), duplicate: true };
+  };
+
   return {
     async issue(ctx, deviceId, req) {
       checkDevice(deviceId);
       authorize(ctx, req.type, deviceId);
       const expiresIn = validate(req);
       const org = ctx.principal.org;
-      checkRoom(await read(org, deviceId), deviceId);
+      const key = req.key ? `fleet-issue:${scopedKey(ctx.principal.sub, req.key)}` : undefined;
+      const states = await read(org, deviceId);
+      // A retry of a command already recorded answers the original before any bound is checked:
+      // the original holds its own slot, so the device's and the org's bounds must not refuse it.
+      const recorded = key ? [...states.values()].find((s) => s.issueKey === key) : undefined;
+      if (recorded) return duplicateOf(recorded, req);
+      checkRoom(states, deviceId);
       const commandId = uuidv7();
       const expiresAt = Date.now() + expiresIn * 1000;
       await admit(org, [commandId], expiresAt);
       let r: AppendResult;
       try {
-        r = await append(org, deviceStream(deviceId), [issuedEvent(ctx, commandId, deviceId, req, expiresAt, undefined, req.key ? `fleet-issue:${scopedKey(ctx.principal.sub, req.key)}` : undefined)]);
+        r = await append(org, deviceStream(deviceId), [issuedEvent(ctx, commandId, deviceId, req, expiresAt, undefined, key)]);
       } catch (err) {
         release(org, [commandId]);
         throw err;
       }
       if (r.duplicate) {
+        // Recorded meanwhile (a concurrent retry), or for another device (then `conflict`).
         release(org, [commandId]); // the original holds its own slot
-        const s = (await read(org, deviceId)).get(r.ids[0]);
-        // As for `cmd` keys (commandService.ts): a retry must repeat its request, or it is `conflict`.
-        if (!s || s.type !== req.type || !isDeepStrictEqual(s.data, req.data)) throw new HubError('conflict', 'this idempotency key was used for another device or request');
-        return { commandId: s.commandId, status: s.status, expiresAt: new Date(s.expiresAt).toISOString(), duplicate: true };
+        return duplicateOf((await read(org, deviceId)).get(r.ids[0]), req);
       }
       audit.record(org, 'fleet.issued', { commandId, deviceId, type: req.type, expiresAt: new Date(expiresAt).toISOString() }, { actor: ctx.principal.sub, session: ctx.session });
       schedule([{ org, deviceId, commandId }], expiresAt);

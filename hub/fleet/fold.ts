@@ -10,7 +10,7 @@ export interface FoldEvent {
   data: unknown;
   streamPosition: bigint | number;
   recordedAt: string;
-  metadata: { actor: string };
+  metadata: { actor: string; idempotencyKey?: string };
 }
 
 interface IssuedData {
@@ -45,6 +45,7 @@ export function foldCommands(events: readonly FoldEvent[], into = new Map<string
         issuedAt: Date.parse(e.recordedAt),
         expiresAt: Date.parse(i.expiresAt),
         fleetId: i.fleetId,
+        ...(e.metadata.idempotencyKey ? { issueKey: e.metadata.idempotencyKey } : {}),
         offset: Number(e.streamPosition),
       });
       continue;

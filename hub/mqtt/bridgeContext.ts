@@ -63,6 +63,17 @@ export interface HeldQueue {
   readonly subs: ReadonlyMap<string, 0 | 1>;
 }
 
+/** Where a persistent session's resume is: about to claim (stored filters subscribed), or just claimed. */
+export type ResumePhase = 'claiming' | 'claimed';
+
+/**
+ * Test seams (never set in production): awaited at fixed points, so that a test can close a
+ * connection exactly there instead of racing it with sleeps.
+ */
+export interface BridgeHooks {
+  resume?(phase: ResumePhase, c: { readonly closed: boolean; readonly principal: { sub: string; org: string } }): Promise<void>;
+}
+
 /** Everything a session needs from the bridge; built once per hub node. */
 export interface BridgeContext {
   nodeId: string;
@@ -100,6 +111,8 @@ export interface BridgeContext {
   drain?: DrainGate;
   /** The node's registry of live sessions across transports (revocation ends sessions through it). */
   live?: SessionRegistry;
+  /** Test seams (`BridgeHooks`); absent in production. */
+  hooks?: BridgeHooks;
 }
 
 /**

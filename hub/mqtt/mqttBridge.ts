@@ -2,7 +2,7 @@ import type { Server } from 'node:net';
 import { ConfigError } from '../errors.ts';
 import { isExplicit } from '../config/config.ts';
 import type { HubCore, HubExtension } from '../server.ts';
-import type { BridgeContext, SessionStats, SweptSession, HeldQueue } from './bridgeContext.ts';
+import type { BridgeContext, BridgeHooks, SessionStats, SweptSession, HeldQueue } from './bridgeContext.ts';
 import { Reason } from './codes.ts';
 import { keepaliveExpired, type MqttLimits } from './limits.ts';
 import { listenTcp, mountMqttWebSocket } from './mqttListeners.ts';
@@ -24,6 +24,8 @@ export interface MqttBridgeOptions {
   sessions?: SessionStore;
   /** Overrides `isExplicit('ORGHUB_MQTT_PORT')` (tests). */
   portExplicit?: boolean;
+  /** Test seams awaited at fixed points of a session's life (tests). */
+  hooks?: BridgeHooks;
 }
 
 function sum(queues: Set<HeldQueue>): number {
@@ -88,6 +90,7 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
         parkedHere: new Map(),
         live: core.sessions,
         drain: new DrainGate(),
+        hooks: opts.hooks,
       };
       const gate = ctx.drain!;
 

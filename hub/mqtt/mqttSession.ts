@@ -311,6 +311,8 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     this.ctx.live?.add(this.live);
     if ((this.state as SessionState) !== 'open') return;
     if (claimed) for (const q of queuedDeliveries(this.ctx, claimed.messages, this.subs, v, this.maxOut)) this.outbox.sendQos1(q.template, q.offset, true);
+    // The queue is in the in-flight window now: a close from here parks it from there.
+    this.persistent?.delivered();
     this.outbox.release();
     // A resumed `$commands/<device>` filter gets the device's pending commands, as a SUBSCRIBE would.
     for (const pattern of this.subs.keys()) if (isReservedTopic(pattern)) this.order.run(() => attachCommands(this, pattern));
@@ -396,7 +398,8 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     // Packets still queued are never handled now: they leave the node-wide gauge.
     this.backlog.clear();
     const p = this.persistent;
-    const parked = wasOpen && !!p?.end({ version: this.version, subs: this.subs, qos2: this.qos2, pending: this.outbox.inflight.pending(), registrant: this });
+    // A session claimed during CONNECT is parked too, with its claimed queue (not yet delivered).
+    const parked = (wasOpen || !!p?.held) && !!p?.end({ version: this.version, subs: this.subs, qos2: this.qos2, pending: this.outbox.pending(), registrant: this });
     this.release();
     if (!wasOpen) return;
     this.will.onClose(this.ctx, this, parked ? { key: p!.ref.key, expiryMs: p!.expiryMs } : undefined);

@@ -131,6 +131,16 @@ export class Outbox {
     }
   }
 
+  /**
+   * QoS 1 deliveries not acknowledged, oldest first: the in-flight window's (`InflightWindow.pending`),
+   * then those still held behind a resume (never sent).
+   */
+  pending(): { bytes: Buffer; sent: boolean }[] {
+    const out = this.inflight.pending();
+    for (const h of this.held ?? []) if (!('shared' in h)) out.push({ bytes: h.template, sent: false });
+    return out;
+  }
+
   /** The connection is gone: drops held and waiting deliveries. */
   clear(): void {
     this.held = undefined;

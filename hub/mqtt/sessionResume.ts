@@ -136,6 +136,8 @@ export interface ParkInput {
   version: Version;
   subs: ReadonlyMap<string, 0 | 1>;
   qos2: Iterable<number>;
+  /** Entries claimed from the store and not yet delivered: they go back first, as they were. */
+  queued?: Buffer[];
   /** Unacknowledged (`sent`) and waiting deliveries, oldest first. */
   pending: { bytes: Buffer; sent: boolean }[];
   expiryMs: number;
@@ -149,7 +151,7 @@ export interface ParkInput {
  */
 export function parkSession(ctx: BridgeContext, p: ParkInput): OfflineQueue {
   const now = Date.now();
-  const pending: Buffer[] = [];
+  const pending: Buffer[] = [...(p.queued ?? [])];
   for (const { bytes, sent } of p.pending) {
     const pkt = publishOf(bytes, p.version);
     if (!pkt) continue;

@@ -126,7 +126,10 @@ export interface SessionStore {
    * (`adoptOrphans`).
    */
   heartbeat(node: string): Promise<void>;
-  /** The node stops: its parked sessions may be adopted at once. */
+  /**
+   * The node stops: its parked sessions may be adopted at once. From then on neither a park (the
+   * sessions it parks on its way down) nor a late heartbeat marks it alive again.
+   */
   retire(node: string): Promise<void>;
   /**
    * Takes over, for `node`, up to `limit` parked sessions whose offline queue is on a node that no

@@ -96,6 +96,28 @@ export function sessionStoreConformance(create: () => Promise<SessionStore>): vo
     assert.deepEqual(strings(c.messages), ['p', 'q']);
   });
 
+  it('session store - a node that retired stays dead: the sessions it parks afterwards are adopted at once, and a late beat does not revive it', async () => {
+    const s = await make();
+    const [early, late] = [ref(), ref()];
+    const stopping = `stopping-${randomBytes(4).toString('hex')}`;
+    const me = `me-${randomBytes(4).toString('hex')}`;
+    // Given a beating node with a parked session (control: not adoptable while it beats)
+    await s.heartbeat(stopping);
+    await s.claim(early, 'live:s:1', opts);
+    await s.park(early, 'live:s:1', `queue:${stopping}:1`, { queueNode: stopping, subs: { 'a/#': 1 }, qos2: [], pending: [], expiryMs: 60_000, maxQueue: 10 });
+    await s.claim(late, 'live:s:2', opts);
+    const mine = (a: { ref: SessionRef }[]) => a.filter((x) => x.ref.key === early.key || x.ref.key === late.key).map((x) => x.ref.key).sort();
+    await s.heartbeat(me);
+    assert.deepEqual(mine(await s.adoptOrphans(me, () => `queue:${me}:0`, 100_000)), [], 'a beating node keeps its sessions');
+    // When it retires, then parks one more session on its way down and a beat still in flight lands
+    await s.retire(stopping);
+    await s.park(late, 'live:s:2', `queue:${stopping}:2`, { queueNode: stopping, subs: { 'b/#': 1 }, qos2: [], pending: [], expiryMs: 60_000, maxQueue: 10 });
+    await s.heartbeat(stopping);
+    // Then another node adopts both at its next look, without waiting NODE_ALIVE_MS
+    let n = 0;
+    assert.deepEqual(mine(await s.adoptOrphans(me, () => `queue:${me}:${++n}`, 100_000)), [early.key, late.key].sort());
+  });
+
   it('session store - a full queue drops the oldest and counts it', async () => {
     const s = await make();
     const r = ref();

@@ -21,6 +21,8 @@ export function createMemorySessionStore(now: () => number = Date.now): SessionS
   const orgs = new Map<string, Map<string, Rec>>();
   /** node → when its heartbeat lapses; node → refs of the sessions its offline queues hold. */
   const alive = new Map<string, number>();
+  /** Nodes that retired through this store: no park or late beat marks them alive again. */
+  const retired = new Set<string>();
   const parkedOn = new Map<string, Map<string, SessionRef>>();
   const member = (ref: SessionRef) => `${ref.org}\u0000${ref.key}`;
   const live = (ref: SessionRef): Rec | undefined => {
@@ -80,16 +82,17 @@ export function createMemorySessionStore(now: () => number = Date.now): SessionS
       r.queue = [...s.pending, ...r.queue];
       trim(r, s.maxQueue);
       if (s.queueNode) {
-        alive.set(s.queueNode, now() + NODE_ALIVE_MS);
+        if (!retired.has(s.queueNode)) alive.set(s.queueNode, now() + NODE_ALIVE_MS);
         if (!parkedOn.has(s.queueNode)) parkedOn.set(s.queueNode, new Map());
         parkedOn.get(s.queueNode)!.set(member(ref), ref);
       }
       return true;
     },
     async heartbeat(node) {
-      alive.set(node, now() + NODE_ALIVE_MS);
+      if (!retired.has(node)) alive.set(node, now() + NODE_ALIVE_MS);
     },
     async retire(node) {
+      retired.add(node);
       alive.set(node, 0);
     },
     async adoptOrphans(node, newOwner, limit) {

@@ -158,6 +158,8 @@ export function createRedisSessionStore(url: string, log: Logger, opts: { maxExp
   /** The parked index outlives any session it names. */
   const indexTtlMs = String(opts.maxExpiryMs + LIVE_MARGIN_MS);
   const keys = (ref: SessionRef) => [sessionKey(ref), queueKey(ref), sessionIndexKey(ref.org)] as const;
+  /** Nodes that retired through this store: no later park or beat marks them alive again. */
+  const retired = new Set<string>();
 
   return {
     async peek(ref) {
@@ -180,13 +182,21 @@ export function createRedisSessionStore(url: string, log: Logger, opts: { maxExp
       const r = await scripts.orghubSessionPark(...keys(ref), owner, next, JSON.stringify(s.subs), JSON.stringify(s.qos2), String(s.expiryMs), String(Date.now()), String(s.maxQueue), ref.key, ...s.pending);
       if (r === -1) return false;
       // Indexed for adoption; the park counts as a beat, so a node whose first heartbeat has not landed yet is not taken for dead.
-      if (s.queueNode) await redis.multi().set(aliveKey(s.queueNode), '1', 'PX', NODE_ALIVE_MS).sadd(parkedKey(s.queueNode), member(ref)).pexpire(parkedKey(s.queueNode), indexTtlMs).sadd(NODES_KEY, s.queueNode).exec();
+      // Not once the node retired: the parks of a stopping node would keep it "alive" for
+      // NODE_ALIVE_MS more and hold back the adoption of every session it parks on the way down.
+      if (s.queueNode) {
+        const m = redis.multi();
+        if (!retired.has(s.queueNode)) m.set(aliveKey(s.queueNode), '1', 'PX', NODE_ALIVE_MS);
+        await m.sadd(parkedKey(s.queueNode), member(ref)).pexpire(parkedKey(s.queueNode), indexTtlMs).sadd(NODES_KEY, s.queueNode).exec();
+      }
       return true;
     },
     async heartbeat(node) {
+      if (retired.has(node)) return; // a beat still in flight when the node retired
       await redis.set(aliveKey(node), '1', 'PX', NODE_ALIVE_MS);
     },
     async retire(node) {
+      retired.add(node);
       await redis.del(aliveKey(node));
     },
     async adoptOrphans(node, newOwner, limit) {

@@ -1,0 +1,129 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { IConnackPacket } from 'mqtt-packet';
+import { loadConfig } from '../config/config.ts';
+import { createLogger } from '../log.ts';
+import { startHub, type RunningHub } from '../server.ts';
+import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
+import { freePort, testOrg } from '../testing/hubProcess.ts';
+import type { ResumePhase } from './bridgeContext.ts';
+import { createMqttBridge } from './mqttBridge.ts';
+import { connect, RawClient, until, type Collector } from './mqttTestKit.ts';
+
+interface Listed {
+  clientId: string;
+  connected: boolean;
+  queued: number;
+}
+
+/**
+ * A persistent session whose connection goes away in the middle of its resume (docs/mqtt.md
+ * "Sessions"): the claimed queue and what is published afterwards must reach the next connection.
+ * The hub runs in this process so that a test seam (`BridgeHooks.resume`) can close the socket at
+ * an exact point of the resume, with real NATS and Redis and real MQTT clients on both sides.
+ */
+describe('mqtt resume race', () => {
+  let issuer: TestIssuer;
+  let hub: RunningHub;
+  let mqttPort: number;
+  const open: Collector[] = [];
+  const raws: RawClient[] = [];
+  /** The resume a test wants interrupted: the socket to destroy once `sub`'s session reaches `phase`. */
+  let armed: { sub: string; phase: ResumePhase; raw?: RawClient; fired?: () => void } | undefined;
+
+  before(async () => {
+    issuer = await createTestIssuer();
+    mqttPort = await freePort();
+    const config = loadConfig({
+      ...process.env,
+      ...issuer.env,
+      ORGHUB_PORT: '0',
+      ORGHUB_HOST: '127.0.0.1',
+      ORGHUB_MQTT_PORT: String(mqttPort),
+      ORGHUB_MQTT_RATE: '100000',
+      ORGHUB_EVENT_STORE: 'none',
+      ORGHUB_LOG_LEVEL: 'silent',
+    });
+    const hooks = {
+      async resume(phase: ResumePhase, c: { readonly closed: boolean; readonly principal: { sub: string } }) {
+        const a = armed;
+        if (!a || a.phase !== phase || a.sub !== c.principal.sub || !a.raw) return;
+        armed = undefined;
+        a.raw.socket.destroy();
+        // The hub must have seen the close before the resume goes on: that is the race under test.
+        assert.ok(await until(() => c.closed, 5000), 'the hub saw the socket close');
+        a.fired?.();
+      },
+    };
+    hub = await startHub(config, createLogger('silent'), { extensions: [createMqttBridge({ hooks })] });
+    // Ready once Redis (the session store) and NATS answer, as startHubProcess waits for a child hub.
+    const ready = await until(async () => (await fetch(`http://127.0.0.1:${hub.port}/ready`)).status === 200, 30_000);
+    assert.ok(ready, 'the hub became ready');
+  });
+  after(async () => {
+    for (const c of open) c.client.end(true);
+    for (const r of raws) r.socket.destroy();
+    await hub?.stop();
+  });
+
+  const url = () => `mqtt://127.0.0.1:${mqttPort}`;
+  const client = async (org: string, sub: string, opts: Parameters<typeof connect>[2] = {}) => {
+    const c = await connect(url(), await issuer.token(org, sub), opts);
+    open.push(c);
+    return c;
+  };
+  /** Waits until the org lists `clientId` in the wanted state; returns whether it did. */
+  const listed = async (org: string, clientId: string, want: { connected: boolean; queued?: number }) => {
+    const token = await issuer.token(org, 'inspector', ['admin']);
+    let last: Listed | undefined;
+    const ok = await until(async () => {
+      const r = await fetch(`http://127.0.0.1:${hub.port}/v1/mqtt/sessions`, { headers: { authorization: `Bearer ${token}` } });
+      last = ((await r.json()) as { sessions: Listed[] }).sessions.find((s) => s.clientId === clientId);
+      return !!last && last.connected === want.connected && (want.queued === undefined || last.queued === want.queued);
+    }, 8000);
+    assert.ok(ok, `session ${clientId}: wanted ${JSON.stringify(want)}, last seen ${JSON.stringify(last)}`);
+  };
+
+  for (const phase of ['claimed', 'claiming'] as const) {
+    const when = phase === 'claimed' ? 'after its claim, before the claimed queue is delivered' : 'while its claim runs';
+    it(`should keep every queued message when the socket closes ${when} (${phase})`, async () => {
+      // Given a parked persistent session with two queued QoS 1 messages
+      const org = testOrg();
+      const clientId = `dev-${phase}`;
+      const a = await client(org, 'dev', { clientId, clean: false });
+      await a.client.subscribeAsync('q/#', { qos: 1 });
+      await a.client.endAsync();
+      await listed(org, clientId, { connected: false });
+      const pub = await client(org, 'pub');
+      for (const n of [1, 2]) await pub.client.publishAsync(`q/${n}`, `m${n}`, { qos: 1 });
+      await listed(org, clientId, { connected: false, queued: 2 });
+
+      // When a reconnect's socket closes at `phase` of its resume
+      const fired = new Promise<void>((resolve) => (armed = { sub: 'dev', phase, fired: resolve }));
+      const raw = await RawClient.open(mqttPort, 4);
+      raws.push(raw);
+      armed!.raw = raw;
+      raw.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId, clean: false, keepalive: 60, username: 'x', password: Buffer.from(await issuer.token(org, 'dev')) } as never);
+      await fired;
+      assert.equal(raw.packets.find((p) => p.cmd === 'connack') as IConnackPacket | undefined, undefined, 'closed before its CONNACK');
+
+      // Then the session is parked again with its queue, and its offline queue takes what follows
+      await listed(org, clientId, { connected: false, queued: 2 });
+      await pub.client.publishAsync('q/3', 'm3', { qos: 1 });
+      await listed(org, clientId, { connected: false, queued: 3 });
+
+      // And a clean reconnect gets all three, in order
+      const back = await client(org, 'dev', { clientId, clean: false });
+      assert.equal(back.connack.sessionPresent, true);
+      const got = await back.waitFor(3);
+      assert.deepEqual(
+        got.map((m) => [m.topic, m.payload.toString()]),
+        [
+          ['q/1', 'm1'],
+          ['q/2', 'm2'],
+          ['q/3', 'm3'],
+        ],
+      );
+    });
+  }
+});
