@@ -16,6 +16,8 @@
  * fifth of the sessions, so that no run pays for the JIT warm-up of the hub or of the generator
  * (the first target measured used to pay for both); `--warmup 0` measures cold.
  *
+ * `BENCH_HUB_ENV='{"ORGHUB_PRESENCE":"off"}'` passes settings to the hub (to see what a feature costs).
+ *
  *   node --import tsx loadtest/mqttSessions.ts [--sessions 1000] [--queued 100] [--size 128] [--runs 1] [--warmup 1]
  */
 import { parseArgs } from 'node:util';
@@ -186,7 +188,7 @@ async function main(): Promise<void> {
     await waitForPort(redisPort, 10_000, redisChild);
     redis = new Redis(`redis://127.0.0.1:${redisPort}`);
     const mqttPort = await freePort();
-    hub = await startHub(issuer.env, { ORGHUB_MQTT_PORT: String(mqttPort), ORGHUB_MQTT_RATE: '0', REDIS_URL: `redis://127.0.0.1:${redisPort}`, ORGHUB_MQTT_MAX_SESSIONS: String(SESSIONS * RUNS + Math.ceil(SESSIONS / 5) * WARMUP + 10) });
+    hub = await startHub(issuer.env, { ORGHUB_MQTT_PORT: String(mqttPort), ORGHUB_MQTT_RATE: '0', REDIS_URL: `redis://127.0.0.1:${redisPort}`, ORGHUB_MQTT_MAX_SESSIONS: String(SESSIONS * RUNS + Math.ceil(SESSIONS / 5) * WARMUP + 10), ...(JSON.parse(process.env.BENCH_HUB_ENV ?? '{}') as Record<string, string>) });
     const url = `http://127.0.0.1:${hub.port}`;
     const targets: Target[] = [
       {
