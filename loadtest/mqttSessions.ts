@@ -6,7 +6,8 @@
  * then sends Q QoS 1 messages (each acknowledged), which every server queues for all N offline
  * sessions. Then all N reconnect (clean session 0, in batches of 100) and acknowledge what they get.
  * Reported: messages/s delivered from the queues (first reconnect to last delivery), server CPU per
- * delivery (for orghub, the hub process plus its dedicated Redis), and for orghub the Redis memory
+ * delivery (for orghub, the hub process plus its dedicated Redis, also shown apart), this
+ * generator's CPU per delivery (it shares the machine's cores with the server), and for orghub the Redis memory
  * per queued message (a dedicated redis-server, so nothing else is counted), and the latency of each
  * reconnect (CONNECT written to CONNACK read; in batches of 100, so it includes the wait behind the
  * batch before's deliveries).
@@ -14,6 +15,8 @@
  * Before the measured runs, each server (and this generator) gets `--warmup` untimed rounds of a
  * fifth of the sessions, so that no run pays for the JIT warm-up of the hub or of the generator
  * (the first target measured used to pay for both); `--warmup 0` measures cold.
+ *
+ * `BENCH_HUB_ENV='{"ORGHUB_PRESENCE":"off"}'` passes settings to the hub (to see what a feature costs).
  *
  *   node --import tsx loadtest/mqttSessions.ts [--sessions 1000] [--queued 100] [--size 128] [--runs 1] [--warmup 1]
  */
@@ -101,6 +104,10 @@ interface Row {
   delivered: number;
   perSec: number;
   cpuUs: number;
+  /** Server CPU per delivery split by process (orghub: hub, then its Redis), µs. */
+  cpuSplit: number[];
+  /** This generator's CPU per delivery (the same clients for both servers), µs. */
+  genUs: number;
   bytesPerMsg?: number;
   /** CONNECT written → CONNACK read, per reconnect, ms: p50 and p99. */
   connack: number[];
@@ -132,18 +139,22 @@ async function run(t: Target, r: number | string, N: number, Q: number): Promise
   const mem1 = t.redis ? Number(/used_memory:(\d+)/.exec(await t.redis.info('memory'))?.[1]) : 0;
   // 3. Everyone comes back and drains its queue.
   let delivered = 0;
-  const cpu0 = t.pids.reduce((a, p) => a + cpuMicros(p), 0);
+  const cpu0 = t.pids.map(cpuMicros);
+  const gen0 = process.cpuUsage();
   const t0 = performance.now();
   let lastAt = t0;
   const back = await inBatches(N, (i) => client(t, id(i), () => ((delivered++), (lastAt = performance.now()))));
   const deadline = Date.now() + 120_000;
   while (delivered < N * Q && Date.now() < deadline && performance.now() - lastAt < 5000) await sleep(5);
-  const cpu1 = t.pids.reduce((a, p) => a + cpuMicros(p), 0);
+  const cpu1 = t.pids.map(cpuMicros);
+  const genCpu = process.cpuUsage(gen0);
+  const per = Math.max(1, delivered);
+  const cpuSplit = cpu1.map((c, i) => (c - cpu0[i]) / per);
   for (const c of back) {
     c.send({ cmd: 'disconnect' });
     c.socket.destroy();
   }
-  return { target: t.name, delivered, perSec: delivered / ((lastAt - t0) / 1000), cpuUs: (cpu1 - cpu0) / Math.max(1, delivered), bytesPerMsg: t.redis ? (mem1 - mem0) / (N * Q) : undefined, connack: percentiles(back.map((c) => c.connackMs), [50, 99]) };
+  return { target: t.name, delivered, perSec: delivered / ((lastAt - t0) / 1000), cpuUs: cpuSplit.reduce((a, b) => a + b, 0), cpuSplit, genUs: (genCpu.user + genCpu.system) / per, bytesPerMsg: t.redis ? (mem1 - mem0) / (N * Q) : undefined, connack: percentiles(back.map((c) => c.connackMs), [50, 99]) };
 }
 
 async function metric(url: string, name: string): Promise<number> {
@@ -177,7 +188,7 @@ async function main(): Promise<void> {
     await waitForPort(redisPort, 10_000, redisChild);
     redis = new Redis(`redis://127.0.0.1:${redisPort}`);
     const mqttPort = await freePort();
-    hub = await startHub(issuer.env, { ORGHUB_MQTT_PORT: String(mqttPort), ORGHUB_MQTT_RATE: '0', REDIS_URL: `redis://127.0.0.1:${redisPort}`, ORGHUB_MQTT_MAX_SESSIONS: String(SESSIONS * RUNS + Math.ceil(SESSIONS / 5) * WARMUP + 10) });
+    hub = await startHub(issuer.env, { ORGHUB_MQTT_PORT: String(mqttPort), ORGHUB_MQTT_RATE: '0', REDIS_URL: `redis://127.0.0.1:${redisPort}`, ORGHUB_MQTT_MAX_SESSIONS: String(SESSIONS * RUNS + Math.ceil(SESSIONS / 5) * WARMUP + 10), ...(JSON.parse(process.env.BENCH_HUB_ENV ?? '{}') as Record<string, string>) });
     const url = `http://127.0.0.1:${hub.port}`;
     const targets: Target[] = [
       {
@@ -209,8 +220,8 @@ async function main(): Promise<void> {
     }
     process.stdout.write(`\nMQTT persistent sessions: ${SESSIONS} offline sessions × ${QUEUED} queued QoS 1 messages of ${SIZE} bytes, then all reconnect (${RUNS} run(s), after ${WARMUP} untimed warm-up round(s) of ${Math.ceil(SESSIONS / 5)} sessions per server)\n\n`);
     printTable(
-      ['server', 'delivered from queues', 'messages/s', 'server CPU µs/delivery', 'Redis bytes/queued message', 'reconnect CONNACK p50 / p99 ms'],
-      rows.map((x) => [x.target, `${x.delivered}/${SESSIONS * QUEUED}`, si(x.perSec), fixed(x.cpuUs, 2), x.bytesPerMsg === undefined ? 'n/a (in process memory)' : fixed(x.bytesPerMsg, 0), `${fixed(x.connack[0], 1)} / ${fixed(x.connack[1], 1)}`]),
+      ['server', 'delivered from queues', 'messages/s', 'server CPU µs/delivery', 'of which hub / Redis', 'generator CPU µs/delivery', 'Redis bytes/queued message', 'reconnect CONNACK p50 / p99 ms'],
+      rows.map((x) => [x.target, `${x.delivered}/${SESSIONS * QUEUED}`, si(x.perSec), fixed(x.cpuUs, 2), x.cpuSplit.length > 1 ? x.cpuSplit.map((c) => fixed(c, 2)).join(' / ') : '', fixed(x.genUs, 2), x.bytesPerMsg === undefined ? 'n/a (in process memory)' : fixed(x.bytesPerMsg, 0), `${fixed(x.connack[0], 1)} / ${fixed(x.connack[1], 1)}`]),
     );
   } finally {
     redis?.disconnect();

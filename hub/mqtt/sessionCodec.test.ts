@@ -88,4 +88,43 @@ describe('mqtt session codec', () => {
     assert.deepEqual(out.map((p) => [p.topic, p.payload.toString(), p.dup, p.properties?.messageExpiryInterval]), [['a/1', 'old', true, undefined], ['a/3', 'fresh', false, 10]]);
     assert.equal(ctx.stats.dropped.expired, 1);
   });
+  it('queued deliveries - one buffer for the whole queue, byte-equal to one encoding per entry, topics matched per run (mixed topics, legacy, expired, too large)', () => {
+    const ctx = { stats: { queued: 0, dropped: { overflow: 0, expired: 0, unavailable: 0 }, retainedSent: 0, pauses: 0, inboundQueuedBytes: 0 } } as unknown as BridgeContext;
+    const now = 50_000;
+    const meta = Buffer.from(JSON.stringify({ t: 'a/legacy', d: 1 }));
+    const legacyHead = Buffer.alloc(5);
+    legacyHead[0] = 1;
+    legacyHead.writeUInt32BE(meta.length, 1);
+    const msgs = [
+      { topic: 'a/x', payload: Buffer.from('1'), dup: true, expiresAt: 0 },
+      { topic: 'a/x', payload: Buffer.from('2'), dup: false, expiresAt: now + 9_000 },
+      // same length, other bytes, not granted: the run's decision must not carry over
+      { topic: 'b/x', payload: Buffer.from('3'), dup: false, expiresAt: 0 },
+      { topic: 'a/y', payload: Buffer.from('4'), dup: false, expiresAt: now - 1 },
+      { topic: 'a/y', payload: Buffer.alloc(300, 5), dup: false, expiresAt: 0 },
+      { topic: 'a/dév', payload: Buffer.from('6'), dup: false, expiresAt: 0 },
+    ];
+    const entries = [...msgs.map(encodeEntry), Buffer.concat([legacyHead, meta, Buffer.from('7')]), encodeEntry({ topic: 'a/x', payload: Buffer.from('8'), dup: false, expiresAt: 0 })];
+    const subs = new Map<string, 0 | 1>([['a/#', 1]]);
+    for (const v of [4, 5] as const) {
+      ctx.stats.dropped.expired = 0;
+      const out = queuedDeliveries(ctx, entries, subs, v, 200, now);
+      const parsed = out.map((d) => publishOf(d.template, v)!);
+      assert.deepEqual(parsed.map((p) => [p.topic, p.payload.toString(), p.dup]), [['a/x', '1', true], ['a/x', '2', false], ['a/dév', '6', false], ['a/legacy', '7', true], ['a/x', '8', false]]);
+      assert.equal(ctx.stats.dropped.expired, 1);
+      // byte-equal to the per-entry encoding, packet id at the offset given
+      for (const [i, e] of [entries[0], entries[1], entries[5]].entries()) {
+        const one = publishFromEntry(e, v, now);
+        assert.ok(one && one !== 'expired');
+        assert.deepEqual(out[i].template, one.template);
+        assert.equal(out[i].offset, one.offset);
+      }
+      // the format-2 encodings share one allocation (one per resume, not per message)
+      const own = [out[0], out[1], out[2], out[4]].map((d) => d.template);
+      for (let i = 1; i < own.length; i++) {
+        assert.equal(own[i].buffer, own[0].buffer, 'one buffer for the queue');
+        assert.equal(own[i].byteOffset, own[i - 1].byteOffset + own[i - 1].length, 'back to back, in queue order');
+      }
+    }
+  });
 });

@@ -86,33 +86,73 @@ function writeVarInt(out: Buffer, at: number, n: number): number {
  * an entry of another format (`decodeEntry` + `encodePublish` serve those) or a damaged one.
  */
 export function publishFromEntry(b: Buffer, version: Version, now: number): EntryPublish | 'expired' | undefined {
+  const size = entryPublishSize(b, version, now);
+  if (typeof size !== 'number') return size;
+  const out = Buffer.allocUnsafe(size);
+  const offset = writeEntryPublish(b, version, now, out, 0);
+  return { topic: entryTopic(b), template: out, offset };
+}
+
+/** The topic of a format-2 entry (checked by `entryPublishSize`). */
+export function entryTopic(b: Buffer): string {
+  return b.toString('utf8', HEAD, HEAD + b.readUInt16BE(10));
+}
+
+/** Whether two format-2 entries (checked by `entryPublishSize`) carry the same topic, compared as bytes. */
+export function sameEntryTopic(a: Buffer, b: Buffer): boolean {
+  const n = a.readUInt16BE(10);
+  if (n !== b.readUInt16BE(10)) return false;
+  // A loop, not Buffer#compare: topics are short, and compare's range checks cost more than the bytes.
+  for (let i = HEAD + n - 1; i >= HEAD; i--) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * Bytes of the PUBLISH `writeEntryPublish` builds from a format-2 entry; 'expired' when its
+ * Message Expiry has passed; undefined for an entry of another format or a damaged one.
+ */
+export function entryPublishSize(b: Buffer, version: Version, now: number): number | 'expired' | undefined {
   if (b[0] !== ENTRY_FORMAT || b.length < HEAD) return undefined;
   const expiresAt = b.readDoubleBE(2);
   if (isExpired(expiresAt, now)) return 'expired';
   const topicEnd = HEAD + b.readUInt16BE(10);
   if (topicEnd > b.length) return undefined;
-  const payloadLen = b.length - topicEnd;
-  const expiryS = version === 5 && expiresAt ? remainingExpiryS(expiresAt, now) : 0;
-  const propLen = expiryS ? 5 : 0;
+  const remaining = remainingLength(b, topicEnd, version, expiresAt, now);
+  return 1 + varIntSize(remaining) + remaining;
+}
+
+function remainingLength(b: Buffer, topicEnd: number, version: Version, expiresAt: number, now: number): number {
+  const propLen = version === 5 && expiresAt ? 5 : 0;
   const props = version === 5 ? varIntSize(propLen) + propLen : 0;
-  const remaining = topicEnd - 10 + 2 + props + payloadLen;
-  const out = Buffer.allocUnsafe(1 + varIntSize(remaining) + remaining);
-  out[0] = 0x32 | ((b[1] & 1) << 3);
-  let at = writeVarInt(out, 1, remaining);
-  at += b.copy(out, at, 10, topicEnd);
+  return topicEnd - 10 + 2 + props + (b.length - topicEnd);
+}
+
+/**
+ * Writes the PUBLISH of a format-2 entry (one `entryPublishSize` accepted, with the same `now`)
+ * into `out` at `at`; returns the offset of its packet id (1) in `out`.
+ */
+export function writeEntryPublish(b: Buffer, version: Version, now: number, out: Buffer, at: number): number {
+  const expiresAt = b.readDoubleBE(2);
+  const topicEnd = HEAD + b.readUInt16BE(10);
+  out[at] = 0x32 | ((b[1] & 1) << 3);
+  at = writeVarInt(out, at + 1, remainingLength(b, topicEnd, version, expiresAt, now));
+  // The topic (with its 2-byte length) byte by byte: shorter than what a `copy` call costs.
+  for (let i = 10; i < topicEnd; i++) out[at++] = b[i];
   const offset = at;
   out[at++] = 0;
   out[at++] = 1;
   if (version === 5) {
-    at = writeVarInt(out, at, propLen);
-    if (expiryS) {
+    if (expiresAt) {
+      out[at++] = 5;
       out[at++] = 0x02;
-      out.writeUInt32BE(expiryS, at);
+      out.writeUInt32BE(remainingExpiryS(expiresAt, now), at);
       at += 4;
+    } else {
+      out[at++] = 0;
     }
   }
   b.copy(out, at, topicEnd);
-  return { topic: b.toString('utf8', HEAD, topicEnd), template: out, offset };
+  return offset;
 }
 
 /** Parses one PUBLISH this bridge encoded (an in-flight delivery) back into a message. */

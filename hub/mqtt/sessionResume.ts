@@ -5,7 +5,7 @@ import { OfflineQueue } from './offlineQueue.ts';
 import type { SessionPort } from './sessionPort.ts';
 import { filterRefusal } from './sessionSubscribe.ts';
 import { encodePublish, packetIdOffset, type Version } from './outbound.ts';
-import { decodeEntry, encodeEntry, isExpired, publishFromEntry, publishOf, remainingExpiryS, type EntryPublish } from './sessionCodec.ts';
+import { decodeEntry, encodeEntry, entryPublishSize, entryTopic, isExpired, publishOf, remainingExpiryS, sameEntryTopic, writeEntryPublish, type EntryPublish } from './sessionCodec.ts';
 import { isLiveOwner, queueOwner, type ClaimOptions, type Claimed, type SessionRef, type StoredSession } from './sessionStore.ts';
 
 /** How long a resuming connection waits for the connection it took over to park the session. */
@@ -99,23 +99,60 @@ export async function restoreSubscriptions(s: SessionPort, stored: StoredSession
 /**
  * The queued messages of a resumed session as PUBLISH encodings for this client, oldest first:
  * expired ones (MQTT 5 Message Expiry) are dropped and counted; so are ones no current
- * subscription matches (the new token may grant less than the old one did).
+ * subscription matches (the new token may grant less than the old one did). The encodings are
+ * views into one buffer (one allocation per resume, not per message), each the connection's own
+ * (its packet id is written in place); a topic is decoded and matched once per run of entries
+ * that carry it, not per entry.
  */
 export function queuedDeliveries(ctx: BridgeContext, entries: Buffer[], subs: ReadonlyMap<string, 0 | 1>, version: Version, maxOut: number, now = Date.now()): { template: Buffer; offset: number }[] {
-  const out: { template: Buffer; offset: number }[] = [];
+  // First pass: what is delivered, and the bytes each takes (a legacy entry comes with its own encoding).
+  const kept: (Buffer | EntryPublish)[] = [];
+  const sizes: number[] = [];
+  let total = 0;
+  let last: Buffer | undefined;
+  let lastGranted = false;
   for (const e of entries) {
-    const d = publishFromEntry(e, version, now) ?? legacyPublish(e, version, now);
-    if (!d) continue;
-    if (d === 'expired') {
+    const size = entryPublishSize(e, version, now);
+    if (size === 'expired') {
       ctx.stats.dropped.expired++;
       continue;
     }
-    let granted = false;
-    for (const [p, q] of subs) if (q === 1 && matches(p, d.topic)) granted = true;
-    if (!granted || d.template.length > maxOut) continue;
-    out.push(d);
+    if (size === undefined) {
+      const d = legacyPublish(e, version, now);
+      if (d === 'expired') ctx.stats.dropped.expired++;
+      else if (d && d.template.length <= maxOut && granted(subs, d.topic)) {
+        kept.push(d);
+        sizes.push(0);
+      }
+      continue;
+    }
+    if (!last || !sameEntryTopic(last, e)) lastGranted = granted(subs, entryTopic(e));
+    last = e;
+    if (!lastGranted || size > maxOut) continue;
+    kept.push(e);
+    sizes.push(size);
+    total += size;
+  }
+  const out: { template: Buffer; offset: number }[] = [];
+  const all = Buffer.allocUnsafe(total);
+  let at = 0;
+  for (let i = 0; i < kept.length; i++) {
+    const k = kept[i];
+    if (!Buffer.isBuffer(k)) {
+      out.push(k);
+      continue;
+    }
+    const size = sizes[i];
+    const offset = writeEntryPublish(k, version, now, all, at) - at;
+    out.push({ template: all.subarray(at, at + size), offset });
+    at += size;
   }
   return out;
+}
+
+function granted(subs: ReadonlyMap<string, 0 | 1>, topic: string): boolean {
+  for (const [p, q] of subs) if (q === 1 && matches(p, topic)) return true;
+  return false;
 }
 
 /** An entry of the first (JSON) format, encoded with mqtt-packet. */

@@ -13,7 +13,7 @@ export interface Registrant {
   takenOver(clean?: boolean): void;
 }
 
-/** A takeover announcement, as sent between nodes. */
+/** A takeover announcement, as sent between nodes (alone, or several in a JSON array). */
 interface TakeoverNotice {
   /** SHA-256 of (org, sub, client id): the id itself never reaches NATS. */
   k: string;
@@ -75,21 +75,42 @@ export function createTakeoverRegistry(deps: { bus: Bus; nodeId: string; log: Lo
   };
   const newer = (a: { at: number; session: string }, b: { at: number; session: string }) => a.at > b.at || (a.at === b.at && a.session > b.session);
 
-  const unsubscribe = deps.bus.subscribeControl(TAKEOVER_CONTROL, (payload) => {
-    let n: TakeoverNotice;
-    try {
-      n = JSON.parse(Buffer.from(payload).toString('utf8')) as TakeoverNotice;
-    } catch {
-      return;
-    }
-    if (n.node === deps.nodeId || typeof n.k !== 'string' || typeof n.at !== 'number' || typeof n.session !== 'string') return;
+  const onNotice = (n: TakeoverNotice) => {
+    if (n === null || typeof n !== 'object' || n.node === deps.nodeId || typeof n.k !== 'string' || typeof n.at !== 'number' || typeof n.session !== 'string') return;
     tellWatchers(n.k, n.c === 1);
     const local = byKey.get(n.k);
     if (local && newer(n, { at: local.at, session: local.r.session })) {
       byKey.delete(n.k);
       local.r.takenOver();
     }
+  };
+  const unsubscribe = deps.bus.subscribeControl(TAKEOVER_CONTROL, (payload) => {
+    let m: TakeoverNotice | TakeoverNotice[];
+    try {
+      m = JSON.parse(Buffer.from(payload).toString('utf8')) as TakeoverNotice | TakeoverNotice[];
+    } catch {
+      return;
+    }
+    if (Array.isArray(m)) for (const n of m) onNotice(n);
+    else onNotice(m);
   });
+
+  // Notices registered in one turn leave as one signed message (an array; a lone notice keeps the
+  // single-object form): a burst of reconnects costs one HMAC and one NATS publish per turn, not per
+  // connection. They leave before any packet the client sends after CONNACK is read (setImmediate
+  // runs before the next poll), so the cross-node ordering the takeover relies on holds.
+  let pending: TakeoverNotice[] = [];
+  const announce = () => {
+    const batch = pending;
+    if (batch.length === 0) return;
+    pending = [];
+    try {
+      deps.bus.publishControl(TAKEOVER_CONTROL, Buffer.from(JSON.stringify(batch.length === 1 ? batch[0] : batch)));
+    } catch (err) {
+      // NATS is down: takeover still holds on this node; other nodes are not told.
+      deps.log.warn({ err: (err as Error).message, sessions: batch.length }, 'mqtt takeover not announced to other nodes');
+    }
+  };
 
   return {
     register(key, r, clean = false) {
@@ -98,13 +119,8 @@ export function createTakeoverRegistry(deps: { bus: Bus; nodeId: string; log: Lo
       byKey.set(key, { r, at });
       if (old && old.r !== r) old.r.takenOver(clean);
       tellWatchers(key, clean);
-      const notice: TakeoverNotice = { k: key, node: deps.nodeId, session: r.session, at, ...(clean ? { c: 1 as const } : {}) };
-      try {
-        deps.bus.publishControl(TAKEOVER_CONTROL, Buffer.from(JSON.stringify(notice)));
-      } catch (err) {
-        // NATS is down: takeover still holds on this node; other nodes are not told.
-        deps.log.warn({ err: (err as Error).message, session: r.session }, 'mqtt takeover not announced to other nodes');
-      }
+      if (pending.length === 0) setImmediate(announce);
+      pending.push({ k: key, node: deps.nodeId, session: r.session, at, ...(clean ? { c: 1 as const } : {}) });
     },
     release(key, r) {
       if (byKey.get(key)?.r === r) byKey.delete(key);
@@ -119,6 +135,9 @@ export function createTakeoverRegistry(deps: { bus: Bus; nodeId: string; log: Lo
       if (w?.delete(r) && w.size === 0) watchers.delete(key);
     },
     holds: (key) => byKey.has(key),
-    close: unsubscribe,
+    close() {
+      announce();
+      unsubscribe();
+    },
   };
 }

@@ -78,8 +78,14 @@ export interface RedisPresenceOptions {
 
 export function createRedisPresence(opts: RedisPresenceOptions): PresenceStore {
   const P = opts.prefix;
-  const redis = new Redis(opts.url, { lazyConnect: false, maxRetriesPerRequest: 2, enableOfflineQueue: true });
+  // Auto-pipelined, scripts by EVALSHA (ioredis falls back to EVAL once per script): a burst of
+  // connects (reconnecting MQTT sessions by the hundred) sends its joins in one write, without the
+  // script text.
+  const redis = new Redis(opts.url, { lazyConnect: false, maxRetriesPerRequest: 2, enableOfflineQueue: true, enableAutoPipelining: true });
   redis.on('error', (err) => opts.log.debug({ err: err.message }, 'presence redis error'));
+  redis.defineCommand('orghubPresenceJoin', { numberOfKeys: 4, lua: JOIN_LUA });
+  redis.defineCommand('orghubPresenceLeave', { numberOfKeys: 4, lua: LEAVE_LUA });
+  const scripts = redis as unknown as Record<'orghubPresenceJoin' | 'orghubPresenceLeave', (...args: (string | number)[]) => Promise<unknown>>;
   const e = (org: string, scope: string) => `${P}e:${org}:${scope}`;
   const c = (org: string, scope: string) => `${P}c:${org}:${scope}`;
   const n = (node: string) => `${P}n:${node}`;
@@ -101,11 +107,11 @@ export function createRedisPresence(opts: RedisPresenceOptions): PresenceStore {
 
   return {
     async join(org, scope, entry, cap): Promise<JoinResult> {
-      const r = await redis.eval(JOIN_LUA, 4, e(org, scope), c(org, scope), n(entry.node), sessions(entry.node), entry.session, JSON.stringify(entry), cap, entry.node, member(org, scope, entry.session), scope === ORG_SCOPE ? org : '');
+      const r = await scripts.orghubPresenceJoin(e(org, scope), c(org, scope), n(entry.node), sessions(entry.node), entry.session, JSON.stringify(entry), cap, entry.node, member(org, scope, entry.session), scope === ORG_SCOPE ? org : '');
       return r === 1 ? 'listed' : r === 2 ? 'counted' : 'present';
     },
     async leave(org, scope, session, node, counted) {
-      return (await redis.eval(LEAVE_LUA, 4, e(org, scope), c(org, scope), n(node), sessions(node), session, node, counted ? '1' : '0', member(org, scope, session), scope === ORG_SCOPE ? '1' : '0')) === 1;
+      return (await scripts.orghubPresenceLeave(e(org, scope), c(org, scope), n(node), sessions(node), session, node, counted ? '1' : '0', member(org, scope, session), scope === ORG_SCOPE ? '1' : '0')) === 1;
     },
     async list(org, scope): Promise<PresenceList> {
       const [all, counts] = await Promise.all([redis.hvals(e(org, scope)), redis.hvals(c(org, scope))]);
