@@ -206,6 +206,9 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
       maxSubscriptions: config.ORGHUB_MAX_SUBSCRIPTIONS,
       idleTimeoutSeconds: config.ORGHUB_IDLE_TIMEOUT,
       maxBackpressure: config.ORGHUB_MAX_BACKPRESSURE,
+      turnBudgetMs: config.ORGHUB_WS_TURN_BUDGET_MS,
+      turnSliceMs: config.ORGHUB_WS_TURN_SLICE_MS,
+      maxQueuedBytes: config.ORGHUB_WS_QUEUE_BYTES,
     },
   });
   mountHttpApi({ app, verifier, roleGrants, publisher, audit, commands, limits, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBatch: config.ORGHUB_HTTP_MAX_BATCH });
