@@ -160,6 +160,9 @@ async function main(): Promise<void> {
     process.stdout.write(`\nB alone, p99 of each alone phase: ${aloneP99s.map((x) => fixed(x, 1)).join(', ')} ms (the noise floor)\n`);
     const aP = (k: 'p50' | 'p99') => floods.a.map((f) => fixed(f[k] ?? NaN, 1)).join(', ');
     process.stdout.write(`A's own ack latency under its flood: p50 ${aP('p50')} ms, p99 ${aP('p99')} ms (per round)\n`);
+    const m = await (await fetch(`${hub.httpUrl}/metrics`)).text();
+    const metric = (name: string) => /^\S+ (\S+)$/m.exec(m.split('\n').find((l) => l.startsWith(`${name} `)) ?? '')?.[1] ?? 'n/a';
+    process.stdout.write(`hub: ${metric('orghub_ws_frames_queued_total')} frames queued (fair turns or holds), ${metric('orghub_ws_rate_holds_total')} holds after a refusal, ${metric('orghub_ws_queue_overflows_total')} queue overflows\n`);
     process.stdout.write(`A's flood: ${rate(floods.a)} acks/s, errors ${errs(floods.a)}; /ready flood: ${rate(floods.ready)} answers/s, errors ${errs(floods.ready)}; /health flood: ${rate(floods.health)} answers/s\n`);
   } finally {
     progress.stop();

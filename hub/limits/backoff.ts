@@ -3,22 +3,28 @@
  * "Rate limits"). Pure: the clock is passed in.
  *
  * The first refusal of a streak waits `max(bucket wait, BACKOFF_BASE_MS)`; each refusal after the
- * previous hold has ended doubles it, up to BACKOFF_CAP_MS. A refusal while a hold is still running
+ * previous hold has ended doubles it, up to BACKOFF_CAP_MS (10, 20, 40, 80, 160, 200, 200 … ms). A refusal while a hold is still running
  * (a frame the transport had already read) gets the rest of that hold and does not double it. A
  * streak ends once the connection has gone BACKOFF_RESET_MS past its last hold without a refusal.
  * The transports stop reading the connection for the returned time, so a client that ignores
  * `retryAfterMs` costs one refusal per hold, not one per frame.
  */
 export const BACKOFF_BASE_MS = 10;
-export const BACKOFF_CAP_MS = 1000;
+/**
+ * The longest hold. Short on purpose: a held connection's waiting frames run together when it
+ * ends, and the tokens that accrued meanwhile let them through in one burst, so long holds turn
+ * an org's steady rate into bursts that stall the others (bench:fairness: 1 s holds left B's p99
+ * at 3.9x with A at its rate; 200 ms smoothed it). Refusals stay rare: one per hold.
+ */
+export const BACKOFF_CAP_MS = 200;
 export const BACKOFF_RESET_MS = 1000;
 /**
  * Consecutive holds after which a connection counts as abusive (closed 4003 / MQTT 0x96 when
- * ORGHUB_LIMITS_ABUSE is on) however few refusals it got: 20 means about 14 s spent over its
- * limit without a second's break (10 + 20 + … + 640 ms, then 1 s holds). Holds make refusals
- * rare, and an MQTT client held by TCP sends nothing the hub can count.
+ * ORGHUB_LIMITS_ABUSE is on) however few refusals it got: 50 means about 9 s spent over its
+ * limit without a second's break (10 + 20 + 40 + 80 + 160 ms, then 200 ms holds). Holds make
+ * refusals rare, and an MQTT client held by TCP sends nothing the hub can count.
  */
-export const ABUSE_STREAK = 20;
+export const ABUSE_STREAK = 50;
 
 export class RefusalBackoff {
   /** Holds in the current streak (0: none). */

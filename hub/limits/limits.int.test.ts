@@ -106,7 +106,9 @@ describe('limits across two nodes', () => {
     const controlReplies = await control;
 
     near(accepted, RATE + RATE * elapsed, 'WebSocket publishes');
-    assert.ok(refusals.length > accepted, `the flood was refused too (${refusals.length})`);
+    // refused, but rarely: a refused connection is held for retryAfterMs (its frames wait, unanswered)
+    // instead of having each frame refused (holds.int.test.ts)
+    assert.ok(refusals.length >= 4, `the flood was refused too (${refusals.length})`);
     for (const r of refusals.slice(0, 50)) {
       assert.equal(r.code, 'rate_limited', JSON.stringify(r));
       assert.ok(Number.isInteger(r.retryAfterMs) && (r.retryAfterMs as number) >= 1 && (r.retryAfterMs as number) <= 1000, JSON.stringify(r));

@@ -84,7 +84,7 @@ export class PublishBacklog {
         this.held = false;
         this.update();
         r();
-      }, ms),
+      }, ms + 1), // +1: a timer may fire up to a millisecond before performance.now() reaches the hold's end
     );
   }
 

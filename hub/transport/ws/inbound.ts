@@ -49,8 +49,12 @@ export interface InboundStats {
 export interface Inbound {
   /** A frame from uWS's message callback. */
   receive(ws: WebSocket<Conn>, c: Conn, message: ArrayBuffer, isBinary: boolean): void;
-  /** Runs none of `ws`'s frames for `ms` after a refusal (no-op while already held). */
-  hold(ws: WebSocket<Conn>, c: Conn, ms: number): void;
+  /**
+   * Runs none of `ws`'s frames for `ms` after a refusal, or until `until` settles (a lease refill
+   * the connection's last frame waits for, so later frames wait unparsed instead of piling up on
+   * the same promise and running all at once); no-op while already held.
+   */
+  hold(ws: WebSocket<Conn>, c: Conn, until: number | Promise<unknown>): void;
   /** The connection closed: its waiting frames are dropped. */
   closed(c: Conn): void;
   readonly stats: InboundStats;
@@ -133,14 +137,18 @@ export function wsInbound(opts: InboundOptions): Inbound {
       turns.charge(org, performance.now() - t0);
       schedule();
     },
-    hold(ws, c, ms) {
+    hold(ws, c, until) {
       if (c.held || c.closed) return;
       c.held = true;
-      stats.holds++;
-      setTimeout(() => {
+      const release = () => {
         c.held = false;
         ready(ws, c);
-      }, ms);
+      };
+      if (typeof until === 'number') {
+        stats.holds++;
+        // +1: a timer may fire up to a millisecond before performance.now() reaches the hold's end
+        setTimeout(release, until + 1);
+      } else until.then(release, release);
     },
     closed(c) {
       if (c.inq) {

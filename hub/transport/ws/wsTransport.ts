@@ -217,7 +217,11 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; inbound: 
           // of what it read; only a check that a lease refill under way may answer waits for it.
           let wait = c.lim.command(true);
           if (wait < 0) {
-            await c.lim.settle('cmd');
+            // A lease refill is under way: this frame waits for it, and the connection's next
+            // frames wait unparsed behind it (not on the same promise, to run all at once).
+            const settled = c.lim.settle('cmd');
+            inbound.hold(ws, c, settled);
+            await settled;
             wait = c.lim.command();
           }
           if (wait > 0) throw limited(ws, c, wait, 'command');
