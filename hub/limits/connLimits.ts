@@ -14,10 +14,11 @@ export interface RateLimits {
    * `n` > 1 (an HTTP batch) passes when one token is there at each level and leaves the rest as
    * debt that later refills repay, so a batch larger than a bucket is slowed, never stuck.
    */
-  publish(n?: number): number;
+  publish(n?: number, soft?: boolean): number;
   /**
-   * Same for a recorded command. `soft`: -1 instead of a refusal (nothing counted) when a user or
-   * org lease is being refilled, so that a caller that can wait awaits `settle('cmd')` and asks again.
+   * Same for a recorded command. `soft` (both): -1 instead of a refusal (nothing counted) when a
+   * user or org lease is being refilled, so that a caller that can wait awaits `settle(kind)` and
+   * asks again instead of holding a connection for a Redis round trip.
    */
   command(soft?: boolean): number;
   /** The tier's largest message payload in bytes. */
@@ -93,8 +94,8 @@ export class ConnLimits implements RateLimits {
     this.backoff = transport === 'http' ? undefined : new RefusalBackoff();
   }
 
-  publish(n = 1): number {
-    return this.check(this.levels.pub, 'rate_publish', n);
+  publish(n = 1, soft = false): number {
+    return this.check(this.levels.pub, 'rate_publish', n, soft);
   }
 
   command(soft = false): number {

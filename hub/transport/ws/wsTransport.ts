@@ -183,7 +183,15 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; inbound: 
           throw new HubError('too_large', `message payload above ${c.lim.maxMessageBytes} bytes (the org's tier)`);
         }
         const topic = publisher.check(c, f.topic, 'ws');
-        const wait = c.lim.publish();
+        let wait = c.lim.publish(1, true);
+        if (wait < 0) {
+          // A lease refill is under way (a Redis round trip): wait for it rather than refuse and
+          // hold for longer; the connection's next frames wait unparsed meanwhile.
+          const settled = c.lim.settle('pub');
+          inbound.hold(ws, c, settled);
+          await settled;
+          wait = c.lim.publish();
+        }
         if (wait > 0) throw limited(ws, c, wait, 'publish');
         const pending = publisher.send(c, topic, payload, contentType);
         if (pending) {
