@@ -206,6 +206,9 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
       maxSubscriptions: config.ORGHUB_MAX_SUBSCRIPTIONS,
       idleTimeoutSeconds: config.ORGHUB_IDLE_TIMEOUT,
       maxBackpressure: config.ORGHUB_MAX_BACKPRESSURE,
+      turnBudgetMs: config.ORGHUB_WS_TURN_BUDGET_MS,
+      turnSliceMs: config.ORGHUB_WS_TURN_SLICE_MS,
+      maxQueuedBytes: config.ORGHUB_WS_QUEUE_BYTES,
     },
   });
   mountHttpApi({ app, verifier, roleGrants, publisher, audit, commands, limits, log, maxBody: config.ORGHUB_HTTP_MAX_BODY, maxBatch: config.ORGHUB_HTTP_MAX_BATCH });
@@ -237,6 +240,10 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   if (store) checks.push({ name: 'eventstore', check: async () => (await (store.ping ? store.ping() : store.readStream('_health', 'ping', { maxCount: 1 })), { up: true, detail: store.stats ? { pending: store.stats().pending } : undefined }) });
   const metrics: (MetricSource | HistogramSource)[] = [
     fanoutLatencyMetric(fanout),
+    { name: 'orghub_ws_frames_queued_total', help: 'WebSocket frames that waited in their connection\'s queue (past their org\'s share of a loop turn, or held) instead of running inline', type: 'counter', read: () => ws.inbound.queued },
+    { name: 'orghub_ws_frames_waiting', help: 'WebSocket frames waiting in connection queues now', type: 'gauge', read: () => ws.inbound.waiting },
+    { name: 'orghub_ws_rate_holds_total', help: 'Times a WebSocket connection\'s frames were held for the retry time of a rate-limit refusal', type: 'counter', read: () => ws.inbound.holds },
+    { name: 'orghub_ws_queue_overflows_total', help: 'Times a WebSocket connection\'s queue passed ORGHUB_WS_QUEUE_BYTES (its frames then ran at once, or a held one was closed for abuse)', type: 'counter', read: () => ws.inbound.overflows },
     { name: 'orghub_bus_forged_commands_dropped_total', help: 'Messages from NATS on a command topic without a valid hub signature (a raw publish imitating a recorded command), dropped before delivery', type: 'counter', read: () => bus.forgedCommands },
   ];
   if (store?.stats) metrics.push(...eventStoreMetrics(store.stats.bind(store)));

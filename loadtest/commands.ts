@@ -38,8 +38,15 @@ const { values } = parseArgs({
     payload: { type: 'string', default: '128' },
     orgs: { type: 'string', default: '8' },
     'paced-rate': { type: 'string' },
+    'compare-turns': { type: 'string', default: '0' },
   },
 });
+/**
+ * `--compare-turns N`: only the max-rate phase, N rounds against a hub with fair turns on (the
+ * default ORGHUB_WS_TURN_BUDGET_MS) and N against one with them off (0), alternating, each on a
+ * fresh hub; prints the ratio of the median acks/s (the scheduler's cost when orgs share fairly).
+ */
+const COMPARE_TURNS = Number(values['compare-turns']);
 const CONNS = Number(values.conns);
 const IN_FLIGHT = Number(values.inflight);
 const TOTAL = Number(values.total);
@@ -253,7 +260,50 @@ async function recordedCount(orgs: string[]): Promise<number> {
   }
 }
 
+async function compareTurns(): Promise<void> {
+  progress.log(`bench:commands run ${run}: fair turns on/off, ${COMPARE_TURNS} rounds each, ${CONNS} connections x ${IN_FLIGHT} in flight, ${TOTAL} commands per round`);
+  await migrate({ quiet: true });
+  const issuer = await createBenchIssuer();
+  const rates: Record<'on' | 'off', number[]> = { on: [], off: [] };
+  const queued: Record<'on' | 'off', number[]> = { on: [], off: [] };
+  let seq = 0;
+  try {
+    for (let round = 0; round < COMPARE_TURNS; round++) {
+      for (const mode of ['on', 'off'] as const) {
+        progress.start(`round ${round + 1}: fair turns ${mode}`);
+        const hub = await startHub(issuer.env, { ORGHUB_LOG_LEVEL: 'warn', ...(mode === 'off' ? { ORGHUB_WS_TURN_BUDGET_MS: '0' } : {}) });
+        const conns: CmdConn[] = [];
+        try {
+          const orgs = Array.from({ length: ORGS }, (_, i) => `bench-cmd-${run}-${i}`);
+          for (let i = 0; i < CONNS; i++) conns.push(await CmdConn.open(hub.wsUrl, await issuer.token(orgs[i % ORGS], `admin-${i}`), i));
+          if (WARMUP > 0) await saturate('warm-up', conns, WARMUP, seq);
+          seq += WARMUP;
+          const r = await saturate(`max rate, turns ${mode}`, conns, TOTAL, seq);
+          seq += TOTAL;
+          rates[mode].push(r.acked / r.seconds);
+          const m = await (await fetch(`${hub.httpUrl}/metrics`)).text();
+          queued[mode].push(Number(/^orghub_ws_frames_queued_total (\S+)$/m.exec(m)?.[1] ?? NaN));
+        } finally {
+          for (const c of conns) c.close();
+          await hub.stop();
+          progress.stop();
+        }
+      }
+    }
+  } finally {
+    issuer.dispose();
+  }
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+  process.stdout.write(`\n## bench:commands --compare-turns ${COMPARE_TURNS} (${new Date().toISOString()}, ${CONNS} conns x ${IN_FLIGHT} in flight, ${TOTAL} commands per round)\n\n`);
+  printTable(
+    ['fair turns', 'acks/s per round', 'median', 'frames queued per round'],
+    (['on', 'off'] as const).map((m) => [m, rates[m].map((x) => si(x)).join(', '), si(med(rates[m])), queued[m].join(', ')]),
+  );
+  process.stdout.write(`\non / off (medians): ${fixed(med(rates.on) / med(rates.off), 3)}\n`);
+}
+
 async function main(): Promise<void> {
+  if (COMPARE_TURNS > 0) return compareTurns();
   progress.log(`bench:commands run ${run}: ${CONNS} connections x ${IN_FLIGHT} in flight, ${TOTAL} commands, ~${PAYLOAD} B data`);
   await migrate({ quiet: true });
   const issuer = await createBenchIssuer();

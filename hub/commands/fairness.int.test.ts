@@ -57,13 +57,20 @@ describe('fairness', () => {
 
   it('fairness - org B\'s commands never queue behind org A\'s flood, and B\'s ack p99 stays within a bound of B alone', async () => {
     // Up to five measurements, the first within the bound (else the last) is judged. Other suites
-    // can only make B slower; and on a quiet machine B alone is so fast (p99 6-8 ms) that A's
-    // flood, which saturates the 2 cores, puts single measurements at 9-11x, at the bound itself
-    // (fresh-clone CI runs of 2026-11-30; issue 9 keeps the 2x target open).
+    // can only make B slower; and on a quiet machine B alone is so fast (p99 6-11 ms) that A's
+    // flood, which saturates the 2 cores, puts single measurements well above the 2x target.
+    // Before fair turns (hub/core/orgTurns.ts) they sat at 9-11x and a fresh-clone CI run failed
+    // with 11.08x on all three attempts under a bound of 10; with them this test measured 6.09x,
+    // and bench:fairness with A unlimited 5.07-7.73x (one run 12.41x) on 2026-11-30. The bound is 8,
+    // with five attempts for a loaded CI machine. It does not tell fair turns from none on a quiet
+    // machine (ORGHUB_WS_TURN_BUDGET_MS=0 measured 7.42x here: A is held to its standard-tier user
+    // rate, 5000/s, so it fills the event loop less than bench:fairness's unlimited A, where fair
+    // turns halve B's p50); issue 9 keeps the 2x target open.
+    const BOUND = 8;
     let alone1: number[] = [], during: number[] = [], alone2: number[] = [];
     let a!: Awaited<ReturnType<ReturnType<typeof startFlood>['stop']>>;
     let base = 0, ratio = Infinity;
-    for (let attempt = 0; attempt < 5 && ratio > 10; attempt++) {
+    for (let attempt = 0; attempt < 5 && ratio > BOUND; attempt++) {
       alone1 = await bRun('alone');
       const appends0 = await metric('orghub_eventstore_appends_total');
       const flood = startFlood({ mode: 'cmd', url: hub.wsUrl, token: await issuer.token(testOrg('fair-a'), 'admin-a', ['admin']), conns: 4, inflight: 250 });
@@ -84,9 +91,9 @@ describe('fairness', () => {
     // fairness proper: B does not wait in A's queue, so B's typical command is faster than A's
     // (the queue itself is tested without the hub's CPU in hub/eventstore/fairness.int.test.ts)
     assert.ok(percentiles(during, [50])[0] < a.p50!, `B's p50 under the flood is not below A's p50 ${a.p50?.toFixed(1)} ms`);
-    // A's flood saturates the 2 shared cores (hub event loop, Postgres, the flood client), which
-    // still costs B: the 2x target is not met here (docs/benchmarks.md, bench:fairness: 7.6x with A unlimited, 1.2x once A is held to its rate and closed for abuse).
-    assert.ok(ratio <= 10, `B's p99 under A's flood is x${ratio.toFixed(2)} of alone (target 2, test bound 10)`);
+    // A's flood saturates the 2 shared cores (Postgres, A's acks, the flood client), which still
+    // costs B: the 2x target is not met here (docs/benchmarks.md, bench:fairness, third session).
+    assert.ok(ratio <= BOUND, `B's p99 under A's flood is x${ratio.toFixed(2)} of alone (target 2, test bound ${BOUND})`);
   });
 
   it('fairness - a flood of unauthenticated /ready does not raise org B\'s ack p99, and runs the checks about once a second', async () => {

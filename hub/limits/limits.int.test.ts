@@ -106,7 +106,9 @@ describe('limits across two nodes', () => {
     const controlReplies = await control;
 
     near(accepted, RATE + RATE * elapsed, 'WebSocket publishes');
-    assert.ok(refusals.length > accepted, `the flood was refused too (${refusals.length})`);
+    // refused, but rarely: a refused connection is held for retryAfterMs (its frames wait, unanswered)
+    // instead of having each frame refused (holds.int.test.ts)
+    assert.ok(refusals.length >= 4, `the flood was refused too (${refusals.length})`);
     for (const r of refusals.slice(0, 50)) {
       assert.equal(r.code, 'rate_limited', JSON.stringify(r));
       assert.ok(Number.isInteger(r.retryAfterMs) && (r.retryAfterMs as number) >= 1 && (r.retryAfterMs as number) <= 1000, JSON.stringify(r));
@@ -184,23 +186,30 @@ describe('limits across two nodes', () => {
     const start = performance.now();
     const seconds = 3;
     let id = 1;
+    // Each client keeps at most 50 QoS 1 publishes unacknowledged, as a client within its Receive
+    // Maximum does: one that is refused is held by TCP for the retry time (holds.int.test.ts), so
+    // an unbounded pipeline would only be drained at the rate, long after the flood.
     const pump = async (raw: RawClient, perTick: number) => {
       let sent = 0;
       while (performance.now() - start < seconds * 1000) {
-        for (let i = 0; i < perTick; i++) raw.send({ cmd: 'publish', topic: 'm/x', payload: Buffer.from('1'), qos: 1, messageId: (id++ % 60000) + 1, retain: false, dup: false } as never, 5);
-        sent += perTick;
+        const outstanding = sent - raw.packets.filter((p) => p.cmd === 'puback').length;
+        const n = Math.min(perTick, 50 - outstanding);
+        for (let i = 0; i < n; i++) raw.send({ cmd: 'publish', topic: 'm/x', payload: Buffer.from('1'), qos: 1, messageId: (id++ % 60000) + 1, retain: false, dup: false } as never, 5);
+        sent += Math.max(0, n);
         await sleep(25);
       }
       return sent;
     };
     const [sentA, sentB, sentCtl] = await Promise.all([pump(a, 8), pump(b, 8), pump(ctl, 1)]);
-    const elapsed = (performance.now() - start) / 1000;
     const acks = async (raw: RawClient, n: number) => {
       const deadline = Date.now() + 10_000;
       while (raw.packets.filter((p) => p.cmd === 'puback').length < n && Date.now() < deadline) await sleep(20);
       return raw.packets.filter((p) => p.cmd === 'puback').map((p) => (p as { reasonCode?: number }).reasonCode ?? 0);
     };
     const codes = [...(await acks(a, sentA)), ...(await acks(b, sentB))];
+    // Tokens accrue until the last publish was handled: the ones still held when the pump stopped
+    // are handled up to a hold later.
+    const elapsed = (performance.now() - start) / 1000;
     assert.equal(codes.length, sentA + sentB, 'every QoS 1 publish is acknowledged');
     near(codes.filter((c) => c === 0).length, RATE + RATE * elapsed, 'MQTT publishes');
     assert.deepEqual(new Set(codes.filter((c) => c !== 0)), new Set([0x97]));

@@ -116,7 +116,8 @@ describe('limits under a Redis outage', () => {
 
     // 1. Redis up: the org bucket lives in Redis.
     const before = await flood(pub, 2000);
-    assert.ok(before.refused > before.accepted, `precondition: the flood offers well over the rate (${before.accepted} accepted, ${before.refused} refused)`);
+    // (refused rarely: a refused connection is held for retryAfterMs, its frames wait; holds.int.test.ts)
+    assert.ok(before.refused >= 2, `precondition: the flood offers well over the rate (${before.accepted} accepted, ${before.refused} refused)`);
     assert.ok(Math.abs(before.accepted - (RATE + RATE * before.seconds)) <= (RATE + RATE * before.seconds) * 0.1, `accepted ${before.accepted} in ${before.seconds} s`);
     assert.ok((await probe.keys(`${prefix}b:pub:o:${org}`)).length === 1, 'the org bucket is in Redis');
     assert.equal(await metric(hub, 'orghub_limit_degraded'), 0);

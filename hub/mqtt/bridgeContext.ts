@@ -51,6 +51,8 @@ export interface SessionStats {
   retainedSent: number;
   /** Times an MQTT socket stopped being read because its packet queue held too many bytes. */
   pauses: number;
+  /** Times a socket was not read for a rate-limit refusal's retry time (inboundGate.ts `hold`). */
+  holds: number;
   /** Bytes of inbound PUBLISH packets queued behind a pending one, over every open connection. */
   inboundQueuedBytes: number;
 }

@@ -55,4 +55,23 @@ describe('mqtt inbound gate', () => {
     b.clear();
     assert.equal(stats.inboundQueuedBytes, 0, 'what never gets handled leaves the gauge');
   });
+
+  it('PublishBacklog - a hold stops reading for its time, and reading stays paused while the queue is also over its bound', async () => {
+    const calls: string[] = [];
+    const stats = { pauses: 0, inboundQueuedBytes: 0, holds: 0 };
+    const b = new PublishBacklog({ pause: () => calls.push('pause'), resume: () => calls.push('resume') }, stats);
+    const t0 = performance.now();
+    const held = b.hold(30);
+    void b.hold(5); // already held: no second pause
+    assert.deepEqual(calls, ['pause']);
+    assert.equal(b.add(MAX_QUEUED_BYTES + 1), true);
+    await held;
+    assert.ok(performance.now() - t0 >= 29, 'resolved when the hold ended');
+    assert.deepEqual(calls, ['pause'], 'the queue is still over its bound: no resume');
+    b.taken(MAX_QUEUED_BYTES + 1);
+    assert.deepEqual(calls, ['pause', 'resume']);
+    assert.equal(stats.holds, 1);
+    // a transport that cannot pause is not paused, but the hold still resolves after its time
+    await new PublishBacklog({}, { pauses: 0, inboundQueuedBytes: 0 }).hold(1);
+  });
 });

@@ -41,28 +41,51 @@ export class EarlyPackets {
 
 /**
  * The bytes of PUBLISH packets waiting behind a pending call of one connection: pauses reading
- * the socket past MAX_QUEUED_BYTES and resumes it under half of that.
+ * the socket past MAX_QUEUED_BYTES and resumes it under half of that. Also the hold after a
+ * rate-limit refusal (`hold`): the socket is not read for its retry time, so a client that keeps
+ * sending is held back by TCP instead of being parsed and refused packet by packet.
  */
 export class PublishBacklog {
   private bytes = 0;
   private paused = false;
+  private over = false;
+  private held = false;
 
   /** `stats`: the node-wide gauge of queued bytes and count of pauses (metrics). */
   constructor(
     private readonly sock: Pick<MqttSocket, 'pause' | 'resume'>,
-    private readonly stats: Pick<SessionStats, 'pauses' | 'inboundQueuedBytes'>,
+    private readonly stats: Pick<SessionStats, 'pauses' | 'inboundQueuedBytes'> & { holds?: number },
   ) {}
 
   /** A PUBLISH of `len` bytes waits; false past 4 × MAX_QUEUED_BYTES (the client is dropped). */
   add(len: number): boolean {
     this.bytes += len;
     this.stats.inboundQueuedBytes += len;
-    if (this.bytes > MAX_QUEUED_BYTES && !this.paused && this.sock.pause) {
-      this.paused = true;
-      this.stats.pauses++;
-      this.sock.pause();
+    if (this.bytes > MAX_QUEUED_BYTES && !this.over) {
+      this.over = true;
+      if (!this.paused && this.sock.pause) this.stats.pauses++;
+      this.update();
     }
     return this.bytes <= MAX_QUEUED_BYTES * 4;
+  }
+
+  /**
+   * Stops reading the socket for `ms` after a refusal (a transport that cannot pause is not held;
+   * its packets still wait behind the returned promise). Resolves when the hold ends.
+   */
+  hold(ms: number): Promise<void> {
+    if (!this.held) {
+      this.held = true;
+      if (this.stats.holds !== undefined) this.stats.holds++;
+      this.update();
+    }
+    return new Promise((r) =>
+      setTimeout(() => {
+        this.held = false;
+        this.update();
+        r();
+      }, ms + 1), // +1: a timer may fire up to a millisecond before performance.now() reaches the hold's end
+    );
   }
 
   /** The connection ends: what still waits is never handled. */
@@ -75,10 +98,18 @@ export class PublishBacklog {
   taken(len: number): void {
     this.bytes -= len;
     this.stats.inboundQueuedBytes -= len;
-    if (this.paused && this.bytes <= MAX_QUEUED_BYTES / 2) {
-      this.paused = false;
-      this.sock.resume?.();
+    if (this.over && this.bytes <= MAX_QUEUED_BYTES / 2) {
+      this.over = false;
+      this.update();
     }
+  }
+
+  private update(): void {
+    const want = this.over || this.held;
+    if (want === this.paused || !this.sock.pause) return;
+    this.paused = want;
+    if (want) this.sock.pause();
+    else this.sock.resume?.();
   }
 }
 

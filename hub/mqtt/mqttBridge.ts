@@ -61,7 +61,7 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
       };
       const sessions = new Set<SweptSession>();
       const queues = new Set<HeldQueue>();
-      const stats: SessionStats = { queued: 0, dropped: { overflow: 0, expired: 0, unavailable: 0 }, adopted: 0, retainedSent: 0, pauses: 0, inboundQueuedBytes: 0 };
+      const stats: SessionStats = { queued: 0, dropped: { overflow: 0, expired: 0, unavailable: 0 }, adopted: 0, retainedSent: 0, pauses: 0, holds: 0, inboundQueuedBytes: 0 };
       const takeover = createTakeoverRegistry({ bus: core.bus, nodeId: core.nodeId, log });
       const maxExpiryS = config.ORGHUB_MQTT_MAX_SESSION_EXPIRY;
       const ctx: BridgeContext = {
@@ -137,6 +137,7 @@ export function createMqttBridge(opts: MqttBridgeOptions = {}): HubExtension {
           { name: 'orghub_mqtt_offline_sessions', help: 'Parked persistent MQTT sessions whose offline queue this node keeps', type: 'gauge', read: () => queues.size },
           { name: 'orghub_mqtt_queued_messages', help: 'Messages waiting in the offline queues this node keeps (as of its last append to each)', type: 'gauge', read: () => sum(queues) },
           { name: 'orghub_mqtt_retained_sent_total', help: 'Retained messages queued to MQTT subscribers (a page at a time, paced by the socket)', type: 'counter', read: () => stats.retainedSent },
+          { name: 'orghub_mqtt_rate_holds_total', help: 'Times an MQTT socket was not read for the retry time of a rate-limit refusal', type: 'counter', read: () => stats.holds },
           { name: 'orghub_mqtt_socket_pauses_total', help: 'Times an MQTT socket stopped being read because its packet queue held over 4 MiB', type: 'counter', read: () => stats.pauses },
           { name: 'orghub_mqtt_inbound_queued_bytes', help: 'Bytes of inbound PUBLISH packets queued behind a pending one, all MQTT connections', type: 'gauge', read: () => stats.inboundQueuedBytes },
           { name: 'orghub_mqtt_queued_total', help: 'Messages this node appended to offline MQTT session queues', type: 'counter', read: () => stats.queued },

@@ -129,6 +129,10 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     this.outbox.flush();
   }
 
+  hold(ms: number): Promise<void> {
+    return this.backlog.hold(ms);
+  }
+
   /** Feeds raw bytes from the socket. Never throws. */
   feed(chunk: Buffer): void {
     if (this.state === 'closed') return;

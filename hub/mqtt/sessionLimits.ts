@@ -70,15 +70,19 @@ export function checkPublish(s: SessionPort, p: IPublishPacket, bytes: number, c
     s.audit('limit.hit', { limit: command ? 'rate_command' : 'rate_publish', transport: 'mqtt' });
   }
   const a = overLimitAction(p.qos, s.version, kind, wait, kind === 'rate' && lim.abusive());
+  // Over a rate, the socket is not read for the retry time (it grows while the client keeps
+  // being refused, hub/limits/backoff.ts) and later packets wait behind it: a client that keeps
+  // sending is held back by TCP, not parsed and refused packet by packet.
+  const held = kind === 'rate' && a.action !== 'close' ? s.hold(wait) : undefined;
   switch (a.action) {
     case 'drop':
       quotas.dropped++;
-      return { done: undefined };
+      return { done: held };
     case 'refuse':
       if (s.open) s.send({ cmd: p.qos === 1 ? 'puback' : 'pubrec', messageId: p.messageId, reasonCode: a.code });
-      return { done: undefined };
+      return { done: held };
     case 'delay':
-      return { done: new Promise<void>((r) => setTimeout(r, a.ms)).then(() => (s.open ? retry() : undefined)) };
+      return { done: held!.then(() => (s.open ? retry() : undefined)) };
     case 'close':
       if (kind === 'rate') {
         lim.hit('abuse');

@@ -32,6 +32,11 @@ export interface SessionPort extends ClientContext, Subscriber {
    * ORGHUB_MAX_BACKPRESSURE, or QoS 1 deliveries are queued behind the in-flight window.
    */
   readonly backlogged: boolean;
+  /**
+   * After a rate-limit refusal: the socket is not read for `ms` (TCP holds the client back) and
+   * the connection's later packets wait; resolves when the hold ends.
+   */
+  hold(ms: number): Promise<void>;
   /** Writes what is queued now instead of at the end of the turn. */
   flush(): void;
   /** Encodes and queues one packet for this turn's write (dropped once closed). */

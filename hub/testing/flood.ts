@@ -74,9 +74,11 @@ export function startFlood(opts: FloodOptions): Flood {
 }
 
 /** Sends `n` commands at `rate`/s (open loop) and resolves with each ack's latency in ms. */
-export async function pacedCommands(ws: WebSocket, n: number, rate: number, idBase: number, keyPrefix: string): Promise<{ latencies: number[]; errors: string[] }> {
+export async function pacedCommands(ws: WebSocket, n: number, rate: number, idBase: number, keyPrefix: string): Promise<{ latencies: number[]; errors: string[]; sentMs: number[] }> {
   const sentAt = new Map<number, number>();
   const latencies: number[] = [];
+  /** For each latency, when its command was sent (ms since the first one). */
+  const sentMs: number[] = [];
   const errors: string[] = [];
   let done!: () => void;
   const finished = new Promise<void>((r) => (done = r));
@@ -87,7 +89,7 @@ export async function pacedCommands(ws: WebSocket, n: number, rate: number, idBa
       const t = sentAt.get(f.id);
       if (t === undefined) continue;
       sentAt.delete(f.id);
-      if (f.op === 'ok') latencies.push(now - t);
+      if (f.op === 'ok') latencies.push(now - t), sentMs.push(t - t0);
       else errors.push(f.code);
       if (latencies.length + errors.length === n) done();
     }
@@ -105,7 +107,7 @@ export async function pacedCommands(ws: WebSocket, n: number, rate: number, idBa
   await Promise.race([finished, new Promise((r) => setTimeout(r, 30_000))]);
   ws.off('message', onMessage);
   if (latencies.length + errors.length < n) throw new Error(`paced commands: ${n - latencies.length - errors.length} unanswered`);
-  return { latencies, errors };
+  return { latencies, errors, sentMs };
 }
 
 export function openWs(url: string, token: string): Promise<WebSocket> {

@@ -5,9 +5,11 @@ import type { Principal } from '../../auth/principal.ts';
 import { payloadOf } from '../../core/publisher.ts';
 import { AuthError, CloseCode, HubError, RateLimitedError } from '../../errors.ts';
 import { decodeFrame, encodeFrame, FrameError, type ClientFrame } from '../../protocol/frames.ts';
+import { wsInbound } from './inbound.ts';
 import { wsSubscriptions } from './subscriptions.ts';
 import { wsUpgrade } from './upgrade.ts';
 import type { Conn, Id, WsDeps } from './wsTypes.ts';
+import type { InboundStats } from './inbound.ts';
 
 export type { WsDeps, WsLimits } from './wsTypes.ts';
 
@@ -20,7 +22,7 @@ export function hardFrameBytes(maxFrameBytes: number): number {
  * The WebSocket endpoint `/v1/ws`: authenticates the upgrade, then serves the frame protocol
  * of docs/protocol.md. Every frame is answered; only protocol violations close the socket.
  */
-export function mountWebSocket(deps: WsDeps): { connections(): number; stop(waitMs?: number): Promise<void> } {
+export function mountWebSocket(deps: WsDeps): { connections(): number; inbound: InboundStats; stop(waitMs?: number): Promise<void> } {
   const { app, verifier, roleGrants, publisher, fanout, audit, log, limits, rateLimits } = deps;
   const sockets = new Set<WebSocket<Conn>>();
 
@@ -109,6 +111,40 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(wait
 
   const { subscribe, unsubscribe } = wsSubscriptions(deps, { send, ok });
 
+  /** Decodes and handles one frame, inline or in its turn (inbound.ts). */
+  const run = (ws: WebSocket<Conn>, c: Conn, message: ArrayBuffer, isBinary: boolean) => {
+    if (c.closed) return;
+    let frame: ClientFrame;
+    try {
+      frame = decodeFrame(message, isBinary, c.enc);
+    } catch (err) {
+      const fe = err as FrameError;
+      if (fe.code === 'bad_frame' && isBinary !== (c.enc === 'msgpack')) {
+        audit.record(c.principal.org, 'session.protocol_violation', { reason: fe.message }, { actor: c.principal.sub, session: c.session });
+        return close(ws, CloseCode.protocolViolation, fe.message);
+      }
+      reportError(ws, fe.requestId, fe);
+      return;
+    }
+    // `handle` is async: every failure, synchronous or not, arrives as a rejection.
+    handle(ws, c, frame).catch((err) => reportError(ws, frame.id, err));
+  };
+  const abuse = (ws: WebSocket<Conn>, c: Conn) => {
+    c.lim.hit('abuse');
+    audit.record(c.principal.org, 'limit.hit', { limit: 'abuse', transport: 'ws' }, { actor: c.principal.sub, session: c.session });
+    close(ws, CloseCode.rateLimited, 'rate limit abuse');
+    return true;
+  };
+  const inbound = wsInbound({
+    budgetMs: limits.turnBudgetMs ?? 0,
+    sliceMs: limits.turnSliceMs ?? 1.5,
+    maxQueuedBytes: limits.maxQueuedBytes ?? 1024 * 1024,
+    run,
+    // A held connection that kept sending past ORGHUB_WS_QUEUE_BYTES is abuse whatever its count.
+    overflow: (ws, c) => c.lim.abusive(true) && abuse(ws, c),
+    heldFrame: (ws, c) => c.lim.heldFrame() && abuse(ws, c),
+  });
+
   const refresh = async (ws: WebSocket<Conn>, c: Conn, id: Id, token: string) => {
     let next: Principal;
     try {
@@ -147,7 +183,15 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(wait
           throw new HubError('too_large', `message payload above ${c.lim.maxMessageBytes} bytes (the org's tier)`);
         }
         const topic = publisher.check(c, f.topic, 'ws');
-        const wait = c.lim.publish();
+        let wait = c.lim.publish(1, true);
+        if (wait < 0) {
+          // A lease refill is under way (a Redis round trip): wait for it rather than refuse and
+          // hold for longer; the connection's next frames wait unparsed meanwhile.
+          const settled = c.lim.settle('pub');
+          inbound.hold(ws, c, settled);
+          await settled;
+          wait = c.lim.publish();
+        }
         if (wait > 0) throw limited(ws, c, wait, 'publish');
         const pending = publisher.send(c, topic, payload, contentType);
         if (pending) {
@@ -177,8 +221,17 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(wait
         }
         c.inflight++;
         try {
-          await c.lim.settle('cmd');
-          const wait = c.lim.command();
+          // Checked at once, so that a refusal holds the connection before uWS hands over the rest
+          // of what it read; only a check that a lease refill under way may answer waits for it.
+          let wait = c.lim.command(true);
+          if (wait < 0) {
+            // A lease refill is under way: this frame waits for it, and the connection's next
+            // frames wait unparsed behind it (not on the same promise, to run all at once).
+            const settled = c.lim.settle('cmd');
+            inbound.hold(ws, c, settled);
+            await settled;
+            wait = c.lim.command();
+          }
           if (wait > 0) throw limited(ws, c, wait, 'command');
           const result = await deps.commands.execute(c, { type: f.type, topic: f.topic, data: f.data, key: f.key }, 'ws');
           if (!c.closed) ws.cork(() => ok(ws, f.id, result));
@@ -191,16 +244,15 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(wait
   };
 
   /**
-   * A rate-limit refusal; the hit is audited (aggregated per window). Sustained abuse
-   * (ORGHUB_LIMITS_ABUSE refusals within 10 s) also closes the connection with 4003.
+   * A rate-limit refusal; the hit is audited (aggregated per window). The connection is not read
+   * for `wait` ms (it grows while the connection keeps being refused: hub/limits/backoff.ts).
+   * Sustained abuse (ORGHUB_LIMITS_ABUSE refusals within 10 s, or ABUSE_STREAK holds in a row)
+   * also closes the connection with 4003.
    */
   const limited = (ws: WebSocket<Conn>, c: Conn, wait: number, what: 'publish' | 'command') => {
+    if (!c.closed) inbound.hold(ws, c, wait);
     audit.record(c.principal.org, 'limit.hit', { limit: what === 'publish' ? 'rate_publish' : 'rate_command', transport: 'ws' }, { actor: c.principal.sub, session: c.session });
-    if (c.lim.abusive()) {
-      c.lim.hit('abuse');
-      audit.record(c.principal.org, 'limit.hit', { limit: 'abuse', transport: 'ws' }, { actor: c.principal.sub, session: c.session });
-      close(ws, CloseCode.rateLimited, 'rate limit abuse');
-    }
+    if (c.lim.abusive()) abuse(ws, c);
     return new RateLimitedError(wait, what);
   };
 
@@ -252,26 +304,14 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(wait
         audit.record(c.principal.org, 'session.protocol_violation', { reason: `frame of ${message.byteLength} bytes above ${limits.maxFrameBytes}` }, { actor: c.principal.sub, session: c.session });
         return close(ws, CloseCode.messageTooBig, 'message too big');
       }
-      let frame: ClientFrame;
-      try {
-        frame = decodeFrame(message, isBinary, c.enc);
-      } catch (err) {
-        const fe = err as FrameError;
-        if (fe.code === 'bad_frame' && isBinary !== (c.enc === 'msgpack')) {
-          audit.record(c.principal.org, 'session.protocol_violation', { reason: fe.message }, { actor: c.principal.sub, session: c.session });
-          return close(ws, CloseCode.protocolViolation, fe.message);
-        }
-        reportError(ws, fe.requestId, fe);
-        return;
-      }
-      // `handle` is async: every failure, synchronous or not, arrives as a rejection.
-      handle(ws, c, frame).catch((err) => reportError(ws, frame.id, err));
+      inbound.receive(ws, c, message, isBinary);
     },
 
     close: (ws, code) => {
       sockets.delete(ws);
       const c = ws.getUserData();
       c.closed = true;
+      inbound.closed(c);
       if (debugOn) connLog(c.session).debug({ code, reason: c.closeReason }, 'ws closed');
       if (c.cutAt !== undefined) cutCount--;
       fanout.remove(c);
@@ -299,6 +339,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; stop(wait
   return {
     /** Connections served: one cut as a slow consumer and waiting to drain no longer counts. */
     connections: () => sockets.size - cutCount,
+    inbound: inbound.stats,
     /**
      * Drain: commands already in flight get their ack (up to `waitMs`), then every client is told
      * 4000 (reconnect elsewhere). New commands meanwhile are refused `unavailable`, which clients retry.

@@ -21,6 +21,10 @@ export interface WsLimits {
   maxSubscriptions: number;
   idleTimeoutSeconds: number;
   maxBackpressure: number;
+  /** Fair turns and holds (inbound.ts): ORGHUB_WS_TURN_BUDGET_MS (0: off), ORGHUB_WS_TURN_SLICE_MS, ORGHUB_WS_QUEUE_BYTES. */
+  turnBudgetMs?: number;
+  turnSliceMs?: number;
+  maxQueuedBytes?: number;
 }
 
 export interface WsDeps {
@@ -78,6 +82,12 @@ export interface Conn extends ClientContext {
   pinged: boolean;
   /** Set when the connection was cut as a slow consumer: no more deliveries, 4001 once drained. */
   cutAt?: number;
+  /** Frames waiting for their turn (inbound.ts), copies, oldest first; absent when none. */
+  inq?: { frames: { b: ArrayBuffer; bin: boolean }[]; bytes: number };
+  /** In the fair-turn scheduler's ready set. */
+  ready?: boolean;
+  /** Held after a rate-limit refusal: its frames wait until retryAfterMs has passed. */
+  held?: boolean;
 }
 
 export type Id = number | string | undefined;
