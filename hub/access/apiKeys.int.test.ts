@@ -4,8 +4,8 @@ import pg from 'pg';
 import WebSocket from 'ws';
 import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
 import { testOrg } from '../testing/hubProcess.ts';
-import { sleep, TestClient } from '../testing/wsClient.ts';
-import type { MqttHub } from '../mqtt/mqttTestKit.ts';
+import { TestClient } from '../testing/wsClient.ts';
+import { until, type MqttHub } from '../mqtt/mqttTestKit.ts';
 import { startTwoNodes } from './testNodes.ts';
 
 const DATABASE_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/orghub';
@@ -24,14 +24,6 @@ describe('api keys across two nodes', () => {
   };
   const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
   const publish = (h: MqttHub, auth: Record<string, string>) => api(h, 'POST', '/v1/publish', auth, { topic: 'telemetry/x', data: { v: 1 } });
-  const until = async (cond: () => Promise<boolean> | boolean, ms = 5000) => {
-    const deadline = Date.now() + ms;
-    while (!(await cond())) {
-      if (Date.now() > deadline) return false;
-      await sleep(25);
-    }
-    return true;
-  };
 
   before(async () => {
     issuer = await createTestIssuer();

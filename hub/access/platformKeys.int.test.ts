@@ -8,8 +8,8 @@ import pg from 'pg';
 import WebSocket from 'ws';
 import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
 import { testOrg } from '../testing/hubProcess.ts';
-import { sleep, TestClient } from '../testing/wsClient.ts';
-import { connect as mqttConnect, refusedCode, type MqttHub } from '../mqtt/mqttTestKit.ts';
+import { TestClient } from '../testing/wsClient.ts';
+import { connect as mqttConnect, refusedCode, until, type MqttHub } from '../mqtt/mqttTestKit.ts';
 import { DEV_APIKEY_PEPPER } from './access.ts';
 import { createKeyHasher, newApiKey, PLATFORM_KEY_ORG } from './apiKey.ts';
 import { apiKeyKey, orgApiKeysKey } from './redisApiKeyStore.ts';
@@ -55,14 +55,6 @@ describe('platform api keys across two nodes', () => {
     const r = await api(h1, 'POST', '/v1/apikeys', bearer(await issuer.token(org, 'root', ['admin'])), { roles });
     assert.equal(r.status, 201, JSON.stringify(r.body));
     return r.body.key as string;
-  };
-  const until = async (cond: () => Promise<boolean> | boolean, ms = 5000) => {
-    const deadline = Date.now() + ms;
-    while (!(await cond())) {
-      if (Date.now() > deadline) return false;
-      await sleep(25);
-    }
-    return true;
   };
 
   before(async () => {

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import type { IDisconnectPacket } from 'mqtt-packet';
 import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
 import { testOrg } from '../testing/hubProcess.ts';
-import { connect, sleep, startMqttHub, type Collector, type MqttHub } from './mqttTestKit.ts';
+import { connect, startMqttHub, until, type Collector, type MqttHub } from './mqttTestKit.ts';
 
 /** Two hub nodes sharing NATS: MQTT client-id takeover holds across nodes, and only inside an org. */
 describe('mqtt across nodes', () => {
@@ -21,14 +21,6 @@ describe('mqtt across nodes', () => {
     c.client.on('disconnect', (p: IDisconnectPacket) => (ended.disconnect = p));
     c.client.on('close', () => (ended.closed = true));
     return { c, ended };
-  };
-  const until = async (cond: () => boolean, ms = 5000) => {
-    const deadline = Date.now() + ms;
-    while (!cond()) {
-      if (Date.now() > deadline) return false;
-      await sleep(20);
-    }
-    return true;
   };
 
   before(async () => {

@@ -6,6 +6,7 @@ import { createNatsBus } from '../bus/natsBus.ts';
 import { withSignedControl } from '../bus/signedControl.ts';
 import { createLogger } from '../log.ts';
 import { connectNats, NATS_URL } from '../testing/natsClient.ts';
+import { until } from './mqttTestKit.ts';
 import { clientKey, createTakeoverRegistry, TAKEOVER_CONTROL, type Registrant, type TakeoverRegistry } from './takeoverRegistry.ts';
 
 const SECRET = 'takeover-registry-test-secret-0123456789';
@@ -34,14 +35,6 @@ describe('mqtt takeover registry over NATS', () => {
   const registrant = () => {
     const r = { session: randomUUID(), taken: 0, takenOver: () => void r.taken++ };
     return r as Registrant & { taken: number };
-  };
-  const until = async (cond: () => boolean, ms = 5000) => {
-    const deadline = Date.now() + ms;
-    while (!cond()) {
-      if (Date.now() > deadline) return false;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    return true;
   };
 
   const nextMs = async () => {
