@@ -174,6 +174,19 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; inbound: 
     });
   };
 
+  /**
+   * A soft rate check found a user or org lease refill under way (a Redis round trip): this frame
+   * waits for it rather than being refused and held for longer, and the connection's next frames
+   * wait unparsed behind it (held, not piled onto the same promise to run all at once). Then the
+   * check is made again, for real. The check that finds no refill stays synchronous.
+   */
+  const afterRefill = async (ws: WebSocket<Conn>, c: Conn, kind: 'pub' | 'cmd'): Promise<number> => {
+    const settled = c.lim.settle(kind);
+    inbound.hold(ws, c, settled);
+    await settled;
+    return kind === 'pub' ? c.lim.publish() : c.lim.command();
+  };
+
   const handle = async (ws: WebSocket<Conn>, c: Conn, f: ClientFrame) => {
     switch (f.op) {
       case 'pub': {
@@ -184,14 +197,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; inbound: 
         }
         const topic = publisher.check(c, f.topic, 'ws');
         let wait = c.lim.publish(1, true);
-        if (wait < 0) {
-          // A lease refill is under way (a Redis round trip): wait for it rather than refuse and
-          // hold for longer; the connection's next frames wait unparsed meanwhile.
-          const settled = c.lim.settle('pub');
-          inbound.hold(ws, c, settled);
-          await settled;
-          wait = c.lim.publish();
-        }
+        if (wait < 0) wait = await afterRefill(ws, c, 'pub');
         if (wait > 0) throw limited(ws, c, wait, 'publish');
         const pending = publisher.send(c, topic, payload, contentType);
         if (pending) {
@@ -224,14 +230,7 @@ export function mountWebSocket(deps: WsDeps): { connections(): number; inbound: 
           // Checked at once, so that a refusal holds the connection before uWS hands over the rest
           // of what it read; only a check that a lease refill under way may answer waits for it.
           let wait = c.lim.command(true);
-          if (wait < 0) {
-            // A lease refill is under way: this frame waits for it, and the connection's next
-            // frames wait unparsed behind it (not on the same promise, to run all at once).
-            const settled = c.lim.settle('cmd');
-            inbound.hold(ws, c, settled);
-            await settled;
-            wait = c.lim.command();
-          }
+          if (wait < 0) wait = await afterRefill(ws, c, 'cmd');
           if (wait > 0) throw limited(ws, c, wait, 'command');
           const result = await deps.commands.execute(c, { type: f.type, topic: f.topic, data: f.data, key: f.key }, 'ws');
           if (!c.closed) ws.cork(() => ok(ws, f.id, result));
