@@ -40,7 +40,7 @@ describe('mqtt inbound gate', () => {
 
   it('publish backlog - pauses past the bound, resumes under half, refuses past four times', () => {
     const calls: string[] = [];
-    const stats = { pauses: 0, inboundQueuedBytes: 0 };
+    const stats = { pauses: 0, inboundQueuedBytes: 0, holds: 0 };
     const b = new PublishBacklog({ pause: () => calls.push('pause'), resume: () => calls.push('resume') }, stats);
     assert.equal(b.add(MAX_QUEUED_BYTES), true);
     assert.deepEqual(calls, [], 'at the bound, still read');
@@ -50,7 +50,7 @@ describe('mqtt inbound gate', () => {
     assert.deepEqual(calls, ['pause'], 'over half: still paused');
     b.taken(1);
     assert.deepEqual(calls, ['pause', 'resume']);
-    assert.deepEqual(stats, { pauses: 1, inboundQueuedBytes: MAX_QUEUED_BYTES / 2 });
+    assert.deepEqual(stats, { pauses: 1, inboundQueuedBytes: MAX_QUEUED_BYTES / 2, holds: 0 });
     assert.equal(b.add(MAX_QUEUED_BYTES * 4), false, 'past four times the bound');
     b.clear();
     assert.equal(stats.inboundQueuedBytes, 0, 'what never gets handled leaves the gauge');
@@ -72,6 +72,6 @@ describe('mqtt inbound gate', () => {
     assert.deepEqual(calls, ['pause', 'resume']);
     assert.equal(stats.holds, 1);
     // a transport that cannot pause is not paused, but the hold still resolves after its time
-    await new PublishBacklog({}, { pauses: 0, inboundQueuedBytes: 0 }).hold(1);
+    await new PublishBacklog({}, { pauses: 0, inboundQueuedBytes: 0, holds: 0 }).hold(1);
   });
 });

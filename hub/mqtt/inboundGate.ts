@@ -51,10 +51,10 @@ export class PublishBacklog {
   private over = false;
   private held = false;
 
-  /** `stats`: the node-wide gauge of queued bytes and count of pauses (metrics). */
+  /** `stats`: the node-wide gauge of queued bytes and counts of pauses and holds (metrics). */
   constructor(
     private readonly sock: Pick<MqttSocket, 'pause' | 'resume'>,
-    private readonly stats: Pick<SessionStats, 'pauses' | 'inboundQueuedBytes'> & { holds?: number },
+    private readonly stats: Pick<SessionStats, 'pauses' | 'inboundQueuedBytes' | 'holds'>,
   ) {}
 
   /** A PUBLISH of `len` bytes waits; false past 4 × MAX_QUEUED_BYTES (the client is dropped). */
@@ -76,7 +76,7 @@ export class PublishBacklog {
   hold(ms: number): Promise<void> {
     if (!this.held) {
       this.held = true;
-      if (this.stats.holds !== undefined) this.stats.holds++;
+      this.stats.holds++;
       this.update();
     }
     return new Promise((r) =>
