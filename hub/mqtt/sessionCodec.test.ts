@@ -1,9 +1,18 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { encodePublish, packetIdOffset } from './outbound.ts';
-import { decodeEntry, encodeEntry, isExpired, messageExpiresAt, publishFromEntry, publishOf, remainingExpiryS, sessionExpiryMs } from './sessionCodec.ts';
+import { decodeEntry, encodeEntry, entryPublishSize, entryTopic, isExpired, messageExpiresAt, publishOf, remainingExpiryS, sessionExpiryMs, writeEntryPublish, type EntryPublish } from './sessionCodec.ts';
 import { queuedDeliveries } from './sessionResume.ts';
 import type { BridgeContext } from './bridgeContext.ts';
+
+/** One entry's PUBLISH on its own, as the resume path builds it inside its one buffer (sessionResume.ts). */
+function publishFromEntry(b: Buffer, version: 4 | 5, now: number): EntryPublish | 'expired' | undefined {
+  const size = entryPublishSize(b, version, now);
+  if (typeof size !== 'number') return size;
+  const out = Buffer.allocUnsafe(size);
+  const offset = writeEntryPublish(b, version, now, out, 0);
+  return { topic: entryTopic(b), template: out, offset };
+}
 
 describe('mqtt session codec', () => {
   it('entries - round-trip topic, payload bytes, DUP and expiry; anything else decodes to undefined', () => {

@@ -21,7 +21,7 @@ const HEAD = 12;
 /**
  * Encodes one queued message: a fixed 12-byte head, the topic in UTF-8 (as MQTT carries it) and
  * the payload verbatim, so that a resumed session turns it into a PUBLISH with two copies and no
- * parsing (`publishFromEntry`).
+ * parsing (`writeEntryPublish`).
  */
 export function encodeEntry(m: QueuedMessage): Buffer {
   const topicLen = Buffer.byteLength(m.topic);
@@ -77,22 +77,6 @@ function writeVarInt(out: Buffer, at: number, n: number): number {
   return at;
 }
 
-/**
- * The QoS 1 PUBLISH (RETAIN 0, DUP from the entry, packet id 1) of a format-2 entry, built straight
- * from its bytes: the delivery path of a resumed session, where every queued message is encoded
- * for one client only. MQTT 5 carries the Message Expiry Interval left (`remainingExpiryS`) and
- * no other property. The output equals mqtt-packet's `generate` for the same packet
- * (sessionCodec.test.ts checks it). 'expired' when the Message Expiry has passed; undefined for
- * an entry of another format (`decodeEntry` + `encodePublish` serve those) or a damaged one.
- */
-export function publishFromEntry(b: Buffer, version: Version, now: number): EntryPublish | 'expired' | undefined {
-  const size = entryPublishSize(b, version, now);
-  if (typeof size !== 'number') return size;
-  const out = Buffer.allocUnsafe(size);
-  const offset = writeEntryPublish(b, version, now, out, 0);
-  return { topic: entryTopic(b), template: out, offset };
-}
-
 /** The topic of a format-2 entry (checked by `entryPublishSize`). */
 export function entryTopic(b: Buffer): string {
   return b.toString('utf8', HEAD, HEAD + b.readUInt16BE(10));
@@ -128,8 +112,13 @@ function remainingLength(b: Buffer, topicEnd: number, version: Version, expiresA
 }
 
 /**
- * Writes the PUBLISH of a format-2 entry (one `entryPublishSize` accepted, with the same `now`)
- * into `out` at `at`; returns the offset of its packet id (1) in `out`.
+ * Writes the QoS 1 PUBLISH (RETAIN 0, DUP from the entry, packet id 1) of a format-2 entry (one
+ * `entryPublishSize` accepted, with the same `now`) into `out` at `at`, straight from its bytes:
+ * the delivery path of a resumed session, where every queued message is encoded for one client
+ * only. MQTT 5 carries the Message Expiry Interval left (`remainingExpiryS`) and no other
+ * property. The bytes equal mqtt-packet's `generate` for the same packet (sessionCodec.test.ts
+ * checks it). Returns the offset of its packet id in `out`. Entries of another format are served
+ * by `decodeEntry` + `encodePublish`.
  */
 export function writeEntryPublish(b: Buffer, version: Version, now: number, out: Buffer, at: number): number {
   const expiresAt = b.readDoubleBE(2);
