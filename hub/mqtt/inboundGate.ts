@@ -1,5 +1,6 @@
-import mqttPacket, { type IConnectPacket, type Packet } from 'mqtt-packet';
+import type { IConnectPacket, Packet } from 'mqtt-packet';
 import { Reason } from './codes.ts';
+import { createPacketParser } from './packetParser.ts';
 import { overPacketLimit } from './limits.ts';
 import type { Version } from './outbound.ts';
 import type { MqttSocket } from './outbox.ts';
@@ -160,7 +161,7 @@ export interface ReaderHandlers {
  * before its body is buffered. Never throws.
  */
 export class PacketReader {
-  private readonly parser = mqttPacket.parser({ protocolVersion: 4 });
+  private readonly parser = createPacketParser(4);
   /** The parser's buffer and state (a partial packet is pending unless both are empty). */
   private readonly internals = this.parser as unknown as { packet: { length: number }; _list: { length: number }; _stateCounter: number };
   private readonly early = new EarlyPackets();

@@ -1,5 +1,6 @@
-import mqttPacket, { type IPublishPacket, type Packet } from 'mqtt-packet';
+import type { IPublishPacket, Packet } from 'mqtt-packet';
 import type { Version } from './outbound.ts';
+import { createPacketParser } from './packetParser.ts';
 
 /** One queued QoS 1 message of a persistent session. */
 export interface QueuedMessage {
@@ -146,7 +147,7 @@ export function writeEntryPublish(b: Buffer, version: Version, now: number, out:
 
 /** Parses one PUBLISH this bridge encoded (an in-flight delivery) back into a message. */
 export function publishOf(bytes: Buffer, version: Version): IPublishPacket | undefined {
-  const parser = mqttPacket.parser({ protocolVersion: version });
+  const parser = createPacketParser(version);
   let out: Packet | undefined;
   parser.on('packet', (p: Packet) => (out = p));
   parser.on('error', () => {});
