@@ -66,14 +66,15 @@ export interface HeldQueue {
 }
 
 /** Where a persistent session's resume is: about to claim (stored filters subscribed), or just claimed. */
-export type ResumePhase = 'claiming' | 'claimed';
+/** 'claiming': before the claim is sent; 'answered': the claim answered, nothing done with it yet; 'claimed': its subscriptions restored. */
+export type ResumePhase = 'claiming' | 'answered' | 'claimed';
 
 /**
  * Test seams (never set in production): awaited at fixed points, so that a test can close a
  * connection exactly there instead of racing it with sleeps.
  */
 export interface BridgeHooks {
-  resume?(phase: ResumePhase, c: { readonly closed: boolean; readonly principal: { sub: string; org: string } }): Promise<void>;
+  resume?(phase: ResumePhase, c: { readonly closed: boolean; readonly principal: { sub: string; org: string }; pending(): unknown[] }): Promise<void>;
 }
 
 /** Everything a session needs from the bridge; built once per hub node. */

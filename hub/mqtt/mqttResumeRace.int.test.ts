@@ -28,8 +28,11 @@ describe('mqtt resume race', () => {
   let mqttPort: number;
   const open: Collector[] = [];
   const raws: RawClient[] = [];
-  /** The resume a test wants interrupted: the socket to destroy once `sub`'s session reaches `phase`. */
-  let armed: { sub: string; phase: ResumePhase; raw?: RawClient; fired?: () => void } | undefined;
+  /**
+   * The resume a test wants interrupted: the socket to destroy once `sub`'s session reaches `phase`,
+   * and what to do once the hub has seen the close, before the resume goes on.
+   */
+  let armed: { sub: string; phase: ResumePhase; raw?: RawClient; during?: (c: { pending(): unknown[] }) => Promise<void>; fired?: () => void } | undefined;
 
   before(async () => {
     issuer = await createTestIssuer();
@@ -45,13 +48,14 @@ describe('mqtt resume race', () => {
       ORGHUB_LOG_LEVEL: 'silent',
     });
     const hooks = {
-      async resume(phase: ResumePhase, c: { readonly closed: boolean; readonly principal: { sub: string } }) {
+      async resume(phase: ResumePhase, c: { readonly closed: boolean; readonly principal: { sub: string }; pending(): unknown[] }) {
         const a = armed;
         if (!a || a.phase !== phase || a.sub !== c.principal.sub || !a.raw) return;
         armed = undefined;
         a.raw.socket.destroy();
         // The hub must have seen the close before the resume goes on: that is the race under test.
         assert.ok(await until(() => c.closed, 5000), 'the hub saw the socket close');
+        await a.during?.(c);
         a.fired?.();
       },
     };
@@ -126,4 +130,49 @@ describe('mqtt resume race', () => {
       );
     });
   }
+
+  it('should keep a message published after the claim stopped the offline queue and before the closed connection parked the session (answered)', async () => {
+    // Given a parked persistent session with two queued QoS 1 messages
+    const org = testOrg();
+    const clientId = 'dev-answered';
+    const a = await client(org, 'dev', { clientId, clean: false });
+    await a.client.subscribeAsync('q/#', { qos: 1 });
+    await a.client.endAsync();
+    await listed(org, clientId, { connected: false });
+    const pub = await client(org, 'pub');
+    for (const n of [1, 2]) await pub.client.publishAsync(`q/${n}`, `m${n}`, { qos: 1 });
+    await listed(org, clientId, { connected: false, queued: 2 });
+
+    // When a reconnect's socket closes while its claim runs, and m3 is published before the claim's
+    // answer is acted on: the claim has moved the session off the offline queue, which can no
+    // longer append m3; only the closing connection's subscriptions hold it
+    const fired = new Promise<void>((resolve) => {
+      armed = {
+        sub: 'dev',
+        phase: 'answered',
+        fired: resolve,
+        during: async (c) => {
+          await pub.client.publishAsync('q/3', 'm3', { qos: 1 });
+          assert.ok(await until(() => c.pending().length === 1, 5000), 'the closed connection holds m3');
+        },
+      };
+    });
+    const raw = await RawClient.open(mqttPort, 4);
+    raws.push(raw);
+    armed!.raw = raw;
+    raw.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId, clean: false, keepalive: 60, username: 'x', password: Buffer.from(await issuer.token(org, 'dev')) } as never);
+    await fired;
+
+    // Then the session is parked with m3 behind the claimed queue, and its new offline queue takes m4
+    await listed(org, clientId, { connected: false, queued: 3 });
+    await pub.client.publishAsync('q/4', 'm4', { qos: 1 });
+    await listed(org, clientId, { connected: false, queued: 4 });
+    const back = await client(org, 'dev', { clientId, clean: false });
+    assert.equal(back.connack.sessionPresent, true);
+    const got = await back.waitFor(4);
+    assert.deepEqual(
+      got.map((m) => [m.topic, m.payload.toString()]),
+      [1, 2, 3, 4].map((n) => [`q/${n}`, `m${n}`]),
+    );
+  });
 });

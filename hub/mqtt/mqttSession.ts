@@ -276,6 +276,8 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
       this.outbox.hold();
       this.persistent = new PersistentSession(this.ctx, ref, this.session, expiryMs);
       const r = await this.persistent.resume(this, !!p.clean, this.clientId);
+      // Closed while it resumed: the subscriptions the close kept (`PersistentSession.resuming`) go now.
+      if ((this.state as SessionState) === 'closed') this.leaveFanout();
       if (r === 'gone') return;
       if (r === 'unavailable') return this.refuse('session_store_unavailable');
       if (r === 'full') {
@@ -405,16 +407,31 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
     // A session claimed during CONNECT is parked too, with its claimed queue (not yet delivered).
     const parked = (wasOpen || !!p?.held) && !!p?.end({ version: this.version, subs: this.subs, qos2: this.qos2, pending: this.outbox.pending(), registrant: this });
     this.release();
+    // While its session resumes, the connection keeps holding what its subscriptions deliver: the
+    // resume parks that, then lets them go (`connect`).
+    if (!p?.resuming) this.leaveFanout();
     if (!wasOpen) return;
     this.will.onClose(this.ctx, this, parked ? { key: p!.ref.key, expiryMs: p!.expiryMs } : undefined);
     this.audit('session.disconnected', { transport: 'mqtt', reason, durationMs: Date.now() - this.openedAt });
     if (this.ctx.log.isLevelEnabled('debug')) this.log.debug({ reason }, 'mqtt closed');
   }
 
-  /** Drops timers, subscriptions, queued deliveries and the client-id registration. */
+  /** Drops timers, fleet deliveries, presence, connection slots and the client-id registration. */
   private release(): void {
     if (this.expTimer) clearTimeout(this.expTimer);
     this.expTimer = undefined;
+    this.fleet.clear();
+    this.ctx.presence?.disconnected(this.session);
+    this.ctx.quotas.release(this.slots);
+    this.slots = [];
+    this.ctx.sessions.delete(this);
+    if (this.live) this.ctx.live?.remove(this.live);
+    this.live = undefined;
+    if (this.key) this.ctx.takeover.release(this.key, this);
+  }
+
+  /** Drops the subscriptions (bus patterns and the org's pattern count) and the deliveries held or in flight. */
+  private leaveFanout(): void {
     if (this.principal) {
       for (const pattern of this.subs.keys()) {
         this.ctx.fanout.remove(this.principal.org, pattern, this);
@@ -422,15 +439,12 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
       }
     }
     this.subs.clear();
-    this.fleet.clear();
-    this.ctx.presence?.disconnected(this.session);
-    this.ctx.quotas.release(this.slots);
-    this.slots = [];
     this.outbox.clear();
-    this.ctx.sessions.delete(this);
-    if (this.live) this.ctx.live?.remove(this.live);
-    this.live = undefined;
-    if (this.key) this.ctx.takeover.release(this.key, this);
+  }
+
+  /** Deliveries held or unacknowledged, oldest first (`Outbox.pending`). */
+  pending(): { bytes: Buffer; sent: boolean }[] {
+    return this.outbox.pending();
   }
 
   /** Records an audit event in the principal's org (none before authentication, or with `preAuth`). */

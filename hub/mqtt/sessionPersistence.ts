@@ -11,6 +11,8 @@ export interface ResumingConnection extends SessionPort {
   readonly closed: boolean;
   /** Its registration in the takeover registry (released before a park). */
   takenOver: Registrant['takenOver'];
+  /** Deliveries it holds (the claim runs, so none was sent), oldest first. */
+  pending(): { bytes: Buffer; sent: boolean }[];
 }
 
 /** Why resuming gave no session: the org is at its cap, the store is down, or the connection went away meanwhile. */
@@ -28,6 +30,12 @@ export class PersistentSession {
   private owner = '';
   /** The claim while its queue is not yet handed to the connection's deliveries (see `delivered`). */
   private unsent: Claimed | undefined;
+  /**
+   * `resume` runs. A connection that closes meanwhile keeps its subscriptions (holding what they
+   * deliver) until `resume` returns, so that nothing published while the claim runs falls between
+   * the offline queue the claim stops and the one its park starts.
+   */
+  resuming = false;
 
   constructor(
     private readonly ctx: BridgeContext,
@@ -47,17 +55,30 @@ export class PersistentSession {
    * Waits for an older holder to park the session, subscribes `c` to its stored filters, claims it
    * and restores its subscriptions and QoS 2 state on `c`. The claimed queue is for the caller to
    * deliver, and then to confirm with `delivered()`: until then the session keeps it, and a close
-   * parks it back (`end`). A connection that went away while the claim ran is parked at once, as
-   * any close would be (its offline queue keeps what is published meanwhile); 'gone' then.
+   * parks it back (`end`). A connection that went away before the claim answered is parked at
+   * once, as any close would be, with what its subscriptions held meanwhile (its new offline queue
+   * keeps what is published after); 'gone' then, and the caller lets go of the subscriptions the
+   * close left it (see `resuming`).
    */
   async resume(c: ResumingConnection, clean: boolean, clientId: string): Promise<Claimed | ResumeFailure> {
+    this.resuming = true;
+    try {
+      return await this.claimAndRestore(c, clean, clientId);
+    } finally {
+      this.resuming = false;
+    }
+  }
+
+  private async claimAndRestore(c: ResumingConnection, clean: boolean, clientId: string): Promise<Claimed | ResumeFailure> {
     const { policy } = this.ctx;
     const owner = liveOwner(this.ctx.nodeId, this.session);
     let r: Claimed | 'full';
     try {
       r = await resumeSession(this.ctx, this.ref, owner, { clean, clientId: clip(clientId) ?? '', expiryMs: this.expiryMs, maxSessions: policy.maxSessions }, async (s) => {
         await this.ctx.hooks?.resume?.('claiming', c);
-        if (!c.closed) await restoreSubscriptions(c, s, false);
+        // Closed or not: from the claim on, only these subscriptions catch what is published until
+        // a park starts the next offline queue (the claim stops the current one).
+        await restoreSubscriptions(c, s, false);
       });
     } catch (err) {
       sessionLog(this.ctx, this.session).warn({ err: (err as Error).message }, 'mqtt session store unavailable at CONNECT');
@@ -67,9 +88,12 @@ export class PersistentSession {
     // From here the claim is held: every way out either delivers it or parks it back.
     this.owner = owner;
     this.unsent = r;
+    await this.ctx.hooks?.resume?.('answered', c);
     if (c.closed) {
-      // Its close came before the claim, so it had nothing to park: park now, as a close would.
-      this.park(c.version, c, []);
+      // Its close came before the claim answered, so it had nothing to park: park now, as a close
+      // would, with what its subscriptions held meanwhile (the offline queue the claim stopped
+      // could no longer append it).
+      this.park(c.version, c, c.pending());
       return 'gone';
     }
     await this.ctx.hooks?.resume?.('claimed', c);
