@@ -91,7 +91,11 @@ export class Lease {
   }
 }
 
-/** Chunk size for a bucket: `leaseMs` worth of its rate, at least 1, at most the burst. */
+/**
+ * Chunk size for a bucket: `leaseMs` worth of its rate, at least 1, at most half the burst. Half:
+ * an org bucket holds only `orgBurstSeconds` (0.25 s by default), and a chunk as large as the
+ * bucket would let one node's prefetch empty it whenever another node asks.
+ */
 export function chunkFor(spec: BucketSpec, leaseMs: number): number {
-  return Math.max(1, Math.min(spec.burst, Math.ceil((spec.rate * leaseMs) / 1000)));
+  return Math.max(1, Math.floor(Math.min(spec.burst / 2, Math.ceil((spec.rate * leaseMs) / 1000))));
 }
