@@ -17,8 +17,9 @@
  * the real defence, instead of the hub's capacity. By default A resends at once after a refusal
  * (hostile: past ORGHUB_LIMITS_ABUSE refusals in 10 s its connections are closed, 4003);
  * `--a-honour-retry` makes it wait `retryAfterMs` (a heavy but compliant tenant, at its rate).
- * `--a-burst-seconds 0.25` gives A's buckets that much burst instead of its tier's (2 s): what B
- * would see if A's burst were paced.
+ * `--a-org-burst-seconds 2` gives A's org buckets that much burst instead of its tier's
+ * `orgBurstSeconds` (0.25 s; before it existed, org buckets held `burstSeconds`, 2 s): the peer that
+ * shows what the short org burst buys B.
  *
  *   npm run bench:fairness        (node --import tsx loadtest/fairness.ts)
  *   options: --rate 200 --seconds 6 --rounds 2 --flood-conns 4 --flood-inflight 250
@@ -47,7 +48,7 @@ const { values } = parseArgs({
     'a-org-rate': { type: 'string', default: '0' },
     'a-tier': { type: 'string', default: '' },
     'a-honour-retry': { type: 'boolean', default: false },
-    'a-burst-seconds': { type: 'string', default: '0' },
+    'a-org-burst-seconds': { type: 'string', default: '0' },
   },
 });
 const RATE = Number(values.rate);
@@ -60,9 +61,9 @@ const READY_RATE = Number(values['ready-rate']);
 const A_ORG_RATE = Number(values['a-org-rate']);
 const A_TIER = values['a-tier'] ?? '';
 const A_RETRY = values['a-honour-retry'] ?? false;
-/** A's buckets hold this many seconds of their rate (its tier's `burstSeconds`, 2 by default; 0 keeps the tier's). */
-const A_BURST_S = Number(values['a-burst-seconds']);
-if (!(A_BURST_S === 0 || (A_BURST_S >= 0.01 && A_BURST_S <= 3600))) throw new Error('--a-burst-seconds must be 0 (the tier\'s) or within 0.01-3600');
+/** A's org buckets hold this many seconds of their rate (0: its tier's `orgBurstSeconds`, 0.25 by default). */
+const A_ORG_BURST_S = Number(values['a-org-burst-seconds']);
+if (!(A_ORG_BURST_S === 0 || (A_ORG_BURST_S >= 0.01 && A_ORG_BURST_S <= 3600))) throw new Error('--a-org-burst-seconds must be 0 (the tier\'s) or within 0.01-3600');
 if (!Number.isInteger(A_ORG_RATE) || A_ORG_RATE < 0) throw new Error('--a-org-rate must be an integer >= 0 (0: the tier\'s rate)');
 if (A_TIER && !['free', 'standard', 'enterprise'].includes(A_TIER)) throw new Error('--a-tier must be free, standard or enterprise');
 for (const [k, v] of Object.entries({ RATE, SECONDS, ROUNDS, FLOOD_CONNS, FLOOD_INFLIGHT, READY_CONNS })) {
@@ -93,7 +94,7 @@ async function main(): Promise<void> {
     // Without --a-org-rate, A's command rates are unlimited (its flood meets the hub's capacity, not
     // its tier's user bucket, which would otherwise refuse it and close it for abuse, 4003).
     const aRate = A_ORG_RATE || 1e9;
-    hubEnv.ORGHUB_LIMITS_ORGS = JSON.stringify({ [`bench-fair-a-${run}`]: { ...(A_TIER ? { tier: A_TIER } : {}), ...(A_BURST_S ? { burstSeconds: A_BURST_S } : {}), commands: { org: aRate, user: Math.min(1e9, aRate * 10), connection: Math.min(1e9, aRate * 10) } } });
+    hubEnv.ORGHUB_LIMITS_ORGS = JSON.stringify({ [`bench-fair-a-${run}`]: { ...(A_TIER ? { tier: A_TIER } : {}), ...(A_ORG_BURST_S ? { orgBurstSeconds: A_ORG_BURST_S } : {}), commands: { org: aRate, user: Math.min(1e9, aRate * 10), connection: Math.min(1e9, aRate * 10) } } });
     if (Object.keys(hubEnv).length) progress.log(`hub settings: ${JSON.stringify(hubEnv)}`);
     hub = await startHub(issuer.env, { ORGHUB_LOG_LEVEL: 'warn', ...hubEnv });
     const b = await openWs(hub.wsUrl, await issuer.token(`bench-fair-b-${run}`, 'admin-b'));
@@ -157,7 +158,7 @@ async function main(): Promise<void> {
     const aRatio = percentiles(underA, [99])[0] / baseP99;
     const rRatio = percentiles(underReady, [99])[0] / baseP99;
     const hRatio = percentiles(underHealth, [99])[0] / baseP99;
-    process.stdout.write(`\n## bench:fairness (${new Date().toISOString()}, B at ${RATE} commands/s, ${SECONDS} s x ${ROUNDS} rounds per phase${A_ORG_RATE ? `, A's org rate ${A_ORG_RATE}/s` : ''}${A_TIER ? `, A's tier ${A_TIER}` : ''}${A_RETRY ? ', A honours retryAfterMs' : ''})\n\n`);
+    process.stdout.write(`\n## bench:fairness (${new Date().toISOString()}, B at ${RATE} commands/s, ${SECONDS} s x ${ROUNDS} rounds per phase${A_ORG_RATE ? `, A's org rate ${A_ORG_RATE}/s` : ''}${A_TIER ? `, A's tier ${A_TIER}` : ''}${A_ORG_BURST_S ? `, A's org burst ${A_ORG_BURST_S} s` : ''}${A_RETRY ? ', A honours retryAfterMs' : ''})\n\n`);
     printTable(
       ['B\'s phase', 'acks', 'p50 ms', 'p99 ms', 'p99.9 ms', 'p99 / alone', 'target'],
       [

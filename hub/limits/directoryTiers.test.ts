@@ -11,6 +11,9 @@ describe('limits - org directory overrides (pure)', () => {
     assert.deepEqual(over, { tier: 'free', publish: { user: 5 }, burstSeconds: 1, connections: { org: 3 }, maxMessageBytes: 100 });
     assert.deepEqual(ignored, ['ORGHUB_MQTT_MAX_RETAINED']);
     assert.equal(problem, undefined);
+    const org = overrideFromDirectory({ tier: 'standard', limits: { ORGHUB_LIMITS_ORG_BURST_SECONDS: 1.5, ORGHUB_LIMITS_BURST_SECONDS: 3 } });
+    assert.deepEqual(org.over, { tier: 'standard', orgBurstSeconds: 1.5, burstSeconds: 3 });
+    assert.match(overrideFromDirectory({ tier: 'free', limits: { ORGHUB_LIMITS_ORG_BURST_SECONDS: 0 } }).problem!, /orgBurstSeconds must be >= 0.01/);
     const gold = overrideFromDirectory({ tier: 'gold', limits: { ORGHUB_LIMITS_PUBLISH_ORG: 10 } });
     assert.deepEqual(gold.over, { publish: { org: 10 } });
     assert.deepEqual(gold.ignored, ['tier gold']);

@@ -16,6 +16,7 @@ export const ORG_LIMIT_FIELDS: Readonly<Record<string, readonly [string] | reado
   ORGHUB_LIMITS_COMMANDS_USER: ['commands', 'user'],
   ORGHUB_LIMITS_COMMANDS_ORG: ['commands', 'org'],
   ORGHUB_LIMITS_BURST_SECONDS: ['burstSeconds'],
+  ORGHUB_LIMITS_ORG_BURST_SECONDS: ['orgBurstSeconds'],
   ORGHUB_LIMITS_CONNECTIONS_ORG: ['connections', 'org'],
   ORGHUB_LIMITS_CONNECTIONS_USER: ['connections', 'user'],
   ORGHUB_LIMITS_MAX_MESSAGE_BYTES: ['maxMessageBytes'],

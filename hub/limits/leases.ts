@@ -91,7 +91,12 @@ export class Lease {
   }
 }
 
-/** Chunk size for a bucket: `leaseMs` worth of its rate, at least 1, at most the burst. */
+/**
+ * Chunk size for a bucket: `leaseMs` worth of its rate, at least 1, at most half the burst. Half:
+ * an org bucket holds only `orgBurstSeconds` (0.25 s by default), and with a long lease
+ * (ORGHUB_LIMITS_LEASE_MS ≥ 250) a chunk as large as the bucket would let one node's lease hold
+ * all of it while another node's refills find it empty.
+ */
 export function chunkFor(spec: BucketSpec, leaseMs: number): number {
-  return Math.max(1, Math.min(spec.burst, Math.ceil((spec.rate * leaseMs) / 1000)));
+  return Math.max(1, Math.floor(Math.min(spec.burst / 2, Math.ceil((spec.rate * leaseMs) / 1000))));
 }

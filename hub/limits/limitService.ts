@@ -4,7 +4,7 @@ import type { Logger } from '../log.ts';
 import { chunkFor, Lease } from './leases.ts';
 import { bucketKey, slotKey, type BucketSpec, type Grant, type Limiter, type SlotWant } from './limiter.ts';
 import { createMemoryLimiter } from './memoryLimiter.ts';
-import type { TierLimits, TierTable } from './tiers.ts';
+import { bucketSpec, type TierLimits, type TierTable } from './tiers.ts';
 import { LocalBucket } from './tokenBucket.ts';
 import { ConnLimits, NO_LIMITS, type RateLimits } from './connLimits.ts';
 import type { OrgTierSource } from './orgTiers.ts';
@@ -130,9 +130,8 @@ export class LimitService {
   connection(p: Principal, transport: Transport): RateLimits {
     if (!this.enabled) return NO_LIMITS;
     const l = this.limitsOf(p.org);
-    const spec = (rate: number): BucketSpec => ({ rate, burst: Math.max(1, rate * l.burstSeconds) });
-    const local = (rate: number) => (rate > 0 ? new LocalBucket(rate, spec(rate).burst) : undefined);
-    const lease = (kind: 'pub' | 'cmd', level: 'user' | 'org', rate: number) => (rate > 0 ? this.lease(bucketKey(this.opts.prefix, kind, level, p.org, p.sub), spec(rate)) : undefined);
+    const local = (rate: number) => (rate > 0 ? new LocalBucket(rate, bucketSpec(l, 'connection', rate).burst) : undefined);
+    const lease = (kind: 'pub' | 'cmd', level: 'user' | 'org', rate: number) => (rate > 0 ? this.lease(bucketKey(this.opts.prefix, kind, level, p.org, p.sub), bucketSpec(l, level, rate)) : undefined);
     // HTTP has no connection: its requests meet the user's and the org's buckets only.
     const conn = (rate: number) => (transport === 'http' ? undefined : local(rate));
     return new ConnLimits(this, transport, l, this.opts.abuseDenials, {

@@ -15,7 +15,7 @@ import { createLogger } from '../log.ts';
  * prefix) and NATS. Each flood meets the documented refusal at the configured rate (within 10 %),
  * while another org at the same time is unaffected.
  */
-const RATE = 100; // per second, burst 1 s: accepted over T seconds ≈ RATE + RATE * T
+const RATE = 100; // per second, org burst 1 s here: accepted over T seconds ≈ RATE + RATE * T
 const PER_IP = 14;
 /** HTTP requests are slower to offer (about 100/s from this test on a busy 2-core machine): a lower rate. */
 const HTTP_RATE = 10;
@@ -25,13 +25,45 @@ const httpOrg = testOrg('http');
 const mqttOrg = testOrg('mqtt');
 const capOrg = testOrg('cap');
 const abuseOrg = testOrg('abuse');
+/** The tier's own bursts: `orgBurstSeconds` 0.25 for the org bucket, `burstSeconds` 2 for the connection's. */
+const pacedOrg = testOrg('paced');
+const deviceOrg = testOrg('device');
 const orgs = {
-  [wsOrg]: { publish: { org: RATE }, burstSeconds: 1 },
+  [wsOrg]: { publish: { org: RATE }, orgBurstSeconds: 1 },
   [httpOrg]: { publish: { user: HTTP_RATE }, burstSeconds: 1 },
-  [mqttOrg]: { publish: { org: RATE }, burstSeconds: 1 },
+  [mqttOrg]: { publish: { org: RATE }, orgBurstSeconds: 1 },
   [capOrg]: { connections: { org: 3 } },
   [abuseOrg]: { publish: { connection: 1 }, burstSeconds: 1 },
+  [pacedOrg]: { publish: { org: RATE } },
+  // One connection at RATE under an org rate it cannot reach: the connection's bucket binds.
+  [deviceOrg]: { publish: { connection: RATE, org: RATE * 20 } },
 };
+
+/**
+ * Each connection sends `perRound` publishes at once, awaits their answers and 50 ms, until
+ * `seconds` after `start`. `elapsed`: seconds from `start` to the last accepted publish (tokens
+ * accrue until then; nothing later could use them).
+ */
+async function flood(conns: TestClient[], start: number, seconds: number, perRound = 10) {
+  const accepted = conns.map(() => 0);
+  const refusals: Record<string, unknown>[] = [];
+  let lastOk = start;
+  await Promise.all(
+    conns.map(async (c, i) => {
+      while (performance.now() - start < seconds * 1000) {
+        const replies = await Promise.all(Array.from({ length: perRound }, () => c.request({ op: 'pub', topic: 't/x', data: 1 }, 10_000)));
+        for (const r of replies) {
+          if (r.op === 'ok') {
+            accepted[i]++;
+            lastOk = performance.now();
+          } else refusals.push(r);
+        }
+        await sleep(50);
+      }
+    }),
+  );
+  return { accepted, total: accepted.reduce((a, b) => a + b, 0), refusals, elapsed: (lastOk - start) / 1000 };
+}
 
 /** Within 10 % of `expected`. */
 function near(actual: number, expected: number, what: string): void {
@@ -74,24 +106,9 @@ describe('limits across two nodes', () => {
     assert.equal((await watcher.request({ op: 'sub', topic: 'x/#' })).op, 'ok');
     const otherPub = await open(n1, other, 'p');
 
-    let accepted = 0;
-    const refusals: Record<string, unknown>[] = [];
     const start = performance.now();
-    let lastOk = start;
-    const seconds = 3;
     // Each connection offers ~200/s (well over the org's 100/s together, under the abuse bound).
-    const flood = flooders.map(async (c) => {
-      while (performance.now() - start < seconds * 1000) {
-        const replies = await Promise.all(Array.from({ length: 10 }, () => c.request({ op: 'pub', topic: 't/x', data: 1 }, 10_000)));
-        for (const r of replies) {
-          if (r.op === 'ok') {
-            accepted++;
-            lastOk = performance.now();
-          } else refusals.push(r);
-        }
-        await sleep(50);
-      }
-    });
+    const flooded = flood(flooders, start, 3);
     // The control org publishes 100 messages meanwhile; every one must be accepted and delivered.
     const control = (async () => {
       const out = [];
@@ -101,8 +118,7 @@ describe('limits across two nodes', () => {
       }
       return out;
     })();
-    await Promise.all(flood);
-    const elapsed = (lastOk - start) / 1000;
+    const { total: accepted, refusals, elapsed } = await flooded;
     const controlReplies = await control;
 
     near(accepted, RATE + RATE * elapsed, 'WebSocket publishes');
@@ -116,6 +132,22 @@ describe('limits across two nodes', () => {
     assert.deepEqual(new Set(controlReplies.map((r) => r.op)), new Set(['ok']), 'the other org is never limited');
     await watcher.waitFor(() => watcher.messages('x/y').length === 100, 10_000);
     for (const c of flooders) assert.equal(c.closeCode, undefined, 'a flood under the abuse bound stays connected');
+  });
+
+  it('limits - an org\'s flood on two nodes gets orgBurstSeconds (0.25 s) of its rate at once; one connection still gets its 2 s burst', async () => {
+    const paced = await Promise.all([open(n1, pacedOrg, 'a'), open(n1, pacedOrg, 'b'), open(n2, pacedOrg, 'c'), open(n2, pacedOrg, 'd')]);
+    const device = await open(n1, deviceOrg, 'dev');
+    const start = performance.now();
+    // Four connections of ~200/s each against the org's 100/s; the device offers ~400/s against its
+    // connection's 100/s, so it is still over its rate when its 2 s burst is spent.
+    const [org, one] = await Promise.all([flood(paced, start, 4), flood([device], start, 4, 20)]);
+    near(org.total, RATE * 0.25 + RATE * org.elapsed, 'org flood (org burst 0.25 s)');
+    near(one.total, RATE * 2 + RATE * one.elapsed, 'one connection (connection burst 2 s)');
+    // Both nodes lease from the org's small bucket: neither is starved of refills.
+    const perNode = [org.accepted[0] + org.accepted[1], org.accepted[2] + org.accepted[3]];
+    for (const n of perNode) assert.ok(n >= org.total * 0.25, `each node gets a share of the org's rate: ${perNode.join(' / ')}`);
+    assert.ok(org.refusals.length >= 4 && one.refusals.length >= 1, `both floods met their limit (${org.refusals.length}, ${one.refusals.length})`);
+    for (const r of [...org.refusals, ...one.refusals].slice(0, 50)) assert.equal(r.code, 'rate_limited', JSON.stringify(r));
   });
 
   it('limits - HTTP publishes from both nodes meet 429 with Retry-After at the user rate; another user is unaffected', async () => {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { ConfigError } from '../errors.ts';
 import { ConnLimits } from './connLimits.ts';
 import { chunkFor, HOLD_MS, Lease } from './leases.ts';
-import { parseOrgOverrides, parseTierOverrides, TIER_DEFAULTS, TierTable } from './tiers.ts';
+import { bucketSpec, parseOrgOverrides, parseTierOverrides, TIER_DEFAULTS, TIERS, TierTable } from './tiers.ts';
 import { LocalBucket } from './tokenBucket.ts';
 import { overLimitAction } from '../mqtt/sessionLimits.ts';
 
@@ -21,6 +21,48 @@ describe('limits (pure)', () => {
     assert.throws(() => parseOrgOverrides('{"a.b":{}}'), ConfigError);
     assert.throws(() => parseTierOverrides('{"free":{"publish":{"org":-1}}}'), /ORGHUB_LIMITS_TIERS/);
     assert.throws(() => parseTierOverrides('{nope'), /not valid JSON/);
+  });
+
+  it('limits - org buckets hold orgBurstSeconds of their rate, connection and user buckets burstSeconds; overrides set each apart', () => {
+    const t = new TierTable('standard', parseTierOverrides('{"free":{"orgBurstSeconds":0.5}}'), parseOrgOverrides('{"acme":{"orgBurstSeconds":2,"commands":{"org":100}},"calm":{"tier":"free","burstSeconds":4}}'));
+    const std = t.limitsOf('other');
+    assert.equal(std.orgBurstSeconds, 0.25);
+    assert.equal(std.burstSeconds, 2);
+    assert.deepEqual(bucketSpec(std, 'org', 2000), { rate: 2000, burst: 500 });
+    assert.deepEqual(bucketSpec(std, 'user', 2000), { rate: 2000, burst: 4000 });
+    assert.deepEqual(bucketSpec(std, 'connection', 2000), { rate: 2000, burst: 4000 });
+    assert.deepEqual(bucketSpec(std, 'org', 2), { rate: 2, burst: 1 }, 'at least one token');
+    const acme = t.limitsOf('acme');
+    assert.deepEqual([acme.orgBurstSeconds, acme.burstSeconds, acme.commands.org], [2, 2, 100], 'an org override changes the org burst alone');
+    assert.deepEqual(bucketSpec(acme, 'org', 100), { rate: 100, burst: 200 });
+    const calm = t.limitsOf('calm');
+    assert.deepEqual([calm.orgBurstSeconds, calm.burstSeconds], [0.5, 4], 'the tier override and the org override merge field by field');
+  });
+
+  it('limits - in every tier an org burst is short, and one connection\'s burst still fits in its org\'s', () => {
+    for (const tier of TIERS) {
+      const l = TIER_DEFAULTS[tier];
+      assert.deepEqual([l.orgBurstSeconds, l.burstSeconds], [0.25, 2], tier);
+      for (const kind of ['publish', 'commands'] as const) {
+        const conn = bucketSpec(l, 'connection', l[kind].connection).burst;
+        assert.ok(conn <= bucketSpec(l, 'org', l[kind].org).burst, `${tier} ${kind}: a device's batch (${conn}) fits in the org's burst`);
+      }
+    }
+  });
+
+  it('limits - orgBurstSeconds out of bounds is refused with the variable and path named', () => {
+    assert.throws(() => parseOrgOverrides('{"acme":{"orgBurstSeconds":0}}'), (e: Error) => e instanceof ConfigError && /ORGHUB_LIMITS_ORGS\/acme\/orgBurstSeconds must be >= 0.01/.test(e.message));
+    assert.throws(() => parseTierOverrides('{"free":{"orgBurstSeconds":"1"}}'), /ORGHUB_LIMITS_TIERS\/free\/orgBurstSeconds must be number/);
+    assert.throws(() => parseTierOverrides('{"free":{"orgBurstSeconds":3601}}'), /orgBurstSeconds must be <= 3600/);
+    assert.deepEqual(parseOrgOverrides('{"acme":{"orgBurstSeconds":0.01}}'), { acme: { orgBurstSeconds: 0.01 } }, 'the bound itself passes');
+  });
+
+  it('limits - a lease chunk is leaseMs of the rate, at most half the burst, so two nodes can lease from a small org bucket', () => {
+    assert.equal(chunkFor({ rate: 2000, burst: 500 }, 100), 200, 'default lease of a 0.25 s org bucket');
+    assert.equal(chunkFor({ rate: 2000, burst: 500 }, 1000), 250, 'a long lease takes half the bucket, not all of it');
+    assert.equal(chunkFor({ rate: 2000, burst: 4000 }, 1000), 2000, 'a 2 s bucket is not capped');
+    assert.equal(chunkFor({ rate: 3, burst: 1 }, 100), 1, 'at least one token');
+    assert.equal(chunkFor({ rate: 50, burst: 12.5 }, 1000), 6, 'whole tokens');
   });
 
   it('limits - a local bucket starts full, refills at its rate and says how long to wait', () => {

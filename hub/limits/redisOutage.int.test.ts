@@ -71,7 +71,7 @@ describe('limits under a Redis outage', () => {
     dir = mkdtempSync(join(tmpdir(), 'orghub-redis-'));
     redis = await startRedis(port, dir);
     hub = await startHubProcess(
-      { ...issuer.env, ORGHUB_EVENT_STORE: 'none', REDIS_URL: `redis://127.0.0.1:${port}`, ORGHUB_LIMITS_PREFIX: prefix, ORGHUB_LIMITS_ORGS: JSON.stringify({ [org]: { publish: { org: RATE }, burstSeconds: 1, connections: { org: 50 } } }) },
+      { ...issuer.env, ORGHUB_EVENT_STORE: 'none', REDIS_URL: `redis://127.0.0.1:${port}`, ORGHUB_LIMITS_PREFIX: prefix, ORGHUB_LIMITS_ORGS: JSON.stringify({ [org]: { publish: { org: RATE }, orgBurstSeconds: 1, connections: { org: 50 } } }) },
       { timeoutMs: 60_000 },
     );
   });

@@ -1,5 +1,6 @@
 import { Ajv } from 'ajv';
 import { ConfigError } from '../errors.ts';
+import type { BucketSpec } from './limiter.ts';
 
 /** Service tiers; an org without an override gets ORGHUB_LIMITS_TIER. */
 export const TIERS = ['free', 'standard', 'enterprise'] as const;
@@ -13,15 +14,24 @@ export interface RateLevels {
 }
 
 /**
- * Every limit one org is held to. Buckets hold `burstSeconds` worth of their rate, so a quiet
- * client may send that many seconds of traffic at once before the rate applies.
+ * Every limit one org is held to. Connection and user buckets hold `burstSeconds` worth of their
+ * rate, so a quiet device may send that many seconds of traffic at once before the rate applies;
+ * the org's buckets hold only `orgBurstSeconds`, so the org's aggregate stays near its rate.
  */
 export interface TierLimits {
   /** Publishes (WebSocket `pub`, HTTP publish, MQTT PUBLISH) per second. */
   publish: RateLevels;
   /** Recorded commands (WebSocket `cmd`, HTTP /v1/commands, MQTT `$cmd/`) per second. */
   commands: RateLevels;
+  /** Seconds of its rate a connection's or user's bucket holds (publishes and commands). */
   burstSeconds: number;
+  /**
+   * Seconds of its rate the org's buckets hold (publishes and commands): small, so that an org's
+   * flood cannot spend seconds of its rate at the hub's full speed and crowd out other orgs
+   * (docs/benchmarks.md "Tenant fairness"). A single device keeps `burstSeconds` while the org
+   * has headroom.
+   */
+  orgBurstSeconds: number;
   /** Open connections (WebSocket + MQTT) across the cluster. 0 = unlimited. */
   connections: { org: number; user: number };
   /** Largest message payload in bytes. */
@@ -48,6 +58,7 @@ export const TIER_DEFAULTS: Readonly<Record<Tier, TierLimits>> = {
     publish: { connection: 20, user: 50, org: 200 },
     commands: { connection: 5, user: 10, org: 50 },
     burstSeconds: 2,
+    orgBurstSeconds: 0.25,
     connections: { org: 100, user: 10 },
     maxMessageBytes: 16 * 1024,
     patternsPerNode: 1_000,
@@ -59,6 +70,7 @@ export const TIER_DEFAULTS: Readonly<Record<Tier, TierLimits>> = {
     publish: { connection: 2_000, user: 5_000, org: 50_000 },
     commands: { connection: 2_000, user: 5_000, org: 50_000 },
     burstSeconds: 2,
+    orgBurstSeconds: 0.25,
     connections: { org: 20_000, user: 200 },
     maxMessageBytes: 64 * 1024,
     patternsPerNode: 20_000,
@@ -72,6 +84,7 @@ export const TIER_DEFAULTS: Readonly<Record<Tier, TierLimits>> = {
     publish: { connection: 20_000, user: 50_000, org: 1_000_000 },
     commands: { connection: 20_000, user: 50_000, org: 500_000 },
     burstSeconds: 2,
+    orgBurstSeconds: 0.25,
     connections: { org: 1_000_000, user: 2_000 },
     maxMessageBytes: 1024 * 1024,
     patternsPerNode: 200_000,
@@ -80,6 +93,14 @@ export const TIER_DEFAULTS: Readonly<Record<Tier, TierLimits>> = {
     commitWeight: 4,
   },
 };
+
+/**
+ * The bucket of one level for `rate` (> 0): `burstSeconds` of it for a connection or a user,
+ * `orgBurstSeconds` for the org; at least 1 token, so a rate below one per burst still passes.
+ */
+export function bucketSpec(l: TierLimits, level: keyof RateLevels, rate: number): BucketSpec {
+  return { rate, burst: Math.max(1, rate * (level === 'org' ? l.orgBurstSeconds : l.burstSeconds)) };
+}
 
 const rate = { type: 'number', minimum: 0, maximum: 1e9 };
 const levels = { type: 'object', properties: { connection: rate, user: rate, org: rate }, additionalProperties: false };
@@ -91,6 +112,7 @@ export const partialLimits = {
     publish: levels,
     commands: levels,
     burstSeconds: { type: 'number', minimum: 0.01, maximum: 3600 },
+    orgBurstSeconds: { type: 'number', minimum: 0.01, maximum: 3600 },
     connections: { type: 'object', properties: { org: count, user: count }, additionalProperties: false },
     maxMessageBytes: { type: 'integer', minimum: 1, maximum: 268435455 },
     patternsPerNode: { type: 'integer', minimum: 1, maximum: 1e9 },
