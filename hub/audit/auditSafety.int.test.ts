@@ -90,4 +90,37 @@ describe('audit sink safety', () => {
     assert.equal(ev.metadata.actor, 'act\\u0000or');
     await sink.close();
   });
+  it('audit sink safety - an org\'s events are recorded in the order they happened, even when a flush outlasts the flush interval', async () => {
+    // Given the real store behind a wrapper that holds the first append back for 300 ms (a slow
+    // transaction), and a sink that flushes every 10 ms
+    let held = 0;
+    let firstStarted!: () => void;
+    const started = new Promise<void>((r) => (firstStarted = r));
+    const slow: EventStore = Object.assign(Object.create(store) as EventStore, {
+      appendToStream: async (...args: Parameters<EventStore['appendToStream']>) => {
+        if (held++ === 0) {
+          firstStarted();
+          await new Promise((r) => setTimeout(r, 300));
+        }
+        return store.appendToStream(...args);
+      },
+    });
+    const sink = createStoreAuditSink({ store: slow, log, nodeId: 'unit', maxBuffer: 100, flushMs: 10 });
+    const org = testOrg('order');
+    // When an event is recorded, and two more while its flush is still running
+    sink.record(org, 'limit.hit', { n: 1 });
+    await started;
+    sink.record(org, 'limit.hit', { n: 2 });
+    await new Promise((r) => setTimeout(r, 50));
+    sink.record(org, 'limit.hit', { n: 3 });
+    // Then all three are recorded (positive control), in the order they were recorded
+    const deadline = Date.now() + 5000;
+    let got: number[] = [];
+    while (Date.now() < deadline && got.length < 3) {
+      got = (await store.readStream(org, AUDIT_STREAM)).map((e) => (e.data as { n: number }).n);
+      if (got.length < 3) await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.deepEqual(got, [1, 2, 3]);
+    await sink.close();
+  });
 });

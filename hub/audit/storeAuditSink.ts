@@ -56,13 +56,18 @@ export function createStoreAuditSink(opts: StoreAuditOptions): AuditSink & { flu
   let backoff = flushMs;
   let closed = false;
   let timer: NodeJS.Timeout | undefined;
+  /** The flush running or last run. Flushes run one after another, so an org's events are appended in the order recorded. */
   let inflight: Promise<void> = Promise.resolve();
+  const flushNext = (): Promise<void> =>
+    (inflight = inflight.then(flush).catch((err: unknown) => {
+      log.error({ err: (err as Error).message }, 'audit flush failed unexpectedly');
+    }));
 
   const schedule = (ms: number) => {
     if (timer || closed) return;
     timer = setTimeout(() => {
       timer = undefined;
-      inflight = flush();
+      void flushNext();
     }, ms);
     timer.unref();
   };
@@ -184,13 +189,11 @@ export function createStoreAuditSink(opts: StoreAuditOptions): AuditSink & { flu
     },
     stats: (): AuditStats => ({ backlog: buffered + flushing, dropped: drops.total, droppedByOrg: drops.byLabel(), deadLettered }),
     async flushNow() {
-      await inflight;
       if (timer) {
         clearTimeout(timer);
         timer = undefined;
       }
-      inflight = flush();
-      await inflight;
+      await flushNext();
     },
     async close() {
       if (timer) clearTimeout(timer);

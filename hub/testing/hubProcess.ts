@@ -32,8 +32,25 @@ export interface HubProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts `hub/main.ts` as a real child process and waits until `/ready` answers 200. */
+/**
+ * Starts `hub/main.ts` as a real child process and waits until `/ready` answers 200. A port this
+ * function picked (no ORGHUB_PORT in `env`) may be taken between `freePort` and the hub's listen,
+ * by another test's hub or by any outgoing connection's local port: the hub then exits with
+ * "cannot listen on ... (ORGHUB_PORT)", and it is started again on another port (3 tries).
+ */
 export async function startHubProcess(env: Record<string, string>, opts: { waitReady?: boolean; timeoutMs?: number } = {}): Promise<HubProcess> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(env, opts);
+    } catch (err) {
+      if (env.ORGHUB_PORT || attempt >= 3 || !(err instanceof PortTaken)) throw err;
+    }
+  }
+}
+
+class PortTaken extends Error {}
+
+async function startOnce(env: Record<string, string>, opts: { waitReady?: boolean; timeoutMs?: number }): Promise<HubProcess> {
   const port = env.ORGHUB_PORT ? Number(env.ORGHUB_PORT) : await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
     env: { ...process.env, ORGHUB_MQTT_PORT: '0', ORGHUB_LOG_LEVEL: 'warn', ...env, ORGHUB_PORT: String(port), ORGHUB_HOST: '127.0.0.1' },
@@ -57,7 +74,10 @@ export async function startHubProcess(env: Record<string, string>, opts: { waitR
   if (opts.waitReady === false) return hub;
   const deadline = Date.now() + (opts.timeoutMs ?? 60000);
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`hub exited with ${child.exitCode}:\n${out}`);
+    if (child.exitCode !== null) {
+      const Err = out.includes(`cannot listen on 127.0.0.1:${port} (ORGHUB_PORT)`) ? PortTaken : Error;
+      throw new Err(`hub exited with ${child.exitCode}:\n${out}`);
+    }
     try {
       const r = await fetch(`${hub.url}/ready`);
       if (r.status === 200) return hub;
