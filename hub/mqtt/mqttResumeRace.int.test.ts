@@ -88,53 +88,8 @@ describe('mqtt resume race', () => {
     assert.ok(ok, `session ${clientId}: wanted ${JSON.stringify(want)}, last seen ${JSON.stringify(last)}`);
   };
 
-  for (const phase of ['claimed', 'claiming'] as const) {
-    const when = phase === 'claimed' ? 'after its claim, before the claimed queue is delivered' : 'while its claim runs';
-    it(`should keep every queued message when the socket closes ${when} (${phase})`, async () => {
-      // Given a parked persistent session with two queued QoS 1 messages
-      const org = testOrg();
-      const clientId = `dev-${phase}`;
-      const a = await client(org, 'dev', { clientId, clean: false });
-      await a.client.subscribeAsync('q/#', { qos: 1 });
-      await a.client.endAsync();
-      await listed(org, clientId, { connected: false });
-      const pub = await client(org, 'pub');
-      for (const n of [1, 2]) await pub.client.publishAsync(`q/${n}`, `m${n}`, { qos: 1 });
-      await listed(org, clientId, { connected: false, queued: 2 });
-
-      // When a reconnect's socket closes at `phase` of its resume
-      const fired = new Promise<void>((resolve) => (armed = { sub: 'dev', phase, fired: resolve }));
-      const raw = await RawClient.open(mqttPort, 4);
-      raws.push(raw);
-      armed!.raw = raw;
-      raw.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId, clean: false, keepalive: 60, username: 'x', password: Buffer.from(await issuer.token(org, 'dev')) } as never);
-      await fired;
-      assert.equal(raw.packets.find((p) => p.cmd === 'connack') as IConnackPacket | undefined, undefined, 'closed before its CONNACK');
-
-      // Then the session is parked again with its queue, and its offline queue takes what follows
-      await listed(org, clientId, { connected: false, queued: 2 });
-      await pub.client.publishAsync('q/3', 'm3', { qos: 1 });
-      await listed(org, clientId, { connected: false, queued: 3 });
-
-      // And a clean reconnect gets all three, in order
-      const back = await client(org, 'dev', { clientId, clean: false });
-      assert.equal(back.connack.sessionPresent, true);
-      const got = await back.waitFor(3);
-      assert.deepEqual(
-        got.map((m) => [m.topic, m.payload.toString()]),
-        [
-          ['q/1', 'm1'],
-          ['q/2', 'm2'],
-          ['q/3', 'm3'],
-        ],
-      );
-    });
-  }
-
-  it('should keep a message published after the claim stopped the offline queue and before the closed connection parked the session (answered)', async () => {
-    // Given a parked persistent session with two queued QoS 1 messages
-    const org = testOrg();
-    const clientId = 'dev-answered';
+  /** A parked persistent session of `dev` with two queued QoS 1 messages; returns the publisher. */
+  const parkedWithTwo = async (org: string, clientId: string) => {
     const a = await client(org, 'dev', { clientId, clean: false });
     await a.client.subscribeAsync('q/#', { qos: 1 });
     await a.client.endAsync();
@@ -142,37 +97,72 @@ describe('mqtt resume race', () => {
     const pub = await client(org, 'pub');
     for (const n of [1, 2]) await pub.client.publishAsync(`q/${n}`, `m${n}`, { qos: 1 });
     await listed(org, clientId, { connected: false, queued: 2 });
-
-    // When a reconnect's socket closes while its claim runs, and m3 is published before the claim's
-    // answer is acted on: the claim has moved the session off the offline queue, which can no
-    // longer append m3; only the closing connection's subscriptions hold it
-    const fired = new Promise<void>((resolve) => {
-      armed = {
-        sub: 'dev',
-        phase: 'answered',
-        fired: resolve,
-        during: async (c) => {
-          await pub.client.publishAsync('q/3', 'm3', { qos: 1 });
-          assert.ok(await until(() => c.pending().length === 1, 5000), 'the closed connection holds m3');
-        },
-      };
-    });
+    return pub;
+  };
+  /** Reconnects `dev` with a raw client whose socket `armed` closes during the resume; resolves once it did. */
+  const interruptedReconnect = async (org: string, clientId: string, arm: Omit<NonNullable<typeof armed>, 'raw' | 'fired' | 'sub'>) => {
+    const fired = new Promise<void>((resolve) => (armed = { ...arm, sub: 'dev', fired: resolve }));
     const raw = await RawClient.open(mqttPort, 4);
     raws.push(raw);
     armed!.raw = raw;
     raw.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId, clean: false, keepalive: 60, username: 'x', password: Buffer.from(await issuer.token(org, 'dev')) } as never);
     await fired;
+    assert.equal(raw.packets.find((p) => p.cmd === 'connack') as IConnackPacket | undefined, undefined, 'closed before its CONNACK');
+  };
 
-    // Then the session is parked with m3 behind the claimed queue, and its new offline queue takes m4
-    await listed(org, clientId, { connected: false, queued: 3 });
-    await pub.client.publishAsync('q/4', 'm4', { qos: 1 });
-    await listed(org, clientId, { connected: false, queued: 4 });
+  /**
+   * The session is parked with `k` queued messages, and its offline queue takes m<k+1>; a reconnect
+   * gets m1 to m<k+1>, once each, in order.
+   */
+  const parkedThenDelivered = async (org: string, clientId: string, pub: Awaited<ReturnType<typeof client>>, k: number) => {
+    await listed(org, clientId, { connected: false, queued: k });
+    await pub.client.publishAsync(`q/${k + 1}`, `m${k + 1}`, { qos: 1 });
+    await listed(org, clientId, { connected: false, queued: k + 1 });
     const back = await client(org, 'dev', { clientId, clean: false });
     assert.equal(back.connack.sessionPresent, true);
-    const got = await back.waitFor(4);
+    const got = await back.waitFor(k + 1);
     assert.deepEqual(
       got.map((m) => [m.topic, m.payload.toString()]),
-      [1, 2, 3, 4].map((n) => [`q/${n}`, `m${n}`]),
+      Array.from({ length: k + 1 }, (_, i) => [`q/${i + 1}`, `m${i + 1}`]),
     );
+  };
+
+  for (const phase of ['claimed', 'claiming'] as const) {
+    const when = phase === 'claimed' ? 'after its claim, before the claimed queue is delivered' : 'while its claim runs';
+    it(`should keep every queued message when the socket closes ${when} (${phase})`, async () => {
+      // Given a parked persistent session with two queued QoS 1 messages
+      const org = testOrg();
+      const clientId = `dev-${phase}`;
+      const pub = await parkedWithTwo(org, clientId);
+
+      // When a reconnect's socket closes at `phase` of its resume
+      await interruptedReconnect(org, clientId, { phase });
+
+      // Then the session is parked again with its queue, its offline queue takes m3, and a
+      // reconnect gets all three, in order
+      await parkedThenDelivered(org, clientId, pub, 2);
+    });
+  }
+
+  it('should keep a message published after the claim stopped the offline queue and before the closed connection parked the session (answered)', async () => {
+    // Given a parked persistent session with two queued QoS 1 messages
+    const org = testOrg();
+    const clientId = 'dev-answered';
+    const pub = await parkedWithTwo(org, clientId);
+
+    // When a reconnect's socket closes while its claim runs, and m3 is published before the claim's
+    // answer is acted on: the claim has moved the session off the offline queue, which can no
+    // longer append m3; only the closing connection's subscriptions hold it
+    await interruptedReconnect(org, clientId, {
+      phase: 'answered',
+      during: async (c) => {
+        await pub.client.publishAsync('q/3', 'm3', { qos: 1 });
+        assert.ok(await until(() => c.pending().length === 1, 5000), 'the closed connection holds m3');
+      },
+    });
+
+    // Then the session is parked with m3 behind the claimed queue, its new offline queue takes m4,
+    // and a reconnect gets all four, in order
+    await parkedThenDelivered(org, clientId, pub, 3);
   });
 });
