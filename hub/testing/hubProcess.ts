@@ -25,6 +25,8 @@ export function testOrg(prefix = 'org'): string {
 export interface HubProcess {
   port: number;
   url: string;
+  /** Where `/ready` and `/metrics` answer: the ops port's URL when ORGHUB_OPS_PORT is set, else `url`. */
+  opsUrl: string;
   wsUrl: string;
   child: ChildProcess;
   /** Everything the process wrote to stdout/stderr so far. */
@@ -32,7 +34,7 @@ export interface HubProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts `hub/main.ts` as a real child process and waits until `/ready` answers 200. */
+/** Starts `hub/main.ts` as a real child process and waits until `/ready` answers 200 (on ORGHUB_OPS_PORT when set). */
 export async function startHubProcess(env: Record<string, string>, opts: { waitReady?: boolean; timeoutMs?: number } = {}): Promise<HubProcess> {
   const port = env.ORGHUB_PORT ? Number(env.ORGHUB_PORT) : await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
@@ -46,6 +48,7 @@ export async function startHubProcess(env: Record<string, string>, opts: { waitR
   const hub: HubProcess = {
     port,
     url: `http://127.0.0.1:${port}`,
+    opsUrl: env.ORGHUB_OPS_PORT ? `http://127.0.0.1:${env.ORGHUB_OPS_PORT}` : `http://127.0.0.1:${port}`,
     wsUrl: `ws://127.0.0.1:${port}/v1/ws`,
     child,
     output: () => out,
@@ -59,7 +62,7 @@ export async function startHubProcess(env: Record<string, string>, opts: { waitR
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`hub exited with ${child.exitCode}:\n${out}`);
     try {
-      const r = await fetch(`${hub.url}/ready`);
+      const r = await fetch(`${hub.opsUrl}/ready`);
       if (r.status === 200) return hub;
     } catch {
       /* not listening yet */
