@@ -19,10 +19,14 @@
  * `--a-honour-retry` makes it wait `retryAfterMs` (a heavy but compliant tenant, at its rate).
  * `--a-burst-seconds 0.25` gives A's buckets that much burst instead of its tier's (2 s): what B
  * would see if A's burst were paced.
+ * `--ops-port` starts the hub with ORGHUB_OPS_PORT and floods `/ready` there (its own thread); the
+ * `/health` peer flood stays on the main port: the cost of any HTTP flood a tenant can send.
+ * `--no-a-flood` skips A's command-flood phase and the alone phase after it, for runs that
+ * measure only the HTTP floods: B still sends --rate x --seconds commands per phase.
  *
  *   npm run bench:fairness        (node --import tsx loadtest/fairness.ts)
  *   options: --rate 200 --seconds 6 --rounds 2 --flood-conns 4 --flood-inflight 250
- *            --ready-conns 16 --ready-rate 2000
+ *            --ready-conns 16 --ready-rate 2000 --ops-port --no-a-flood
  *
  * Targets: B's p99 under A's flood <= 2 x alone; under the /ready flood <= 1.2 x alone.
  */
@@ -31,6 +35,7 @@ import { randomBytes } from 'node:crypto';
 import { migrate } from '../hub/eventstore/migrate.ts';
 import { openWs, pacedCommands, startFlood, type FloodResult } from '../hub/testing/flood.ts';
 import { startHub, type HubServer } from './lib/servers.ts';
+import { freePort } from './lib/proc.ts';
 import { createBenchIssuer } from './lib/tokens.ts';
 import { percentiles, fixed, si } from './lib/stats.ts';
 import { Progress, printTable } from './lib/report.ts';
@@ -48,6 +53,8 @@ const { values } = parseArgs({
     'a-tier': { type: 'string', default: '' },
     'a-honour-retry': { type: 'boolean', default: false },
     'a-burst-seconds': { type: 'string', default: '0' },
+    'ops-port': { type: 'boolean', default: false },
+    'no-a-flood': { type: 'boolean', default: false },
   },
 });
 const RATE = Number(values.rate);
@@ -62,6 +69,8 @@ const A_TIER = values['a-tier'] ?? '';
 const A_RETRY = values['a-honour-retry'] ?? false;
 /** A's buckets hold this many seconds of their rate (its tier's `burstSeconds`, 2 by default; 0 keeps the tier's). */
 const A_BURST_S = Number(values['a-burst-seconds']);
+const OPS_PORT = values['ops-port'] ?? false;
+const A_FLOOD = !(values['no-a-flood'] ?? false);
 if (!(A_BURST_S === 0 || (A_BURST_S >= 0.01 && A_BURST_S <= 3600))) throw new Error('--a-burst-seconds must be 0 (the tier\'s) or within 0.01-3600');
 if (!Number.isInteger(A_ORG_RATE) || A_ORG_RATE < 0) throw new Error('--a-org-rate must be an integer >= 0 (0: the tier\'s rate)');
 if (A_TIER && !['free', 'standard', 'enterprise'].includes(A_TIER)) throw new Error('--a-tier must be free, standard or enterprise');
@@ -83,7 +92,7 @@ async function drained(httpUrl: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  progress.log(`bench:fairness run ${run}: B at ${RATE} commands/s, ${SECONDS} s per phase, ${ROUNDS} rounds${A_ORG_RATE ? `, A held to ${A_ORG_RATE} commands/s` : ''}${A_TIER ? `, A's tier ${A_TIER}` : ''}`);
+  progress.log(`bench:fairness run ${run}: B at ${RATE} commands/s, ${SECONDS} s per phase, ${ROUNDS} rounds${A_ORG_RATE ? `, A held to ${A_ORG_RATE} commands/s` : ''}${A_TIER ? `, A's tier ${A_TIER}` : ''}${OPS_PORT ? ', /ready on the ops port' : ''}${A_FLOOD ? '' : ', no A flood'}`);
   await migrate({ quiet: true });
   const issuer = await createBenchIssuer();
   let hub: HubServer | undefined;
@@ -94,6 +103,7 @@ async function main(): Promise<void> {
     // its tier's user bucket, which would otherwise refuse it and close it for abuse, 4003).
     const aRate = A_ORG_RATE || 1e9;
     hubEnv.ORGHUB_LIMITS_ORGS = JSON.stringify({ [`bench-fair-a-${run}`]: { ...(A_TIER ? { tier: A_TIER } : {}), ...(A_BURST_S ? { burstSeconds: A_BURST_S } : {}), commands: { org: aRate, user: Math.min(1e9, aRate * 10), connection: Math.min(1e9, aRate * 10) } } });
+    if (OPS_PORT) hubEnv.ORGHUB_OPS_PORT ??= String(await freePort());
     if (Object.keys(hubEnv).length) progress.log(`hub settings: ${JSON.stringify(hubEnv)}`);
     hub = await startHub(issuer.env, { ORGHUB_LOG_LEVEL: 'warn', ...hubEnv });
     const b = await openWs(hub.wsUrl, await issuer.token(`bench-fair-b-${run}`, 'admin-b'));
@@ -122,26 +132,31 @@ async function main(): Promise<void> {
       aloneP99s.push(percentiles(xs, [99])[0]);
       alone.push(...xs);
     };
-    const httpFlood = async (round: number, path: string, into: number[], results: FloodResult[]) => {
-      const f = startFlood({ mode: 'ready', path, url: hub!.httpUrl!, conns: READY_CONNS, rate: READY_RATE });
+    const httpFlood = async (round: number, path: string, url: string, into: number[], results: FloodResult[]) => {
+      const f = startFlood({ mode: 'ready', path, url, conns: READY_CONNS, rate: READY_RATE });
       await f.started;
       await new Promise((r) => setTimeout(r, 500));
-      into.push(...(await bPhase(`round ${round}: B + ${path} flood`)).latencies);
+      into.push(...(await bPhase(`round ${round}: B + ${path} flood${url === hub!.httpUrl ? '' : ' (ops port)'}`)).latencies);
       results.push(await f.stop());
     };
     for (let round = 1; round <= ROUNDS; round++) {
       await aloneRun(`round ${round}: B alone`);
-      const fa = startFlood({ mode: 'cmd', url: hub.wsUrl, token: aToken, conns: FLOOD_CONNS, inflight: FLOOD_INFLIGHT, honourRetry: A_RETRY });
+      if (A_FLOOD) {
+        await aFlood(round);
+        await aloneRun(`round ${round}: B alone`);
+      }
+      await httpFlood(round, '/ready', hub.opsUrl, underReady, floods.ready);
+      await httpFlood(round, '/health', hub.httpUrl!, underHealth, floods.health);
+    }
+    async function aFlood(round: number) {
+      const fa = startFlood({ mode: 'cmd', url: hub!.wsUrl, token: aToken, conns: FLOOD_CONNS, inflight: FLOOD_INFLIGHT, honourRetry: A_RETRY });
       await fa.started;
       await new Promise((r) => setTimeout(r, 500));
       const ra = await bPhase(`round ${round}: B + A's command flood`);
       underA.push(...ra.latencies);
       ra.latencies.forEach((l, i) => ra.sentMs[i] >= 2000 && underASteady.push(l));
       floods.a.push(await fa.stop());
-      await drained(hub.httpUrl!);
-      await aloneRun(`round ${round}: B alone`);
-      await httpFlood(round, '/ready', underReady, floods.ready);
-      await httpFlood(round, '/health', underHealth, floods.health);
+      await drained(hub!.opsUrl);
     }
     b.terminate();
     const [, baseP99] = percentiles(alone, [50, 99]);
@@ -157,24 +172,28 @@ async function main(): Promise<void> {
     const aRatio = percentiles(underA, [99])[0] / baseP99;
     const rRatio = percentiles(underReady, [99])[0] / baseP99;
     const hRatio = percentiles(underHealth, [99])[0] / baseP99;
-    process.stdout.write(`\n## bench:fairness (${new Date().toISOString()}, B at ${RATE} commands/s, ${SECONDS} s x ${ROUNDS} rounds per phase${A_ORG_RATE ? `, A's org rate ${A_ORG_RATE}/s` : ''}${A_TIER ? `, A's tier ${A_TIER}` : ''}${A_RETRY ? ', A honours retryAfterMs' : ''})\n\n`);
+    process.stdout.write(`\n## bench:fairness (${new Date().toISOString()}, B at ${RATE} commands/s, ${SECONDS} s x ${ROUNDS} rounds per phase${A_ORG_RATE ? `, A's org rate ${A_ORG_RATE}/s` : ''}${A_TIER ? `, A's tier ${A_TIER}` : ''}${A_RETRY ? ', A honours retryAfterMs' : ''}${OPS_PORT ? ', /ready on ORGHUB_OPS_PORT (worker thread), /health on the main port' : ''}${A_FLOOD ? '' : ', no A flood'})\n\n`);
     printTable(
       ['B\'s phase', 'acks', 'p50 ms', 'p99 ms', 'p99.9 ms', 'p99 / alone', 'target'],
       [
         row('alone (peer)', alone, ''),
-        row(`A floods (${FLOOD_CONNS} conns x ${FLOOD_INFLIGHT} in flight)`, underA, `<= 2x: ${aRatio <= 2 ? 'PASS' : 'FAIL'}`),
-        row(`  the same, from 2 s into the phase (A's burst spent)`, underASteady, '(diagnostic)'),
-        row(`/ready flood (${READY_CONNS} conns, ${READY_RATE}/s)`, underReady, `<= 1.2x: ${rRatio <= 1.2 ? 'PASS' : 'FAIL'}`),
+        ...(A_FLOOD
+          ? [
+              row(`A floods (${FLOOD_CONNS} conns x ${FLOOD_INFLIGHT} in flight)`, underA, `<= 2x: ${aRatio <= 2 ? 'PASS' : 'FAIL'}`),
+              row(`  the same, from 2 s into the phase (A's burst spent)`, underASteady, '(diagnostic)'),
+            ]
+          : []),
+        row(`/ready flood${OPS_PORT ? ' on the ops port' : ''} (${READY_CONNS} conns, ${READY_RATE}/s)`, underReady, `<= 1.2x: ${rRatio <= 1.2 ? 'PASS' : 'FAIL'}`),
         row(`/health flood, peer (same conns and rate)`, underHealth, `/ready - /health: ${fixed(rRatio - hRatio, 2)}`),
       ],
     );
     process.stdout.write(`\nB alone, p99 of each alone phase: ${aloneP99s.map((x) => fixed(x, 1)).join(', ')} ms (the noise floor)\n`);
     const aP = (k: 'p50' | 'p99') => floods.a.map((f) => fixed(f[k] ?? NaN, 1)).join(', ');
-    process.stdout.write(`A's own ack latency under its flood: p50 ${aP('p50')} ms, p99 ${aP('p99')} ms (per round)\n`);
-    const m = await (await fetch(`${hub.httpUrl}/metrics`)).text();
+    if (A_FLOOD) process.stdout.write(`A's own ack latency under its flood: p50 ${aP('p50')} ms, p99 ${aP('p99')} ms (per round)\n`);
+    const m = await (await fetch(`${hub.opsUrl}/metrics`)).text();
     const metric = (name: string) => /^\S+ (\S+)$/m.exec(m.split('\n').find((l) => l.startsWith(`${name} `)) ?? '')?.[1] ?? 'n/a';
     process.stdout.write(`hub: ${metric('orghub_ws_frames_queued_total')} frames queued (fair turns or holds), ${metric('orghub_ws_rate_holds_total')} holds after a refusal, ${metric('orghub_ws_queue_overflows_total')} queue overflows\n`);
-    process.stdout.write(`A's flood: ${rate(floods.a)} acks/s, errors ${errs(floods.a)}; /ready flood: ${rate(floods.ready)} answers/s, errors ${errs(floods.ready)}; /health flood: ${rate(floods.health)} answers/s\n`);
+    process.stdout.write(`${A_FLOOD ? `A's flood: ${rate(floods.a)} acks/s, errors ${errs(floods.a)}; ` : ''}/ready flood: ${rate(floods.ready)} answers/s, errors ${errs(floods.ready)}; /health flood: ${rate(floods.health)} answers/s\n`);
   } finally {
     progress.stop();
     await hub?.stop();
