@@ -6,16 +6,7 @@ import { Writable } from 'node:stream';
 import net from 'node:net';
 import pino from 'pino';
 import { startOpsListener, type OpsSource } from './opsListener.ts';
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+import { until } from '../testing/until.ts';
 
 /**
  * GET over a raw socket that the client closes first. The ops worker closes every connection when
@@ -88,8 +79,12 @@ describe('ops listener', () => {
       assert.equal(r.status, 503);
       assert.deepEqual((await r.json()).checks, { hub: { status: 'down', error: "the hub's main thread did not answer within 300 ms" } });
       assert.ok(Date.now() - t0 < 2000);
+      const health = await fetch(`http://127.0.0.1:${hung.port}/health`);
+      assert.equal(health.status, 503, 'liveness: a main thread that does not answer is not alive');
+      assert.equal((await health.json()).status, 'unresponsive');
       // Positive control: the same listener over a main thread that answers.
       assert.equal((await fetch(`http://127.0.0.1:${fine.port}/ready`)).status, 200);
+      assert.equal((await fetch(`http://127.0.0.1:${fine.port}/health`)).status, 200);
     } finally {
       await hung.stop();
       await fine.stop();

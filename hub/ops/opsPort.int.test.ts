@@ -3,21 +3,12 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
 import { freePort, startHubProcess, type HubProcess } from '../testing/hubProcess.ts';
+import { until } from '../testing/until.ts';
 
 /** The value of one unlabelled sample of a Prometheus text; undefined when absent. */
 function sample(text: string, name: string): number | undefined {
   const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
   return m ? Number(m[1]) : undefined;
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 const NOT_FOUND = { error: { code: 'not_found', message: 'no such endpoint' } };
