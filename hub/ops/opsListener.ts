@@ -34,7 +34,8 @@ export interface OpsListener {
 
 // Node 20 does not apply the `--import tsx` loader to a worker's modules, so the worker registers
 // tsx itself before importing its `.ts` entry.
-const WORKER = `import('tsx/esm/api').then((tsx) => tsx.register()).then(() => import(${JSON.stringify(new URL('./opsWorker.ts', import.meta.url).href)}))`;
+// Both resolved here: an eval'd worker would resolve `tsx` from the process's working directory.
+const WORKER = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => tsx.register()).then(() => import(${JSON.stringify(new URL('./opsWorker.ts', import.meta.url).href)}))`;
 
 /** Wait before starting a crashed worker again: 1 s, doubling per crash in a row, at most 30 s. */
 export function restartDelayMs(crashesInARow: number): number {
