@@ -308,7 +308,7 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
   mountOpsApi(app, ops, log, !config.ORGHUB_OPS_PORT);
   // With ORGHUB_OPS_PORT the ops endpoints run on a thread of their own (docs/operations.md "Ops port").
   const opsListener: OpsListener | undefined = config.ORGHUB_OPS_PORT
-    ? await startOpsListener({ host: config.ORGHUB_OPS_HOST, port: config.ORGHUB_OPS_PORT, readyCacheMs: config.ORGHUB_READY_CACHE_MS, metricsCacheMs: config.ORGHUB_OPS_METRICS_CACHE_MS, source: ops, log })
+    ? await startOpsListener({ host: config.ORGHUB_OPS_HOST, port: config.ORGHUB_OPS_PORT, readyCacheMs: config.ORGHUB_READY_CACHE_MS, metricsCacheMs: config.ORGHUB_OPS_METRICS_CACHE_MS, nice: config.ORGHUB_OPS_NICE, source: ops, log })
     : undefined;
 
   const listenSocket = await new Promise<uws.us_listen_socket>((resolve, reject) => {

@@ -27,6 +27,8 @@ export interface OpsWorkerData {
   metricsCacheMs: number;
   /** Readers waiting on the main thread longer than this get 503. */
   askTimeoutMs: number;
+  /** Niceness of the worker's thread (0-19, Linux): under CPU contention it yields to the tenants' loop. */
+  nice: number;
   /** Set to 1 by the worker once its sockets are closed, so the main thread's exit hook can wait for it. */
   closed: Int32Array;
 }

@@ -1,8 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Writable } from 'node:stream';
+import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import pino from 'pino';
 import { startOpsListener, type OpsSource } from './opsListener.ts';
@@ -79,15 +80,63 @@ describe('ops listener', () => {
       assert.equal(r.status, 503);
       assert.deepEqual((await r.json()).checks, { hub: { status: 'down', error: "the hub's main thread did not answer within 300 ms" } });
       assert.ok(Date.now() - t0 < 2000);
-      const health = await fetch(`http://127.0.0.1:${hung.port}/health`);
-      assert.equal(health.status, 503, 'liveness: a main thread that does not answer is not alive');
-      assert.equal((await health.json()).status, 'unresponsive');
       // Positive control: the same listener over a main thread that answers.
       assert.equal((await fetch(`http://127.0.0.1:${fine.port}/ready`)).status, 200);
       assert.equal((await fetch(`http://127.0.0.1:${fine.port}/health`)).status, 200);
     } finally {
       await hung.stop();
       await fine.stop();
+    }
+  });
+
+  it('ops listener - /health on the ops port is 503 while the main thread is blocked', async () => {
+    // A child whose main thread spins for 4 s right after printing the port: the ops thread still answers.
+    const script = `
+      import { startOpsListener } from ${JSON.stringify(fileURLToPath(new URL('./opsListener.ts', import.meta.url)))};
+      import pino from 'pino';
+      const ops = await startOpsListener({ host: '127.0.0.1', port: 0, readyCacheMs: 1000, metricsCacheMs: 1000, askTimeoutMs: 300, log: pino({ level: 'silent' }),
+        source: { readiness: async () => ({ ready: true, body: '{}' }), countReadyRequests() {}, metrics: async () => '', contentType: 'text/plain' } });
+      process.stdout.write('port ' + ops.port + '\\n');
+      const end = Date.now() + 4000;
+      while (Date.now() < end);
+      process.exit(0);`;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: fileURLToPath(new URL('../..', import.meta.url)) });
+    try {
+      const port = await new Promise<number>((resolve, reject) => {
+        child.stdout.on('data', (d) => {
+          const m = /port (\d+)/.exec(String(d));
+          if (m) resolve(Number(m[1]));
+        });
+        let err = '';
+        child.stderr.on('data', (d) => (err += d));
+        child.once('exit', (code) => reject(new Error(`child exited ${code}: ${err}`)));
+      });
+      const t0 = Date.now();
+      const health = await fetch(`http://127.0.0.1:${port}/health`);
+      assert.equal(health.status, 503, 'liveness: a main thread that does not answer is not alive');
+      assert.equal((await health.json()).status, 'unresponsive');
+      assert.ok(Date.now() - t0 < 2000, 'answered by the ops thread while the main thread spins');
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('ops listener - the ops thread runs at ORGHUB_OPS_NICE, the rest of the process at its own priority', async () => {
+    /** Threads of this process at niceness 19 (field 19 of /proc/<pid>/task/<tid>/stat). */
+    const niced = () => readdirSync('/proc/self/task').filter((tid) => readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ')[16] === '19').length;
+    const { log } = capture();
+    const plain = await startOpsListener({ host: '127.0.0.1', port: 0, readyCacheMs: 1000, metricsCacheMs: 1000, source: source(), log });
+    try {
+      assert.equal(niced(), 0, 'positive control: nice 0 leaves every thread as it was');
+    } finally {
+      await plain.stop();
+    }
+    const nice = await startOpsListener({ host: '127.0.0.1', port: 0, readyCacheMs: 1000, metricsCacheMs: 1000, nice: 19, source: source(), log });
+    try {
+      assert.equal(niced(), 1, 'the ops thread alone');
+      assert.equal((await fetch(`http://127.0.0.1:${nice.port}/ready`)).status, 200);
+    } finally {
+      await nice.stop();
     }
   });
 

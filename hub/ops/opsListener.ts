@@ -14,11 +14,13 @@ export interface OpsSource {
   contentType: string;
 }
 
-export interface OpsListenerOptions extends Omit<OpsWorkerData, 'askTimeoutMs' | 'closed'> {
+export interface OpsListenerOptions extends Omit<OpsWorkerData, 'askTimeoutMs' | 'closed' | 'nice'> {
   source: OpsSource;
   log: Logger;
   /** Readers on the ops port wait this long for the main thread before a 503; default 3000. */
   askTimeoutMs?: number;
+  /** ORGHUB_OPS_NICE; default 0. */
+  nice?: number;
 }
 
 export interface OpsListener {
@@ -52,7 +54,7 @@ export async function startOpsListener(opts: OpsListenerOptions): Promise<OpsLis
   const { source, log } = opts;
   // Set by the worker once its sockets are closed (see onExit below).
   const closed = new Int32Array(new SharedArrayBuffer(4));
-  const data: OpsWorkerData = { host: opts.host, port: opts.port, readyCacheMs: opts.readyCacheMs, metricsCacheMs: opts.metricsCacheMs, askTimeoutMs: opts.askTimeoutMs ?? 3000, closed };
+  const data: OpsWorkerData = { host: opts.host, port: opts.port, readyCacheMs: opts.readyCacheMs, metricsCacheMs: opts.metricsCacheMs, askTimeoutMs: opts.askTimeoutMs ?? 3000, nice: opts.nice ?? 0, closed };
   let worker: Worker | undefined;
   let stopping = false;
   let restarts = 0;

@@ -5,12 +5,25 @@
  * (opsListener.ts), asked for at most once per freshness window however many requests wait.
  */
 import uws from '@trufflesuite/uws-js-unofficial';
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { NOT_FOUND_BODY, readyFreshForMs, type FromWorker, type OpsWorkerData, type ToWorker } from './messages.ts';
 import { createRefresher } from './refresher.ts';
 
 const data = workerData as OpsWorkerData;
 const port = parentPort!;
+
+// On a busy machine a second thread takes CPU from the tenants' loop unless it yields: Linux nices
+// threads one by one, and /proc/thread-self names this one (elsewhere the thread keeps the
+// process's priority).
+if (data.nice > 0) {
+  try {
+    setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), data.nice);
+  } catch {
+    /* not Linux: no per-thread priority */
+  }
+}
 const post = (m: FromWorker) => port.postMessage(m);
 // Untyped in uWS 20.30's d.ts, present in its binary: closes the listen socket and every connection.
 const app = uws.App() as uws.TemplatedApp & { close(): void };
