@@ -23,10 +23,14 @@
  * `/health` peer flood stays on the main port: the cost of any HTTP flood a tenant can send.
  * `--no-a-flood` skips A's command-flood phase and the alone phase after it, for runs that
  * measure only the HTTP floods: B still sends --rate x --seconds commands per phase.
+ * `--foreign-peer` adds a phase per round: the same HTTP flood aimed at a server outside the hub
+ * (loadtest/peers/uwsRaw.ts, its own process): what the flood costs B on this machine when the hub
+ * serves none of it (the client, the kernel and another process's CPU), the floor of any ops
+ * listener, separate process included.
  *
  *   npm run bench:fairness        (node --import tsx loadtest/fairness.ts)
  *   options: --rate 200 --seconds 6 --rounds 2 --flood-conns 4 --flood-inflight 250
- *            --ready-conns 16 --ready-rate 2000 --ops-port --no-a-flood
+ *            --ready-conns 16 --ready-rate 2000 --ops-port --no-a-flood --foreign-peer
  *
  * Targets: B's p99 under A's flood <= 2 x alone; under the /ready flood <= 1.2 x alone.
  */
@@ -34,7 +38,7 @@ import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { migrate } from '../hub/eventstore/migrate.ts';
 import { openWs, pacedCommands, startFlood, type FloodResult } from '../hub/testing/flood.ts';
-import { startHub, type HubServer } from './lib/servers.ts';
+import { startHub, startUwsRaw, type HubServer, type RunningServer } from './lib/servers.ts';
 import { freePort } from './lib/proc.ts';
 import { createBenchIssuer } from './lib/tokens.ts';
 import { percentiles, fixed, si } from './lib/stats.ts';
@@ -55,6 +59,7 @@ const { values } = parseArgs({
     'a-burst-seconds': { type: 'string', default: '0' },
     'ops-port': { type: 'boolean', default: false },
     'no-a-flood': { type: 'boolean', default: false },
+    'foreign-peer': { type: 'boolean', default: false },
   },
 });
 const RATE = Number(values.rate);
@@ -71,6 +76,7 @@ const A_RETRY = values['a-honour-retry'] ?? false;
 const A_BURST_S = Number(values['a-burst-seconds']);
 const OPS_PORT = values['ops-port'] ?? false;
 const A_FLOOD = !(values['no-a-flood'] ?? false);
+const FOREIGN = values['foreign-peer'] ?? false;
 if (!(A_BURST_S === 0 || (A_BURST_S >= 0.01 && A_BURST_S <= 3600))) throw new Error('--a-burst-seconds must be 0 (the tier\'s) or within 0.01-3600');
 if (!Number.isInteger(A_ORG_RATE) || A_ORG_RATE < 0) throw new Error('--a-org-rate must be an integer >= 0 (0: the tier\'s rate)');
 if (A_TIER && !['free', 'standard', 'enterprise'].includes(A_TIER)) throw new Error('--a-tier must be free, standard or enterprise');
@@ -96,6 +102,7 @@ async function main(): Promise<void> {
   await migrate({ quiet: true });
   const issuer = await createBenchIssuer();
   let hub: HubServer | undefined;
+  let foreign: RunningServer | undefined;
   try {
     progress.start('starting nats-server and hub');
     const hubEnv = JSON.parse(process.env.BENCH_HUB_ENV ?? '{}') as Record<string, string>;
@@ -106,6 +113,7 @@ async function main(): Promise<void> {
     if (OPS_PORT) hubEnv.ORGHUB_OPS_PORT ??= String(await freePort());
     if (Object.keys(hubEnv).length) progress.log(`hub settings: ${JSON.stringify(hubEnv)}`);
     hub = await startHub(issuer.env, { ORGHUB_LOG_LEVEL: 'warn', ...hubEnv });
+    if (FOREIGN) foreign = await startUwsRaw();
     const b = await openWs(hub.wsUrl, await issuer.token(`bench-fair-b-${run}`, 'admin-b'));
     const aToken = await issuer.token(`bench-fair-a-${run}`, 'admin-a');
     progress.stop();
@@ -123,8 +131,9 @@ async function main(): Promise<void> {
     const underA: number[] = [];
     const underReady: number[] = [];
     const underHealth: number[] = [];
+    const underForeign: number[] = [];
     const aloneP99s: number[] = [];
-    const floods: { a: FloodResult[]; ready: FloodResult[]; health: FloodResult[] } = { a: [], ready: [], health: [] };
+    const floods: { a: FloodResult[]; ready: FloodResult[]; health: FloodResult[]; foreign: FloodResult[] } = { a: [], ready: [], health: [], foreign: [] };
     /** B's samples sent 2 s or more into A's flood phase (2.5 s after A started): A's tier burst is spent by then. */
     const underASteady: number[] = [];
     const aloneRun = async (label: string) => {
@@ -132,11 +141,11 @@ async function main(): Promise<void> {
       aloneP99s.push(percentiles(xs, [99])[0]);
       alone.push(...xs);
     };
-    const httpFlood = async (round: number, path: string, url: string, into: number[], results: FloodResult[]) => {
+    const httpFlood = async (round: number, path: string, url: string, into: number[], results: FloodResult[], where = url === hub!.httpUrl ? '' : ' (ops port)') => {
       const f = startFlood({ mode: 'ready', path, url, conns: READY_CONNS, rate: READY_RATE });
       await f.started;
       await new Promise((r) => setTimeout(r, 500));
-      into.push(...(await bPhase(`round ${round}: B + ${path} flood${url === hub!.httpUrl ? '' : ' (ops port)'}`)).latencies);
+      into.push(...(await bPhase(`round ${round}: B + ${path} flood${where}`)).latencies);
       results.push(await f.stop());
     };
     for (let round = 1; round <= ROUNDS; round++) {
@@ -147,6 +156,7 @@ async function main(): Promise<void> {
       }
       await httpFlood(round, '/ready', hub.opsUrl, underReady, floods.ready);
       await httpFlood(round, '/health', hub.httpUrl!, underHealth, floods.health);
+      if (foreign) await httpFlood(round, '/ready', foreign.httpUrl!, underForeign, floods.foreign, ' (a server outside the hub)');
     }
     async function aFlood(round: number) {
       const fa = startFlood({ mode: 'cmd', url: hub!.wsUrl, token: aToken, conns: FLOOD_CONNS, inflight: FLOOD_INFLIGHT, honourRetry: A_RETRY });
@@ -185,6 +195,7 @@ async function main(): Promise<void> {
           : []),
         row(`/ready flood${OPS_PORT ? ' on the ops port' : ''} (${READY_CONNS} conns, ${READY_RATE}/s)`, underReady, `<= 1.2x: ${rRatio <= 1.2 ? 'PASS' : 'FAIL'}`),
         row(`/health flood, peer (same conns and rate)`, underHealth, `/ready - /health: ${fixed(rRatio - hRatio, 2)}`),
+        ...(foreign ? [row(`the same flood on a server outside the hub, peer`, underForeign, '(the floor)')] : []),
       ],
     );
     process.stdout.write(`\nB alone, p99 of each alone phase: ${aloneP99s.map((x) => fixed(x, 1)).join(', ')} ms (the noise floor)\n`);
@@ -193,9 +204,10 @@ async function main(): Promise<void> {
     const m = await (await fetch(`${hub.opsUrl}/metrics`)).text();
     const metric = (name: string) => /^\S+ (\S+)$/m.exec(m.split('\n').find((l) => l.startsWith(`${name} `)) ?? '')?.[1] ?? 'n/a';
     process.stdout.write(`hub: ${metric('orghub_ws_frames_queued_total')} frames queued (fair turns or holds), ${metric('orghub_ws_rate_holds_total')} holds after a refusal, ${metric('orghub_ws_queue_overflows_total')} queue overflows\n`);
-    process.stdout.write(`${A_FLOOD ? `A's flood: ${rate(floods.a)} acks/s, errors ${errs(floods.a)}; ` : ''}/ready flood: ${rate(floods.ready)} answers/s, errors ${errs(floods.ready)}; /health flood: ${rate(floods.health)} answers/s\n`);
+    process.stdout.write(`${A_FLOOD ? `A's flood: ${rate(floods.a)} acks/s, errors ${errs(floods.a)}; ` : ''}/ready flood: ${rate(floods.ready)} answers/s, errors ${errs(floods.ready)}; /health flood: ${rate(floods.health)} answers/s${foreign ? `; outside the hub: ${rate(floods.foreign)} answers/s` : ''}\n`);
   } finally {
     progress.stop();
+    await foreign?.stop();
     await hub?.stop();
     issuer.dispose();
   }
