@@ -15,7 +15,8 @@ import { CommandRegistry } from './commands/registry.ts';
 import { createCommandService } from './commands/commandService.ts';
 import type { EventStore, EventStoreStats } from './eventstore/eventStore.ts';
 import { Publisher } from './core/publisher.ts';
-import { mountOpsApi, type ReadinessCheck } from './http/opsApi.ts';
+import { mountOpsApi, opsSource, type ReadinessCheck } from './http/opsApi.ts';
+import { startOpsListener, type OpsListener } from './ops/opsListener.ts';
 import { redisReadiness } from './http/redisReadiness.ts';
 import { mountHttpApi } from './http/publishApi.ts';
 import { mountQueryApi } from './http/queryApi.ts';
@@ -107,6 +108,8 @@ export interface HubExtension {
 
 export interface RunningHub {
   port: number;
+  /** The ops listener's port (ORGHUB_OPS_PORT), when one runs. */
+  opsPort?: number;
   core: HubCore;
   /** Every route mounted on the HTTP port, extensions included (checked against docs/openapi.yaml). */
   routes: readonly MountedRoute[];
@@ -301,20 +304,31 @@ export async function startHub(config: Config, log: Logger, parts: HubParts = {}
     stops.push(projections.close);
   }
   registerLimitMetrics(registry, limits);
-  mountOpsApi(app, checks, registry, log, config.ORGHUB_READY_CACHE_MS);
+  const ops = opsSource(checks, registry, config.ORGHUB_READY_CACHE_MS);
+  mountOpsApi(app, ops, log, !config.ORGHUB_OPS_PORT);
+  // With ORGHUB_OPS_PORT the ops endpoints run on a thread of their own (docs/operations.md "Ops port").
+  const opsListener: OpsListener | undefined = config.ORGHUB_OPS_PORT
+    ? await startOpsListener({ host: config.ORGHUB_OPS_HOST, port: config.ORGHUB_OPS_PORT, readyCacheMs: config.ORGHUB_READY_CACHE_MS, metricsCacheMs: config.ORGHUB_OPS_METRICS_CACHE_MS, nice: config.ORGHUB_OPS_NICE, source: ops, log })
+    : undefined;
 
   const listenSocket = await new Promise<uws.us_listen_socket>((resolve, reject) => {
     app.listen(config.ORGHUB_HOST, config.ORGHUB_PORT, (s) => (s ? resolve(s) : reject(new ConfigError(`cannot listen on ${config.ORGHUB_HOST}:${config.ORGHUB_PORT} (ORGHUB_PORT)`))));
+  }).catch(async (err) => {
+    await opsListener?.stop();
+    throw err;
   });
   const port = uws.us_socket_local_port(listenSocket as unknown as uws.us_socket);
   log.info({ port, nodeId }, 'hub listening');
 
   return {
     port,
+    opsPort: opsListener?.port,
     core,
     routes,
     async stop(drainMs = 0) {
       uws.us_listen_socket_close(listenSocket);
+      // Probes on the ops port see the node go as soon as the tenants' port closes.
+      await opsListener?.stop();
       // Half of the drain budget for in-flight commands (WebSocket and MQTT at once); the rest
       // flushes appends, parked MQTT sessions and the audit.
       await Promise.all([ws.stop(drainMs / 2), ...drains.map((d) => d(drainMs / 2).catch((err) => log.warn({ err }, 'extension drain failed')))]);

@@ -20,10 +20,18 @@
  * `--a-org-burst-seconds 2` gives A's org buckets that much burst instead of its tier's
  * `orgBurstSeconds` (0.25 s; before it existed, org buckets held `burstSeconds`, 2 s): the peer that
  * shows what the short org burst buys B.
+ * `--ops-port` starts the hub with ORGHUB_OPS_PORT and floods `/ready` there (its own thread); the
+ * `/health` peer flood stays on the main port: the cost of any HTTP flood a tenant can send.
+ * `--no-a-flood` skips A's command-flood phase and the alone phase after it, for runs that
+ * measure only the HTTP floods: B still sends --rate x --seconds commands per phase.
+ * `--foreign-peer` adds a phase per round: the same HTTP flood aimed at a server outside the hub
+ * (loadtest/peers/uwsRaw.ts, its own process): what the flood costs B on this machine when the hub
+ * serves none of it (the client, the kernel and another process's CPU), the floor of any ops
+ * listener, separate process included.
  *
  *   npm run bench:fairness        (node --import tsx loadtest/fairness.ts)
  *   options: --rate 200 --seconds 6 --rounds 2 --flood-conns 4 --flood-inflight 250
- *            --ready-conns 16 --ready-rate 2000
+ *            --ready-conns 16 --ready-rate 2000 --ops-port --no-a-flood --foreign-peer
  *
  * Targets: B's p99 under A's flood <= 2 x alone; under the /ready flood <= 1.2 x alone.
  */
@@ -31,7 +39,8 @@ import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { migrate } from '../hub/eventstore/migrate.ts';
 import { openWs, pacedCommands, startFlood, type FloodResult } from '../hub/testing/flood.ts';
-import { startHub, type HubServer } from './lib/servers.ts';
+import { startHub, startUwsRaw, type HubServer, type RunningServer } from './lib/servers.ts';
+import { freePort } from './lib/proc.ts';
 import { createBenchIssuer } from './lib/tokens.ts';
 import { percentiles, fixed, si } from './lib/stats.ts';
 import { Progress, printTable } from './lib/report.ts';
@@ -49,6 +58,9 @@ const { values } = parseArgs({
     'a-tier': { type: 'string', default: '' },
     'a-honour-retry': { type: 'boolean', default: false },
     'a-org-burst-seconds': { type: 'string', default: '0' },
+    'ops-port': { type: 'boolean', default: false },
+    'no-a-flood': { type: 'boolean', default: false },
+    'foreign-peer': { type: 'boolean', default: false },
   },
 });
 const RATE = Number(values.rate);
@@ -64,6 +76,9 @@ const A_RETRY = values['a-honour-retry'] ?? false;
 /** A's org buckets hold this many seconds of their rate (0: its tier's `orgBurstSeconds`, 0.25 by default). */
 const A_ORG_BURST_S = Number(values['a-org-burst-seconds']);
 if (!(A_ORG_BURST_S === 0 || (A_ORG_BURST_S >= 0.01 && A_ORG_BURST_S <= 3600))) throw new Error('--a-org-burst-seconds must be 0 (the tier\'s) or within 0.01-3600');
+const OPS_PORT = values['ops-port'] ?? false;
+const A_FLOOD = !(values['no-a-flood'] ?? false);
+const FOREIGN = values['foreign-peer'] ?? false;
 if (!Number.isInteger(A_ORG_RATE) || A_ORG_RATE < 0) throw new Error('--a-org-rate must be an integer >= 0 (0: the tier\'s rate)');
 if (A_TIER && !['free', 'standard', 'enterprise'].includes(A_TIER)) throw new Error('--a-tier must be free, standard or enterprise');
 for (const [k, v] of Object.entries({ RATE, SECONDS, ROUNDS, FLOOD_CONNS, FLOOD_INFLIGHT, READY_CONNS })) {
@@ -84,10 +99,11 @@ async function drained(httpUrl: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  progress.log(`bench:fairness run ${run}: B at ${RATE} commands/s, ${SECONDS} s per phase, ${ROUNDS} rounds${A_ORG_RATE ? `, A held to ${A_ORG_RATE} commands/s` : ''}${A_TIER ? `, A's tier ${A_TIER}` : ''}`);
+  progress.log(`bench:fairness run ${run}: B at ${RATE} commands/s, ${SECONDS} s per phase, ${ROUNDS} rounds${A_ORG_RATE ? `, A held to ${A_ORG_RATE} commands/s` : ''}${A_TIER ? `, A's tier ${A_TIER}` : ''}${OPS_PORT ? ', /ready on the ops port' : ''}${A_FLOOD ? '' : ', no A flood'}`);
   await migrate({ quiet: true });
   const issuer = await createBenchIssuer();
   let hub: HubServer | undefined;
+  let foreign: RunningServer | undefined;
   try {
     progress.start('starting nats-server and hub');
     const hubEnv = JSON.parse(process.env.BENCH_HUB_ENV ?? '{}') as Record<string, string>;
@@ -95,8 +111,10 @@ async function main(): Promise<void> {
     // its tier's user bucket, which would otherwise refuse it and close it for abuse, 4003).
     const aRate = A_ORG_RATE || 1e9;
     hubEnv.ORGHUB_LIMITS_ORGS = JSON.stringify({ [`bench-fair-a-${run}`]: { ...(A_TIER ? { tier: A_TIER } : {}), ...(A_ORG_BURST_S ? { orgBurstSeconds: A_ORG_BURST_S } : {}), commands: { org: aRate, user: Math.min(1e9, aRate * 10), connection: Math.min(1e9, aRate * 10) } } });
+    if (OPS_PORT) hubEnv.ORGHUB_OPS_PORT ??= String(await freePort());
     if (Object.keys(hubEnv).length) progress.log(`hub settings: ${JSON.stringify(hubEnv)}`);
     hub = await startHub(issuer.env, { ORGHUB_LOG_LEVEL: 'warn', ...hubEnv });
+    if (FOREIGN) foreign = await startUwsRaw();
     const b = await openWs(hub.wsUrl, await issuer.token(`bench-fair-b-${run}`, 'admin-b'));
     const aToken = await issuer.token(`bench-fair-a-${run}`, 'admin-a');
     progress.stop();
@@ -114,8 +132,9 @@ async function main(): Promise<void> {
     const underA: number[] = [];
     const underReady: number[] = [];
     const underHealth: number[] = [];
+    const underForeign: number[] = [];
     const aloneP99s: number[] = [];
-    const floods: { a: FloodResult[]; ready: FloodResult[]; health: FloodResult[] } = { a: [], ready: [], health: [] };
+    const floods: { a: FloodResult[]; ready: FloodResult[]; health: FloodResult[]; foreign: FloodResult[] } = { a: [], ready: [], health: [], foreign: [] };
     /** B's samples sent 2 s or more into A's flood phase (2.5 s after A started): A's tier burst is spent by then. */
     const underASteady: number[] = [];
     const aloneRun = async (label: string) => {
@@ -123,26 +142,32 @@ async function main(): Promise<void> {
       aloneP99s.push(percentiles(xs, [99])[0]);
       alone.push(...xs);
     };
-    const httpFlood = async (round: number, path: string, into: number[], results: FloodResult[]) => {
-      const f = startFlood({ mode: 'ready', path, url: hub!.httpUrl!, conns: READY_CONNS, rate: READY_RATE });
+    const httpFlood = async (round: number, path: string, url: string, into: number[], results: FloodResult[], where = url === hub!.httpUrl ? '' : ' (ops port)') => {
+      const f = startFlood({ mode: 'ready', path, url, conns: READY_CONNS, rate: READY_RATE });
       await f.started;
       await new Promise((r) => setTimeout(r, 500));
-      into.push(...(await bPhase(`round ${round}: B + ${path} flood`)).latencies);
+      into.push(...(await bPhase(`round ${round}: B + ${path} flood${where}`)).latencies);
       results.push(await f.stop());
     };
     for (let round = 1; round <= ROUNDS; round++) {
       await aloneRun(`round ${round}: B alone`);
-      const fa = startFlood({ mode: 'cmd', url: hub.wsUrl, token: aToken, conns: FLOOD_CONNS, inflight: FLOOD_INFLIGHT, honourRetry: A_RETRY });
+      if (A_FLOOD) {
+        await aFlood(round);
+        await aloneRun(`round ${round}: B alone`);
+      }
+      await httpFlood(round, '/ready', hub.opsUrl, underReady, floods.ready);
+      await httpFlood(round, '/health', hub.httpUrl!, underHealth, floods.health);
+      if (foreign) await httpFlood(round, '/ready', foreign.httpUrl!, underForeign, floods.foreign, ' (a server outside the hub)');
+    }
+    async function aFlood(round: number) {
+      const fa = startFlood({ mode: 'cmd', url: hub!.wsUrl, token: aToken, conns: FLOOD_CONNS, inflight: FLOOD_INFLIGHT, honourRetry: A_RETRY });
       await fa.started;
       await new Promise((r) => setTimeout(r, 500));
       const ra = await bPhase(`round ${round}: B + A's command flood`);
       underA.push(...ra.latencies);
       ra.latencies.forEach((l, i) => ra.sentMs[i] >= 2000 && underASteady.push(l));
       floods.a.push(await fa.stop());
-      await drained(hub.httpUrl!);
-      await aloneRun(`round ${round}: B alone`);
-      await httpFlood(round, '/ready', underReady, floods.ready);
-      await httpFlood(round, '/health', underHealth, floods.health);
+      await drained(hub!.opsUrl);
     }
     b.terminate();
     const [, baseP99] = percentiles(alone, [50, 99]);
@@ -158,26 +183,32 @@ async function main(): Promise<void> {
     const aRatio = percentiles(underA, [99])[0] / baseP99;
     const rRatio = percentiles(underReady, [99])[0] / baseP99;
     const hRatio = percentiles(underHealth, [99])[0] / baseP99;
-    process.stdout.write(`\n## bench:fairness (${new Date().toISOString()}, B at ${RATE} commands/s, ${SECONDS} s x ${ROUNDS} rounds per phase${A_ORG_RATE ? `, A's org rate ${A_ORG_RATE}/s` : ''}${A_TIER ? `, A's tier ${A_TIER}` : ''}${A_ORG_BURST_S ? `, A's org burst ${A_ORG_BURST_S} s` : ''}${A_RETRY ? ', A honours retryAfterMs' : ''})\n\n`);
+    process.stdout.write(`\n## bench:fairness (${new Date().toISOString()}, B at ${RATE} commands/s, ${SECONDS} s x ${ROUNDS} rounds per phase${A_ORG_RATE ? `, A's org rate ${A_ORG_RATE}/s` : ''}${A_TIER ? `, A's tier ${A_TIER}` : ''}${A_ORG_BURST_S ? `, A's org burst ${A_ORG_BURST_S} s` : ''}${A_RETRY ? ', A honours retryAfterMs' : ''}${OPS_PORT ? ', /ready on ORGHUB_OPS_PORT (worker thread), /health on the main port' : ''}${A_FLOOD ? '' : ', no A flood'})\n\n`);
     printTable(
       ['B\'s phase', 'acks', 'p50 ms', 'p99 ms', 'p99.9 ms', 'p99 / alone', 'target'],
       [
         row('alone (peer)', alone, ''),
-        row(`A floods (${FLOOD_CONNS} conns x ${FLOOD_INFLIGHT} in flight)`, underA, `<= 2x: ${aRatio <= 2 ? 'PASS' : 'FAIL'}`),
-        row(`  the same, from 2 s into the phase (A's burst spent)`, underASteady, '(diagnostic)'),
-        row(`/ready flood (${READY_CONNS} conns, ${READY_RATE}/s)`, underReady, `<= 1.2x: ${rRatio <= 1.2 ? 'PASS' : 'FAIL'}`),
+        ...(A_FLOOD
+          ? [
+              row(`A floods (${FLOOD_CONNS} conns x ${FLOOD_INFLIGHT} in flight)`, underA, `<= 2x: ${aRatio <= 2 ? 'PASS' : 'FAIL'}`),
+              row(`  the same, from 2 s into the phase (A's burst spent)`, underASteady, '(diagnostic)'),
+            ]
+          : []),
+        row(`/ready flood${OPS_PORT ? ' on the ops port' : ''} (${READY_CONNS} conns, ${READY_RATE}/s)`, underReady, `<= 1.2x: ${rRatio <= 1.2 ? 'PASS' : 'FAIL'}`),
         row(`/health flood, peer (same conns and rate)`, underHealth, `/ready - /health: ${fixed(rRatio - hRatio, 2)}`),
+        ...(foreign ? [row(`the same flood on a server outside the hub, peer`, underForeign, '(the floor)')] : []),
       ],
     );
     process.stdout.write(`\nB alone, p99 of each alone phase: ${aloneP99s.map((x) => fixed(x, 1)).join(', ')} ms (the noise floor)\n`);
     const aP = (k: 'p50' | 'p99') => floods.a.map((f) => fixed(f[k] ?? NaN, 1)).join(', ');
-    process.stdout.write(`A's own ack latency under its flood: p50 ${aP('p50')} ms, p99 ${aP('p99')} ms (per round)\n`);
-    const m = await (await fetch(`${hub.httpUrl}/metrics`)).text();
+    if (A_FLOOD) process.stdout.write(`A's own ack latency under its flood: p50 ${aP('p50')} ms, p99 ${aP('p99')} ms (per round)\n`);
+    const m = await (await fetch(`${hub.opsUrl}/metrics`)).text();
     const metric = (name: string) => /^\S+ (\S+)$/m.exec(m.split('\n').find((l) => l.startsWith(`${name} `)) ?? '')?.[1] ?? 'n/a';
     process.stdout.write(`hub: ${metric('orghub_ws_frames_queued_total')} frames queued (fair turns or holds), ${metric('orghub_ws_rate_holds_total')} holds after a refusal, ${metric('orghub_ws_queue_overflows_total')} queue overflows\n`);
-    process.stdout.write(`A's flood: ${rate(floods.a)} acks/s, errors ${errs(floods.a)}; /ready flood: ${rate(floods.ready)} answers/s, errors ${errs(floods.ready)}; /health flood: ${rate(floods.health)} answers/s\n`);
+    process.stdout.write(`${A_FLOOD ? `A's flood: ${rate(floods.a)} acks/s, errors ${errs(floods.a)}; ` : ''}/ready flood: ${rate(floods.ready)} answers/s, errors ${errs(floods.ready)}; /health flood: ${rate(floods.health)} answers/s${foreign ? `; outside the hub: ${rate(floods.foreign)} answers/s` : ''}\n`);
   } finally {
     progress.stop();
+    await foreign?.stop();
     await hub?.stop();
     issuer.dispose();
   }

@@ -61,6 +61,10 @@ export const settings = {
   ORGHUB_AUDIT_AGGREGATE_MS: { type: 'integer', minimum: 50, maximum: 3600000, default: 10000, description: 'Window of the audit aggregation: within it, repeats of a denial or limit hit (same org, type, topic) are counted and recorded once at its end as one event with `aggregated: true` and `count`, so a flood cannot become an audit flood.' },
   ORGHUB_AUDIT_ORG_BUFFER: { type: 'integer', minimum: 0, maximum: 10000000, default: 0, description: 'Audit events one org (or `_unauthenticated`) may hold in that buffer, so no single source can fill it; 0 means a quarter of ORGHUB_AUDIT_BUFFER. When the whole buffer is full, the org holding the most loses its newest event.' },
   ORGHUB_READY_CACHE_MS: { type: 'integer', minimum: 0, maximum: 60000, default: 1000, description: '`/ready` answers from a result at most this old; concurrent requests share one check (0 checks every time, still one at a time). The event store is checked on its own one-connection pool.' },
+  ORGHUB_OPS_PORT: { type: 'integer', minimum: 0, maximum: 65535, default: 0, description: 'Port of the ops listener: when set, `/health`, `/ready` and `/metrics` are served there by a thread of their own (a flood of them never runs on the loop that serves tenants), and ORGHUB_PORT answers `/ready` and `/metrics` with 404 `not_found` (it keeps `/health`). 0 (the default): no ops listener, all three on ORGHUB_PORT (docs/operations.md "Ops port").' },
+  ORGHUB_OPS_HOST: { type: 'string', minLength: 1, default: '127.0.0.1', description: 'Address the ops listener binds to. Loopback by default, so tenants cannot reach it; set `0.0.0.0` where probes or scrapers come from outside the host (Kubernetes: the kubelet probes the pod IP), and keep the port out of any public Service.' },
+  ORGHUB_OPS_NICE: { type: 'integer', minimum: 0, maximum: 19, default: 19, description: 'With ORGHUB_OPS_PORT: niceness of the ops thread (Linux; 0 = the process\'s), so that on a busy machine it yields the CPU to the thread that serves tenants; a cached `/ready` answer costs microseconds, so probes still answer at 19.' },
+  ORGHUB_OPS_METRICS_CACHE_MS: { type: 'integer', minimum: 100, maximum: 60000, default: 1000, description: 'With ORGHUB_OPS_PORT: `/metrics` answers from a text rendered at most this long ago, so a flood of scrapes costs the main thread at most one render per interval.' },
   ORGHUB_METRICS_ORGS: { type: 'string', pattern: '^[^\\s]*$', default: '', description: 'Comma-separated org ids that get their own `org` label on per-org metrics (publish-to-deliver latency); every other org is counted under `_other`, so the series stay bounded.' },
   ORGHUB_LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'pino log level.' },
   ORGHUB_MQTT_MAX_PACKET: { type: 'integer', minimum: 1024, maximum: 268435455, default: 262144, description: 'Largest MQTT packet accepted (and advertised in MQTT 5 CONNACK); larger disconnects (MQTT 5 reason 0x95).' },
@@ -163,6 +167,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     } catch {
       throw new ConfigError('ORGHUB_ROLE_GRANTS is not valid JSON');
     }
+  }
+  if (cfg.ORGHUB_OPS_PORT !== 0 && (cfg.ORGHUB_OPS_PORT === cfg.ORGHUB_PORT || cfg.ORGHUB_OPS_PORT === cfg.ORGHUB_MQTT_PORT)) {
+    throw new ConfigError(`ORGHUB_OPS_PORT (${cfg.ORGHUB_OPS_PORT}) must differ from ORGHUB_PORT and ORGHUB_MQTT_PORT`);
   }
   parseTierOverrides(cfg.ORGHUB_LIMITS_TIERS);
   parseOrgOverrides(cfg.ORGHUB_LIMITS_ORGS);

@@ -1,6 +1,8 @@
 import type { TemplatedApp } from '@trufflesuite/uws-js-unofficial';
 import { Counter, type Registry } from 'prom-client';
 import type { Logger } from '../log.ts';
+import { NOT_FOUND_BODY, readyFreshForMs } from '../ops/messages.ts';
+import type { OpsSource } from '../ops/opsListener.ts';
 
 /** A dependency that `/ready` reports by name. `detail` is shown as-is (no secrets). */
 export interface ReadinessCheck {
@@ -41,7 +43,7 @@ export function cachedReadiness(checks: readonly ReadinessCheck[], ttlMs: number
   };
   return () => {
     // A failing answer is kept shorter, so recovery shows quickly (still at most 5 checks a second).
-    if (last && Date.now() - last.at < (last.result.ready ? ttlMs : Math.min(ttlMs, 200))) return Promise.resolve(last.result);
+    if (last && Date.now() - last.at < readyFreshForMs(last.result.ready, ttlMs)) return Promise.resolve(last.result);
     running ??= runAll().then((result) => {
       last = { at: Date.now(), result };
       running = undefined;
@@ -51,47 +53,60 @@ export function cachedReadiness(checks: readonly ReadinessCheck[], ttlMs: number
   };
 }
 
-/**
- * `/health` (process alive), `/ready` (every dependency up, each named; cached for `readyCacheMs`)
- * and `/metrics`.
- */
-export function mountOpsApi(app: TemplatedApp, checks: ReadinessCheck[], registry: Registry, log: Logger, readyCacheMs = 1000): void {
+/** What the ops endpoints answer from, on whichever thread serves them (hub/ops/opsListener.ts `OpsSource`). */
+export function opsSource(checks: ReadinessCheck[], registry: Registry, readyCacheMs = 1000): OpsSource {
   const runs = new Counter({ name: 'orghub_ready_checks_total', help: 'Times /ready actually ran its checks (cached answers in between are not counted)', registers: [registry] });
   const requests = new Counter({ name: 'orghub_ready_requests_total', help: '/ready requests answered', registers: [registry] });
-  const readiness = cachedReadiness(checks, readyCacheMs, 1500, () => runs.inc());
+  return {
+    readiness: cachedReadiness(checks, readyCacheMs, 1500, () => runs.inc()),
+    countReadyRequests: (n) => requests.inc(n),
+    metrics: () => registry.metrics(),
+    contentType: registry.contentType,
+  };
+}
+
+/**
+ * `/health` (process alive), and, unless the ops port serves them (`withReadyAndMetrics` false),
+ * `/ready` (every dependency up, each named; cached) and `/metrics`; then the API's 404 for any
+ * other path. `/health` stays here either way: it checks nothing, so it costs the tenants' loop what
+ * any unknown path's 404 costs, and load balancers probe this port with it.
+ */
+export function mountOpsApi(app: TemplatedApp, ops: OpsSource, log: Logger, withReadyAndMetrics = true): void {
   app.get('/health', (res) => {
     res.writeHeader('content-type', 'application/json').end('{"status":"ok"}');
   });
 
-  app.get('/ready', (res) => {
-    let aborted = false;
-    res.onAborted(() => {
-      aborted = true;
+  if (withReadyAndMetrics) {
+    app.get('/ready', (res) => {
+      let aborted = false;
+      res.onAborted(() => {
+        aborted = true;
+      });
+      ops.countReadyRequests(1);
+      void ops.readiness().then(({ ready, body }) => {
+        if (aborted) return;
+        res.cork(() => res.writeStatus(ready ? '200 OK' : '503 Service Unavailable').writeHeader('content-type', 'application/json').end(body));
+      });
     });
-    requests.inc();
-    void readiness().then(({ ready, body }) => {
-      if (aborted) return;
-      res.cork(() => res.writeStatus(ready ? '200 OK' : '503 Service Unavailable').writeHeader('content-type', 'application/json').end(body));
-    });
-  });
 
-  app.get('/metrics', (res) => {
-    let aborted = false;
-    res.onAborted(() => {
-      aborted = true;
+    app.get('/metrics', (res) => {
+      let aborted = false;
+      res.onAborted(() => {
+        aborted = true;
+      });
+      ops.metrics().then(
+        (text) => {
+          if (!aborted) res.cork(() => res.writeHeader('content-type', ops.contentType).end(text));
+        },
+        (err) => {
+          log.error({ err }, 'metrics failed');
+          if (!aborted) res.cork(() => res.writeStatus('500 Internal Server Error').end());
+        },
+      );
     });
-    registry.metrics().then(
-      (text) => {
-        if (!aborted) res.cork(() => res.writeHeader('content-type', registry.contentType).end(text));
-      },
-      (err) => {
-        log.error({ err }, 'metrics failed');
-        if (!aborted) res.cork(() => res.writeStatus('500 Internal Server Error').end());
-      },
-    );
-  });
+  }
 
   app.any('/*', (res) => {
-    res.writeStatus('404 Not Found').writeHeader('content-type', 'application/json').end('{"error":{"code":"not_found","message":"no such endpoint"}}');
+    res.writeStatus('404 Not Found').writeHeader('content-type', 'application/json').end(NOT_FOUND_BODY);
   });
 }

@@ -25,6 +25,8 @@ export function testOrg(prefix = 'org'): string {
 export interface HubProcess {
   port: number;
   url: string;
+  /** Where `/ready` and `/metrics` answer: the ops port's URL when ORGHUB_OPS_PORT is set, else `url`. */
+  opsUrl: string;
   wsUrl: string;
   child: ChildProcess;
   /** Everything the process wrote to stdout/stderr so far. */
@@ -33,10 +35,11 @@ export interface HubProcess {
 }
 
 /**
- * Starts `hub/main.ts` as a real child process and waits until `/ready` answers 200. A port this
- * function picked (no ORGHUB_PORT in `env`) may be taken between `freePort` and the hub's listen,
- * by another test's hub or by any outgoing connection's local port: the hub then exits with
- * "cannot listen on ... (ORGHUB_PORT)", and it is started again on another port (3 tries).
+ * Starts `hub/main.ts` as a real child process and waits until `/ready` answers 200 (on
+ * ORGHUB_OPS_PORT when set). A port this function picked (no ORGHUB_PORT in `env`) may be taken
+ * between `freePort` and the hub's listen, by another test's hub or by any outgoing connection's
+ * local port: the hub then exits with "cannot listen on ... (ORGHUB_PORT)", and it is started again
+ * on another port (3 tries).
  */
 export async function startHubProcess(env: Record<string, string>, opts: { waitReady?: boolean; timeoutMs?: number } = {}): Promise<HubProcess> {
   for (let attempt = 1; ; attempt++) {
@@ -63,6 +66,7 @@ async function startOnce(env: Record<string, string>, opts: { waitReady?: boolea
   const hub: HubProcess = {
     port,
     url: `http://127.0.0.1:${port}`,
+    opsUrl: env.ORGHUB_OPS_PORT ? `http://127.0.0.1:${env.ORGHUB_OPS_PORT}` : `http://127.0.0.1:${port}`,
     wsUrl: `ws://127.0.0.1:${port}/v1/ws`,
     child,
     output: () => out,
@@ -79,7 +83,7 @@ async function startOnce(env: Record<string, string>, opts: { waitReady?: boolea
       throw new Err(`hub exited with ${child.exitCode}:\n${out}`);
     }
     try {
-      const r = await fetch(`${hub.url}/ready`);
+      const r = await fetch(`${hub.opsUrl}/ready`);
       if (r.status === 200) return hub;
     } catch {
       /* not listening yet */

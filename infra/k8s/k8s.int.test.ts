@@ -62,12 +62,16 @@ describe('kubernetes manifests', () => {
     assert.throws(() => new Model(hub).validate(), /replicas/);
   });
 
-  it('k8s - the hub: Deployment with probes on /ready and /health, preStop, HPA and PDB that select it', () => {
+  it('k8s - the hub: Deployment with probes on /ready and /health (on the ops port, which the Service leaves out), preStop, HPA and PDB that select it', () => {
     for (const [overlay, objs] of rendered) {
       const dep = find(objs, 'Deployment', 'orghub-hub');
       const c = dep.spec.template.spec.containers.find((x: Obj) => x.name === 'hub');
       assert.equal(c.readinessProbe.httpGet.path, '/ready', overlay);
       assert.equal(c.livenessProbe.httpGet.path, '/health', overlay);
+      const cfg = find(objs, 'ConfigMap', 'orghub-config').data;
+      const ops = c.ports.find((p: Obj) => p.name === 'ops');
+      assert.equal(String(ops?.containerPort), cfg.ORGHUB_OPS_PORT, `${overlay}: the ops container port is ORGHUB_OPS_PORT`);
+      assert.deepEqual([c.readinessProbe.httpGet.port, c.livenessProbe.httpGet.port], ['ops', 'ops'], overlay);
       assert.ok(c.lifecycle.preStop.exec.command.length > 0, `${overlay}: preStop`);
       assert.ok(dep.spec.template.spec.terminationGracePeriodSeconds > 10, `${overlay}: grace period must outlast preStop`);
       assert.deepEqual(c.command, ['node', '--import', 'tsx', 'hub/main.ts']);
@@ -79,6 +83,10 @@ describe('kubernetes manifests', () => {
       for (const [k, v] of Object.entries(pdb.spec.selector.matchLabels)) assert.equal(labels[k], v, `${overlay}: PDB selector ${k}`);
       const svc = find(objs, 'Service', 'orghub-hub');
       for (const [k, v] of Object.entries(svc.spec.selector)) assert.equal(labels[k], v, `${overlay}: Service selector ${k}`);
+      // Positive control: the Service does route the tenants' port; never the ops port.
+      const routed = svc.spec.ports.map((p: Obj) => p.targetPort);
+      assert.ok(routed.includes('http'), overlay);
+      assert.ok(!routed.includes('ops') && !svc.spec.ports.some((p: Obj) => String(p.port) === cfg.ORGHUB_OPS_PORT), `${overlay}: the Service must not expose the ops port`);
     }
     assert.ok(find(rendered.get('production')!, 'HorizontalPodAutoscaler', 'orghub-hub').spec.minReplicas >= 3);
   });

@@ -70,12 +70,14 @@ export const BENCH_LIMITS = {
 
 export interface HubServer extends RunningServer {
   readonly port: number;
+  /** Where `/ready` and `/metrics` answer: the ops port when ORGHUB_OPS_PORT is set, else httpUrl. */
+  readonly opsUrl: string;
   readonly nats: NatsServer;
 }
 
 /**
  * Starts a dedicated plain nats-server and the hub as `node --import tsx hub/main.ts` on free
- * ports, loopback only, then waits for `/ready`. `extraEnv` overrides anything (e.g. limits).
+ * ports, loopback only, then waits for `/ready` (on ORGHUB_OPS_PORT when `extraEnv` sets it). `extraEnv` overrides anything (e.g. limits).
  * `BENCH_HUB_NODE_ARGS` adds Node options for the hub process only, e.g.
  * `BENCH_HUB_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"` to profile the hub under a bench.
  */
@@ -100,8 +102,10 @@ export async function startHub(jwtEnv: Record<string, string>, extraEnv: Record<
   const nodeArgs = (process.env.BENCH_HUB_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
   const child = startChild('hub', process.execPath, [...nodeArgs, '--import', 'tsx', 'hub/main.ts'], { cwd: REPO_ROOT, env });
   const httpUrl = `http://127.0.0.1:${port}`;
+  const opsPort = extraEnv.ORGHUB_OPS_PORT;
+  const opsUrl = opsPort ? `http://127.0.0.1:${opsPort}` : httpUrl;
   try {
-    await waitForHttp200(`${httpUrl}/ready`, 60_000, child);
+    await waitForHttp200(`${opsUrl}/ready`, 60_000, child);
   } catch (e) {
     await child.stop();
     await nats.stop();
@@ -113,6 +117,7 @@ export async function startHub(jwtEnv: Record<string, string>, extraEnv: Record<
     port,
     nats,
     httpUrl,
+    opsUrl,
     wsUrl: `ws://127.0.0.1:${port}/v1/ws`,
     async stop() {
       await child.stop();
