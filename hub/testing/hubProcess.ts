@@ -1,20 +1,51 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 
 const MAIN = fileURLToPath(new URL('../main.ts', import.meta.url));
 
-/** A free TCP port on loopback (bound then released: a small race, fine for tests). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** Binds `port` on loopback (0: any) and releases it; the port, or undefined when it is taken. */
+function probe(port: number): Promise<number | undefined> {
+  return new Promise((resolve) => {
     const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
+    s.once('error', () => resolve(undefined));
+    s.listen(port, '127.0.0.1', () => {
+      const bound = (s.address() as { port: number }).port;
+      s.close(() => resolve(bound));
     });
   });
+}
+
+/** The lowest port the kernel hands out to outgoing connections (Linux), else 32768. */
+function ephemeralLow(): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32768;
+  } catch {
+    return 32768;
+  }
+}
+
+/**
+ * A free TCP port on loopback for a server a test starts (bound then released). Picked at random
+ * below the kernel's ephemeral range: a port from that range (what `listen(0)` gives) can be taken
+ * before the server binds it by the local end of any outgoing connection (the suite opens hundreds,
+ * to Postgres, Redis and NATS), which made hubs fail with EADDRINUSE now and then. Other tests
+ * picking at random from the same ~12,000 ports rarely pick the same one in the same instant.
+ */
+export async function freePort(): Promise<number> {
+  const high = ephemeralLow() - 1;
+  const low = Math.max(1024, high - 12_000);
+  if (high - low >= 1000) {
+    for (let i = 0; i < 50; i++) {
+      const got = await probe(low + Math.floor(Math.random() * (high - low + 1)));
+      if (got) return got;
+    }
+  }
+  const any = await probe(0);
+  if (!any) throw new Error('no free loopback port');
+  return any;
 }
 
 /** A fresh org id per test, so suites can run in parallel against shared services. */
