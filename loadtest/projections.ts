@@ -207,9 +207,9 @@ async function projectorRound(pool: pg.Pool, label: string): Promise<number> {
   const machine0 = machineCpuSeconds();
   const t0 = performance.now();
   const reader = createPgEventReader({ databaseUrl: url });
-  const read = createSharedReader(reader.read, { consumers: PROJECTIONS.length });
+  const shared = createSharedReader(reader.read);
   const runners = PROJECTIONS.map((projection) =>
-    startProjectionRunner({ store, pool: wpool, databaseUrl: url, writerRole: DEFAULT_PROJECTION_WRITER_ROLE, projection, batchSize: BATCH, pollMs: 20, lockPollMs: 200, log, read }),
+    startProjectionRunner({ store, pool: wpool, databaseUrl: url, writerRole: DEFAULT_PROJECTION_WRITER_ROLE, projection, batchSize: BATCH, pollMs: 20, lockPollMs: 200, log, read: shared.reader() }),
   );
   let seconds = 0;
   for (;;) {
@@ -246,9 +246,9 @@ async function lagPhase(pool: pg.Pool): Promise<{ samples: number[]; commandsOut
   const wpool = new pg.Pool({ connectionString: url, max: 6 });
   const log = createLogger('warn');
   const reader = createPgEventReader({ databaseUrl: url });
-  const read = createSharedReader(reader.read, { consumers: PROJECTIONS.length });
+  const shared = createSharedReader(reader.read);
   const runners = PROJECTIONS.map((projection) =>
-    startProjectionRunner({ store, pool: wpool, databaseUrl: url, writerRole: DEFAULT_PROJECTION_WRITER_ROLE, projection, batchSize: 2000, pollMs: 100, lockPollMs: 1000, log, read }),
+    startProjectionRunner({ store, pool: wpool, databaseUrl: url, writerRole: DEFAULT_PROJECTION_WRITER_ROLE, projection, batchSize: 2000, pollMs: 100, lockPollMs: 1000, log, read: shared.reader() }),
   );
   const child = spawn(process.execPath, ['--import', 'tsx', 'loadtest/commands.ts', '--total', '20000', '--warmup', '2000', '--paced-seconds', values['lag-seconds']!, '--pgbench-seconds', '5'], {
     env: { ...process.env, DATABASE_URL: url },

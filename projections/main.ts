@@ -44,10 +44,10 @@ async function main() {
   pool.on('error', (err) => log.warn({ err: err.message }, 'projector pool connection lost'));
 
   const reader = createPgEventReader({ databaseUrl });
-  const read = createSharedReader(reader.read, { consumers: projections.length });
+  const shared = createSharedReader(reader.read);
   const runners = projections.map((projection) =>
     startProjectionRunner({
-      store, pool, databaseUrl, writerRole, projection, log, read,
+      store, pool, databaseUrl, writerRole, projection, log, read: shared.reader(),
       batchSize: config.ORGHUB_PROJECTOR_BATCH,
       pollMs: config.ORGHUB_PROJECTOR_POLL_MS,
       lockPollMs: config.ORGHUB_PROJECTOR_LOCK_POLL_MS,

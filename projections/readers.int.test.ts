@@ -50,12 +50,13 @@ describe('projections - readers', () => {
       }
     })).then(() => (writing = false));
     // two runners sharing one reader, as the projections of one process do
-    const shared = createSharedReader(reader.read, { consumers: 2, maxEntries: 4 });
+    const shared = createSharedReader(reader.read, { maxEntries: 4 });
+    const [first, second] = [shared.reader(), shared.reader()];
     const [viaStore, viaReader, viaShared, viaShared2] = await Promise.all([
       page((after) => store.readAll({ after, batchSize: 7 }), (n) => !writing && n >= 240),
       page((after) => reader.read(after, 7), (n) => !writing && n >= 240),
-      page((after) => shared(after, 7), (n) => !writing && n >= 240),
-      page((after) => shared(after, 7), (n) => !writing && n >= 240),
+      page((after) => first(after, 7), (n) => !writing && n >= 240),
+      page((after) => second(after, 7), (n) => !writing && n >= 240),
     ]);
     await writers;
     // Rows become readable only below the cluster-wide snapshot xmin, which a transaction of another
