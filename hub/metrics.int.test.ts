@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { createTestIssuer, type TestIssuer } from './testing/issuer.ts';
 import { freePort, startHubProcess, testOrg, type HubProcess } from './testing/hubProcess.ts';
 import { TestClient } from './testing/wsClient.ts';
+import { waitUntil } from './testing/until.ts';
 
 const OPERATIONS_MD = fileURLToPath(new URL('../docs/operations.md', import.meta.url));
 
@@ -19,16 +20,6 @@ function families(text: string): Map<string, string> {
 function sample(text: string, series: string): number | undefined {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 /**
@@ -65,7 +56,7 @@ describe('metrics', () => {
       assert.equal((await c.request({ op: 'pub', topic: 'm/1', data: { n: 1 } })).op, 'ok');
       await c.waitFor((f) => f.op === 'msg' && f.topic === 'm/1');
     }
-    const text = await until('deliver latency for both orgs', async () => {
+    const text = await waitUntil('deliver latency for both orgs', async () => {
       const t = await scrape();
       const a = sample(t, `orghub_deliver_latency_seconds_count{org="${listed}"}`) ?? 0;
       const o = sample(t, 'orghub_deliver_latency_seconds_count{org="_other"}') ?? 0;
@@ -83,7 +74,7 @@ describe('metrics', () => {
     clients.push(admin);
     const r = await admin.request({ op: 'cmd', type: 'device.reboot', topic: 'devices/d1/commands', data: {}, key: `k-${Date.now()}` });
     assert.equal(r.op, 'ok', JSON.stringify(r));
-    await until('append latency count to grow', async () => ((sample(await scrape(), 'orghub_eventstore_append_latency_seconds_count') ?? 0) > before ? true : undefined));
+    await waitUntil('append latency count to grow', async () => ((sample(await scrape(), 'orghub_eventstore_append_latency_seconds_count') ?? 0) > before ? true : undefined));
     const text = await scrape();
     assert.ok((sample(text, 'orghub_eventstore_append_latency_seconds_sum') ?? 0) > 0);
     assert.match(text, /# TYPE orghub_eventstore_append_latency_seconds histogram/);

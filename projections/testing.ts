@@ -129,21 +129,8 @@ export function startRebuild(databaseUrl: string, spec: string, extra: string[] 
   return { child, done: new Promise((resolve) => child.once('exit', (code) => resolve({ code, stdout, stderr }))) };
 }
 
-/** Polls `fn` until it returns a truthy value; throws with `what` after the deadline. */
-export async function waitUntil<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 15000, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
+/** Shared with the hub's tests (hub/testing/until.ts). */
+export { waitUntil } from '../hub/testing/until.ts';
 
 /** md5 of an ordered text dump of `table`'s rows for the given orgs (as the owner, which sees all rows). */
 export async function tableHash(pool: pg.Pool, table: string, orgs: string[]): Promise<{ rows: number; md5: string | null }> {

@@ -4,7 +4,7 @@ import pg from 'pg';
 import { migrate } from '../eventstore/migrate.ts';
 import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
 import { startHubProcess, testOrg, type HubProcess } from '../testing/hubProcess.ts';
-import { waitUntil } from '../../projections/testing.ts';
+import { waitUntil } from '../testing/until.ts';
 
 const DATABASE_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/orghub';
 

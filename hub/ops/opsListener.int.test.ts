@@ -7,7 +7,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import pino from 'pino';
 import { startOpsListener, type OpsSource } from './opsListener.ts';
-import { until } from '../testing/until.ts';
+import { waitUntil } from '../testing/until.ts';
 
 /**
  * GET over a raw socket that the client closes first. The ops worker closes every connection when
@@ -57,12 +57,12 @@ describe('ops listener', () => {
     try {
       assert.equal(await get(ops.port, '/ready'), 200, 'positive control: it answers before the crash');
       ops.crash();
-      await until('the crash logged', async () => lines.find((l) => l.msg === 'ops worker crashed; the ops port is closed until it restarts'));
+      await waitUntil('the crash logged', async () => lines.find((l) => l.msg === 'ops worker crashed; the ops port is closed until it restarts'));
       const crashed = lines.find((l) => l.msg?.toString().startsWith('ops worker crashed'))!;
       assert.equal(crashed.exitCode, 1);
       assert.match(String(crashed.error), /ops worker crash requested/);
       await assert.rejects(get(ops.port, '/ready'), 'the port is closed until the restart');
-      await until('the restarted worker answers', async () => ((await get(ops.port, '/ready')) === 200 ? true : undefined));
+      await waitUntil('the restarted worker answers', async () => ((await get(ops.port, '/ready')) === 200 ? true : undefined));
       assert.equal(ops.restarts, 1);
     } finally {
       await ops.stop();

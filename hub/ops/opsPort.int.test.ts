@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
 import { freePort, startHubProcess, type HubProcess } from '../testing/hubProcess.ts';
-import { until } from '../testing/until.ts';
+import { waitUntil } from '../testing/until.ts';
 
 /** The value of one unlabelled sample of a Prometheus text; undefined when absent. */
 function sample(text: string, name: string): number | undefined {
@@ -80,7 +80,7 @@ describe('ops port', () => {
     const seconds = (Date.now() - started) / 1000;
     assert.deepEqual([...statuses], [[200, N]]);
     // Every answered request reaches the counter (posted with the worker's next ask).
-    const after = await until('the flood counted', async () => {
+    const after = await waitUntil('the flood counted', async () => {
       const t = await scrape();
       return (sample(t, 'orghub_ready_requests_total') ?? 0) >= requests0 + N ? t : undefined;
     });
@@ -94,7 +94,7 @@ describe('ops port', () => {
   it('ops port - /ready on the ops port is 503 naming nats while NATS is unreachable', async () => {
     const deaf = await startHubProcess({ ...issuer.env, ORGHUB_OPS_PORT: String(await freePort()), NATS_URL: `nats://127.0.0.1:${await freePort()}` }, { waitReady: false });
     try {
-      const body = await until('a 503 on the ops port', async () => {
+      const body = await waitUntil('a 503 on the ops port', async () => {
         const r = await fetch(`${deaf.opsUrl}/ready`);
         return r.status === 503 ? r.json() : undefined;
       }, 45_000);
