@@ -28,10 +28,17 @@
  * (loadtest/peers/uwsRaw.ts, its own process): what the flood costs B on this machine when the hub
  * serves none of it (the client, the kernel and another process's CPU), the floor of any ops
  * listener, separate process included.
+ * `--flood-nice 19` runs every flood process (A's and the HTTP ones) at that nice value: the
+ * generators then stand for clients on other machines and take only CPU the servers leave idle
+ * (B's own client and the servers stay at 0). The default 0 charges the generators' CPU to B.
+ * `--ready-client fetch` floods with Node's fetch instead of the lean keep-alive client (the default,
+ * hub/testing/flood.ts): fetch costs about nine times the CPU per request, which on 2 cores is most of
+ * what a flood at 2000/s cost B before (the generator's CPU per request is printed for each flood).
  *
  *   npm run bench:fairness        (node --import tsx loadtest/fairness.ts)
  *   options: --rate 200 --seconds 6 --rounds 2 --flood-conns 4 --flood-inflight 250
- *            --ready-conns 16 --ready-rate 2000 --ops-port --no-a-flood --foreign-peer
+ *            --ready-conns 16 --ready-rate 2000 --ready-client lean|fetch --flood-nice 0
+ *            --ops-port --no-a-flood --foreign-peer
  *
  * Targets: B's p99 under A's flood <= 2 x alone; under the /ready flood <= 1.2 x alone.
  */
@@ -54,6 +61,8 @@ const { values } = parseArgs({
     'flood-inflight': { type: 'string', default: '250' },
     'ready-conns': { type: 'string', default: '16' },
     'ready-rate': { type: 'string', default: '2000' },
+    'ready-client': { type: 'string', default: 'lean' },
+    'flood-nice': { type: 'string', default: '0' },
     'a-org-rate': { type: 'string', default: '0' },
     'a-tier': { type: 'string', default: '' },
     'a-honour-retry': { type: 'boolean', default: false },
@@ -70,6 +79,10 @@ const FLOOD_CONNS = Number(values['flood-conns']);
 const FLOOD_INFLIGHT = Number(values['flood-inflight']);
 const READY_CONNS = Number(values['ready-conns']);
 const READY_RATE = Number(values['ready-rate']);
+const READY_CLIENT = values['ready-client'] as 'lean' | 'fetch';
+if (READY_CLIENT !== 'lean' && READY_CLIENT !== 'fetch') throw new Error(`--ready-client must be lean or fetch, not ${READY_CLIENT}`);
+const FLOOD_NICE = Number(values['flood-nice']);
+if (!Number.isInteger(FLOOD_NICE) || FLOOD_NICE < 0 || FLOOD_NICE > 19) throw new Error(`--flood-nice must be an integer 0-19, not ${values['flood-nice']}`);
 const A_ORG_RATE = Number(values['a-org-rate']);
 const A_TIER = values['a-tier'] ?? '';
 const A_RETRY = values['a-honour-retry'] ?? false;
@@ -143,7 +156,7 @@ async function main(): Promise<void> {
       alone.push(...xs);
     };
     const httpFlood = async (round: number, path: string, url: string, into: number[], results: FloodResult[], where = url === hub!.httpUrl ? '' : ' (ops port)') => {
-      const f = startFlood({ mode: 'ready', path, url, conns: READY_CONNS, rate: READY_RATE });
+      const f = startFlood({ mode: 'ready', path, url, conns: READY_CONNS, rate: READY_RATE, client: READY_CLIENT, nice: FLOOD_NICE });
       await f.started;
       await new Promise((r) => setTimeout(r, 500));
       into.push(...(await bPhase(`round ${round}: B + ${path} flood${where}`)).latencies);
@@ -160,7 +173,7 @@ async function main(): Promise<void> {
       if (foreign) await httpFlood(round, '/ready', foreign.httpUrl!, underForeign, floods.foreign, ' (a server outside the hub)');
     }
     async function aFlood(round: number) {
-      const fa = startFlood({ mode: 'cmd', url: hub!.wsUrl, token: aToken, conns: FLOOD_CONNS, inflight: FLOOD_INFLIGHT, honourRetry: A_RETRY });
+      const fa = startFlood({ mode: 'cmd', url: hub!.wsUrl, token: aToken, conns: FLOOD_CONNS, inflight: FLOOD_INFLIGHT, honourRetry: A_RETRY, nice: FLOOD_NICE });
       await fa.started;
       await new Promise((r) => setTimeout(r, 500));
       const ra = await bPhase(`round ${round}: B + A's command flood`);
@@ -176,6 +189,8 @@ async function main(): Promise<void> {
       return [name, xs.length, fixed(p50), fixed(p99), fixed(p999), fixed(p99 / baseP99, 2), target];
     };
     const rate = (fs: FloodResult[]) => si(fs.reduce((s, f) => s + f.ok, 0) / fs.reduce((s, f) => s + f.seconds, 0));
+    /** The flood generator's own CPU per answer, µs (it shares the machine's cores with the hub and B). */
+    const genCpu = (fs: FloodResult[]) => fixed(fs.reduce((s, f) => s + f.cpuMicros, 0) / Math.max(1, fs.reduce((s, f) => s + f.ok, 0)), 1);
     const errs = (fs: FloodResult[]) => JSON.stringify(fs.reduce((acc, f) => {
       for (const [k, v] of Object.entries(f.errors)) acc[k] = (acc[k] ?? 0) + v;
       return acc;
@@ -183,7 +198,7 @@ async function main(): Promise<void> {
     const aRatio = percentiles(underA, [99])[0] / baseP99;
     const rRatio = percentiles(underReady, [99])[0] / baseP99;
     const hRatio = percentiles(underHealth, [99])[0] / baseP99;
-    process.stdout.write(`\n## bench:fairness (${new Date().toISOString()}, B at ${RATE} commands/s, ${SECONDS} s x ${ROUNDS} rounds per phase${A_ORG_RATE ? `, A's org rate ${A_ORG_RATE}/s` : ''}${A_TIER ? `, A's tier ${A_TIER}` : ''}${A_ORG_BURST_S ? `, A's org burst ${A_ORG_BURST_S} s` : ''}${A_RETRY ? ', A honours retryAfterMs' : ''}${OPS_PORT ? ', /ready on ORGHUB_OPS_PORT (worker thread), /health on the main port' : ''}${A_FLOOD ? '' : ', no A flood'})\n\n`);
+    process.stdout.write(`\n## bench:fairness (${new Date().toISOString()}, B at ${RATE} commands/s, ${SECONDS} s x ${ROUNDS} rounds per phase${A_ORG_RATE ? `, A's org rate ${A_ORG_RATE}/s` : ''}${A_TIER ? `, A's tier ${A_TIER}` : ''}${A_ORG_BURST_S ? `, A's org burst ${A_ORG_BURST_S} s` : ''}${A_RETRY ? ', A honours retryAfterMs' : ''}${OPS_PORT ? ', /ready on ORGHUB_OPS_PORT (worker thread), /health on the main port' : ''}${A_FLOOD ? '' : ', no A flood'}${FLOOD_NICE ? `, floods at nice ${FLOOD_NICE}` : ''}, ${READY_CLIENT} HTTP client)\n\n`);
     printTable(
       ['B\'s phase', 'acks', 'p50 ms', 'p99 ms', 'p99.9 ms', 'p99 / alone', 'target'],
       [
@@ -206,6 +221,7 @@ async function main(): Promise<void> {
     const metric = (name: string) => /^\S+ (\S+)$/m.exec(m.split('\n').find((l) => l.startsWith(`${name} `)) ?? '')?.[1] ?? 'n/a';
     process.stdout.write(`hub: ${metric('orghub_ws_frames_queued_total')} frames queued (fair turns or holds), ${metric('orghub_ws_rate_holds_total')} holds after a refusal, ${metric('orghub_ws_queue_overflows_total')} queue overflows\n`);
     process.stdout.write(`${A_FLOOD ? `A's flood: ${rate(floods.a)} acks/s, errors ${errs(floods.a)}; ` : ''}/ready flood: ${rate(floods.ready)} answers/s, errors ${errs(floods.ready)}; /health flood: ${rate(floods.health)} answers/s${foreign ? `; outside the hub: ${rate(floods.foreign)} answers/s` : ''}\n`);
+    process.stdout.write(`generator CPU per answer (${READY_CLIENT} HTTP client): /ready ${genCpu(floods.ready)} µs, /health ${genCpu(floods.health)} µs${foreign ? `, outside the hub ${genCpu(floods.foreign)} µs` : ''}${A_FLOOD ? `; A's flood ${genCpu(floods.a)} µs per ack` : ''}\n`);
   } finally {
     progress.stop();
     await foreign?.stop();

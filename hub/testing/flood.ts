@@ -5,11 +5,12 @@
  * - `startFlood` runs a flood in a child process (so its client CPU does not sit on the event loop
  *   that measures the victim's latency): `cmd` keeps `inflight` commands outstanding on each of
  *   `conns` WebSocket connections; `ready` keeps `conns` `/ready` requests outstanding (paced to
- *   `rate`/s when given).
+ *   `rate`/s when given), on keep-alive sockets with a lean client (below).
  * - `pacedCommands` sends `n` commands at `rate`/s on one connection and returns each ack's latency.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import WebSocket from 'ws';
 
@@ -29,6 +30,19 @@ export interface FloodOptions {
   honourRetry?: boolean;
   /** `ready`: requests per second in all (0 = as fast as the connections go). */
   rate?: number;
+  /**
+   * `ready`: the HTTP client. `lean` (default) writes one prepared request per keep-alive socket
+   * and frames the answer by its Content-Length, about 50 µs of CPU per request on the 2-core
+   * machines; `fetch` (Node's, undici) costs about 460 µs, so at 2000 requests/s it alone takes
+   * most of a core from the server it floods (docs/benchmarks.md "Tenant fairness").
+   */
+  client?: 'lean' | 'fetch';
+  /**
+   * Runs the flood process at this nice value (via nice(1), so that every thread of it has it): at
+   * 19 the generator stands for clients on other machines, taking only CPU the servers leave idle.
+   * Default 0.
+   */
+  nice?: number;
 }
 
 export interface FloodResult {
@@ -39,6 +53,8 @@ export interface FloodResult {
   /** `cmd`: ack latency percentiles of the flood's own commands, ms. */
   p50?: number;
   p99?: number;
+  /** The flood process's own CPU (user + system) while it ran, µs: what the generator took from the machine. */
+  cpuMicros: number;
 }
 
 export interface Flood {
@@ -49,7 +65,9 @@ export interface Flood {
 }
 
 export function startFlood(opts: FloodOptions): Flood {
-  const child = spawn(process.execPath, ['--import', 'tsx', SELF, JSON.stringify(opts)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const argv = [process.execPath, '--import', 'tsx', SELF, JSON.stringify(opts)];
+  if (opts.nice) argv.unshift('nice', '-n', String(opts.nice));
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   let onStarted: () => void;
   const started = new Promise<void>((r) => (onStarted = r));
@@ -120,7 +138,8 @@ export function openWs(url: string, token: string): Promise<WebSocket> {
 
 // --- the child ---
 async function child(opts: FloodOptions): Promise<void> {
-  const result: FloodResult = { sent: 0, ok: 0, errors: {}, seconds: 0 };
+  const result: FloodResult = { sent: 0, ok: 0, errors: {}, seconds: 0, cpuMicros: 0 };
+  const cpu0 = process.cpuUsage();
   let running = true;
   const t0 = performance.now();
   const count = (code: string) => (result.errors[code] = (result.errors[code] ?? 0) + 1);
@@ -165,23 +184,32 @@ async function child(opts: FloodOptions): Promise<void> {
   } else {
     const rate = opts.rate ?? 0;
     const gap = rate > 0 ? (opts.conns * 1000) / rate : 0;
-    for (let c = 0; c < opts.conns; c++) {
-      void (async () => {
-        while (running) {
-          const t = performance.now();
-          result.sent++;
-          try {
-            const r = await fetch(`${opts.url}${opts.path ?? '/ready'}`);
-            await r.arrayBuffer();
-            if (r.status === 200) result.ok++;
-            else count(String(r.status));
-          } catch {
-            count('network');
+    const path = opts.path ?? '/ready';
+    const settled = (status: number | 'network') => {
+      if (status === 200) result.ok++;
+      else count(String(status));
+    };
+    if (opts.client === 'fetch') {
+      for (let c = 0; c < opts.conns; c++) {
+        void (async () => {
+          while (running) {
+            const t = performance.now();
+            result.sent++;
+            try {
+              const r = await fetch(`${opts.url}${path}`);
+              await r.arrayBuffer();
+              settled(r.status);
+            } catch {
+              settled('network');
+            }
+            const wait = gap - (performance.now() - t);
+            if (wait > 1) await new Promise((r) => setTimeout(r, wait));
           }
-          const wait = gap - (performance.now() - t);
-          if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-        }
-      })();
+        })();
+      }
+    } else {
+      const u = new URL(opts.url);
+      for (let c = 0; c < opts.conns; c++) closers.push(leanHttpLoop(u, path, gap, () => running, () => result.sent++, settled));
     }
   }
   process.stdout.write('started\n');
@@ -191,9 +219,63 @@ async function child(opts: FloodOptions): Promise<void> {
     clearInterval(alive);
     running = false;
     result.seconds = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    result.cpuMicros = cpu.user + cpu.system;
     for (const c of closers) c();
     process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(0));
   });
+}
+
+/**
+ * One keep-alive connection that sends `GET path` again once the answer is in and `gap` ms have
+ * passed since the last send. The answer is framed by its status line and Content-Length (uWS
+ * sends one on every `end()`), which is all a load generator needs; a connection that breaks is
+ * counted as `network` and opened again. Returns its closer.
+ */
+function leanHttpLoop(u: URL, path: string, gap: number, running: () => boolean, sent: () => void, settled: (status: number | 'network') => void): () => void {
+  const request = Buffer.from(`GET ${path} HTTP/1.1\r\nHost: ${u.host}\r\n\r\n`);
+  let sock: net.Socket;
+  let closed = false;
+  let sentAt = 0;
+  const send = () => {
+    if (!running() || closed) return;
+    sent();
+    sentAt = performance.now();
+    sock.write(request);
+  };
+  const open = () => {
+    let buf: Buffer = Buffer.alloc(0);
+    let waiting = false;
+    sock = net.connect(Number(u.port), u.hostname, send);
+    sock.setNoDelay(true);
+    sock.on('data', (d: Buffer) => {
+      buf = buf.length ? Buffer.concat([buf, d]) : d;
+      for (;;) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const head = buf.toString('latin1', 0, end);
+        const len = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+        if (buf.length < end + 4 + len) return;
+        buf = buf.subarray(end + 4 + len);
+        settled(Number(head.slice(9, 12)));
+        const wait = gap - (performance.now() - sentAt);
+        if (wait > 1) setTimeout(send, wait);
+        else send();
+      }
+    });
+    sock.on('error', () => {});
+    sock.on('close', () => {
+      if (closed || !running() || waiting) return;
+      waiting = true;
+      settled('network');
+      setTimeout(open, 10);
+    });
+  };
+  open();
+  return () => {
+    closed = true;
+    sock.destroy();
+  };
 }
 
 if (process.argv[1] === SELF) void child(JSON.parse(process.argv[2]) as FloodOptions);
