@@ -1,6 +1,16 @@
 /** How a message's payload bytes are to be read: JSON text, or opaque bytes. */
 export type ContentType = 'json' | 'bytes';
 
+/** Options of a control subscription. */
+export interface ControlOptions {
+  /**
+   * This node's own messages are dropped where the bus can tell them cheaply (the signed bus: by
+   * the signature it made), before they are authenticated and decoded. Best effort: a handler
+   * must still ignore its own (an unsigned bus delivers them all).
+   */
+  othersOnly?: boolean;
+}
+
 /** A message as it crosses nodes. `topic` is org-relative; `payload` is exactly the published bytes. */
 export interface BusMessage {
   readonly org: string;
@@ -62,8 +72,8 @@ export interface Bus {
    * disconnected misses them; throws HubError('unavailable') while the bus is down.
    */
   publishControl(kind: string, payload: Uint8Array): void;
-  /** Every control message of `kind`, including this node's own. Returns a disposer. */
-  subscribeControl(kind: string, handler: (payload: Uint8Array) => void): () => void;
+  /** Every control message of `kind`, including this node's own unless `opts.othersOnly`. Returns a disposer. */
+  subscribeControl(kind: string, handler: (payload: Uint8Array) => void, opts?: ControlOptions): () => void;
   /** Resolves once everything published so far has reached the server. */
   flush(): Promise<void>;
   close(): Promise<void>;

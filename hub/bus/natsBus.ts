@@ -271,6 +271,7 @@ export function createNatsBus(opts: NatsBusOptions): Bus & NatsBusStats & { read
       if (!nc || !connected || closing) throw new HubError('unavailable', 'message bus unavailable; control message not sent');
       nc.publish(subject, payload);
     },
+    // `othersOnly` is not honoured here: an unsigned control message does not tell who sent it.
     subscribeControl(kind: string, handler: (payload: Uint8Array) => void) {
       const c: ControlEntry = { subject: controlSubject(kind), handler };
       controls.add(c);

@@ -16,7 +16,7 @@ import { isReservedTopic } from '../fleet/fleet.ts';
 import { FleetHolds } from './fleetHolds.ts';
 import { PacketReader, PublishBacklog } from './inboundGate.ts';
 import { sessionExpiryMs } from './sessionCodec.ts';
-import { acceptedConnack, authorizeConnect, connectedAuditData, msUntil, refusedConnack } from './sessionConnect.ts';
+import { acceptedConnack, acceptedConnackBytes, authorizeConnect, connectedAuditData, msUntil, refusedConnack } from './sessionConnect.ts';
 import { PersistentSession } from './sessionPersistence.ts';
 import type { SessionPort, SessionState } from './sessionPort.ts';
 import { handlePublish, handlePubrel } from './sessionPublish.ts';
@@ -304,7 +304,9 @@ export class MqttSession implements SessionPort, SweptSession, Registrant {
       this.disconnect(Reason.maximumConnectTime, 'token expired');
     }, msUntil(d.principal.exp));
     const present = claimed?.present ?? false;
-    this.send(acceptedConnack(p, present, this.ctx.limits, expiryMs / 1000, assigned));
+    const connack = acceptedConnackBytes(p, present);
+    if (connack) this.push(connack);
+    else this.send(acceptedConnack(p, present, this.ctx.limits, expiryMs / 1000, assigned));
     this.audit('session.connected', connectedAuditData(p, d.principal, this.sock.transport, this.clientId, expiryMs / 1000, present));
     // Registered before the queue is delivered: a revocation that arrived during CONNECT ends the
     // session right here (the registry tells its listeners on add), and the queue is not handed over.

@@ -1,7 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import mqttPacket, { type IConnectPacket } from 'mqtt-packet';
 import type { MqttLimits } from './limits.ts';
-import { connackProperties, msUntil, willOf } from './sessionConnect.ts';
+import { acceptedConnack, acceptedConnackBytes, connackProperties, msUntil, willOf } from './sessionConnect.ts';
 
 const limits = { maxInflight: 100, maxPacket: 262144 } as MqttLimits;
 
@@ -36,5 +37,16 @@ describe('mqtt connect', () => {
     assert.equal(p.assignedClientIdentifier, 'orghub-x');
     assert.equal(p.receiveMaximum, 65535, 'capped at the protocol maximum');
     assert.equal('sessionExpiryInterval' in connackProperties(limits, 0, 0, undefined), false);
+  });
+
+  it('connack - the cached 3.1.1 bytes are what mqtt-packet encodes, per session present; MQTT 5 has none', () => {
+    const v4 = { cmd: 'connect', protocolVersion: 4 } as IConnectPacket;
+    for (const present of [false, true]) {
+      const bytes = acceptedConnackBytes(v4, present);
+      assert.ok(bytes);
+      assert.deepEqual(bytes, mqttPacket.generate(acceptedConnack(v4, present, limits, 0, undefined), { protocolVersion: 4 }));
+      assert.equal(bytes[2], present ? 1 : 0, 'the session-present flag');
+    }
+    assert.equal(acceptedConnackBytes({ cmd: 'connect', protocolVersion: 5 } as IConnectPacket, true), undefined);
   });
 });

@@ -1,4 +1,4 @@
-import type { IConnectPacket, Packet } from 'mqtt-packet';
+import mqttPacket, { type IConnectPacket, type Packet } from 'mqtt-packet';
 import { compileGrants, type Grants } from '../acl/grants.ts';
 import { isValidTopic } from '../acl/topic.ts';
 import type { Principal } from '../auth/principal.ts';
@@ -60,6 +60,18 @@ export function connackProperties(limits: MqttLimits, requestedSessionExpiry: nu
 export function acceptedConnack(p: IConnectPacket, present: boolean, limits: MqttLimits, grantedExpiryS: number, assignedClientId: string | undefined): Packet {
   if (p.protocolVersion !== 5) return { cmd: 'connack', sessionPresent: present, returnCode: ConnackV4.accepted };
   return { cmd: 'connack', sessionPresent: present, reasonCode: Reason.success, properties: connackProperties(limits, p.properties?.sessionExpiryInterval, grantedExpiryS, assignedClientId) };
+}
+
+/**
+ * The 3.1.1 CONNACK of an accepted CONNECT as bytes (index: session present), encoded once: every
+ * 3.1.1 reconnect sent the same four bytes through mqtt-packet's generator. Shared and never written
+ * to (the outbox only copies it into the socket write).
+ */
+const ACCEPTED_V4: readonly [Buffer, Buffer] = [false, true].map((present) => mqttPacket.generate({ cmd: 'connack', sessionPresent: present, returnCode: ConnackV4.accepted }, { protocolVersion: 4 })) as [Buffer, Buffer];
+
+/** `acceptedConnack` encoded: the cached bytes for 3.1.1, undefined for MQTT 5 (its properties vary; send the packet). */
+export function acceptedConnackBytes(p: IConnectPacket, present: boolean): Buffer | undefined {
+  return p.protocolVersion === 5 ? undefined : ACCEPTED_V4[present ? 1 : 0];
 }
 
 /** The CONNACK refusing a CONNECT for `why` (the codes of docs/mqtt.md). */

@@ -93,7 +93,8 @@ export function createTakeoverRegistry(deps: { bus: Bus; nodeId: string; log: Lo
     }
     if (Array.isArray(m)) for (const n of m) onNotice(n);
     else onNotice(m);
-  });
+    // Its own notices come back from NATS: dropped unread where the bus can tell (onNotice ignores the rest).
+  }, { othersOnly: true });
 
   // Notices registered in one turn leave as one signed message (an array; a lone notice keeps the
   // single-object form): a burst of reconnects costs one HMAC and one NATS publish per turn, not per
