@@ -58,8 +58,9 @@ export interface GroupCommitOptions<I, R> {
    */
   settleSlice?: number;
   /**
-   * Most requests one partition key may have in flight (in batches being flushed) while another key
-   * has submitted within `activeMs` (orgWindow.ts); the rest wait in its queue. Default: no window.
+   * Most requests one partition key may have in flight (in batches being flushed), per unit of its
+   * weight, while another key has submitted within `activeMs` (orgWindow.ts); the rest wait in its
+   * queue. Default: no window.
    */
   windowPerKey?: number;
   /** How recently another key must have submitted for `windowPerKey` to apply; default 1000 ms. */
@@ -142,8 +143,9 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
     const now = windows.enabled ? performance.now() : 0;
     for (const [key, q] of queues) {
       if ((slots.get(key) ?? 0) >= maxSlotsPerKey) continue;
-      const room = windows.enabled ? windows.room(key, now) : Infinity;
-      if (room > 0) waiting.push({ key, queued: Math.min(q.length, room), weight: weightOf(key) });
+      const weight = weightOf(key);
+      const room = windows.enabled ? windows.room(key, now, weight) : Infinity;
+      if (room > 0) waiting.push({ key, queued: Math.min(q.length, room), weight });
     }
     return fairShares(waiting, max, rr++);
   }

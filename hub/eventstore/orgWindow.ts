@@ -10,6 +10,7 @@
  * stay that small, whatever it has outstanding; the rest wait in its own queue, parsed but not yet
  * recorded, and its client, waiting for acks, sends no faster than they come. The window applies only
  * while some other org has submitted within `activeMs`: an org alone on the node is not held back.
+ * It is counted per unit of tier weight (groupCommit's `weightOf`), as batch shares are.
  */
 export class OrgWindows {
   /** Last submit time per key (pruned to those within `activeMs`). */
@@ -44,10 +45,15 @@ export class OrgWindows {
     else this.open.delete(key);
   }
 
-  /** Appends `key` may still start now: Infinity unless another key submitted within `activeMs`. */
-  room(key: string, now: number): number {
+  /**
+   * Appends `key` may still start now: Infinity unless another key submitted within `activeMs`;
+   * then `window` x `weight` (the org's tier weight; not a positive finite number counts as 1) less
+   * what it has in flight, so tiers keep their shares between flooding orgs.
+   */
+  room(key: string, now: number, weight = 1): number {
     if (!this.enabled || !this.othersActive(key, now)) return Infinity;
-    return Math.max(0, this.window - (this.open.get(key) ?? 0));
+    const w = Number.isFinite(weight) && weight > 0 ? weight : 1;
+    return Math.max(0, Math.floor(this.window * w) - (this.open.get(key) ?? 0));
   }
 
   private othersActive(key: string, now: number): boolean {
