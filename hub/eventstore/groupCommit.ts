@@ -12,6 +12,10 @@
  * default; what a short queue leaves goes to the others), and one key may
  * hold at most `maxSlotsPerKey` of the in-flight batches, so one org's flood cannot make another
  * org's requests wait behind it. Both the whole queue and each key's share of it are bounded.
+ * While another key is active, a key may have at most its window of requests in flight
+ * (`windowPerKey`, orgWindow.ts), and a flushed batch's callers are answered `settleSlice` per
+ * event-loop turn, light keys first: a flood's batches, and the work each result releases into one
+ * turn, stay small, so another org's frames and results do not wait behind them.
  */
 import { fairShares, settleOrder, type Waiting } from './fairShare.ts';
 import { performance } from 'node:perf_hooks';
