@@ -24,6 +24,9 @@
  * `/health` peer flood stays on the main port: the cost of any HTTP flood a tenant can send.
  * `--no-a-flood` skips A's command-flood phase and the alone phase after it, for runs that
  * measure only the HTTP floods: B still sends --rate x --seconds commands per phase.
+ * `--a-own-hub` sends A's flood to a second hub process (same Postgres, same machine): what B pays
+ * for sharing Postgres and the cores but not the hub's event loop (a diagnostic peer).
+ * `--no-http-floods` skips the /ready and /health flood phases (runs that measure only A's flood).
  * `--foreign-peer` adds a phase per round: the same HTTP flood aimed at a server outside the hub
  * (loadtest/peers/uwsRaw.ts, its own process): what the flood costs B on this machine when the hub
  * serves none of it (the client, the kernel and another process's CPU), the floor of any ops
@@ -38,7 +41,7 @@
  *   npm run bench:fairness        (node --import tsx loadtest/fairness.ts)
  *   options: --rate 200 --seconds 6 --rounds 2 --flood-conns 4 --flood-inflight 250
  *            --ready-conns 16 --ready-rate 2000 --ready-client lean|fetch --flood-nice 0
- *            --ops-port --no-a-flood --foreign-peer
+ *            --ops-port --no-a-flood --no-http-floods --a-own-hub --foreign-peer
  *
  * Targets: B's p99 under A's flood <= 2 x alone; under the /ready flood <= 1.2 x alone.
  */
@@ -70,6 +73,8 @@ const { values } = parseArgs({
     'ops-port': { type: 'boolean', default: false },
     'no-a-flood': { type: 'boolean', default: false },
     'foreign-peer': { type: 'boolean', default: false },
+    'no-http-floods': { type: 'boolean', default: false },
+    'a-own-hub': { type: 'boolean', default: false },
   },
 });
 const RATE = Number(values.rate);
@@ -92,6 +97,9 @@ if (!(A_ORG_BURST_S === 0 || (A_ORG_BURST_S >= 0.01 && A_ORG_BURST_S <= 3600))) 
 const OPS_PORT = values['ops-port'] ?? false;
 const A_FLOOD = !(values['no-a-flood'] ?? false);
 const FOREIGN = values['foreign-peer'] ?? false;
+const HTTP_FLOODS = !(values['no-http-floods'] ?? false);
+const A_OWN_HUB = values['a-own-hub'] ?? false;
+if (!A_FLOOD && !HTTP_FLOODS) throw new Error('--no-a-flood and --no-http-floods leave nothing to measure');
 if (!Number.isInteger(A_ORG_RATE) || A_ORG_RATE < 0) throw new Error('--a-org-rate must be an integer >= 0 (0: the tier\'s rate)');
 if (A_TIER && !['free', 'standard', 'enterprise'].includes(A_TIER)) throw new Error('--a-tier must be free, standard or enterprise');
 for (const [k, v] of Object.entries({ RATE, SECONDS, ROUNDS, FLOOD_CONNS, FLOOD_INFLIGHT, READY_CONNS })) {
@@ -117,6 +125,7 @@ async function main(): Promise<void> {
   const issuer = await createBenchIssuer();
   let hub: HubServer | undefined;
   let foreign: RunningServer | undefined;
+  let aHub: HubServer | undefined;
   try {
     progress.start('starting nats-server and hub');
     const hubEnv = JSON.parse(process.env.BENCH_HUB_ENV ?? '{}') as Record<string, string>;
@@ -128,6 +137,8 @@ async function main(): Promise<void> {
     if (Object.keys(hubEnv).length) progress.log(`hub settings: ${JSON.stringify(hubEnv)}`);
     hub = await startHub(issuer.env, { ORGHUB_LOG_LEVEL: 'warn', ...hubEnv });
     if (FOREIGN) foreign = await startUwsRaw();
+    if (A_OWN_HUB) aHub = await startHub(issuer.env, { ORGHUB_LOG_LEVEL: 'warn', ...hubEnv });
+    const aTarget = aHub ?? hub;
     const b = await openWs(hub.wsUrl, await issuer.token(`bench-fair-b-${run}`, 'admin-b'));
     const aToken = await issuer.token(`bench-fair-a-${run}`, 'admin-a');
     progress.stop();
@@ -168,19 +179,20 @@ async function main(): Promise<void> {
         await aFlood(round);
         await aloneRun(`round ${round}: B alone`);
       }
+      if (!HTTP_FLOODS) continue;
       await httpFlood(round, '/ready', hub.opsUrl, underReady, floods.ready);
       await httpFlood(round, '/health', hub.httpUrl!, underHealth, floods.health);
       if (foreign) await httpFlood(round, '/ready', foreign.httpUrl!, underForeign, floods.foreign, ' (a server outside the hub)');
     }
     async function aFlood(round: number) {
-      const fa = startFlood({ mode: 'cmd', url: hub!.wsUrl, token: aToken, conns: FLOOD_CONNS, inflight: FLOOD_INFLIGHT, honourRetry: A_RETRY, nice: FLOOD_NICE });
+      const fa = startFlood({ mode: 'cmd', url: aTarget.wsUrl, token: aToken, conns: FLOOD_CONNS, inflight: FLOOD_INFLIGHT, honourRetry: A_RETRY, nice: FLOOD_NICE });
       await fa.started;
       await new Promise((r) => setTimeout(r, 500));
       const ra = await bPhase(`round ${round}: B + A's command flood`);
       underA.push(...ra.latencies);
       ra.latencies.forEach((l, i) => ra.sentMs[i] >= 2000 && underASteady.push(l));
       floods.a.push(await fa.stop());
-      await drained(hub!.opsUrl);
+      await drained(aTarget.opsUrl);
     }
     b.terminate();
     const [, baseP99] = percentiles(alone, [50, 99]);
@@ -198,7 +210,7 @@ async function main(): Promise<void> {
     const aRatio = percentiles(underA, [99])[0] / baseP99;
     const rRatio = percentiles(underReady, [99])[0] / baseP99;
     const hRatio = percentiles(underHealth, [99])[0] / baseP99;
-    process.stdout.write(`\n## bench:fairness (${new Date().toISOString()}, B at ${RATE} commands/s, ${SECONDS} s x ${ROUNDS} rounds per phase${A_ORG_RATE ? `, A's org rate ${A_ORG_RATE}/s` : ''}${A_TIER ? `, A's tier ${A_TIER}` : ''}${A_ORG_BURST_S ? `, A's org burst ${A_ORG_BURST_S} s` : ''}${A_RETRY ? ', A honours retryAfterMs' : ''}${OPS_PORT ? ', /ready on ORGHUB_OPS_PORT (worker thread), /health on the main port' : ''}${A_FLOOD ? '' : ', no A flood'}${FLOOD_NICE ? `, floods at nice ${FLOOD_NICE}` : ''}, ${READY_CLIENT} HTTP client)\n\n`);
+    process.stdout.write(`\n## bench:fairness (${new Date().toISOString()}, B at ${RATE} commands/s, ${SECONDS} s x ${ROUNDS} rounds per phase${A_ORG_RATE ? `, A's org rate ${A_ORG_RATE}/s` : ''}${A_TIER ? `, A's tier ${A_TIER}` : ''}${A_ORG_BURST_S ? `, A's org burst ${A_ORG_BURST_S} s` : ''}${A_RETRY ? ', A honours retryAfterMs' : ''}${OPS_PORT ? ', /ready on ORGHUB_OPS_PORT (worker thread), /health on the main port' : ''}${A_FLOOD ? '' : ', no A flood'}${A_OWN_HUB ? ', A on a hub process of its own (same Postgres and machine)' : ''}${FLOOD_NICE ? `, floods at nice ${FLOOD_NICE}` : ''}, ${READY_CLIENT} HTTP client)\n\n`);
     printTable(
       ['B\'s phase', 'acks', 'p50 ms', 'p99 ms', 'p99.9 ms', 'p99 / alone', 'target'],
       [
@@ -209,9 +221,13 @@ async function main(): Promise<void> {
               row(`  the same, from 2 s into the phase (A's burst spent)`, underASteady, '(diagnostic)'),
             ]
           : []),
-        row(`/ready flood${OPS_PORT ? ' on the ops port' : ''} (${READY_CONNS} conns, ${READY_RATE}/s)`, underReady, `<= 1.2x: ${rRatio <= 1.2 ? 'PASS' : 'FAIL'}`),
-        row(`/health flood, peer (same conns and rate)`, underHealth, `/ready - /health: ${fixed(rRatio - hRatio, 2)}`),
-        ...(foreign ? [row(`the same flood on a server outside the hub, peer`, underForeign, '(the floor)')] : []),
+        ...(HTTP_FLOODS
+          ? [
+              row(`/ready flood${OPS_PORT ? ' on the ops port' : ''} (${READY_CONNS} conns, ${READY_RATE}/s)`, underReady, `<= 1.2x: ${rRatio <= 1.2 ? 'PASS' : 'FAIL'}`),
+              row(`/health flood, peer (same conns and rate)`, underHealth, `/ready - /health: ${fixed(rRatio - hRatio, 2)}`),
+            ]
+          : []),
+        ...(foreign && HTTP_FLOODS ? [row(`the same flood on a server outside the hub, peer`, underForeign, '(the floor)')] : []),
       ],
     );
     process.stdout.write(`\nB alone, p99 of each alone phase: ${aloneP99s.map((x) => fixed(x, 1)).join(', ')} ms (the noise floor)\n`);
@@ -220,11 +236,12 @@ async function main(): Promise<void> {
     const m = await (await fetch(`${hub.opsUrl}/metrics`)).text();
     const metric = (name: string) => /^\S+ (\S+)$/m.exec(m.split('\n').find((l) => l.startsWith(`${name} `)) ?? '')?.[1] ?? 'n/a';
     process.stdout.write(`hub: ${metric('orghub_ws_frames_queued_total')} frames queued (fair turns or holds), ${metric('orghub_ws_rate_holds_total')} holds after a refusal, ${metric('orghub_ws_queue_overflows_total')} queue overflows\n`);
-    process.stdout.write(`${A_FLOOD ? `A's flood: ${rate(floods.a)} acks/s, errors ${errs(floods.a)}; ` : ''}/ready flood: ${rate(floods.ready)} answers/s, errors ${errs(floods.ready)}; /health flood: ${rate(floods.health)} answers/s${foreign ? `; outside the hub: ${rate(floods.foreign)} answers/s` : ''}\n`);
-    process.stdout.write(`generator CPU per answer (${READY_CLIENT} HTTP client): /ready ${genCpu(floods.ready)} µs, /health ${genCpu(floods.health)} µs${foreign ? `, outside the hub ${genCpu(floods.foreign)} µs` : ''}${A_FLOOD ? `; A's flood ${genCpu(floods.a)} µs per ack` : ''}\n`);
+    process.stdout.write(`${A_FLOOD ? `A's flood: ${rate(floods.a)} acks/s, errors ${errs(floods.a)}; ` : ''}${HTTP_FLOODS ? `/ready flood: ${rate(floods.ready)} answers/s, errors ${errs(floods.ready)}; /health flood: ${rate(floods.health)} answers/s${foreign ? `; outside the hub: ${rate(floods.foreign)} answers/s` : ''}` : 'no HTTP floods'}\n`);
+    if (HTTP_FLOODS || A_FLOOD) process.stdout.write(`generator CPU per answer${HTTP_FLOODS ? ` (${READY_CLIENT} HTTP client): /ready ${genCpu(floods.ready)} µs, /health ${genCpu(floods.health)} µs${foreign ? `, outside the hub ${genCpu(floods.foreign)} µs` : ''}` : ''}${A_FLOOD ? `${HTTP_FLOODS ? ';' : ':'} A's flood ${genCpu(floods.a)} µs per ack` : ''}\n`);
   } finally {
     progress.stop();
     await foreign?.stop();
+    await aHub?.stop();
     await hub?.stop();
     issuer.dispose();
   }

@@ -24,6 +24,9 @@ export async function createEventStore(config: Config, log: Logger): Promise<Eve
         groupCommitQueue: config.ORGHUB_GROUP_COMMIT_QUEUE,
         groupCommitQueuePerOrg: config.ORGHUB_GROUP_COMMIT_QUEUE_PER_ORG,
         groupCommitSlotsPerOrg: config.ORGHUB_GROUP_COMMIT_SLOTS_PER_ORG,
+        groupCommitAckSlice: config.ORGHUB_GROUP_COMMIT_ACK_SLICE,
+        groupCommitOrgWindow: config.ORGHUB_GROUP_COMMIT_ORG_WINDOW,
+        groupCommitActiveMs: config.ORGHUB_GROUP_COMMIT_ACTIVE_MS,
         onError: (err) => log.warn({ err: (err as Error)?.message ?? String(err) }, 'event store background error'),
       });
   }

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { fairShares, type Waiting } from './fairShare.ts';
+import { fairShares, settleOrder, type Waiting } from './fairShare.ts';
 
 const w = (key: string, queued: number, weight = 1): Waiting => ({ key, queued, weight });
 const obj = (m: Map<string, number>) => Object.fromEntries([...m].sort(([a], [b]) => a.localeCompare(b)));
@@ -50,5 +50,13 @@ describe('fair share', () => {
     assert.deepEqual(obj(fairShares([w('a', 100, 0), w('b', 100, Number.NaN), w('c', 100, -3)], 30)), { a: 10, b: 10, c: 10 });
     assert.equal(fairShares([], 10).size, 0);
     assert.equal(fairShares([w('a', 5)], 0).size, 0);
+  });
+
+  it('settle order - the orgs with the fewest requests in a batch are answered first, each in batch order', () => {
+    // a batch of a a b a c a b: b has 2, c 1, a 4
+    assert.deepEqual(settleOrder(['a', 'a', 'b', 'a', 'c', 'a', 'b']), [4, 2, 6, 0, 1, 3, 5]);
+    // equal sizes keep the order of first appearance
+    assert.deepEqual(settleOrder(['x', 'y', 'x', 'y']), [0, 2, 1, 3]);
+    assert.deepEqual(settleOrder([]), []);
   });
 });

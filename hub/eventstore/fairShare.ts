@@ -41,3 +41,19 @@ export function fairShares(waiting: readonly Waiting[], max: number, start = 0):
   }
   return alloc;
 }
+
+/**
+ * The order in which a flushed batch's callers are answered: the keys with the fewest requests in
+ * the batch first (a light org's ack does not wait behind a flooding org's), each key's requests in
+ * batch order; ties keep the order of first appearance. Returns indexes into `keys`.
+ */
+export function settleOrder(keys: readonly string[]): number[] {
+  const groups = new Map<string, number[]>();
+  keys.forEach((k, i) => {
+    const g = groups.get(k);
+    if (g) g.push(i);
+    else groups.set(k, [i]);
+  });
+  // Array.prototype.sort is stable: equal sizes keep first-appearance order.
+  return [...groups.values()].sort((a, b) => a.length - b.length).flat();
+}

@@ -2,6 +2,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
+import pg from 'pg';
 import { createPostgresEventStore } from './postgresEventStore.ts';
 import type { EventStore } from './eventStore.ts';
 import { testOrg } from '../testing/hubProcess.ts';
@@ -92,6 +93,46 @@ describe('event store fairness', () => {
       assert.ok(equal > 0.7, `with equal weights the light org had only ${(equal * 100).toFixed(0)} % done (positive control)`);
     } finally {
       await one.close();
+    }
+  });
+
+  it('event store fairness - org window: with org B appending, no transaction holds more than 16 of org A\'s 1000 queued appends; A alone fills bigger ones', async () => {
+    // A window of 16 appends per org (no tier weights here: weight 1) while another org is active.
+    const win = createPostgresEventStore({ databaseUrl: DATABASE_URL, connectTimeoutMs: 10_000, queryTimeoutMs: 30_000, groupCommitOrgWindow: 16 });
+    const db = new pg.Client({ connectionString: DATABASE_URL });
+    await db.connect();
+    /** The most of `org`'s events any one transaction recorded. */
+    const biggest = async (org: string) =>
+      Number((await db.query<{ n: string }>('SELECT max(n)::text AS n FROM (SELECT count(*) AS n FROM events WHERE org_id = $1 GROUP BY transaction_id) t', [org])).rows[0].n);
+    const flood = (org: string) => Promise.all(Array.from({ length: 1000 }, (_, i) => win.appendToStream(org, `s-${i % 20}`, [{ type: 'test.flood', data: { i }, metadata: { actor: 'a' } }])));
+    try {
+      // Given org A alone queueing 1000 appends at once (positive control: no window applies)
+      const alone = testOrg('win-alone');
+      await flood(alone);
+      const aloneMax = await biggest(alone);
+      // When org B has just appended and keeps appending while org A queues 1000 at once
+      const [a, b] = [testOrg('win-a'), testOrg('win-b')];
+      await win.appendToStream(b, 's', [{ type: 'test.b', data: { i: -1 }, metadata: { actor: 'b' } }]);
+      let aDone = false;
+      const aAll = flood(a).then(() => (aDone = true));
+      let bCount = 1;
+      while (!aDone) {
+        await win.appendToStream(b, 's', [{ type: 'test.b', data: { i: bCount }, metadata: { actor: 'b' } }]);
+        bCount++;
+      }
+      await aAll;
+      const sharedMax = await biggest(a);
+      console.log(`# org A's biggest transaction: ${aloneMax} events alone, ${sharedMax} while org B appended (${bCount} appends)`);
+      // Then each of A's transactions held at most its window of 16
+      assert.ok(sharedMax <= 16, `a transaction held ${sharedMax} of A's appends while B was active`);
+      // And alone, A's transactions were bigger than the window (the window is what made the difference)
+      assert.ok(aloneMax > 16, `alone, A's biggest transaction held only ${aloneMax}`);
+      // And every append of both orgs was recorded
+      assert.equal(Number((await db.query<{ n: string }>('SELECT count(*)::text AS n FROM events WHERE org_id = $1', [a])).rows[0].n), 1000);
+      assert.equal((await win.readStream(b, 's', { maxCount: 10_000 })).length, bCount);
+    } finally {
+      await db.end();
+      await win.close();
     }
   });
 });

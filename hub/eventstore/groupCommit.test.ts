@@ -11,7 +11,7 @@ interface Item {
 const tick = () => new Promise((r) => setTimeout(r, 5));
 
 /** A group commit whose flush records each batch and completes only when the test says so. */
-function harness(concurrency: number, extra: { splitMin?: number; maxBatch?: number; maxQueue?: number; maxQueuePerKey?: number; weightOf?: (org: string) => number } = {}) {
+function harness(concurrency: number, extra: { splitMin?: number; maxBatch?: number; maxQueue?: number; maxQueuePerKey?: number; weightOf?: (org: string) => number; settleSlice?: number; windowPerKey?: number } = {}) {
   const batches: Item[][] = [];
   const finish: Array<() => void> = [];
   const gc = createGroupCommit<Item, number>({
@@ -28,6 +28,8 @@ function harness(concurrency: number, extra: { splitMin?: number; maxBatch?: num
     maxQueue: extra.maxQueue,
     maxQueuePerKey: extra.maxQueuePerKey,
     weightOf: extra.weightOf,
+    settleSlice: extra.settleSlice,
+    windowPerKey: extra.windowPerKey,
     overloaded: (scope, key) => Object.assign(new Error(`overloaded ${scope} ${key}`), { scope }),
   });
   const ids = () => batches.map((b) => b.map((i) => i.id));
@@ -184,5 +186,63 @@ describe('group commit', () => {
     await tick();
     finish[1]();
     assert.deepEqual(await Promise.all([first, ...ok, ...b]), [0, 1, 2, 3, 5, 6, 7]);
+  });
+
+  it('group commit - org window: alone an org fills whole batches; once another org submits, it has at most its window in flight', async () => {
+    const { gc, finish, ids } = harness(4, { windowPerKey: 10 });
+    const all: Promise<number>[] = [];
+    // Given org a alone with 100 requests: one batch of all 100 (no window applies)
+    for (let i = 0; i < 100; i++) all.push(gc.submit({ id: i, org: 'a' }));
+    await tick();
+    assert.equal(ids()[0].length, 100);
+    // When org b submits, and a submits 50 more while its 100 are in flight
+    all.push(gc.submit({ id: 1000, org: 'b' }));
+    for (let i = 100; i < 150; i++) all.push(gc.submit({ id: i, org: 'a' }));
+    await tick();
+    // Then b's request leaves alone at once, and none of a's new ones (a is over its window)
+    assert.deepEqual(ids()[1], [1000]);
+    assert.equal(ids().length, 2);
+    // And once a's big batch is done, a's batches hold at most 10 of its requests, one window at a time
+    const inFlightOfA = () => ids().slice(ids().length - finish.length).flat().filter((id) => id < 1000).length;
+    finish.shift()!();
+    await tick();
+    const later: number[][] = [];
+    while (finish.length) {
+      assert.ok(inFlightOfA() <= 10, `a has ${inFlightOfA()} in flight`);
+      finish.shift()!();
+      await tick();
+    }
+    for (const b of ids().slice(2)) later.push(b);
+    assert.ok(later.length >= 5, `a's 50 left in ${later.length} batches`);
+    for (const b of later) assert.ok(b.length <= 10, `a batch of ${b.length} while b was active`);
+    // positive control: every request was answered
+    assert.equal((await Promise.all(all)).length, 151);
+  });
+
+  it('group commit - ack slices: a flushed batch answers settleSlice callers per loop turn, the light org first', async () => {
+    const { gc, finish } = harness(1, { settleSlice: 2 });
+    const answered: number[] = [];
+    const all: Promise<unknown>[] = [];
+    // Given one batch holding 5 requests of org a and then 1 of org b
+    for (let i = 0; i < 5; i++) all.push(gc.submit({ id: i, org: 'a' }).then((id) => answered.push(id)));
+    all.push(gc.submit({ id: 100, org: 'b' }).then((id) => answered.push(id)));
+    await tick();
+    assert.equal(finish.length, 1);
+    // When it is flushed
+    finish[0]();
+    // Then the first turn answers 2 (b's first), the rest follow in later turns
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(answered, [100, 0]);
+    await Promise.all(all);
+    assert.deepEqual(answered, [100, 0, 1, 2, 3, 4]);
+    // positive control: without slices the same batch is answered in one turn, in batch order
+    const whole = harness(1);
+    const got: number[] = [];
+    const all2 = [0, 1, 2, 3, 4].map((id) => whole.gc.submit({ id, org: 'a' }).then((x) => got.push(x)));
+    all2.push(whole.gc.submit({ id: 100, org: 'b' }).then((x) => got.push(x)));
+    await tick();
+    whole.finish[0]();
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(got, [0, 1, 2, 3, 4, 100]);
   });
 });

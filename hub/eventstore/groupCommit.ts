@@ -12,8 +12,14 @@
  * default; what a short queue leaves goes to the others), and one key may
  * hold at most `maxSlotsPerKey` of the in-flight batches, so one org's flood cannot make another
  * org's requests wait behind it. Both the whole queue and each key's share of it are bounded.
+ * While another key is active, a key may have at most its window of requests in flight
+ * (`windowPerKey`, orgWindow.ts), and a flushed batch's callers are answered `settleSlice` per
+ * event-loop turn, light keys first: a flood's batches, and the work each result releases into one
+ * turn, stay small, so another org's frames and results do not wait behind them.
  */
-import { fairShares, type Waiting } from './fairShare.ts';
+import { fairShares, settleOrder, type Waiting } from './fairShare.ts';
+import { performance } from 'node:perf_hooks';
+import { OrgWindows } from './orgWindow.ts';
 
 export interface GroupCommitOptions<I, R> {
   windowMs: number;
@@ -49,6 +55,20 @@ export interface GroupCommitOptions<I, R> {
    * so a changed tier applies at once. Default 1 for every key (plain round-robin).
    */
   weightOf?: (key: string) => number;
+  /**
+   * Most callers answered per event-loop turn once a batch is flushed (the orgs with the fewest
+   * requests in the batch first); the rest wait for the next turns (setImmediate), so one org's big
+   * batch does not hold the loop while its acks go out. Default: the whole batch at once.
+   */
+  settleSlice?: number;
+  /**
+   * Most requests one partition key may have in flight (in batches being flushed), per unit of its
+   * weight, while another key has submitted within `activeMs` (orgWindow.ts); the rest wait in its
+   * queue. Default: no window.
+   */
+  windowPerKey?: number;
+  /** How recently another key must have submitted for `windowPerKey` to apply; default 1000 ms. */
+  activeMs?: number;
   /** The error a refused `submit` rejects with (the queue, or the key's share of it, is full). */
   overloaded?: (scope: 'queue' | 'key', key: string) => Error;
 }
@@ -81,6 +101,10 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
   const maxSlotsPerKey = opts.maxSlotsPerKey ?? (opts.partitionKey ? Math.max(1, opts.concurrency - 1) : opts.concurrency);
   if (!(maxSlotsPerKey >= 1)) throw new RangeError('maxSlotsPerKey must be >= 1');
   const weightOf = opts.weightOf ?? (() => 1);
+  const settleSlice = opts.settleSlice ?? Infinity;
+  const windows = new OrgWindows(opts.windowPerKey ?? Infinity, opts.activeMs ?? 1000);
+  if (!(windows.window >= 1) || !(windows.activeMs >= 0)) throw new RangeError('windowPerKey must be >= 1 and activeMs >= 0');
+  if (!(settleSlice >= 1)) throw new RangeError('settleSlice must be >= 1');
   const overloaded = opts.overloaded ?? ((scope, key) => new Error(scope === 'queue' ? 'group commit: queue full' : `group commit: queue full for ${key}`));
 
   /** One FIFO per partition key; a key is present only while its queue is non-empty. */
@@ -93,6 +117,8 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
   const totals = { items: 0, batches: 0, failedBatches: 0, overloaded: 0 };
   let inFlight = 0;
   let inFlightItems = 0;
+  /** Flushed batches whose callers are still being answered (settleSlice). */
+  let settling = 0;
   let timer: NodeJS.Timeout | undefined;
   let windowOpen = false;
   const idle: Array<() => void> = [];
@@ -118,7 +144,13 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
   /** How many requests each eligible key gives to a batch of `max`: shares by weight, rotating start (fairShare.ts). */
   function allocate(max: number): Map<string, number> {
     const waiting: Waiting[] = [];
-    for (const [key, q] of queues) if ((slots.get(key) ?? 0) < maxSlotsPerKey) waiting.push({ key, queued: q.length, weight: weightOf(key) });
+    const now = windows.enabled ? performance.now() : 0;
+    for (const [key, q] of queues) {
+      if ((slots.get(key) ?? 0) >= maxSlotsPerKey) continue;
+      const weight = weightOf(key);
+      const room = windows.enabled ? windows.room(key, now, weight) : Infinity;
+      if (room > 0) waiting.push({ key, queued: Math.min(q.length, room), weight });
+    }
     return fairShares(waiting, max, rr++);
   }
 
@@ -150,6 +182,7 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
       if (queues.get(k)!.length === 0) queues.delete(k);
     }
     queued -= batch.length;
+    if (windows.enabled) for (const p of batch) windows.started(p.key, 1);
     // Arrival order inside a batch, as before fairness (the store keeps each stream's order by it).
     return batch.sort((a, b) => a.seq - b.seq);
   }
@@ -158,6 +191,7 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
   function giveBack(items: Pending<I, R>[]): void {
     const byKey = new Map<string, Pending<I, R>[]>();
     for (const p of items) {
+      windows.finished(p.key, 1);
       let g = byKey.get(p.key);
       if (!g) byKey.set(p.key, (g = []));
       g.push(p);
@@ -211,33 +245,62 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
     inFlightItems += batch.length;
     totals.items += batch.length;
     totals.batches++;
+    let outcomes: Array<R | Error> | undefined;
+    let failure: unknown;
     try {
-      const outcomes = await opts.flush(batch.map((p) => p.item));
-      batch.forEach((p, i) => {
+      outcomes = await opts.flush(batch.map((p) => p.item));
+    } catch (err) {
+      totals.failedBatches++;
+      failure = err;
+    }
+    inFlight--;
+    if (windows.enabled) for (const p of batch) windows.finished(p.key, 1);
+    for (const k of keys) {
+      const n = slots.get(k)! - 1;
+      if (n === 0) slots.delete(k);
+      else slots.set(k, n);
+    }
+    // Whatever queued meanwhile has already waited for a free slot: send it without a new window
+    // (before this batch's callers are answered, so the database works while they are).
+    if (queued > 0) {
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+      windowOpen = false;
+      run();
+    }
+    settling++;
+    try {
+      await settle(batch, outcomes, failure);
+    } finally {
+      settling--;
+      if (inFlight === 0 && queued === 0 && settling === 0) for (const f of idle.splice(0)) f();
+    }
+  }
+
+  /**
+   * Answers a flushed batch's callers: the orgs with the fewest requests in it first, and at most
+   * `settleSlice` per macrotask, so a big batch's continuations (acks, publishes) are spread over
+   * event-loop turns and another org's I/O (its frames, its own batch's result) runs in between.
+   */
+  async function settle(batch: Pending<I, R>[], outcomes: Array<R | Error> | undefined, failure: unknown): Promise<void> {
+    const order = batch.length > settleSlice ? settleOrder(batch.map((p) => p.key)) : undefined;
+    for (let done = 0; done < batch.length; ) {
+      if (done > 0) await new Promise<void>((r) => setImmediate(r));
+      const from = done;
+      const end = Math.min(batch.length, done + settleSlice);
+      for (; done < end; done++) {
+        const i = order ? order[done] : done;
+        const p = batch[i];
+        if (!outcomes) {
+          p.reject(failure);
+          continue;
+        }
         const o = outcomes[i];
         if (o instanceof Error) p.reject(o);
         else if (o === undefined) p.reject(new Error('group commit: flush returned no outcome'));
         else p.resolve(o);
-      });
-    } catch (err) {
-      totals.failedBatches++;
-      for (const p of batch) p.reject(err);
-    } finally {
-      inFlight--;
-      inFlightItems -= batch.length;
-      for (const k of keys) {
-        const n = slots.get(k)! - 1;
-        if (n === 0) slots.delete(k);
-        else slots.set(k, n);
       }
-      // Whatever queued meanwhile has already waited for a free slot: send it without a new window.
-      if (queued > 0) {
-        if (timer) clearTimeout(timer);
-        timer = undefined;
-        windowOpen = false;
-        run();
-      }
-      if (inFlight === 0 && queued === 0) for (const f of idle.splice(0)) f();
+      inFlightItems -= end - from;
     }
   }
 
@@ -254,6 +317,7 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
         if (q) q.push(p);
         else queues.set(key, [p]);
         queued++;
+        windows.submitted(key, performance.now());
         schedule();
       });
     },
@@ -262,7 +326,7 @@ export function createGroupCommit<I, R>(opts: GroupCommitOptions<I, R>): GroupCo
     },
     totals,
     drain(): Promise<void> {
-      if (inFlight === 0 && queued === 0) return Promise.resolve();
+      if (inFlight === 0 && queued === 0 && settling === 0) return Promise.resolve();
       if (timer) {
         clearTimeout(timer);
         timer = undefined;

@@ -36,6 +36,12 @@ export interface PostgresEventStoreOptions {
   groupCommitQueuePerOrg?: number;
   /** ORGHUB_GROUP_COMMIT_SLOTS_PER_ORG: in-flight batches one org may hold; default concurrency - 1. */
   groupCommitSlotsPerOrg?: number;
+  /** ORGHUB_GROUP_COMMIT_ACK_SLICE: callers answered per event-loop turn after a flush (0: the whole batch at once); default 32. */
+  groupCommitAckSlice?: number;
+  /** ORGHUB_GROUP_COMMIT_ORG_WINDOW: appends one org may have in flight per unit of its tier weight while another org is active (0: no window); default 64 (128 for a `standard` org). */
+  groupCommitOrgWindow?: number;
+  /** ORGHUB_GROUP_COMMIT_ACTIVE_MS: how recently another org must have appended for the window to apply; default 1000. */
+  groupCommitActiveMs?: number;
   /** Pool size; default 8 (appends use at most groupCommitConcurrency of them). */
   poolSize?: number;
   /** How long one statement may take before failing with `unavailable`; default 5000 ms. */
@@ -254,6 +260,9 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions = {}
     maxQueue: options.groupCommitQueue ?? 20_000,
     maxQueuePerKey: options.groupCommitQueuePerOrg ?? 5_000,
     maxSlotsPerKey: options.groupCommitSlotsPerOrg || undefined,
+    settleSlice: (options.groupCommitAckSlice ?? 32) || undefined,
+    windowPerKey: (options.groupCommitOrgWindow ?? 64) || undefined,
+    activeMs: options.groupCommitActiveMs ?? 1000,
     weightOf: (org) => weightOf(org),
     overloaded: (scope, org) =>
       new EventStoreOverloadedError(
