@@ -210,7 +210,7 @@ async function main(): Promise<void> {
     const aRatio = percentiles(underA, [99])[0] / baseP99;
     const rRatio = percentiles(underReady, [99])[0] / baseP99;
     const hRatio = percentiles(underHealth, [99])[0] / baseP99;
-    process.stdout.write(`\n## bench:fairness (${new Date().toISOString()}, B at ${RATE} commands/s, ${SECONDS} s x ${ROUNDS} rounds per phase${A_ORG_RATE ? `, A's org rate ${A_ORG_RATE}/s` : ''}${A_TIER ? `, A's tier ${A_TIER}` : ''}${A_ORG_BURST_S ? `, A's org burst ${A_ORG_BURST_S} s` : ''}${A_RETRY ? ', A honours retryAfterMs' : ''}${OPS_PORT ? ', /ready on ORGHUB_OPS_PORT (worker thread), /health on the main port' : ''}${A_FLOOD ? '' : ', no A flood'}${A_OWN_HUB ? ', A on a hub process of its own (same Postgres and machine)' : ''}${FLOOD_NICE ? `, floods at nice ${FLOOD_NICE}` : ''}, ${READY_CLIENT} HTTP client)\n\n`);
+    process.stdout.write(`\n## bench:fairness (${new Date().toISOString()}, B at ${RATE} commands/s, ${SECONDS} s x ${ROUNDS} rounds per phase${A_ORG_RATE ? `, A's org rate ${A_ORG_RATE}/s` : ''}${A_TIER ? `, A's tier ${A_TIER}` : ''}${A_ORG_BURST_S ? `, A's org burst ${A_ORG_BURST_S} s` : ''}${A_RETRY ? ', A honours retryAfterMs' : ''}${OPS_PORT ? ', /ready on ORGHUB_OPS_PORT (worker thread), /health on the main port' : ''}${A_FLOOD ? '' : ', no A flood'}${A_OWN_HUB ? ', A on a hub process of its own (same Postgres and machine)' : ''}${FLOOD_NICE ? `, floods at nice ${FLOOD_NICE}` : ''}${HTTP_FLOODS ? `, ${READY_CLIENT} HTTP client` : ', no HTTP floods'})\n\n`);
     printTable(
       ['B\'s phase', 'acks', 'p50 ms', 'p99 ms', 'p99.9 ms', 'p99 / alone', 'target'],
       [

@@ -32,8 +32,8 @@ export interface FloodOptions {
   rate?: number;
   /**
    * `ready`: the HTTP client. `lean` (default) writes one prepared request per keep-alive socket
-   * and frames the answer by its Content-Length, about 50 µs of CPU per request on the 2-core
-   * machines; `fetch` (Node's, undici) costs about 460 µs, so at 2000 requests/s it alone takes
+   * and frames the answer by its Content-Length, 60-72 µs of CPU per request in bench:fairness on
+   * the 2-core machines; `fetch` (Node's, undici) costs 380-480 µs, so at 2000 requests/s it alone takes
    * most of a core from the server it floods (docs/benchmarks.md "Tenant fairness").
    */
   client?: 'lean' | 'fetch';
