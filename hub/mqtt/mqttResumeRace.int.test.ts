@@ -8,13 +8,7 @@ import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
 import { freePort, testOrg } from '../testing/hubProcess.ts';
 import type { ResumePhase } from './bridgeContext.ts';
 import { createMqttBridge } from './mqttBridge.ts';
-import { connect, RawClient, until, type Collector } from './mqttTestKit.ts';
-
-interface Listed {
-  clientId: string;
-  connected: boolean;
-  queued: number;
-}
+import { connect, RawClient, until, waitListed, type Collector } from './mqttTestKit.ts';
 
 /**
  * A persistent session whose connection goes away in the middle of its resume (docs/mqtt.md
@@ -76,16 +70,9 @@ describe('mqtt resume race', () => {
     open.push(c);
     return c;
   };
-  /** Waits until the org lists `clientId` in the wanted state; returns whether it did. */
+  /** Waits until the org lists `clientId` in the wanted state. */
   const listed = async (org: string, clientId: string, want: { connected: boolean; queued?: number }) => {
-    const token = await issuer.token(org, 'inspector', ['admin']);
-    let last: Listed | undefined;
-    const ok = await until(async () => {
-      const r = await fetch(`http://127.0.0.1:${hub.port}/v1/mqtt/sessions`, { headers: { authorization: `Bearer ${token}` } });
-      last = ((await r.json()) as { sessions: Listed[] }).sessions.find((s) => s.clientId === clientId);
-      return !!last && last.connected === want.connected && (want.queued === undefined || last.queued === want.queued);
-    }, 8000);
-    assert.ok(ok, `session ${clientId}: wanted ${JSON.stringify(want)}, last seen ${JSON.stringify(last)}`);
+    await waitListed(`http://127.0.0.1:${hub.port}`, await issuer.token(org, 'inspector', ['admin']), clientId, want);
   };
 
   /** A parked persistent session of `dev` with two queued QoS 1 messages; returns the publisher. */

@@ -3,16 +3,8 @@ import assert from 'node:assert/strict';
 import type { IConnackPacket, IDisconnectPacket, IPubcompPacket, IPublishPacket } from 'mqtt-packet';
 import { createTestIssuer, type TestIssuer } from '../testing/issuer.ts';
 import { testOrg } from '../testing/hubProcess.ts';
-import { connect, RawClient, startMqttHub, until, type Collector, type MqttHub } from './mqttTestKit.ts';
+import { connect, RawClient, startMqttHub, until, waitListed, type Collector, type ListedSession, type MqttHub } from './mqttTestKit.ts';
 import { TAKEOVER_GRACE_MS } from './offlineQueue.ts';
-
-interface Listed {
-  clientId: string;
-  connected: boolean;
-  queued: number;
-  dropped: number;
-  lastActivity: string;
-}
 
 /**
  * Persistent sessions against two real hub processes sharing NATS and Redis, with MQTT.js (3.1.1
@@ -33,18 +25,11 @@ describe('mqtt persistent sessions', () => {
   };
   const sessions = async (h: MqttHub, org: string, roles = ['admin']) => {
     const r = await fetch(`${h.hub.url}/v1/mqtt/sessions`, { headers: { authorization: `Bearer ${await issuer.token(org, 'inspector', roles)}` } });
-    return { status: r.status, body: (await r.json()) as { sessions: Listed[]; error?: { code: string } } };
+    return { status: r.status, body: (await r.json()) as { sessions: ListedSession[]; error?: { code: string } } };
   };
   /** Waits until the org lists `clientId` in the wanted state (parked: offline; `queued` messages when given). */
-  const listed = async (h: MqttHub, org: string, clientId: string, want: { connected: boolean; queued?: number; dropped?: number }) => {
-    let last: Listed | undefined;
-    const ok = await until(async () => {
-      last = (await sessions(h, org)).body.sessions.find((s) => s.clientId === clientId);
-      return !!last && last.connected === want.connected && (want.queued === undefined || last.queued === want.queued) && (want.dropped === undefined || last.dropped === want.dropped);
-    }, 8000);
-    assert.ok(ok, `session ${clientId}: wanted ${JSON.stringify(want)}, last seen ${JSON.stringify(last)}`);
-    return last!;
-  };
+  const listed = async (h: MqttHub, org: string, clientId: string, want: { connected: boolean; queued?: number; dropped?: number }) =>
+    waitListed(h.hub.url, await issuer.token(org, 'inspector', ['admin']), clientId, want);
   const raw = async (h: MqttHub, org: string, sub: string, clientId: string, version: 4 | 5, extra: Record<string, unknown> = {}) => {
     const r = await RawClient.open(h.mqttPort, version);
     raws.push(r);

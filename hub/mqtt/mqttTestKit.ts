@@ -3,6 +3,7 @@
  * clients that collect what they receive, and mosquitto_sub / mosquitto_pub run as real processes.
  */
 import { spawn } from 'node:child_process';
+import assert from 'node:assert/strict';
 import net from 'node:net';
 import { randomUUID } from 'node:crypto';
 import mqttPacket, { type IConnackPacket, type Packet } from 'mqtt-packet';
@@ -107,6 +108,31 @@ export async function until(cond: () => boolean | Promise<boolean>, ms = 5000): 
 }
 
 export { sleep };
+
+/** A persistent session as `GET /v1/mqtt/sessions` lists it (docs/mqtt.md). */
+export interface ListedSession {
+  clientId: string;
+  connected: boolean;
+  queued: number;
+  dropped: number;
+  lastActivity: string;
+}
+
+/**
+ * Waits until `GET /v1/mqtt/sessions` on `httpUrl`, asked with `token`, lists `clientId` in the
+ * wanted state (and with `queued` / `dropped` messages when given), and returns that entry; fails
+ * the test with the last entry seen after 8 s.
+ */
+export async function waitListed(httpUrl: string, token: string, clientId: string, want: { connected: boolean; queued?: number; dropped?: number }): Promise<ListedSession> {
+  let last: ListedSession | undefined;
+  const ok = await until(async () => {
+    const r = await fetch(`${httpUrl}/v1/mqtt/sessions`, { headers: { authorization: `Bearer ${token}` } });
+    last = ((await r.json()) as { sessions: ListedSession[] }).sessions.find((s) => s.clientId === clientId);
+    return !!last && last.connected === want.connected && (want.queued === undefined || last.queued === want.queued) && (want.dropped === undefined || last.dropped === want.dropped);
+  }, 8000);
+  assert.ok(ok, `session ${clientId}: wanted ${JSON.stringify(want)}, last seen ${JSON.stringify(last)}`);
+  return last!;
+}
 
 /** Resolves with the CONNACK error of a refused connection (MQTT.js `code` = return/reason code). */
 export async function refusedCode(url: string, token: string, protocolVersion: 4 | 5): Promise<number | undefined> {

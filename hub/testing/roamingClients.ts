@@ -106,11 +106,25 @@ export class RoamingSocket {
     });
   }
 
-  stop(): void {
+  /**
+   * Closes for good, and resolves once the close is seen and recorded in `closes` (a test that reads
+   * `closes` right after stopping would otherwise race the close handshake); a close the server
+   * does not answer within 2 s is forced.
+   */
+  stop(): Promise<void> {
     this.stopped = true;
     for (const w of this.waiters.values()) w(undefined);
     this.waiters.clear();
-    this.ws?.close();
+    const ws = this.ws;
+    if (!ws || ws.readyState === WebSocket.CLOSED) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const force = setTimeout(() => ws.terminate(), 2000);
+      ws.once('close', () => {
+        clearTimeout(force);
+        resolve();
+      });
+      ws.close();
+    });
   }
 }
 
@@ -153,8 +167,9 @@ export class CommandWorker {
   }
 
   async stop(): Promise<void> {
-    this.sock.stop();
+    const closed = this.sock.stop();
     await this.running;
+    await closed;
   }
 }
 
@@ -186,8 +201,9 @@ export class RoamingPublisher {
   }
 
   async stop(): Promise<void> {
-    this.sock.stop();
+    const closed = this.sock.stop();
     await this.running;
+    await closed;
   }
 }
 
