@@ -7,7 +7,9 @@
  * sessions. Then all N reconnect (clean session 0, in batches of 100) and acknowledge what they get.
  * Reported: messages/s delivered from the queues (first reconnect to last delivery), server CPU per
  * delivery (for orghub, the hub process plus its dedicated Redis, also shown apart), this
- * generator's CPU per delivery (it shares the machine's cores with the server), and for orghub the Redis memory
+ * generator's CPU per delivery (it shares the machine's cores with the server), every other process's CPU
+ * per delivery and the cores the whole machine kept busy (/proc/stat: Postgres, NATS and whatever else
+ * runs take the same cores), and for orghub the Redis memory
  * per queued message (a dedicated redis-server, so nothing else is counted), and the latency of each
  * reconnect (CONNECT written to CONNACK read; in batches of 100, so it includes the wait behind the
  * batch before's deliveries).
@@ -23,12 +25,13 @@
 import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
 import net from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import mqttPacket, { type Packet } from 'mqtt-packet';
 import { Redis } from 'ioredis';
 import { createBenchIssuer } from './lib/tokens.ts';
 import { startHub, type HubServer } from './lib/servers.ts';
-import { cpuMicros, freePort, startChild, waitForPort, type Child } from './lib/proc.ts';
+import { cpuMicros, freePort, machineCpuSeconds, startChild, waitForPort, type Child } from './lib/proc.ts';
 import { printTable } from './lib/report.ts';
 import { fixed, percentiles, si } from './lib/stats.ts';
 
@@ -39,6 +42,8 @@ const { values: args } = parseArgs({
     size: { type: 'string', default: '128' },
     runs: { type: 'string', default: '1' },
     warmup: { type: 'string', default: '1' },
+    floor: { type: 'boolean', default: false },
+    'floor-window': { type: 'string', default: '0' },
   },
 });
 const SESSIONS = Number(args.sessions);
@@ -46,6 +51,7 @@ const QUEUED = Number(args.queued);
 const SIZE = Number(args.size);
 const RUNS = Number(args.runs);
 const WARMUP = Number(args.warmup);
+const FLOOR = args.floor;
 
 interface Target {
   name: string;
@@ -108,6 +114,10 @@ interface Row {
   cpuSplit: number[];
   /** This generator's CPU per delivery (the same clients for both servers), µs. */
   genUs: number;
+  /** Cores the whole machine kept busy during the drain (/proc/stat). */
+  busyCores: number;
+  /** Every other process's CPU per delivery during the drain (the machine less server and generator: Postgres, NATS, ...), µs. */
+  otherUs: number;
   bytesPerMsg?: number;
   /** CONNECT written → CONNACK read, per reconnect, ms: p50 and p99. */
   connack: number[];
@@ -141,6 +151,7 @@ async function run(t: Target, r: number | string, N: number, Q: number): Promise
   let delivered = 0;
   const cpu0 = t.pids.map(cpuMicros);
   const gen0 = process.cpuUsage();
+  const machine0 = machineCpuSeconds();
   const t0 = performance.now();
   let lastAt = t0;
   const back = await inBatches(N, (i) => client(t, id(i), () => ((delivered++), (lastAt = performance.now()))));
@@ -148,13 +159,17 @@ async function run(t: Target, r: number | string, N: number, Q: number): Promise
   while (delivered < N * Q && Date.now() < deadline && performance.now() - lastAt < 5000) await sleep(5);
   const cpu1 = t.pids.map(cpuMicros);
   const genCpu = process.cpuUsage(gen0);
+  const machineUs = (machineCpuSeconds() - machine0) * 1e6;
+  const wallUs = (performance.now() - t0) * 1000;
   const per = Math.max(1, delivered);
   const cpuSplit = cpu1.map((c, i) => (c - cpu0[i]) / per);
+  const genUs = (genCpu.user + genCpu.system) / per;
+  const serverUs = cpuSplit.reduce((a, b) => a + b, 0);
   for (const c of back) {
     c.send({ cmd: 'disconnect' });
     c.socket.destroy();
   }
-  return { target: t.name, delivered, perSec: delivered / ((lastAt - t0) / 1000), cpuUs: cpuSplit.reduce((a, b) => a + b, 0), cpuSplit, genUs: (genCpu.user + genCpu.system) / per, bytesPerMsg: t.redis ? (mem1 - mem0) / (N * Q) : undefined, connack: percentiles(back.map((c) => c.connackMs), [50, 99]) };
+  return { target: t.name, delivered, perSec: delivered / ((lastAt - t0) / 1000), cpuUs: serverUs, cpuSplit, genUs, busyCores: machineUs / wallUs, otherUs: machineUs / per - serverUs - genUs, bytesPerMsg: t.redis ? (mem1 - mem0) / (N * Q) : undefined, connack: percentiles(back.map((c) => c.connackMs), [50, 99]) };
 }
 
 async function metric(url: string, name: string): Promise<number> {
@@ -182,6 +197,7 @@ async function main(): Promise<void> {
   let hub: HubServer | undefined;
   let redisChild: Child | undefined;
   let redis: Redis | undefined;
+  const floors: Child[] = [];
   try {
     const redisPort = await freePort();
     redisChild = startChild('redis-server', 'redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
@@ -205,6 +221,15 @@ async function main(): Promise<void> {
       },
       { name: 'mosquitto', port: 1883, pids: [mosquittoPid()], password: 'unused' },
     ];
+    if (FLOOR) {
+      for (const store of ['redis', 'memory'] as const) {
+        const port = await freePort();
+        const child = startChild(`floor-${store}`, process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./peers/mqttSessionFloor.ts', import.meta.url))], { env: { ...process.env, PORT: String(port), REDIS_URL: `redis://127.0.0.1:${redisPort}`, FLOOR_STORE: store, FLOOR_WINDOW: args['floor-window'] } });
+        floors.push(child);
+        await waitForPort(port, 20_000, child);
+        targets.splice(targets.length - 1, 0, { name: `floor (${store})`, port, pids: store === 'redis' ? [child.pid, redisChild.pid] : [child.pid], password: 'unused', redis: store === 'redis' ? redis : undefined });
+      }
+    }
     for (let w = 0; w < WARMUP; w++) {
       for (const t of targets) {
         await run(t, `w${w}`, Math.ceil(SESSIONS / 5), QUEUED);
@@ -220,10 +245,11 @@ async function main(): Promise<void> {
     }
     process.stdout.write(`\nMQTT persistent sessions: ${SESSIONS} offline sessions × ${QUEUED} queued QoS 1 messages of ${SIZE} bytes, then all reconnect (${RUNS} run(s), after ${WARMUP} untimed warm-up round(s) of ${Math.ceil(SESSIONS / 5)} sessions per server)\n\n`);
     printTable(
-      ['server', 'delivered from queues', 'messages/s', 'server CPU µs/delivery', 'of which hub / Redis', 'generator CPU µs/delivery', 'Redis bytes/queued message', 'reconnect CONNACK p50 / p99 ms'],
-      rows.map((x) => [x.target, `${x.delivered}/${SESSIONS * QUEUED}`, si(x.perSec), fixed(x.cpuUs, 2), x.cpuSplit.length > 1 ? x.cpuSplit.map((c) => fixed(c, 2)).join(' / ') : '', fixed(x.genUs, 2), x.bytesPerMsg === undefined ? 'n/a (in process memory)' : fixed(x.bytesPerMsg, 0), `${fixed(x.connack[0], 1)} / ${fixed(x.connack[1], 1)}`]),
+      ['server', 'delivered from queues', 'messages/s', 'server CPU µs/delivery', 'of which hub / Redis', 'generator CPU µs/delivery', 'other processes µs/delivery', 'machine cores busy', 'Redis bytes/queued message', 'reconnect CONNACK p50 / p99 ms'],
+      rows.map((x) => [x.target, `${x.delivered}/${SESSIONS * QUEUED}`, si(x.perSec), fixed(x.cpuUs, 2), x.cpuSplit.length > 1 ? x.cpuSplit.map((c) => fixed(c, 2)).join(' / ') : '', fixed(x.genUs, 2), fixed(x.otherUs, 2), fixed(x.busyCores, 2), x.bytesPerMsg === undefined ? 'n/a (in process memory)' : fixed(x.bytesPerMsg, 0), `${fixed(x.connack[0], 1)} / ${fixed(x.connack[1], 1)}`]),
     );
   } finally {
+    for (const f of floors) await f.stop();
     redis?.disconnect();
     await hub?.stop();
     await redisChild?.stop();

@@ -23,7 +23,6 @@
  *    Target: p99 < 1 s.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
@@ -37,7 +36,7 @@ import { startProjectionRunner } from '../projections/runner.ts';
 import { createSharedReader } from '../projections/sharedReader.ts';
 import { createPgEventReader } from '../projections/pgEventReader.ts';
 import { readProjectionLag } from '../projections/status.ts';
-import { clockTicks } from './lib/proc.ts';
+import { machineCpuSeconds } from './lib/proc.ts';
 import { fixed, percentiles, si } from './lib/stats.ts';
 import { printTable } from './lib/report.ts';
 
@@ -179,16 +178,6 @@ async function limitRound(pool: pg.Pool): Promise<number> {
  */
 async function quiet(c: pg.ClientBase | pg.Pool): Promise<void> {
   await c.query('CHECKPOINT');
-}
-
-/** CPU seconds of the whole machine (all processes, /proc/stat), or NaN off Linux. */
-function machineCpuSeconds(): number {
-  try {
-    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-    return (f[0] + f[1] + f[2] + f[5] + f[6]) / clockTicks();
-  } catch {
-    return NaN;
-  }
 }
 
 async function resetReadModels(pool: pg.Pool): Promise<void> {

@@ -148,6 +148,16 @@ export function cpuMicros(pid: number): number {
   return (ticks * 1e6) / clockTicks();
 }
 
+/** CPU seconds of the whole machine (all processes: user, nice, system, irq, softirq; /proc/stat), or NaN off Linux. */
+export function machineCpuSeconds(): number {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    return (f[0] + f[1] + f[2] + f[5] + f[6]) / clockTicks();
+  } catch {
+    return NaN;
+  }
+}
+
 /** Resident set size of a process in KiB (VmRSS). */
 export function rssKiB(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
