@@ -44,6 +44,7 @@ const { values: args } = parseArgs({
     warmup: { type: 'string', default: '1' },
     floor: { type: 'boolean', default: false },
     'floor-window': { type: 'string', default: '0' },
+    'floor-writes': { type: 'string', default: 'turn' },
   },
 });
 const SESSIONS = Number(args.sessions);
@@ -224,7 +225,7 @@ async function main(): Promise<void> {
     if (FLOOR) {
       for (const store of ['redis', 'memory'] as const) {
         const port = await freePort();
-        const child = startChild(`floor-${store}`, process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./peers/mqttSessionFloor.ts', import.meta.url))], { env: { ...process.env, PORT: String(port), REDIS_URL: `redis://127.0.0.1:${redisPort}`, FLOOR_STORE: store, FLOOR_WINDOW: args['floor-window'] } });
+        const child = startChild(`floor-${store}`, process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./peers/mqttSessionFloor.ts', import.meta.url))], { env: { ...process.env, PORT: String(port), REDIS_URL: `redis://127.0.0.1:${redisPort}`, FLOOR_STORE: store, FLOOR_WINDOW: args['floor-window'], FLOOR_WRITES: args['floor-writes'] } });
         floors.push(child);
         await waitForPort(port, 20_000, child);
         targets.splice(targets.length - 1, 0, { name: `floor (${store})`, port, pids: store === 'redis' ? [child.pid, redisChild.pid] : [child.pid], password: 'unused', redis: store === 'redis' ? redis : undefined });

@@ -27,6 +27,8 @@ const redis = memory ? undefined : new Redis(process.env.REDIS_URL ?? 'redis://1
 const PREFIX = `floor:${process.pid}:`;
 /** Unacknowledged QoS 1 messages per connection (FLOOR_WINDOW; 0 = the whole queue at once, as the hub's default window of 100 does here). */
 const WINDOW = Number(process.env.FLOOR_WINDOW ?? 0);
+/** FLOOR_WRITES=each: one socket write per packet (as Mosquitto sends), instead of one per turn. */
+const EACH = process.env.FLOOR_WRITES === 'each';
 
 /** KEYS record, queue. ARGV owner. Returns {existed, the queue's entries concatenated}. */
 const CLAIM_LUA = `
@@ -135,7 +137,8 @@ class Conn {
     this.buf = i < b.length ? Buffer.from(b.subarray(i)) : Buffer.alloc(0);
     if (this.acks > 0 && this.rest.length > 0) {
       const next = this.rest.splice(0, this.acks);
-      this.socket.write(next.length === 1 ? next[0] : Buffer.concat(next));
+      if (EACH) for (const p of next) this.socket.write(p);
+      else this.socket.write(next.length === 1 ? next[0] : Buffer.concat(next));
     }
     this.acks = 0;
   }
@@ -182,6 +185,11 @@ class Conn {
         this.rest = all.slice(WINDOW);
         q = q.subarray(0, all[WINDOW].byteOffset - q.byteOffset);
       }
+    }
+    if (EACH) {
+      this.socket.write(CONNACK[present ? 1 : 0]);
+      for (const p of packets(q)) this.socket.write(p);
+      return;
     }
     this.socket.write(Buffer.concat([CONNACK[present ? 1 : 0], q]));
   }
