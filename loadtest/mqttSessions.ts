@@ -20,7 +20,15 @@
  *
  * `BENCH_HUB_ENV='{"ORGHUB_PRESENCE":"off"}'` passes settings to the hub (to see what a feature costs).
  *
- *   node --import tsx loadtest/mqttSessions.ts [--sessions 1000] [--queued 100] [--size 128] [--runs 1] [--warmup 1]
+ * `--floor` adds two more servers to every run, between the hub and Mosquitto: the floor peer
+ * (loadtest/peers/mqttSessionFloor.ts), a minimal Node.js MQTT server that does only what a
+ * persistent session in Redis must (one claim script per reconnect, the queue in a Redis list), with
+ * its sessions in the bench's Redis and then in its own memory. `--floor-window N` sends at most N
+ * unacknowledged messages per connection (0: the whole queue at once, as the hub does here), and
+ * `--floor-writes each` writes every packet on its own (Mosquitto's pattern) instead of one write
+ * per turn.
+ *
+ *   node --import tsx loadtest/mqttSessions.ts [--sessions 1000] [--queued 100] [--size 128] [--runs 1] [--warmup 1] [--floor [--floor-window 0] [--floor-writes turn|each]]
  */
 import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
@@ -115,6 +123,8 @@ interface Row {
   cpuSplit: number[];
   /** This generator's CPU per delivery (the same clients for both servers), µs. */
   genUs: number;
+  /** Of which in the kernel (system time: its socket reads and the PUBACK writes), µs. */
+  genSysUs: number;
   /** Cores the whole machine kept busy during the drain (/proc/stat). */
   busyCores: number;
   /** Every other process's CPU per delivery during the drain (the machine less server and generator: Postgres, NATS, ...), µs. */
@@ -170,7 +180,7 @@ async function run(t: Target, r: number | string, N: number, Q: number): Promise
     c.send({ cmd: 'disconnect' });
     c.socket.destroy();
   }
-  return { target: t.name, delivered, perSec: delivered / ((lastAt - t0) / 1000), cpuUs: serverUs, cpuSplit, genUs, busyCores: machineUs / wallUs, otherUs: machineUs / per - serverUs - genUs, bytesPerMsg: t.redis ? (mem1 - mem0) / (N * Q) : undefined, connack: percentiles(back.map((c) => c.connackMs), [50, 99]) };
+  return { target: t.name, delivered, perSec: delivered / ((lastAt - t0) / 1000), cpuUs: serverUs, cpuSplit, genUs, genSysUs: genCpu.system / per, busyCores: machineUs / wallUs, otherUs: machineUs / per - serverUs - genUs, bytesPerMsg: t.redis ? (mem1 - mem0) / (N * Q) : undefined, connack: percentiles(back.map((c) => c.connackMs), [50, 99]) };
 }
 
 async function metric(url: string, name: string): Promise<number> {
@@ -246,8 +256,8 @@ async function main(): Promise<void> {
     }
     process.stdout.write(`\nMQTT persistent sessions: ${SESSIONS} offline sessions × ${QUEUED} queued QoS 1 messages of ${SIZE} bytes, then all reconnect (${RUNS} run(s), after ${WARMUP} untimed warm-up round(s) of ${Math.ceil(SESSIONS / 5)} sessions per server)\n\n`);
     printTable(
-      ['server', 'delivered from queues', 'messages/s', 'server CPU µs/delivery', 'of which hub / Redis', 'generator CPU µs/delivery', 'other processes µs/delivery', 'machine cores busy', 'Redis bytes/queued message', 'reconnect CONNACK p50 / p99 ms'],
-      rows.map((x) => [x.target, `${x.delivered}/${SESSIONS * QUEUED}`, si(x.perSec), fixed(x.cpuUs, 2), x.cpuSplit.length > 1 ? x.cpuSplit.map((c) => fixed(c, 2)).join(' / ') : '', fixed(x.genUs, 2), fixed(x.otherUs, 2), fixed(x.busyCores, 2), x.bytesPerMsg === undefined ? 'n/a (in process memory)' : fixed(x.bytesPerMsg, 0), `${fixed(x.connack[0], 1)} / ${fixed(x.connack[1], 1)}`]),
+      ['server', 'delivered from queues', 'messages/s', 'server CPU µs/delivery', 'of which hub / Redis', 'generator CPU µs/delivery (of which system)', 'other processes µs/delivery', 'machine cores busy', 'Redis bytes/queued message', 'reconnect CONNACK p50 / p99 ms'],
+      rows.map((x) => [x.target, `${x.delivered}/${SESSIONS * QUEUED}`, si(x.perSec), fixed(x.cpuUs, 2), x.cpuSplit.length > 1 ? x.cpuSplit.map((c) => fixed(c, 2)).join(' / ') : '', `${fixed(x.genUs, 2)} (${fixed(x.genSysUs, 2)})`, fixed(x.otherUs, 2), fixed(x.busyCores, 2), x.bytesPerMsg === undefined ? 'n/a (in process memory)' : fixed(x.bytesPerMsg, 0), `${fixed(x.connack[0], 1)} / ${fixed(x.connack[1], 1)}`]),
     );
   } finally {
     for (const f of floors) await f.stop();
