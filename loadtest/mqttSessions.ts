@@ -41,7 +41,7 @@ import { createBenchIssuer } from './lib/tokens.ts';
 import { startHub, type HubServer } from './lib/servers.ts';
 import { cpuMicros, freePort, machineCpuSeconds, startChild, waitForPort, type Child } from './lib/proc.ts';
 import { printTable } from './lib/report.ts';
-import { fixed, percentiles, si } from './lib/stats.ts';
+import { fixed, median, percentiles, si } from './lib/stats.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -259,6 +259,11 @@ async function main(): Promise<void> {
       ['server', 'delivered from queues', 'messages/s', 'server CPU µs/delivery', 'of which hub / Redis', 'generator CPU µs/delivery (of which system)', 'other processes µs/delivery', 'machine cores busy', 'Redis bytes/queued message', 'reconnect CONNACK p50 / p99 ms'],
       rows.map((x) => [x.target, `${x.delivered}/${SESSIONS * QUEUED}`, si(x.perSec), fixed(x.cpuUs, 2), x.cpuSplit.length > 1 ? x.cpuSplit.map((c) => fixed(c, 2)).join(' / ') : '', `${fixed(x.genUs, 2)} (${fixed(x.genSysUs, 2)})`, fixed(x.otherUs, 2), fixed(x.busyCores, 2), x.bytesPerMsg === undefined ? 'n/a (in process memory)' : fixed(x.bytesPerMsg, 0), `${fixed(x.connack[0], 1)} / ${fixed(x.connack[1], 1)}`]),
     );
+    // Ratios of the medians of messages/s (the figure the docs record per invocation).
+    const med = (name: string) => median(rows.filter((x) => x.target === name).map((x) => x.perSec));
+    const ratio = (a: string, b: string) => `${a} / ${b} ${fixed(med(a) / med(b), 2)}×`;
+    const pairs = [['orghub', 'mosquitto'], ...targets.filter((t) => t.name.startsWith('floor')).flatMap((t) => [[t.name, 'mosquitto'], ['orghub', t.name]])];
+    process.stdout.write(`\nratios of medians: ${pairs.map(([a, b]) => ratio(a, b)).join(', ')}\n`);
   } finally {
     for (const f of floors) await f.stop();
     redis?.disconnect();
