@@ -55,41 +55,27 @@ const byTopic = new Map<string, Set<Session>>();
 
 const CONNACK = [Buffer.from([0x20, 2, 0, 0]), Buffer.from([0x20, 2, 1, 0])];
 
-/** Walks concatenated QoS 1 PUBLISH packets and writes a fresh packet id into each (in place). */
-function numberPackets(b: Buffer, next: () => number): void {
-  let i = 0;
-  while (i < b.length) {
-    let len = 0;
-    let mul = 1;
-    let j = i + 1;
-    let c: number;
-    do {
-      c = b[j++];
-      len += (c & 127) * mul;
-      mul *= 128;
-    } while (c & 128);
-    const idAt = j + 2 + b.readUInt16BE(j);
-    b.writeUInt16BE(next(), idAt);
-    i = j + len;
-  }
+/** The packet at `i`: where its body starts and where it ends; undefined while incomplete. */
+function frame(b: Buffer, i: number): { body: number; end: number } | undefined {
+  let len = 0;
+  let mul = 1;
+  let j = i + 1;
+  let c: number;
+  do {
+    if (j >= b.length) return undefined;
+    c = b[j++];
+    len += (c & 127) * mul;
+    mul *= 128;
+  } while (c & 128);
+  return j + len > b.length ? undefined : { body: j, end: j + len };
 }
 
-/** The packets of a buffer of concatenated packets, as views. */
-function packets(b: Buffer): Buffer[] {
+/** Concatenated QoS 1 PUBLISH packets as views, each with a fresh packet id written in (in place). */
+function numberPackets(b: Buffer, next: () => number): Buffer[] {
   const out: Buffer[] = [];
-  let i = 0;
-  while (i < b.length) {
-    let len = 0;
-    let mul = 1;
-    let j = i + 1;
-    let c: number;
-    do {
-      c = b[j++];
-      len += (c & 127) * mul;
-      mul *= 128;
-    } while (c & 128);
-    out.push(b.subarray(i, j + len));
-    i = j + len;
+  for (let i = 0, f = frame(b, 0); f; i = f.end, f = frame(b, i)) {
+    b.writeUInt16BE(next(), f.body + 2 + b.readUInt16BE(f.body));
+    out.push(b.subarray(i, f.end));
   }
   return out;
 }
@@ -114,26 +100,7 @@ class Conn {
   private read(d: Buffer): void {
     const b = this.buf.length ? Buffer.concat([this.buf, d]) : d;
     let i = 0;
-    for (;;) {
-      if (b.length - i < 2) break;
-      let len = 0;
-      let mul = 1;
-      let j = i + 1;
-      let c = 0;
-      let complete = true;
-      do {
-        if (j >= b.length) {
-          complete = false;
-          break;
-        }
-        c = b[j++];
-        len += (c & 127) * mul;
-        mul *= 128;
-      } while (c & 128);
-      if (!complete || j + len > b.length) break;
-      this.packet(b[i] >> 4, b[i] & 15, b.subarray(j, j + len));
-      i = j + len;
-    }
+    for (let f = frame(b, 0); f; i = f.end, f = frame(b, i)) this.packet(b[i] >> 4, b[i] & 15, b.subarray(f.body, f.end));
     this.buf = i < b.length ? Buffer.from(b.subarray(i)) : Buffer.alloc(0);
     if (this.acks > 0 && this.rest.length > 0) {
       const next = this.rest.splice(0, this.acks);
@@ -167,7 +134,6 @@ class Conn {
     this.session = s;
     if (flags & 0x02) throw new Error('the floor serves persistent sessions only');
     if (memory) {
-      const present = existed;
       const q = Buffer.concat(s.queue);
       s.queue = [];
       return this.resumed(existed, q);
@@ -176,19 +142,17 @@ class Conn {
     this.resumed(present === 1, q);
   }
 
-  /** CONNACK and the queue (up to the window; the rest as PUBACKs come in) in one write. */
+  /** CONNACK and the queue (up to the window; the rest as PUBACKs come in), in one write unless FLOOR_WRITES=each. */
   private resumed(present: boolean, q: Buffer): void {
-    numberPackets(q, this.id);
-    if (WINDOW > 0) {
-      const all = packets(q);
-      if (all.length > WINDOW) {
-        this.rest = all.slice(WINDOW);
-        q = q.subarray(0, all[WINDOW].byteOffset - q.byteOffset);
-      }
+    let all = numberPackets(q, this.id);
+    if (WINDOW > 0 && all.length > WINDOW) {
+      this.rest = all.slice(WINDOW);
+      all = all.slice(0, WINDOW);
+      q = q.subarray(0, this.rest[0].byteOffset - q.byteOffset);
     }
     if (EACH) {
       this.socket.write(CONNACK[present ? 1 : 0]);
-      for (const p of packets(q)) this.socket.write(p);
+      for (const p of all) this.socket.write(p);
       return;
     }
     this.socket.write(Buffer.concat([CONNACK[present ? 1 : 0], q]));
@@ -217,9 +181,15 @@ class Conn {
     const payload = b.subarray(2 + tlen + (qos ? 2 : 0));
     if (qos) {
       // The QoS 1 PUBLISH every subscriber gets, packet id 0 until delivery.
-      const rest = 2 + tlen + 2 + payload.length;
-      const head = rest < 128 ? Buffer.from([0x32, rest]) : Buffer.from([0x32, (rest & 127) | 128, rest >> 7]);
-      const entry = Buffer.concat([head, b.subarray(0, 2 + tlen), Buffer.from([0, 0]), payload]);
+      const head = [0x32];
+      for (let n = 2 + tlen + 2 + payload.length; ; n >>= 7) {
+        if (n < 128) {
+          head.push(n);
+          break;
+        }
+        head.push((n & 127) | 128);
+      }
+      const entry = Buffer.concat([Buffer.from(head), b.subarray(0, 2 + tlen), Buffer.from([0, 0]), payload]);
       const writes: Promise<unknown>[] = [];
       for (const s of byTopic.get(topic) ?? []) {
         if (s.conn) {
