@@ -7,7 +7,9 @@
  * sessions. Then all N reconnect (clean session 0, in batches of 100) and acknowledge what they get.
  * Reported: messages/s delivered from the queues (first reconnect to last delivery), server CPU per
  * delivery (for orghub, the hub process plus its dedicated Redis, also shown apart), this
- * generator's CPU per delivery (it shares the machine's cores with the server), every other process's CPU
+ * generator's CPU per delivery (it shares the machine's cores with the server) and its system time, the
+ * server's sleeps per delivery (voluntary context switches: on loopback, the write that wakes a
+ * sleeping server pays for the wake-up), every other process's CPU
  * per delivery and the cores the whole machine kept busy (/proc/stat: Postgres, NATS and whatever else
  * runs take the same cores), and for orghub the Redis memory
  * per queued message (a dedicated redis-server, so nothing else is counted), and the latency of each
@@ -39,7 +41,7 @@ import mqttPacket, { type Packet } from 'mqtt-packet';
 import { Redis } from 'ioredis';
 import { createBenchIssuer } from './lib/tokens.ts';
 import { startHub, type HubServer } from './lib/servers.ts';
-import { cpuMicros, freePort, machineCpuSeconds, startChild, waitForPort, type Child } from './lib/proc.ts';
+import { cpuMicros, freePort, machineCpuSeconds, voluntarySwitches, startChild, waitForPort, type Child } from './lib/proc.ts';
 import { printTable } from './lib/report.ts';
 import { fixed, median, percentiles, si } from './lib/stats.ts';
 
@@ -125,6 +127,8 @@ interface Row {
   genUs: number;
   /** Of which in the kernel (system time: its socket reads and the PUBACK writes), µs. */
   genSysUs: number;
+  /** The server's sleeps per delivery (voluntary context switches, all threads; the first pid): each is a wake-up that whoever writes to it pays. */
+  sleeps: number;
   /** Cores the whole machine kept busy during the drain (/proc/stat). */
   busyCores: number;
   /** Every other process's CPU per delivery during the drain (the machine less server and generator: Postgres, NATS, ...), µs. */
@@ -161,6 +165,7 @@ async function run(t: Target, r: number | string, N: number, Q: number): Promise
   // 3. Everyone comes back and drains its queue.
   let delivered = 0;
   const cpu0 = t.pids.map(cpuMicros);
+  const sleeps0 = voluntarySwitches(t.pids[0]);
   const gen0 = process.cpuUsage();
   const machine0 = machineCpuSeconds();
   const t0 = performance.now();
@@ -169,6 +174,7 @@ async function run(t: Target, r: number | string, N: number, Q: number): Promise
   const deadline = Date.now() + 120_000;
   while (delivered < N * Q && Date.now() < deadline && performance.now() - lastAt < 5000) await sleep(5);
   const cpu1 = t.pids.map(cpuMicros);
+  const sleeps = voluntarySwitches(t.pids[0]) - sleeps0;
   const genCpu = process.cpuUsage(gen0);
   const machineUs = (machineCpuSeconds() - machine0) * 1e6;
   const wallUs = (performance.now() - t0) * 1000;
@@ -180,7 +186,7 @@ async function run(t: Target, r: number | string, N: number, Q: number): Promise
     c.send({ cmd: 'disconnect' });
     c.socket.destroy();
   }
-  return { target: t.name, delivered, perSec: delivered / ((lastAt - t0) / 1000), cpuUs: serverUs, cpuSplit, genUs, genSysUs: genCpu.system / per, busyCores: machineUs / wallUs, otherUs: machineUs / per - serverUs - genUs, bytesPerMsg: t.redis ? (mem1 - mem0) / (N * Q) : undefined, connack: percentiles(back.map((c) => c.connackMs), [50, 99]) };
+  return { target: t.name, delivered, perSec: delivered / ((lastAt - t0) / 1000), cpuUs: serverUs, cpuSplit, genUs, genSysUs: genCpu.system / per, sleeps: sleeps / per, busyCores: machineUs / wallUs, otherUs: machineUs / per - serverUs - genUs, bytesPerMsg: t.redis ? (mem1 - mem0) / (N * Q) : undefined, connack: percentiles(back.map((c) => c.connackMs), [50, 99]) };
 }
 
 async function metric(url: string, name: string): Promise<number> {
@@ -256,8 +262,8 @@ async function main(): Promise<void> {
     }
     process.stdout.write(`\nMQTT persistent sessions: ${SESSIONS} offline sessions × ${QUEUED} queued QoS 1 messages of ${SIZE} bytes, then all reconnect (${RUNS} run(s), after ${WARMUP} untimed warm-up round(s) of ${Math.ceil(SESSIONS / 5)} sessions per server)\n\n`);
     printTable(
-      ['server', 'delivered from queues', 'messages/s', 'server CPU µs/delivery', 'of which hub / Redis', 'generator CPU µs/delivery (of which system)', 'other processes µs/delivery', 'machine cores busy', 'Redis bytes/queued message', 'reconnect CONNACK p50 / p99 ms'],
-      rows.map((x) => [x.target, `${x.delivered}/${SESSIONS * QUEUED}`, si(x.perSec), fixed(x.cpuUs, 2), x.cpuSplit.length > 1 ? x.cpuSplit.map((c) => fixed(c, 2)).join(' / ') : '', `${fixed(x.genUs, 2)} (${fixed(x.genSysUs, 2)})`, fixed(x.otherUs, 2), fixed(x.busyCores, 2), x.bytesPerMsg === undefined ? 'n/a (in process memory)' : fixed(x.bytesPerMsg, 0), `${fixed(x.connack[0], 1)} / ${fixed(x.connack[1], 1)}`]),
+      ['server', 'delivered from queues', 'messages/s', 'server CPU µs/delivery', 'of which hub / Redis', 'generator CPU µs/delivery (of which system)', 'server sleeps/delivery', 'other processes µs/delivery', 'machine cores busy', 'Redis bytes/queued message', 'reconnect CONNACK p50 / p99 ms'],
+      rows.map((x) => [x.target, `${x.delivered}/${SESSIONS * QUEUED}`, si(x.perSec), fixed(x.cpuUs, 2), x.cpuSplit.length > 1 ? x.cpuSplit.map((c) => fixed(c, 2)).join(' / ') : '', `${fixed(x.genUs, 2)} (${fixed(x.genSysUs, 2)})`, fixed(x.sleeps, 3), fixed(x.otherUs, 2), fixed(x.busyCores, 2), x.bytesPerMsg === undefined ? 'n/a (in process memory)' : fixed(x.bytesPerMsg, 0), `${fixed(x.connack[0], 1)} / ${fixed(x.connack[1], 1)}`]),
     );
     // Ratios of the medians of messages/s (the figure the docs record per invocation).
     const med = (name: string) => median(rows.filter((x) => x.target === name).map((x) => x.perSec));
