@@ -28,9 +28,10 @@
  * its sessions in the bench's Redis and then in its own memory. `--floor-window N` sends at most N
  * unacknowledged messages per connection (0: the whole queue at once, as the hub does here), and
  * `--floor-writes each` writes every packet on its own (Mosquitto's pattern) instead of one write
- * per turn.
+ * per turn, and `--floor-spin-us N` keeps the floor's event loop polling for N µs after each read
+ * instead of sleeping (fewer wake-ups for the generator to pay; more server CPU).
  *
- *   node --import tsx loadtest/mqttSessions.ts [--sessions 1000] [--queued 100] [--size 128] [--runs 1] [--warmup 1] [--floor [--floor-window 0] [--floor-writes turn|each]]
+ *   node --import tsx loadtest/mqttSessions.ts [--sessions 1000] [--queued 100] [--size 128] [--runs 1] [--warmup 1] [--floor [--floor-window 0] [--floor-writes turn|each] [--floor-spin-us 0]]
  */
 import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
@@ -55,6 +56,7 @@ const { values: args } = parseArgs({
     floor: { type: 'boolean', default: false },
     'floor-window': { type: 'string', default: '0' },
     'floor-writes': { type: 'string', default: 'turn' },
+    'floor-spin-us': { type: 'string', default: '0' },
   },
 });
 const SESSIONS = Number(args.sessions);
@@ -241,7 +243,7 @@ async function main(): Promise<void> {
     if (FLOOR) {
       for (const store of ['redis', 'memory'] as const) {
         const port = await freePort();
-        const child = startChild(`floor-${store}`, process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./peers/mqttSessionFloor.ts', import.meta.url))], { env: { ...process.env, PORT: String(port), REDIS_URL: `redis://127.0.0.1:${redisPort}`, FLOOR_STORE: store, FLOOR_WINDOW: args['floor-window'], FLOOR_WRITES: args['floor-writes'] } });
+        const child = startChild(`floor-${store}`, process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./peers/mqttSessionFloor.ts', import.meta.url))], { env: { ...process.env, PORT: String(port), REDIS_URL: `redis://127.0.0.1:${redisPort}`, FLOOR_STORE: store, FLOOR_WINDOW: args['floor-window'], FLOOR_WRITES: args['floor-writes'], FLOOR_SPIN_US: args['floor-spin-us'] } });
         floors.push(child);
         await waitForPort(port, 20_000, child);
         targets.splice(targets.length - 1, 0, { name: `floor (${store})`, port, pids: store === 'redis' ? [child.pid, redisChild.pid] : [child.pid], password: 'unused', redis: store === 'redis' ? redis : undefined });

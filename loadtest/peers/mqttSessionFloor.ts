@@ -12,11 +12,11 @@
  * - PUBACK: counted. Close: the record is marked offline.
  *
  * No token, no ACL, no connection caps, no audit, no takeover notice, no presence, no NATS, no queue
- * bound, no expiry: the gap between this and the hub is what those cost. `--store memory` keeps the
+ * bound, no expiry: the gap between this and the hub is what those cost. `FLOOR_STORE=memory` keeps the
  * queues in this process instead of Redis (what the shared storage costs). Packets are framed by
  * hand; a malformed one closes the connection. Not a server for anything but this bench.
  *
- *   PORT=9003 REDIS_URL=redis://127.0.0.1:6379 FLOOR_STORE=redis|memory node --import tsx loadtest/peers/mqttSessionFloor.ts
+ *   PORT=9003 REDIS_URL=redis://127.0.0.1:6379 FLOOR_STORE=redis|memory [FLOOR_WINDOW=0] [FLOOR_WRITES=turn|each] [FLOOR_SPIN_US=0] node --import tsx loadtest/peers/mqttSessionFloor.ts
  */
 import net from 'node:net';
 import { Redis } from 'ioredis';
@@ -29,6 +29,26 @@ const PREFIX = `floor:${process.pid}:`;
 const WINDOW = Number(process.env.FLOOR_WINDOW ?? 0);
 /** FLOOR_WRITES=each: one socket write per packet (as Mosquitto sends), instead of one per turn. */
 const EACH = process.env.FLOOR_WRITES === 'each';
+/**
+ * FLOOR_SPIN_US: keep the event loop polling (setImmediate, so libuv polls without sleeping) for this
+ * long after each read. A sleeping server is woken by the next write to it, and on loopback that
+ * wake-up is paid by the writer (here the bench's generator); spinning trades server CPU for fewer
+ * wake-ups. Not something a production server should do: it is here to measure that cost.
+ */
+const SPIN_NS = BigInt(Math.round(Number(process.env.FLOOR_SPIN_US ?? 0) * 1000));
+let lastRead = 0n;
+let spinning = false;
+function spin(): void {
+  if (process.hrtime.bigint() - lastRead > SPIN_NS) spinning = false;
+  else setImmediate(spin);
+}
+function readNow(): void {
+  if (SPIN_NS === 0n) return;
+  lastRead = process.hrtime.bigint();
+  if (spinning) return;
+  spinning = true;
+  setImmediate(spin);
+}
 
 /** KEYS record, queue. ARGV owner. Returns {existed, the queue's entries concatenated}. */
 const CLAIM_LUA = `
@@ -90,7 +110,10 @@ class Conn {
 
   constructor(readonly socket: net.Socket) {
     socket.setNoDelay(true);
-    socket.on('data', (d: Buffer) => this.read(d));
+    socket.on('data', (d: Buffer) => {
+      readNow();
+      this.read(d);
+    });
     socket.on('error', () => {});
     socket.on('close', () => this.closed());
   }
