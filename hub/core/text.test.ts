@@ -16,6 +16,16 @@ describe('text', () => {
     assert.equal(findBadText({ emoji: '\u{1F600}' }), undefined);
   });
 
+  it('text - findBadText should give the whole JSON pointer of a problem deep inside, keys escaped (~0, ~1) and sanitised', () => {
+    const caps = { maxString: 10, maxKey: 5, maxDepth: 4 };
+    assert.equal(findBadText({ ok: 'x', 'a/b': [{ fine: 1 }, { 'c~d': ['y', 'z\u0000'] }] }, undefined, '/data'), '/data/a~1b/1/c~0d/1 must not contain U+0000');
+    assert.equal(findBadText({ a: { 'k/k/k/': 1 } }, caps, '/m'), '/m/a/k~1k~1k~1 (key) is longer than 5 characters');
+    assert.equal(findBadText({ a: { 'x\ud800': 1 } }), '/a/x\ufffd (key) is not well-formed Unicode (lone UTF-16 surrogate)');
+    assert.equal(findBadText({ a: { ['k'.repeat(6)]: 1 } }, caps, '/m'), `/m/a/${'k'.repeat(6)} (key) is longer than 5 characters`);
+    assert.equal(findBadText({ a: [{ b: [[1]] }] }, caps, '/m'), '/m/a/0/b/0 is nested deeper than 4 levels');
+    assert.equal(findBadText({ a: [{ b: 'v'.repeat(11) }] }, caps), '/a/0/b is longer than 10 characters');
+  });
+
   it('text - clipCodePoints should count code points and never cut a pair', () => {
     assert.equal(clipCodePoints('ab\u{1F600}cd', 3), 'ab\u{1F600}');
     assert.equal(clipCodePoints('ab\u{1F600}cd', 2), 'ab');

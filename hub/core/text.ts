@@ -43,27 +43,47 @@ export function badString(s: string, max: number): string | undefined {
  * Walks a JSON value and returns the first problem as `<json pointer> <why>` (e.g.
  * `/reason is not well-formed Unicode (lone UTF-16 surrogate)`), or undefined when every string
  * and key is acceptable. Non-JSON leaves (functions, symbols) are left to the schema checks.
+ * The pointer is built only for a problem: every appended event passes here, nearly all clean.
  */
 export function findBadText(value: unknown, caps: TextCaps = DEFAULT_TEXT_CAPS, path = '', depth = 0): string | undefined {
+  const bad = badTextIn(value, caps, depth);
+  if (!bad) return undefined;
+  let where = path;
+  for (let i = bad.at.length - 1; i >= 0; i--) where += `/${bad.at[i]}`;
+  return `${where || '/'} ${bad.why}`;
+}
+
+/** A problem found by `badTextIn`: where (JSON pointer segments, innermost first) and why. */
+interface BadText {
+  at: string[];
+  why: string;
+}
+
+function badTextIn(value: unknown, caps: TextCaps, depth: number): BadText | undefined {
   if (typeof value === 'string') {
     const why = badString(value, caps.maxString);
-    return why && `${path || '/'} ${why}`;
+    return why === undefined ? undefined : { at: [], why };
   }
   if (value === null || typeof value !== 'object') return undefined;
-  if (depth >= caps.maxDepth) return `${path || '/'} is nested deeper than ${caps.maxDepth} levels`;
+  if (depth >= caps.maxDepth) return { at: [], why: `is nested deeper than ${caps.maxDepth} levels` };
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      const why = findBadText(value[i], caps, `${path}/${i}`, depth + 1);
-      if (why) return why;
+      const bad = badTextIn(value[i], caps, depth + 1);
+      if (bad) {
+        bad.at.push(String(i));
+        return bad;
+      }
     }
     return undefined;
   }
   for (const key of Object.keys(value)) {
-    const where = `${path}/${pointerSegment(sanitizeUntrusted(key, 64)!)}`;
     const kwhy = badString(key, caps.maxKey);
-    if (kwhy) return `${where} (key) ${kwhy}`;
-    const why = findBadText((value as Record<string, unknown>)[key], caps, where, depth + 1);
-    if (why) return why;
+    if (kwhy) return { at: [pointerSegment(sanitizeUntrusted(key, 64)!)], why: `(key) ${kwhy}` };
+    const bad = badTextIn((value as Record<string, unknown>)[key], caps, depth + 1);
+    if (bad) {
+      bad.at.push(pointerSegment(sanitizeUntrusted(key, 64)!));
+      return bad;
+    }
   }
   return undefined;
 }

@@ -44,6 +44,15 @@ export interface Slot {
 
 export type Admission = { ok: true; slots: Slot[] } | { ok: false; limit: LimitName; max: number };
 
+/**
+ * A connection's own bucket at `rate`; none when the rate is 0 (unlimited). (Functions and methods
+ * here, not closures in `connection()`: under tsx every named closure costs a `name`
+ * defineProperty each time it is created, and `connection()` runs at every CONNECT.)
+ */
+function connBucket(l: TierLimits, rate: number): LocalBucket | undefined {
+  return rate > 0 ? new LocalBucket(rate, bucketSpec(l, 'connection', rate).burst) : undefined;
+}
+
 const HEARTBEAT_MS = 5_000;
 const NODE_TTL_MS = 15_000;
 /** After a failed Redis call, the local fallback serves for this long before Redis is tried again. */
@@ -130,14 +139,17 @@ export class LimitService {
   connection(p: Principal, transport: Transport): RateLimits {
     if (!this.enabled) return NO_LIMITS;
     const l = this.limitsOf(p.org);
-    const local = (rate: number) => (rate > 0 ? new LocalBucket(rate, bucketSpec(l, 'connection', rate).burst) : undefined);
-    const lease = (kind: 'pub' | 'cmd', level: 'user' | 'org', rate: number) => (rate > 0 ? this.lease(bucketKey(this.opts.prefix, kind, level, p.org, p.sub), bucketSpec(l, level, rate)) : undefined);
     // HTTP has no connection: its requests meet the user's and the org's buckets only.
-    const conn = (rate: number) => (transport === 'http' ? undefined : local(rate));
+    const http = transport === 'http';
     return new ConnLimits(this, transport, l, this.opts.abuseDenials, {
-      pub: [conn(l.publish.connection), lease('pub', 'user', l.publish.user), lease('pub', 'org', l.publish.org)],
-      cmd: [conn(l.commands.connection), lease('cmd', 'user', l.commands.user), lease('cmd', 'org', l.commands.org)],
+      pub: [http ? undefined : connBucket(l, l.publish.connection), this.leaseOf(p, l, 'pub', 'user', l.publish.user), this.leaseOf(p, l, 'pub', 'org', l.publish.org)],
+      cmd: [http ? undefined : connBucket(l, l.commands.connection), this.leaseOf(p, l, 'cmd', 'user', l.commands.user), this.leaseOf(p, l, 'cmd', 'org', l.commands.org)],
     });
+  }
+
+  /** The principal's lease of the user's or the org's bucket; none when the rate is 0 (unlimited). */
+  private leaseOf(p: Principal, l: TierLimits, kind: 'pub' | 'cmd', level: 'user' | 'org', rate: number): Lease | undefined {
+    return rate > 0 ? this.lease(bucketKey(this.opts.prefix, kind, level, p.org, p.sub), bucketSpec(l, level, rate)) : undefined;
   }
 
   /** Takes a slot for a connection from `ip` (before authentication). */
@@ -235,21 +247,25 @@ export class LimitService {
    */
   private async acquire(want: readonly SlotWant[]): Promise<number> {
     const capped = want.filter((s) => s.max > 0);
-    const local = () => want.findIndex((s) => s.max > 0 && (this.held.get(s.key) ?? 0) >= s.max);
     let full: number;
     if (capped.length === 0) full = -1;
-    else if (this.degraded) full = local();
+    else if (this.degraded) full = this.fullHere(want);
     else {
       try {
         const at = await this.opts.cluster.acquireAll(capped, this.opts.nodeId);
         full = at < 0 ? -1 : want.indexOf(capped[at]);
       } catch (err) {
         this.degrade(err);
-        full = local();
+        full = this.fullHere(want);
       }
     }
     if (full < 0) for (const s of want) this.held.set(s.key, (this.held.get(s.key) ?? 0) + 1);
     return full;
+  }
+
+  /** `acquire` on this node's own counts (Redis failing): the index of the first capped set at its cap, else -1. */
+  private fullHere(want: readonly SlotWant[]): number {
+    return want.findIndex((s) => s.max > 0 && (this.held.get(s.key) ?? 0) >= s.max);
   }
 
   private degrade(err?: unknown): void {

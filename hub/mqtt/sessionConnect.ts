@@ -110,18 +110,14 @@ export async function authorizeConnect(ctx: BridgeContext, p: IConnectPacket, se
   const byIp = await admitIp(ctx.quotas, sock.transport, sock.remote);
   if (!byIp.ok) return capped(ctx, session, byIp.limit, byIp.max, undefined);
   const slots: Slot[] = [...byIp.slots];
-  const refused = (why: ConnectRefusal, auditReason?: string): ConnectDecision => {
-    ctx.quotas.release(slots);
-    return { ok: false, why, auditReason };
-  };
   let principal: Principal;
   try {
     principal = await ctx.verifier.verify(token);
   } catch (err) {
     // The revocation list is unreadable (Redis down): fail closed, the client retries later.
-    if (err instanceof HubError && err.code === 'unavailable') return refused('unavailable', err.message);
+    if (err instanceof HubError && err.code === 'unavailable') return refused(ctx, slots, 'unavailable', err.message);
     if (!(err instanceof AuthError)) ctx.log.warn({ err }, 'token verification failed unexpectedly');
-    return refused('token_invalid', err instanceof AuthError ? err.reason : 'token_invalid');
+    return refused(ctx, slots, 'token_invalid', err instanceof AuthError ? err.reason : 'token_invalid');
   }
   const admitted = await admitPrincipal(ctx.quotas, principal);
   if (!admitted.ok) {
@@ -132,17 +128,26 @@ export async function authorizeConnect(ctx: BridgeContext, p: IConnectPacket, se
   const grants = compileGrants(principal, ctx.roleGrants);
   if (!p.will) return { ok: true, principal, grants, will: undefined, slots, lim: admitted.lim };
   // A will on `$cmd/...` would be published as a plain message, not run as a command: refuse it.
-  if (!isValidTopic(p.will.topic) || isCommandTopic(p.will.topic)) return refused('will_topic_invalid');
+  if (!isValidTopic(p.will.topic) || isCommandTopic(p.will.topic)) return refused(ctx, slots, 'will_topic_invalid');
   // Fleet command, declared command and presence topics are the hub's own, whatever the grants say (as Publisher.check).
   if (ctx.publisher.reserved(p.will.topic)) {
     ctx.audit.record(principal.org, 'publish.denied', { topic: p.will.topic, transport: 'mqtt', will: true, reason: 'reserved' }, { actor: principal.sub, session });
-    return refused('will_not_granted');
+    return refused(ctx, slots, 'will_not_granted');
   }
   if (!grants.canPublish(p.will.topic)) {
     ctx.audit.record(principal.org, 'publish.denied', { topic: p.will.topic, transport: 'mqtt', will: true }, { actor: principal.sub, session });
-    return refused('will_not_granted');
+    return refused(ctx, slots, 'will_not_granted');
   }
   return { ok: true, principal, grants, will: willOf(p.will), slots, lim: admitted.lim };
+}
+
+/**
+ * A CONNECT refused after its slots were taken: they are given back. (A function, not a closure in
+ * `authorizeConnect`: under tsx every named closure costs a `name` defineProperty per CONNECT.)
+ */
+function refused(ctx: BridgeContext, slots: Slot[], why: ConnectRefusal, auditReason?: string): ConnectDecision {
+  ctx.quotas.release(slots);
+  return { ok: false, why, auditReason };
 }
 
 /** A CONNECT refused by a connection cap (hub/limits): counted, audited, CONNACK `connection_limit`. */

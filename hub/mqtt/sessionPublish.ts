@@ -99,16 +99,22 @@ function afterBus(s: SessionPort, code: number | Promise<number>, p: IPublishPac
  * (docs/history.md), so the answer then waits for the append.
  */
 function toBus(s: SessionPort, topic: string, payload: Buffer, contentType: ContentType, opts: PublishOptions): number | Promise<number> {
-  const unavailable = (err: unknown): number => {
-    if (err instanceof HubError && err.code === 'unavailable') return Reason.unspecified;
-    throw err;
-  };
   try {
     const r = s.ctx.publisher.send(s, topic, payload, contentType, opts);
     return r instanceof Promise ? r.then(() => Reason.success, unavailable) : Reason.success;
   } catch (err) {
     return unavailable(err);
   }
+}
+
+/**
+ * The reason code of a publish the bus refused as `unavailable`; anything else is rethrown. (A
+ * function, not a closure in `toBus`: under tsx every named closure costs a `name`
+ * defineProperty each time it is created, here once per PUBLISH.)
+ */
+function unavailable(err: unknown): number {
+  if (err instanceof HubError && err.code === 'unavailable') return Reason.unspecified;
+  throw err;
 }
 
 /** Acks a PUBLISH with `code`; a QoS 2 id that was taken (code < 0x80) waits for PUBREL. */

@@ -127,15 +127,17 @@ export function unpackEntries(b: Buffer): Buffer[] {
   return out;
 }
 
+/** `s` as JSON, or `d` when it is empty or not JSON. */
+function parseOr<T>(s: string, d: T): T {
+  try {
+    return s ? (JSON.parse(s) as T) : d;
+  } catch {
+    return d;
+  }
+}
+
 function parseSession(owner: string, subs: string, q2: string, drops: string): StoredSession {
-  const parse = <T>(s: string, d: T): T => {
-    try {
-      return s ? (JSON.parse(s) as T) : d;
-    } catch {
-      return d;
-    }
-  };
-  return { owner, subs: parse<Record<string, 0 | 1>>(subs, {}), qos2: parse<number[]>(q2, []), drops: Number(drops) || 0 };
+  return { owner, subs: parseOr<Record<string, 0 | 1>>(subs, {}), qos2: parseOr<number[]>(q2, []), drops: Number(drops) || 0 };
 }
 
 /**
