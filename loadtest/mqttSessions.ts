@@ -264,7 +264,7 @@ async function main(): Promise<void> {
     }
     process.stdout.write(`\nMQTT persistent sessions: ${SESSIONS} offline sessions × ${QUEUED} queued QoS 1 messages of ${SIZE} bytes, then all reconnect (${RUNS} run(s), after ${WARMUP} untimed warm-up round(s) of ${Math.ceil(SESSIONS / 5)} sessions per server)\n\n`);
     printTable(
-      ['server', 'delivered from queues', 'messages/s', 'server CPU µs/delivery', 'of which hub / Redis', 'generator CPU µs/delivery (of which system)', 'server sleeps/delivery', 'other processes µs/delivery', 'machine cores busy', 'Redis bytes/queued message', 'reconnect CONNACK p50 / p99 ms'],
+      ['server', 'delivered from queues', 'messages/s', 'server CPU µs/delivery', 'of which server process / Redis', 'generator CPU µs/delivery (of which system)', 'server sleeps/delivery', 'other processes µs/delivery', 'machine cores busy', 'Redis bytes/queued message', 'reconnect CONNACK p50 / p99 ms'],
       rows.map((x) => [x.target, `${x.delivered}/${SESSIONS * QUEUED}`, si(x.perSec), fixed(x.cpuUs, 2), x.cpuSplit.length > 1 ? x.cpuSplit.map((c) => fixed(c, 2)).join(' / ') : '', `${fixed(x.genUs, 2)} (${fixed(x.genSysUs, 2)})`, fixed(x.sleeps, 3), fixed(x.otherUs, 2), fixed(x.busyCores, 2), x.bytesPerMsg === undefined ? 'n/a (in process memory)' : fixed(x.bytesPerMsg, 0), `${fixed(x.connack[0], 1)} / ${fixed(x.connack[1], 1)}`]),
     );
     // Ratios of the medians of messages/s (the figure the docs record per invocation).
