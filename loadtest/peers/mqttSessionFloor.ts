@@ -4,7 +4,8 @@
  *
  * - CONNECT with clean session 0: one Redis script claims the session (its record marked owned,
  *   the queue read and deleted) and answers whether it existed; CONNACK and the whole queue leave
- *   in one socket write, each message a QoS 1 PUBLISH with its own packet id.
+ *   in one socket write (unless FLOOR_WINDOW or FLOOR_WRITES, below), each message a QoS 1 PUBLISH
+ *   with its own packet id.
  * - SUBSCRIBE: the filter is stored in the session's record and indexed in memory (exact topics
  *   only, which is all the bench uses).
  * - PUBLISH QoS 1: for every offline session subscribed to the topic, the encoded PUBLISH is
