@@ -151,8 +151,8 @@ class Conn {
     const flags = b[2 + nameLen + 1];
     const idLen = b.readUInt16BE(2 + nameLen + 4);
     const id = b.toString('utf8', 2 + nameLen + 6, 2 + nameLen + 6 + idLen);
-    const existed = sessions.has(id);
     let s = sessions.get(id);
+    const existed = s !== undefined;
     if (!s) sessions.set(id, (s = { id, subs: new Set(), queue: [] }));
     s.conn = this;
     this.session = s;
